@@ -1,0 +1,12 @@
+//! community-sync: a data sync agent for smart-community public services.
+//!
+//! Data flows `source` → `normalize` → `store` → `reconcile` → `push`; `pipeline` wires the
+//! stages for one run, `daemon` schedules runs, `cli` is the command line, `sim` is the
+//! built-in simulator of the department systems and the platform. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod mask;
+pub mod model;
+pub mod normalize;
+pub mod sim;
+pub mod source;

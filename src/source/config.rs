@@ -1,0 +1,302 @@
+//! How an operator describes a department system's HTTP API in TOML: pagination, auth,
+//! encoding, resilience and the incremental cursor. Declared, never coded.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a secret comes from. Never required inline: `env` or `file` (e.g.
+/// `${CREDENTIALS_DIRECTORY}/onecard` under systemd's `LoadCredential=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Inline value: allowed for tests and demos only, warned about at start.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    #[default]
+    None,
+    Bearer {
+        token: SecretRef,
+    },
+    ApiKey {
+        /// Header name (e.g. `X-API-Key`) or query parameter name.
+        name: String,
+        #[serde(default)]
+        location: ApiKeyLocation,
+        key: SecretRef,
+    },
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
+    Oauth2ClientCredentials {
+        /// Token endpoint path (joined to base_url) or absolute URL.
+        token_url: String,
+        client_id: String,
+        client_secret: SecretRef,
+        #[serde(default)]
+        scope: Option<String>,
+    },
+    /// Government data-exchange gateway signing: app key, timestamp, nonce and a signature over
+    /// the sorted parameters (and body).
+    Signed {
+        app_key: String,
+        secret: SecretRef,
+        #[serde(default)]
+        algorithm: SignAlgorithm,
+        /// Template of the string to sign. Placeholders: `{app_key}`, `{timestamp}`,
+        /// `{nonce}`, `{params}` (sorted `k=v` joined by `&`), `{body}`, `{secret}`.
+        #[serde(default = "default_sign_template")]
+        template: String,
+        /// Where the signature parameters go.
+        #[serde(default)]
+        location: ApiKeyLocation,
+        #[serde(default = "default_sign_param_names")]
+        param_names: SignParamNames,
+        /// Upper-case hex (most gateways) or lower-case.
+        #[serde(default = "default_true")]
+        uppercase: bool,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_sign_template() -> String {
+    "{params}&key={secret}".to_string()
+}
+
+fn default_sign_param_names() -> SignParamNames {
+    SignParamNames::default()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignParamNames {
+    pub app_key: String,
+    pub timestamp: String,
+    pub nonce: String,
+    pub sign: String,
+}
+
+impl Default for SignParamNames {
+    fn default() -> Self {
+        SignParamNames {
+            app_key: "appkey".into(),
+            timestamp: "timestamp".into(),
+            nonce: "nonce".into(),
+            sign: "sign".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyLocation {
+    #[default]
+    Header,
+    Query,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SignAlgorithm {
+    #[default]
+    Md5,
+    HmacSha256,
+    Sm3,
+}
+
+/// Response body encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingConfig {
+    /// From the response's `Content-Type` charset; UTF-8 (BOM stripped) when absent.
+    #[default]
+    Auto,
+    Utf8,
+    Gbk,
+    Gb18030,
+}
+
+/// Timeouts, retries, rate and size limits for one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub connect_timeout_secs: f64,
+    pub timeout_secs: f64,
+    /// Retries after the first attempt, on timeouts, 5xx and 429.
+    pub retries: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Requests per second across the source (0 = unlimited).
+    pub rate_limit_rps: f64,
+    /// Requests in flight at once across the source.
+    pub concurrency: usize,
+    /// A response larger than this fails the page.
+    pub max_response_bytes: usize,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
+    /// Most records accepted from one page.
+    pub max_records_per_page: usize,
+    /// Follow redirects only to the same host unless this is true.
+    pub follow_cross_host_redirects: bool,
+    /// Plain http to a non-loopback address is refused unless this is true.
+    pub allow_insecure_http: bool,
+    /// PEM bundle of extra CA certificates (private intranet CAs).
+    pub ca_file: Option<String>,
+    /// Extra headers sent with every request.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout_secs: 5.0,
+            timeout_secs: 30.0,
+            retries: 4,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 30_000,
+            rate_limit_rps: 0.0,
+            concurrency: 2,
+            max_response_bytes: 32 * 1024 * 1024,
+            max_json_depth: 64,
+            max_records_per_page: 100_000,
+            follow_cross_host_redirects: false,
+            allow_insecure_http: false,
+            ca_file: None,
+            headers: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+}
+
+/// How the next page is found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaginationConfig {
+    /// `?page=N&size=M`; stops on an empty page, a short page, `total`, or a has-more flag.
+    PageNumber {
+        #[serde(default = "default_page_param")]
+        page_param: String,
+        #[serde(default = "default_size_param")]
+        size_param: String,
+        #[serde(default = "default_page_size")]
+        size: u64,
+        #[serde(default = "default_one")]
+        start: u64,
+        /// JSON pointer to the total record count, if the API gives one.
+        #[serde(default)]
+        total_path: Option<String>,
+        /// JSON pointer to a boolean "has more" flag.
+        #[serde(default)]
+        has_more_path: Option<String>,
+        /// Send page and size in a JSON POST body instead of the query string.
+        #[serde(default)]
+        in_body: bool,
+    },
+    /// `?offset=N&limit=M`.
+    OffsetLimit {
+        #[serde(default = "default_offset_param")]
+        offset_param: String,
+        #[serde(default = "default_limit_param")]
+        limit_param: String,
+        #[serde(default = "default_page_size")]
+        limit: u64,
+        #[serde(default)]
+        total_path: Option<String>,
+        #[serde(default)]
+        in_body: bool,
+    },
+    /// Next-page token in the body, sent back as a parameter.
+    Cursor {
+        /// JSON pointer to the next cursor; null/absent/empty ends.
+        cursor_path: String,
+        cursor_param: String,
+        #[serde(default)]
+        size_param: Option<String>,
+        #[serde(default = "default_page_size")]
+        size: u64,
+        #[serde(default)]
+        in_body: bool,
+    },
+    /// A full next URL in the body: a JSON pointer, or an HL7 FHIR Bundle's `link` list
+    /// (`relation = "next"`) with `fhir = true`.
+    NextLink {
+        #[serde(default)]
+        next_path: Option<String>,
+        #[serde(default)]
+        fhir: bool,
+        #[serde(default)]
+        size_param: Option<String>,
+        #[serde(default = "default_page_size")]
+        size: u64,
+    },
+    /// RFC 8288 `Link: <...>; rel="next"` response header.
+    LinkHeader {
+        #[serde(default)]
+        size_param: Option<String>,
+        #[serde(default = "default_page_size")]
+        size: u64,
+    },
+    /// One request returns everything.
+    None,
+}
+
+fn default_page_param() -> String {
+    "page".into()
+}
+fn default_size_param() -> String {
+    "size".into()
+}
+fn default_offset_param() -> String {
+    "offset".into()
+}
+fn default_limit_param() -> String {
+    "limit".into()
+}
+fn default_page_size() -> u64 {
+    100
+}
+fn default_one() -> u64 {
+    1
+}
+
+/// How the incremental lower bound is sent to the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalParam {
+    /// Request parameter that carries the lower bound (inclusive).
+    pub param: String,
+    /// How to write the bound: a chrono format string (`%Y-%m-%d %H:%M:%S`), or one of
+    /// `rfc3339`, `epoch_ms`, `epoch_s`, `integer` (a version number cursor).
+    #[serde(default = "default_param_format")]
+    pub format: String,
+    /// Text put before the value (FHIR search prefixes such as `ge`).
+    #[serde(default)]
+    pub prefix: String,
+    /// Optional parameter for the upper bound ("now minus settle delay").
+    #[serde(default)]
+    pub upper_param: Option<String>,
+    #[serde(default)]
+    pub upper_prefix: String,
+}
+
+fn default_param_format() -> String {
+    "rfc3339".into()
+}
