@@ -4,9 +4,14 @@
 //! stages for one run, `daemon` schedules runs, `cli` is the command line, `sim` is the
 //! built-in simulator of the department systems and the platform. See ARCHITECTURE.md.
 
+pub mod cli;
 pub mod config;
 pub mod mask;
 pub mod model;
 pub mod normalize;
+pub mod pipeline;
+pub mod push;
+pub mod reconcile;
 pub mod sim;
 pub mod source;
+pub mod store;

@@ -1,3 +1,3 @@
-fn main() {
-    println!("community-sync");
+fn main() -> std::process::ExitCode {
+    community_sync::cli::main()
 }

@@ -66,6 +66,19 @@ pub fn is_sensitive_looking(raw: &str) -> bool {
 /// Replaces every run of 7 or more digits (allowing spaces, dashes and a trailing X) in free
 /// text with a masked form. Used on error messages that may quote input.
 pub fn scrub_text(text: &str) -> String {
+    scrub_runs(text, 7)
+}
+
+/// The log-line safety net: masks runs of 11 or more digits (a phone, a 15- or 18-digit ID
+/// number), leaving ordinary counts alone. Every log line passes through it.
+pub fn scrub_log(text: &str) -> String {
+    if !text.bytes().any(|b| b.is_ascii_digit() || b >= 0x80) {
+        return text.to_string();
+    }
+    scrub_runs(text, 11)
+}
+
+fn scrub_runs(text: &str, min_digits: usize) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -88,7 +101,7 @@ pub fn scrub_text(text: &str) -> String {
                 digits += 1;
             }
             let run: String = chars[start..j].iter().collect();
-            if digits >= 7 {
+            if digits >= min_digits {
                 out.push_str(&generic(&run));
             } else {
                 out.push_str(&run);

@@ -395,3 +395,52 @@ pub struct FieldReject {
     /// The raw value as received (sensitive: masked whenever shown).
     pub raw: String,
 }
+
+/// Operation of an outbox event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Upsert,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Upsert => "upsert",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// One change announced to the platform (see docs/platform-api.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `{entity}:{key}:{version}`: unique and stable, so a re-send is recognisable.
+    pub event_id: String,
+    /// `person` or an [`EntityKind`] name.
+    pub entity: String,
+    pub key: String,
+    pub version: i64,
+    pub op: Op,
+    /// Fields whose value changed with this version.
+    pub changed: Vec<String>,
+    /// The full current record (`null` for deletions).
+    pub record: Option<serde_json::Value>,
+    pub emitted_at: String,
+}
+
+impl Event {
+    pub fn new(entity: &str, key: &str, version: i64, op: Op, changed: Vec<String>, record: Option<serde_json::Value>) -> Event {
+        Event {
+            event_id: format!("{entity}:{key}:{version}"),
+            entity: entity.to_string(),
+            key: key.to_string(),
+            version,
+            op,
+            changed,
+            record,
+            emitted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}

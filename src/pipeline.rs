@@ -1,0 +1,462 @@
+//! One sync run, wired end to end: for each selected source (concurrently) and each of its
+//! streams (in config order, so parents come before the activity records that link to them):
+//! fetch pages → map and normalize → ingest in batches → close the run with the cursor in the
+//! same transaction as the last batch. Then reconcile, then (optionally) push.
+//!
+//! This module holds no business rules of its own; it only moves data between the stages.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, SourceConfig, StreamConfig, SyncMode};
+use crate::normalize::mapping::{Mapped, Mapping};
+use crate::push::{PushStats, Pusher};
+use crate::reconcile::{self, ReconcileStats};
+use crate::source::{CursorBound, FetchPlan, Page, SourceClient};
+use crate::store::{Finish, Ingest, IngestStats, Store, StreamRef};
+
+/// Pages buffered between the fetcher and the writer: bounds memory whatever the system size.
+const PAGE_BUFFER: usize = 4;
+
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub store: Arc<Mutex<Store>>,
+}
+
+impl Context {
+    pub fn open(config: Config) -> anyhow::Result<Context> {
+        let store = Store::open(&config.store.path)?;
+        store.mark_interrupted_runs()?;
+        Ok(Context {
+            config: Arc::new(config),
+            store: Arc::new(Mutex::new(store)),
+        })
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.config.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Source names; empty = all enabled sources.
+    pub sources: Vec<String>,
+    /// Ignore cursors and re-read everything.
+    pub full: bool,
+    /// Who asked: `manual`, `schedule`, `demo`, ...
+    pub trigger: String,
+    /// Drain the outbox after reconciling.
+    pub push: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    pub source: String,
+    pub stream: String,
+    pub run_id: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub pages: u64,
+    pub fetched: u64,
+    pub stats: IngestStats,
+    pub cursor: Option<String>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SyncReport {
+    pub streams: Vec<StreamReport>,
+    pub reconcile: ReconcileStats,
+    pub push: Option<PushStats>,
+    pub push_error: Option<String>,
+}
+
+impl SyncReport {
+    pub fn failed_streams(&self) -> usize {
+        self.streams.iter().filter(|s| !s.ok).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("unknown source {0:?}; `community-sync status` lists the configured sources")]
+    UnknownSource(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Fetches and ingests the selected sources, reconciles, and pushes if asked.
+pub async fn sync(ctx: &Context, opts: &SyncOptions) -> Result<SyncReport, PipelineError> {
+    let mut report = ingest_sources(ctx, opts).await?;
+    report.reconcile = run_reconcile(ctx).await?;
+    if opts.push {
+        match push(ctx).await {
+            Ok(s) => report.push = Some(s),
+            Err(e) => report.push_error = Some(e.to_string()),
+        }
+    }
+    Ok(report)
+}
+
+/// The selected enabled sources, or an error naming an unknown one.
+pub fn select_sources<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a SourceConfig>, PipelineError> {
+    if names.is_empty() {
+        return Ok(config.sources.iter().filter(|s| s.enabled).collect());
+    }
+    names
+        .iter()
+        .map(|n| config.source(n).ok_or_else(|| PipelineError::UnknownSource(n.clone())))
+        .collect()
+}
+
+/// Fetch + ingest only (no reconcile): every stream of every selected source.
+pub async fn ingest_sources(ctx: &Context, opts: &SyncOptions) -> Result<SyncReport, PipelineError> {
+    let sources = select_sources(&ctx.config, &opts.sources)?;
+    let jobs = sources.into_iter().map(|s| sync_source(ctx, s.name.clone(), opts));
+    let mut report = SyncReport::default();
+    for streams in futures::future::join_all(jobs).await {
+        report.streams.extend(streams);
+    }
+    Ok(report)
+}
+
+/// All streams of one source. A failing stream is reported and the next one still runs.
+pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> Vec<StreamReport> {
+    let Some(src) = ctx.config.source(&source).cloned() else {
+        return Vec::new();
+    };
+    let client = match SourceClient::new(&src) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!(source = %src.name, "{e}");
+            return src
+                .streams
+                .iter()
+                .map(|t| failed_report(&src.name, &t.name, e.to_string()))
+                .collect();
+        }
+    };
+    let mut out = Vec::new();
+    for stream in &src.streams {
+        let r = sync_stream(ctx, &src, stream, client.clone(), opts).await;
+        out.push(r);
+    }
+    out
+}
+
+fn failed_report(source: &str, stream: &str, error: String) -> StreamReport {
+    StreamReport {
+        source: source.into(),
+        stream: stream.into(),
+        run_id: 0,
+        ok: false,
+        error: Some(error),
+        pages: 0,
+        fetched: 0,
+        stats: IngestStats::default(),
+        cursor: None,
+        seconds: 0.0,
+    }
+}
+
+fn parse_cursor(cursor: &str) -> Option<CursorBound> {
+    if let Ok(i) = cursor.parse::<i64>() {
+        return Some(CursorBound::Integer(i));
+    }
+    DateTime::parse_from_rfc3339(cursor).ok().map(CursorBound::Time)
+}
+
+fn later(a: &str, b: &str) -> bool {
+    match (parse_cursor(a), parse_cursor(b)) {
+        (Some(CursorBound::Time(x)), Some(CursorBound::Time(y))) => x > y,
+        (Some(CursorBound::Integer(x)), Some(CursorBound::Integer(y))) => x > y,
+        _ => a > b,
+    }
+}
+
+/// The window for this run: from the stored cursor (minus lookback) to now minus settle.
+pub fn fetch_plan(ctx: &Context, stream: &StreamConfig, cursor: Option<&str>, full: bool) -> FetchPlan {
+    let mut plan = FetchPlan::default();
+    let Some(inc) = &stream.incremental else {
+        return plan;
+    };
+    if stream.mode == SyncMode::FullRefresh {
+        return plan;
+    }
+    let tz = ctx.tz();
+    let to_tz = |d: DateTime<Utc>| -> DateTime<FixedOffset> { d.with_timezone(&tz).fixed_offset() };
+    let is_integer = inc.request.format == "integer" || inc.cursor_format.as_deref() == Some("integer");
+    if !is_integer {
+        plan.upper = Some(CursorBound::Time(to_tz(
+            Utc::now() - ChronoDuration::seconds(inc.settle_secs as i64),
+        )));
+    }
+    if !full {
+        plan.lower = cursor.and_then(parse_cursor).map(|b| match b {
+            CursorBound::Time(t) => CursorBound::Time(to_tz(
+                t.with_timezone(&Utc) - ChronoDuration::seconds(inc.lookback_secs as i64),
+            )),
+            other => other,
+        });
+    }
+    plan
+}
+
+async fn sync_stream(
+    ctx: &Context,
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    client: Arc<SourceClient>,
+    opts: &SyncOptions,
+) -> StreamReport {
+    let started = Instant::now();
+    let full_refresh = stream.mode == SyncMode::FullRefresh;
+    let begun = {
+        let store = ctx.store.clone();
+        let (s, t, trig) = (src.name.clone(), stream.name.clone(), opts.trigger.clone());
+        tokio::task::spawn_blocking(move || -> Result<(i64, Option<String>), crate::store::StoreError> {
+            let mut g = store.lock().map_err(|_| poisoned())?;
+            let run = g.begin_run(&s, &t, "sync", &trig)?;
+            if full_refresh {
+                g.begin_full_refresh(run)?;
+            }
+            Ok((run, g.cursor(&s, &t)?))
+        })
+        .await
+    };
+    let (run_id, cursor) = match begun {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return failed_report(&src.name, &stream.name, e.to_string()),
+        Err(e) => return failed_report(&src.name, &stream.name, e.to_string()),
+    };
+    let plan = fetch_plan(ctx, stream, cursor.as_deref(), opts.full);
+    let upper_text = match &plan.upper {
+        Some(CursorBound::Time(t)) => Some(t.to_rfc3339()),
+        _ => None,
+    };
+    tracing::info!(source = %src.name, stream = %stream.name, run_id, cursor = ?cursor, "stream sync started");
+
+    let (tx, rx) = mpsc::channel::<Page>(PAGE_BUFFER);
+    let fetch = {
+        let client = client.clone();
+        let stream = stream.clone();
+        let plan = plan.clone();
+        tokio::spawn(async move { client.fetch_stream(&stream, &plan, tx).await })
+    };
+    let writer = {
+        let ctx = ctx.clone();
+        let src_name = src.name.clone();
+        let stream = stream.clone();
+        tokio::task::spawn_blocking(move || write_pages(&ctx, &src_name, &stream, run_id, full_refresh, rx))
+    };
+    let fetched = fetch.await;
+    let written = writer.await;
+    let (pages, records, totals, max_cursor, pending, write_error) = match written {
+        Ok(w) => w,
+        Err(e) => (0, 0, IngestStats::default(), None, Vec::new(), Some(e.to_string())),
+    };
+    let fetch_error = match fetched {
+        Ok(Ok(_stats)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("fetch task failed: {e}")),
+    };
+    let error = write_error.or(fetch_error);
+    // Cursor: the newest change seen, never past the settle bound.
+    let new_cursor = match (&max_cursor, &upper_text) {
+        (Some(m), Some(u)) if later(m, u) => Some(u.clone()),
+        (Some(m), _) => Some(m.clone()),
+        (None, _) => None,
+    };
+    let new_cursor = match (&new_cursor, &cursor) {
+        (Some(n), Some(c)) if !later(n, c) => None,
+        _ => new_cursor,
+    };
+    let closing = {
+        let store = ctx.store.clone();
+        let (s, t) = (src.name.clone(), stream.name.clone());
+        let link = stream.link.as_ref().map(|l| l.stream.clone());
+        let error = error.clone();
+        let new_cursor = new_cursor.clone();
+        let entity = stream.entity;
+        tokio::task::spawn_blocking(move || -> Result<IngestStats, crate::store::StoreError> {
+            let mut g = store.lock().map_err(|_| poisoned())?;
+            let at = StreamRef {
+                source: &s,
+                stream: &t,
+                run_id,
+                link_stream: link.as_deref(),
+                full_refresh,
+                entity,
+            };
+            match &error {
+                None => {
+                    let finish = Finish {
+                        cursor: new_cursor,
+                        pages,
+                        fetched: records,
+                        totals,
+                        complete_full_refresh: full_refresh,
+                    };
+                    let last = g.ingest(&at, &pending, Some(&finish))?;
+                    let mut all = totals;
+                    all.add(&last);
+                    Ok(all)
+                }
+                Some(e) => {
+                    // Records already fetched are kept (re-fetching them later is a no-op);
+                    // the cursor stays where it was.
+                    let last = g.ingest(&at, &pending, None)?;
+                    let mut all = totals;
+                    all.add(&last);
+                    g.fail_run(run_id, e, pages, records, &all)?;
+                    Ok(all)
+                }
+            }
+        })
+        .await
+    };
+    let (stats, error) = match closing {
+        Ok(Ok(s)) => (s, error),
+        Ok(Err(e)) => (totals, Some(e.to_string())),
+        Err(e) => (totals, Some(e.to_string())),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    match &error {
+        None => tracing::info!(
+            source = %src.name, stream = %stream.name, run_id, pages, fetched = records,
+            inserted = stats.inserted, updated = stats.updated, unchanged = stats.unchanged,
+            rejected = stats.rejected, deleted = stats.deleted, seconds = format!("{seconds:.2}"),
+            "stream sync finished"
+        ),
+        Some(e) => tracing::error!(
+            source = %src.name, stream = %stream.name, run_id, pages, fetched = records,
+            "stream sync failed: {}", crate::mask::scrub_text(e)
+        ),
+    }
+    StreamReport {
+        source: src.name.clone(),
+        stream: stream.name.clone(),
+        run_id,
+        ok: error.is_none(),
+        error: error.map(|e| crate::mask::scrub_text(&e)),
+        pages,
+        fetched: records,
+        stats,
+        cursor: new_cursor.or(cursor),
+        seconds,
+    }
+}
+
+type WriteOutcome = (u64, u64, IngestStats, Option<String>, Vec<Ingest>, Option<String>);
+
+/// The writer: maps each page's records and ingests full batches. Returns the last partial
+/// batch unwritten, so the caller can close the run with it in one transaction.
+fn write_pages(
+    ctx: &Context,
+    source: &str,
+    stream: &StreamConfig,
+    run_id: i64,
+    full_refresh: bool,
+    mut rx: mpsc::Receiver<Page>,
+) -> WriteOutcome {
+    let mapping = Mapping::compile(&ctx.config, stream);
+    let batch_size = ctx.config.store.batch_size;
+    let link = stream.link.as_ref().map(|l| l.stream.as_str());
+    let mut batch: Vec<Ingest> = Vec::with_capacity(batch_size);
+    let mut totals = IngestStats::default();
+    let (mut pages, mut records) = (0u64, 0u64);
+    let mut max_cursor: Option<String> = None;
+    while let Some(page) = rx.blocking_recv() {
+        pages += 1;
+        records += page.records.len() as u64;
+        for raw in page.records {
+            let item = match mapping.apply(&raw) {
+                Mapped::Ok(record, deleted) => {
+                    if let Some(c) = &record.updated_at {
+                        if max_cursor.as_ref().is_none_or(|m| later(c, m)) {
+                            max_cursor = Some(c.clone());
+                        }
+                    }
+                    Ingest::Ok { record, deleted, raw }
+                }
+                Mapped::Rejected(reject) => Ingest::Rejected { reject, raw },
+            };
+            batch.push(item);
+        }
+        if batch.len() >= batch_size {
+            let at = StreamRef {
+                source,
+                stream: &stream.name,
+                run_id,
+                link_stream: link,
+                full_refresh,
+                entity: stream.entity,
+            };
+            let result = match ctx.store.lock() {
+                Ok(mut g) => g.ingest(&at, &batch, None),
+                Err(_) => Err(poisoned()),
+            };
+            match result {
+                Ok(s) => {
+                    tracing::debug!(source, stream = %stream.name, run_id, records = batch.len(), inserted = s.inserted, updated = s.updated, unchanged = s.unchanged, "batch written");
+                    totals.add(&s);
+                    batch.clear();
+                }
+                Err(e) => return (pages, records, totals, max_cursor, Vec::new(), Some(e.to_string())),
+            }
+        }
+    }
+    (pages, records, totals, max_cursor, batch, None)
+}
+
+fn poisoned() -> crate::store::StoreError {
+    crate::store::StoreError::Sql(rusqlite::Error::InvalidQuery)
+}
+
+/// Reconciles everything dirty (blocking work off the async threads).
+pub async fn run_reconcile(ctx: &Context) -> Result<ReconcileStats, PipelineError> {
+    let store = ctx.store.clone();
+    let config = ctx.config.clone();
+    let started = Instant::now();
+    let stats = tokio::task::spawn_blocking(move || -> Result<ReconcileStats, crate::store::StoreError> {
+        let mut g = store.lock().map_err(|_| poisoned())?;
+        let r = reconcile::reconcile(&mut g, &config);
+        match &r {
+            Ok(_) => g.record_run("*", "reconcile", "auto", true, None)?,
+            Err(e) => g.record_run("*", "reconcile", "auto", false, Some(&e.to_string()))?,
+        }
+        r
+    })
+    .await
+    .map_err(|e| PipelineError::Internal(e.to_string()))??;
+    tracing::info!(
+        records = stats.records, persons_created = stats.persons_created, persons_changed = stats.persons_changed,
+        persons_retired = stats.persons_retired, domain_changed = stats.domain_changed, events = stats.events,
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "reconcile finished"
+    );
+    Ok(stats)
+}
+
+/// Drains the outbox to the platform.
+pub async fn push(ctx: &Context) -> Result<PushStats, crate::push::PushError> {
+    let pusher = Pusher::new(&ctx.config)?;
+    let started = Instant::now();
+    let r = pusher.drain(&ctx.store, None).await;
+    match &r {
+        Ok(s) => tracing::info!(
+            batches = s.batches, sent = s.sent, dead = s.dead, superseded = s.superseded, retries = s.retries,
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "push finished"
+        ),
+        Err(e) => tracing::error!("push failed: {e}"),
+    }
+    r
+}

@@ -1,0 +1,224 @@
+//! Golden records: each person field chosen from the linked source records by a survivorship
+//! rule, with provenance (which source record supplied it).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::model::{Event, NormalizedRecord, Op, PERSON_FIELDS};
+use crate::reconcile::{person_key, ReconcileStats};
+use crate::store::{self, now_text, StoreError};
+
+/// Survivorship rules (see ARCHITECTURE.md): the default is `most_recent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    MostRecent,
+    SourcePriority,
+    MostFrequent,
+}
+
+impl Rule {
+    pub fn for_field(config: &Config, field: &str) -> Rule {
+        match config.reconcile.survivorship.get(field).map(String::as_str) {
+            Some("source_priority") => Rule::SourcePriority,
+            Some("most_frequent") => Rule::MostFrequent,
+            _ => Rule::MostRecent,
+        }
+    }
+}
+
+/// One linked record's view, as survivorship needs it.
+pub struct Candidate {
+    pub record_id: i64,
+    pub source: String,
+    /// Source's own change time, else when we saw the change.
+    pub changed: String,
+    pub person: crate::model::PersonFields,
+}
+
+pub fn create_person(tx: &Transaction<'_>, stats: &mut ReconcileStats) -> Result<i64, StoreError> {
+    let now = now_text();
+    tx.prepare_cached("INSERT INTO persons (version, created_at, updated_at) VALUES (0, ?1, ?1)")?
+        .execute([now])?;
+    stats.persons_created += 1;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Chooses a value per field. Deterministic: ties break on source priority, then record id.
+pub fn choose(config: &Config, candidates: &[Candidate]) -> BTreeMap<&'static str, (String, i64)> {
+    let priority = |source: &str| {
+        config
+            .reconcile
+            .source_priority
+            .iter()
+            .position(|s| s == source)
+            .unwrap_or(usize::MAX)
+    };
+    let mut out = BTreeMap::new();
+    for field in PERSON_FIELDS {
+        let mut values: Vec<(&Candidate, String)> = candidates
+            .iter()
+            .filter_map(|c| c.person.get(field).map(|v| (c, v)))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let rule = Rule::for_field(config, field);
+        values.sort_by(|(a, _), (b, _)| match rule {
+            Rule::SourcePriority => priority(&a.source)
+                .cmp(&priority(&b.source))
+                .then_with(|| b.changed.cmp(&a.changed))
+                .then_with(|| a.record_id.cmp(&b.record_id)),
+            _ => b
+                .changed
+                .cmp(&a.changed)
+                .then_with(|| priority(&a.source).cmp(&priority(&b.source)))
+                .then_with(|| a.record_id.cmp(&b.record_id)),
+        });
+        let chosen = if rule == Rule::MostFrequent {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for (_, v) in &values {
+                *counts.entry(v.as_str()).or_default() += 1;
+            }
+            let best = counts.values().copied().max().unwrap_or(0);
+            // Among the most frequent values, the first in recency order.
+            values
+                .iter()
+                .find(|(_, v)| counts.get(v.as_str()) == Some(&best))
+                .map(|(c, v)| (v.clone(), c.record_id))
+        } else {
+            values.first().map(|(c, v)| (v.clone(), c.record_id))
+        };
+        if let Some(c) = chosen {
+            out.insert(field, c);
+        }
+    }
+    out
+}
+
+/// Recomputes one person's golden record; on change bumps the version and enqueues an event.
+pub fn refresh_person(
+    tx: &Transaction<'_>,
+    config: &Config,
+    pid: i64,
+    stats: &mut ReconcileStats,
+) -> Result<(), StoreError> {
+    let current: Option<(i64, bool, [Option<String>; 7], String, String)> = tx
+        .prepare_cached(
+            "SELECT version, retired, name, id_number, CAST(gender AS TEXT), birth_date, phone, address, community,
+                    provenance, sources
+             FROM persons WHERE id = ?1",
+        )?
+        .query_row([pid], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                r.get(9)?,
+                r.get(10)?,
+            ))
+        })
+        .optional()?;
+    let Some((version, retired, old, old_provenance, old_sources)) = current else {
+        return Ok(());
+    };
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, source, normalized, COALESCE(updated_at, last_changed) FROM source_records
+         WHERE person_id = ?1 AND status = 'ok' AND deleted = 0 ORDER BY id",
+    )?;
+    let candidates: Vec<Candidate> = stmt
+        .query_map([pid], |r| {
+            let normalized: Option<String> = r.get(2)?;
+            Ok(Candidate {
+                record_id: r.get(0)?,
+                source: r.get(1)?,
+                changed: r.get(3)?,
+                person: normalized
+                    .and_then(|n| serde_json::from_str::<NormalizedRecord>(&n).ok())
+                    .map(|n| n.person)
+                    .unwrap_or_default(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let now = now_text();
+    if candidates.is_empty() {
+        if !retired && version > 0 {
+            let v = version + 1;
+            tx.prepare_cached("UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(params![pid, v, now])?;
+            store::enqueue_event(tx, &Event::new("person", &person_key(pid), v, Op::Delete, vec![], None))?;
+            stats.persons_retired += 1;
+            stats.events += 1;
+        } else if version == 0 {
+            // Created and emptied in the same pass: nobody ever heard of it.
+            tx.prepare_cached("UPDATE persons SET retired = 1 WHERE id = ?1")?.execute([pid])?;
+        }
+        return Ok(());
+    }
+    let chosen = choose(config, &candidates);
+    let new: Vec<Option<String>> = PERSON_FIELDS
+        .iter()
+        .map(|f| chosen.get(f).map(|(v, _)| v.clone()))
+        .collect();
+    let sources: Vec<Value> = {
+        let mut s: Vec<&str> = candidates.iter().map(|c| c.source.as_str()).collect();
+        s.sort_unstable();
+        s.dedup();
+        s.into_iter().map(|x| json!(x)).collect()
+    };
+    let provenance: BTreeMap<&str, i64> = chosen.iter().map(|(f, (_, id))| (*f, *id)).collect();
+    let provenance_text = serde_json::to_string(&provenance).unwrap_or_default();
+    let changed: Vec<String> = PERSON_FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| old[*i] != new[*i])
+        .map(|(_, f)| f.to_string())
+        .collect();
+    let sources_text = Value::Array(sources.clone()).to_string();
+    let sources_changed = old_sources != sources_text;
+    if changed.is_empty() && !retired && version > 0 && !sources_changed {
+        if provenance_text != old_provenance {
+            tx.prepare_cached("UPDATE persons SET provenance = ?2 WHERE id = ?1")?
+                .execute(params![pid, provenance_text])?;
+        }
+        return Ok(());
+    }
+    let v = version + 1;
+    tx.prepare_cached(
+        "UPDATE persons SET version = ?2, name = ?3, id_number = ?4, gender = CAST(?5 AS INTEGER), birth_date = ?6,
+                phone = ?7, address = ?8, community = ?9, provenance = ?10, retired = 0, updated_at = ?11,
+                sources = ?12
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        pid, v, new[0], new[1], new[2], new[3], new[4], new[5], new[6], provenance_text, now, sources_text
+    ])?;
+    let mut record = serde_json::Map::new();
+    record.insert("person".into(), json!(person_key(pid)));
+    for (i, f) in PERSON_FIELDS.iter().enumerate() {
+        let value = match (*f, &new[i]) {
+            ("gender", Some(g)) => json!(g.parse::<u8>().unwrap_or(0)),
+            (_, Some(s)) => json!(s),
+            (_, None) => Value::Null,
+        };
+        record.insert((*f).into(), value);
+    }
+    record.insert("sources".into(), Value::Array(sources));
+    let mut changed = changed;
+    if sources_changed {
+        changed.push("sources".into());
+    }
+    store::enqueue_event(
+        tx,
+        &Event::new("person", &person_key(pid), v, Op::Upsert, changed, Some(Value::Object(record))),
+    )?;
+    if version == 0 {
+        // counted in persons_created
+    } else {
+        stats.persons_changed += 1;
+    }
+    stats.events += 1;
+    Ok(())
+}

@@ -1,0 +1,460 @@
+//! Reconcile stage: folds dirty source records into golden persons and domain rows, and writes
+//! an outbox event for every change in the same transaction. Reads and writes the store; never
+//! fetches and never pushes.
+//!
+//! Identity (this stage's deterministic core): records with a valid ID number link on it;
+//! records without one link on exact (name, phone) to a resident who has that pair; an ID-bearing
+//! record adopts an ID-less resident with its (name, phone). Different ID numbers never link.
+
+pub mod golden;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::model::{EntityKind, Event, NormalizedRecord, Op};
+use crate::store::{self, Store, StoreError};
+
+/// Records handled per transaction.
+const CHUNK: usize = 5000;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReconcileStats {
+    pub records: u64,
+    pub persons_created: u64,
+    pub persons_changed: u64,
+    pub persons_retired: u64,
+    pub domain_changed: u64,
+    pub events: u64,
+}
+
+/// Domain table of each entity kind.
+pub fn domain_table(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::CardAccount => "card_accounts",
+        EntityKind::CardTransaction => "card_transactions",
+        EntityKind::Volunteer => "volunteers",
+        EntityKind::VolunteerService => "volunteer_services",
+        EntityKind::Elder => "elders",
+        EntityKind::EldercareOrder => "eldercare_orders",
+        EntityKind::Patient => "patients",
+        EntityKind::HealthFollowup => "health_followups",
+    }
+}
+
+/// Person key used in events and by the platform.
+pub fn person_key(id: i64) -> String {
+    format!("P{id:08}")
+}
+
+struct Dirty {
+    id: i64,
+    source: String,
+    stream: String,
+    source_key: String,
+    entity: Option<EntityKind>,
+    ok: bool,
+    normalized: Option<String>,
+    deleted: bool,
+    id_key: Option<String>,
+    np_key: Option<String>,
+    link_stream: Option<String>,
+    person_ref: Option<String>,
+    person_id: Option<i64>,
+}
+
+/// Reconciles every dirty record. Running it again with nothing new changes nothing.
+pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, StoreError> {
+    let mut stats = ReconcileStats::default();
+    let person_entities: Vec<&str> = EntityKind::ALL
+        .iter()
+        .filter(|k| k.carries_person())
+        .map(|k| k.as_str())
+        .collect();
+    let in_list = person_entities
+        .iter()
+        .map(|e| format!("'{e}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Phase 1: person-carrying records, ID-bearing first so ID-less ones find their resident.
+    // Rejected rows (entity 'unknown') are handled here too: they may unlink a record.
+    let phase1 = format!(
+        "SELECT id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
+                link_stream, person_ref, person_id
+         FROM source_records WHERE dirty = 1 AND (entity IN ({in_list}) OR status = 'rejected')
+         ORDER BY id_key IS NULL, id LIMIT {CHUNK}"
+    );
+    let phase2 = format!(
+        "SELECT id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
+                link_stream, person_ref, person_id
+         FROM source_records WHERE dirty = 1 ORDER BY id LIMIT {CHUNK}"
+    );
+    for sql in [phase1, phase2] {
+        loop {
+            let tx = store.conn_mut().transaction()?;
+            let batch = load_dirty(&tx, &sql)?;
+            if batch.is_empty() {
+                tx.commit()?;
+                break;
+            }
+            let mut touched = BTreeSet::new();
+            for rec in &batch {
+                handle_record(&tx, config, rec, &mut touched, &mut stats)?;
+                tx.prepare_cached("UPDATE source_records SET dirty = 0 WHERE id = ?1")?
+                    .execute([rec.id])?;
+                stats.records += 1;
+            }
+            for pid in touched {
+                golden::refresh_person(&tx, config, pid, &mut stats)?;
+            }
+            tx.commit()?;
+        }
+    }
+    Ok(stats)
+}
+
+fn load_dirty(tx: &Transaction<'_>, sql: &str) -> Result<Vec<Dirty>, StoreError> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Dirty {
+            id: r.get(0)?,
+            source: r.get(1)?,
+            stream: r.get(2)?,
+            source_key: r.get(3)?,
+            entity: EntityKind::parse(&r.get::<_, String>(4)?),
+            ok: r.get::<_, String>(5)? == "ok",
+            normalized: r.get(6)?,
+            deleted: r.get(7)?,
+            id_key: r.get(8)?,
+            np_key: r.get(9)?,
+            link_stream: r.get(10)?,
+            person_ref: r.get(11)?,
+            person_id: r.get(12)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn handle_record(
+    tx: &Transaction<'_>,
+    config: &Config,
+    rec: &Dirty,
+    touched: &mut BTreeSet<i64>,
+    stats: &mut ReconcileStats,
+) -> Result<(), StoreError> {
+    let live = rec.ok && !rec.deleted;
+    let normalized: Option<NormalizedRecord> = rec
+        .normalized
+        .as_deref()
+        .and_then(|n| serde_json::from_str(n).ok());
+    let Some(entity) = rec.entity else {
+        // A rejected record: it no longer vouches for anyone.
+        unlink(tx, rec, touched)?;
+        retire_domain_rows(tx, rec, stats)?;
+        return Ok(());
+    };
+    if entity.carries_person() {
+        if !live {
+            if let Some(pid) = rec.person_id {
+                touched.insert(pid);
+            }
+            if !rec.ok {
+                unlink(tx, rec, touched)?;
+            }
+            upsert_domain(tx, entity, rec, None, rec.person_id, stats)?;
+            return Ok(());
+        }
+        let pid = resolve_person(tx, rec)?;
+        let pid = match pid {
+            Some(p) => p,
+            None => golden::create_person(tx, stats)?,
+        };
+        if rec.person_id != Some(pid) {
+            if let Some(old) = rec.person_id {
+                touched.insert(old);
+            }
+            tx.prepare_cached("UPDATE source_records SET person_id = ?2 WHERE id = ?1")?
+                .execute(params![rec.id, pid])?;
+            // Activity records that point at this record follow it to its new person.
+            tx.prepare_cached(
+                "UPDATE source_records SET dirty = 1
+                 WHERE source = ?1 AND link_stream = ?2 AND person_ref = ?3",
+            )?
+            .execute(params![rec.source, rec.stream, rec.source_key])?;
+        }
+        touched.insert(pid);
+        upsert_domain(tx, entity, rec, normalized.as_ref(), Some(pid), stats)?;
+    } else {
+        let pid = if live { parent_person(tx, rec)? } else { rec.person_id };
+        if rec.person_id != pid {
+            tx.prepare_cached("UPDATE source_records SET person_id = ?2 WHERE id = ?1")?
+                .execute(params![rec.id, pid])?;
+        }
+        let normalized = if live { normalized.as_ref() } else { None };
+        upsert_domain(tx, entity, rec, normalized, pid, stats)?;
+    }
+    let _ = config;
+    Ok(())
+}
+
+fn unlink(tx: &Transaction<'_>, rec: &Dirty, touched: &mut BTreeSet<i64>) -> Result<(), StoreError> {
+    if let Some(pid) = rec.person_id {
+        touched.insert(pid);
+        tx.prepare_cached("UPDATE source_records SET person_id = NULL WHERE id = ?1")?
+            .execute([rec.id])?;
+    }
+    Ok(())
+}
+
+/// Who a live person-carrying record belongs to, or `None` for a new resident.
+fn resolve_person(tx: &Transaction<'_>, rec: &Dirty) -> Result<Option<i64>, StoreError> {
+    if let Some(id_key) = &rec.id_key {
+        let by_id: Option<i64> = tx
+            .prepare_cached(
+                "SELECT person_id FROM source_records
+                 WHERE id_key = ?1 AND id != ?2 AND person_id IS NOT NULL AND status = 'ok' AND deleted = 0
+                 ORDER BY person_id LIMIT 1",
+            )?
+            .query_row(params![id_key, rec.id], |r| r.get(0))
+            .optional()?;
+        if by_id.is_some() {
+            return Ok(by_id);
+        }
+        // Staying put is right unless the current person carries another ID number.
+        if let Some(pid) = rec.person_id {
+            let other_id: Option<String> = tx
+                .prepare_cached(
+                    "SELECT id_key FROM source_records
+                     WHERE person_id = ?1 AND id != ?2 AND id_key IS NOT NULL AND id_key != ?3
+                       AND status = 'ok' AND deleted = 0 LIMIT 1",
+                )?
+                .query_row(params![pid, rec.id, id_key], |r| r.get(0))
+                .optional()?;
+            if other_id.is_none() {
+                return Ok(Some(pid));
+            }
+        }
+        // Adopt an ID-less resident known by the same name and phone.
+        if let Some(np) = &rec.np_key {
+            return np_person_without_id(tx, np, rec.id);
+        }
+        return Ok(None);
+    }
+    if let Some(np) = &rec.np_key {
+        let by_np: Option<i64> = tx
+            .prepare_cached(
+                "SELECT person_id FROM source_records
+                 WHERE np_key = ?1 AND id != ?2 AND person_id IS NOT NULL AND status = 'ok' AND deleted = 0
+                 ORDER BY id_key IS NULL, person_id LIMIT 1",
+            )?
+            .query_row(params![np, rec.id], |r| r.get(0))
+            .optional()?;
+        if by_np.is_some() {
+            return Ok(by_np);
+        }
+    }
+    Ok(rec.person_id)
+}
+
+/// A resident reachable through (name, phone) none of whose records has an ID number.
+fn np_person_without_id(tx: &Transaction<'_>, np: &str, self_id: i64) -> Result<Option<i64>, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT s.person_id FROM source_records s
+             WHERE s.np_key = ?1 AND s.id != ?2 AND s.person_id IS NOT NULL AND s.status = 'ok' AND s.deleted = 0
+               AND NOT EXISTS (SELECT 1 FROM source_records o
+                               WHERE o.person_id = s.person_id AND o.id_key IS NOT NULL
+                                 AND o.status = 'ok' AND o.deleted = 0 AND o.id != ?2)
+             ORDER BY s.person_id LIMIT 1",
+        )?
+        .query_row(params![np, self_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The person of an activity record's parent record (same source, linked stream).
+fn parent_person(tx: &Transaction<'_>, rec: &Dirty) -> Result<Option<i64>, StoreError> {
+    let (Some(stream), Some(key)) = (&rec.link_stream, &rec.person_ref) else {
+        return Ok(None);
+    };
+    Ok(tx
+        .prepare_cached(
+            "SELECT person_id FROM source_records WHERE source = ?1 AND stream = ?2 AND source_key = ?3
+               AND status = 'ok'",
+        )?
+        .query_row(params![rec.source, stream, key], |r| r.get::<_, Option<i64>>(0))
+        .optional()?
+        .flatten())
+}
+
+fn domain_key(rec: &Dirty) -> String {
+    format!("{}/{}/{}", rec.source, rec.stream, rec.source_key)
+}
+
+/// Brings the record's domain row up to date; `normalized == None` means the record is gone.
+fn upsert_domain(
+    tx: &Transaction<'_>,
+    entity: EntityKind,
+    rec: &Dirty,
+    normalized: Option<&NormalizedRecord>,
+    person_id: Option<i64>,
+    stats: &mut ReconcileStats,
+) -> Result<(), StoreError> {
+    let table = domain_table(entity);
+    let fields = entity.domain_fields();
+    let cols: Vec<&str> = fields.iter().map(|f| f.name).collect();
+    let select = format!(
+        "SELECT version, deleted, person_id, {} FROM {table} WHERE record_id = ?1",
+        cols.join(", ")
+    );
+    let existing: Option<(i64, bool, Option<i64>, Vec<Value>)> = tx
+        .prepare_cached(&select)?
+        .query_row([rec.id], |r| {
+            let mut vals = Vec::with_capacity(cols.len());
+            for i in 0..cols.len() {
+                vals.push(sql_to_json(r.get_ref(3 + i)?));
+            }
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, vals))
+        })
+        .optional()?;
+    let key = domain_key(rec);
+    match normalized {
+        None => {
+            if let Some((version, false, _, _)) = existing {
+                let v = version + 1;
+                tx.prepare_cached(&format!(
+                    "UPDATE {table} SET deleted = 1, version = ?2 WHERE record_id = ?1"
+                ))?
+                .execute(params![rec.id, v])?;
+                store::enqueue_event(tx, &Event::new(entity.as_str(), &key, v, Op::Delete, vec![], None))?;
+                stats.domain_changed += 1;
+                stats.events += 1;
+            }
+        }
+        Some(n) => {
+            let new_vals: Vec<Value> = fields
+                .iter()
+                .map(|f| match n.fields.get(f.name) {
+                    Some(crate::model::FieldValue::Int(i)) => json!(i),
+                    Some(crate::model::FieldValue::Text(s)) => json!(s),
+                    None => Value::Null,
+                })
+                .collect();
+            let mut changed: Vec<String> = Vec::new();
+            let version = match &existing {
+                Some((version, deleted, old_pid, old_vals)) => {
+                    for (i, f) in fields.iter().enumerate() {
+                        if old_vals[i] != new_vals[i] {
+                            changed.push(f.name.to_string());
+                        }
+                    }
+                    if *old_pid != person_id {
+                        changed.push("person".into());
+                    }
+                    if changed.is_empty() && !deleted {
+                        return Ok(());
+                    }
+                    version + 1
+                }
+                None => {
+                    changed = fields.iter().map(|f| f.name.to_string()).collect();
+                    changed.push("person".into());
+                    1
+                }
+            };
+            let placeholders: Vec<String> = (0..cols.len()).map(|i| format!("?{}", i + 4)).collect();
+            let sql = format!(
+                "INSERT INTO {table} (record_id, person_id, version, deleted, {}) VALUES (?1, ?2, ?3, 0, {})
+                 ON CONFLICT (record_id) DO UPDATE SET person_id = ?2, version = ?3, deleted = 0, {}",
+                cols.join(", "),
+                placeholders.join(", "),
+                cols.iter()
+                    .zip(&placeholders)
+                    .map(|(c, p)| format!("{c} = {p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut params_vec: Vec<rusqlite::types::Value> = vec![
+                rec.id.into(),
+                person_id.map(rusqlite::types::Value::Integer).unwrap_or(rusqlite::types::Value::Null),
+                version.into(),
+            ];
+            params_vec.extend(new_vals.iter().map(json_to_sql));
+            tx.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(params_vec))?;
+            let mut record = serde_json::Map::new();
+            record.insert("source".into(), json!(rec.source));
+            record.insert("stream".into(), json!(rec.stream));
+            record.insert("source_key".into(), json!(rec.source_key));
+            record.insert("person".into(), json!(person_id.map(person_key)));
+            for (f, v) in fields.iter().zip(new_vals) {
+                record.insert(f.name.into(), v);
+            }
+            store::enqueue_event(
+                tx,
+                &Event::new(entity.as_str(), &key, version, Op::Upsert, changed, Some(Value::Object(record))),
+            )?;
+            stats.domain_changed += 1;
+            stats.events += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A record that became rejected takes its domain row with it.
+fn retire_domain_rows(tx: &Transaction<'_>, rec: &Dirty, stats: &mut ReconcileStats) -> Result<(), StoreError> {
+    for kind in EntityKind::ALL {
+        let exists: Option<i64> = tx
+            .prepare_cached(&format!("SELECT record_id FROM {} WHERE record_id = ?1", domain_table(kind)))?
+            .query_row([rec.id], |r| r.get(0))
+            .optional()?;
+        if exists.is_some() {
+            upsert_domain(tx, kind, rec, None, rec.person_id, stats)?;
+        }
+    }
+    Ok(())
+}
+
+fn sql_to_json(v: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => json!(i),
+        ValueRef::Real(f) => json!(f),
+        ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+        ValueRef::Blob(_) => Value::Null,
+    }
+}
+
+fn json_to_sql(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Number(n) => n
+            .as_i64()
+            .map(rusqlite::types::Value::Integer)
+            .unwrap_or(rusqlite::types::Value::Null),
+        Value::String(s) => rusqlite::types::Value::Text(s.clone()),
+        other => rusqlite::types::Value::Text(other.to_string()),
+    }
+}
+
+/// Counts of residents by the number of distinct systems they appear in (index 1..=4; more
+/// than 4 sources fold into the last bucket).
+pub fn persons_by_systems(store: &Store) -> Result<BTreeMap<usize, u64>, StoreError> {
+    let mut stmt = store.conn().prepare(
+        "SELECT n, count(*) FROM (
+            SELECT person_id, count(DISTINCT source) AS n FROM source_records
+            WHERE person_id IS NOT NULL AND status = 'ok' AND deleted = 0
+              AND entity IN ('card_account', 'volunteer', 'elder', 'patient')
+            GROUP BY person_id)
+         GROUP BY n ORDER BY n",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as u64)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (n, c) = row?;
+        out.insert(n, c);
+    }
+    Ok(out)
+}

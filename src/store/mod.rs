@@ -1,0 +1,601 @@
+//! Store stage: the unified SQLite store. Owns the schema, the ingest of normalized records
+//! (idempotent by content hash), cursors, runs and the quarantine. It does not decide who a
+//! person is (reconcile) nor talk to the platform (push).
+//!
+//! One `Store` wraps one connection; the pipeline serialises writers behind a mutex.
+
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::model::NormalizedRecord;
+use crate::normalize::mapping::RecordReject;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: cannot create its directory: {source}. Check permissions of the parent directory.")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store {path}: cannot open: {source}. Check the path in [store] path and that the disk is not full.")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store {path}: schema migration failed: {message}. Restore the last backup or contact support.")]
+    Migrate { path: PathBuf, message: String },
+    #[error("store is locked by another process (another community-sync?): {0}. Stop it or wait.")]
+    Locked(rusqlite::Error),
+    #[error("store write failed: {0}. If the disk is full, free space; the sync resumes from its cursor.")]
+    Sql(#[from] rusqlite::Error),
+    #[error("store: cannot set permissions on {path}: {source}")]
+    Permissions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// 16 bytes of SHA-256 over the raw record's canonical JSON (serde_json sorts object keys).
+pub fn content_hash(raw: &Value) -> [u8; 16] {
+    let bytes = serde_json::to_vec(raw).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One fetched record on its way into the store.
+pub enum Ingest {
+    Ok {
+        record: Box<NormalizedRecord>,
+        deleted: bool,
+        raw: Value,
+    },
+    Rejected {
+        reject: RecordReject,
+        raw: Value,
+    },
+}
+
+/// What an ingest batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestStats {
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub deleted: u64,
+}
+
+impl IngestStats {
+    pub fn add(&mut self, o: &IngestStats) {
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.rejected += o.rejected;
+        self.deleted += o.deleted;
+    }
+
+    pub fn written(&self) -> u64 {
+        self.inserted + self.updated + self.deleted
+    }
+}
+
+/// Identifies the stream a batch belongs to.
+#[derive(Debug, Clone)]
+pub struct StreamRef<'a> {
+    pub source: &'a str,
+    pub stream: &'a str,
+    pub run_id: i64,
+    pub link_stream: Option<&'a str>,
+    /// True during a full refresh: seen records are remembered (in a TEMP table, so the
+    /// store itself is not written) for delete detection.
+    pub full_refresh: bool,
+    /// The stream's entity (rejected records keep it too).
+    pub entity: crate::model::EntityKind,
+}
+
+/// Closing a stream run in the same transaction as its last batch.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// New cursor; `None` leaves it as it was.
+    pub cursor: Option<String>,
+    pub pages: u64,
+    pub fetched: u64,
+    pub totals: IngestStats,
+    /// A complete full refresh: records of the stream not seen in it are marked deleted.
+    pub complete_full_refresh: bool,
+}
+
+impl Store {
+    /// Opens (creating with owner-only permissions) and migrates the store.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                set_mode(dir, 0o700)?;
+            }
+        }
+        let existed = path.exists();
+        let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !existed {
+            set_mode(path, 0o600)?;
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(classify)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "cache_size", -16_000)?;
+        schema::migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migrate {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Runs left `running` by a process that died are marked `interrupted`.
+    pub fn mark_interrupted_runs(&self) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
+            [now_text()],
+        )?)
+    }
+
+    pub fn begin_run(&mut self, source: &str, stream: &str, kind: &str, trigger: &str) -> Result<i64> {
+        let cursor = self.cursor(source, stream)?;
+        self.conn.execute(
+            "INSERT INTO runs (source, stream, kind, trigger, started_at, status, cursor_before)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
+            params![source, stream, kind, trigger, now_text(), cursor],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn cursor(&self, source: &str, stream: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT cursor FROM sync_state WHERE source = ?1 AND stream = ?2",
+                params![source, stream],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Prepares delete detection for a full refresh of one stream.
+    pub fn begin_full_refresh(&mut self, run_id: i64) -> Result<()> {
+        self.conn.execute_batch(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS seen_{run_id} (id INTEGER PRIMARY KEY)"
+        ))?;
+        Ok(())
+    }
+
+    /// Writes one batch in one transaction; with `finish`, the cursor advances and the run
+    /// closes in that same transaction.
+    pub fn ingest(&mut self, at: &StreamRef<'_>, batch: &[Ingest], finish: Option<&Finish>) -> Result<IngestStats> {
+        let now = now_text();
+        let tx = self.conn.transaction().map_err(classify)?;
+        let stats = ingest_in(&tx, at, batch, &now)?;
+        if let Some(f) = finish {
+            let mut totals = f.totals;
+            totals.add(&stats);
+            if f.complete_full_refresh {
+                totals.deleted += mark_unseen_deleted(&tx, at, &now)?;
+            }
+            if let Some(cursor) = &f.cursor {
+                tx.execute(
+                    "INSERT INTO sync_state (source, stream, cursor, last_run_id, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (source, stream) DO UPDATE SET cursor = ?3, last_run_id = ?4, updated_at = ?5",
+                    params![at.source, at.stream, cursor, at.run_id, now],
+                )?;
+            }
+            tx.execute(
+                "UPDATE runs SET status = 'ok', finished_at = ?2, pages = ?3, fetched = ?4, inserted = ?5,
+                 updated = ?6, unchanged = ?7, rejected = ?8, deleted = ?9,
+                 cursor_after = COALESCE(?10, cursor_before) WHERE id = ?1",
+                params![
+                    at.run_id,
+                    now,
+                    f.pages as i64,
+                    f.fetched as i64,
+                    totals.inserted as i64,
+                    totals.updated as i64,
+                    totals.unchanged as i64,
+                    totals.rejected as i64,
+                    totals.deleted as i64,
+                    f.cursor
+                ],
+            )?;
+        }
+        tx.commit().map_err(classify)?;
+        if finish.is_some() && at.full_refresh {
+            let _ = self
+                .conn
+                .execute_batch(&format!("DROP TABLE IF EXISTS temp.seen_{}", at.run_id));
+        }
+        Ok(stats)
+    }
+
+    /// Closes a failed run; its cursor stays where it was.
+    pub fn fail_run(&mut self, run_id: i64, error: &str, pages: u64, fetched: u64, totals: &IngestStats) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET status = 'failed', finished_at = ?2, error = ?3, pages = ?4, fetched = ?5,
+             inserted = ?6, updated = ?7, unchanged = ?8, rejected = ?9, deleted = ?10 WHERE id = ?1",
+            params![
+                run_id,
+                now_text(),
+                crate::mask::scrub_text(error),
+                pages as i64,
+                fetched as i64,
+                totals.inserted as i64,
+                totals.updated as i64,
+                totals.unchanged as i64,
+                totals.rejected as i64,
+                totals.deleted as i64
+            ],
+        )?;
+        let _ = self
+            .conn
+            .execute_batch(&format!("DROP TABLE IF EXISTS temp.seen_{run_id}"));
+        Ok(())
+    }
+
+    /// Records a finished non-stream run (reconcile, push) for status.
+    pub fn record_run(&mut self, source: &str, kind: &str, trigger: &str, ok: bool, error: Option<&str>) -> Result<()> {
+        let now = now_text();
+        self.conn.execute(
+            "INSERT INTO runs (source, stream, kind, trigger, started_at, finished_at, status, error)
+             VALUES (?1, '*', ?2, ?3, ?4, ?4, ?5, ?6)",
+            params![source, kind, trigger, now, if ok { "ok" } else { "failed" }, error],
+        )?;
+        Ok(())
+    }
+}
+
+fn ingest_in(tx: &Transaction<'_>, at: &StreamRef<'_>, batch: &[Ingest], now: &str) -> Result<IngestStats> {
+    let mut stats = IngestStats::default();
+    let mut lookup = tx.prepare_cached(
+        "SELECT id, content_hash, status FROM source_records WHERE source = ?1 AND stream = ?2 AND source_key = ?3",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO source_records (source, stream, source_key, entity, status, raw, normalized, content_hash,
+             updated_at, deleted, id_key, np_key, link_stream, person_ref, dirty, first_seen, last_changed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15, ?15)",
+    )?;
+    let mut update = tx.prepare_cached(
+        "UPDATE source_records SET entity = ?2, status = ?3, raw = ?4, normalized = ?5, content_hash = ?6,
+             updated_at = ?7, deleted = ?8, id_key = ?9, np_key = ?10, link_stream = ?11, person_ref = ?12,
+             dirty = 1, last_changed = ?13
+         WHERE id = ?1",
+    )?;
+    let mut clear_rejects = tx.prepare_cached("DELETE FROM rejects WHERE record_id = ?1")?;
+    let mut add_reject = tx.prepare_cached(
+        "INSERT INTO rejects (record_id, source, stream, source_key, field, whole_record, reason, detail, raw_value, run_id, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut seen = if at.full_refresh {
+        Some(tx.prepare_cached(&format!("INSERT OR IGNORE INTO temp.seen_{} (id) VALUES (?1)", at.run_id))?)
+    } else {
+        None
+    };
+    for item in batch {
+        let (raw, key) = match item {
+            Ingest::Ok { record, raw, .. } => (raw, record.source_key.clone()),
+            Ingest::Rejected { reject, raw } => (
+                raw,
+                reject
+                    .source_key
+                    .clone()
+                    .unwrap_or_else(|| format!("#{}", hex::encode(content_hash(raw)))),
+            ),
+        };
+        let hash = content_hash(raw);
+        let existing: Option<(i64, Vec<u8>, String)> = lookup
+            .query_row(params![at.source, at.stream, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((id, old_hash, old_status)) = &existing {
+            if let Some(seen) = seen.as_mut() {
+                seen.execute([id])?;
+            }
+            if old_hash.as_slice() == hash {
+                stats.unchanged += 1;
+                if old_status == "rejected" {
+                    stats.rejected += 1;
+                }
+                continue;
+            }
+        }
+        let raw_text = raw.to_string();
+        let (status, normalized, updated_at, deleted, id_key, np_key, person_ref) = match item {
+            Ingest::Ok { record, deleted, .. } => (
+                "ok",
+                Some(serde_json::to_string(record).unwrap_or_default()),
+                record.updated_at.clone(),
+                *deleted,
+                record.person.id_number.clone(),
+                match (&record.person.name, &record.person.phone) {
+                    (Some(n), Some(p)) => Some(format!("{n}|{p}")),
+                    _ => None,
+                },
+                record.person_ref.clone(),
+            ),
+            Ingest::Rejected { .. } => ("rejected", None, None, false, None, None, None),
+        };
+        let entity = at.entity.as_str();
+        let id = match &existing {
+            Some((id, _, _)) => {
+                update.execute(params![
+                    id, entity, status, raw_text, normalized, hash.as_slice(), updated_at, deleted, id_key,
+                    np_key, at.link_stream, person_ref, now
+                ])?;
+                clear_rejects.execute([id])?;
+                if deleted {
+                    stats.deleted += 1;
+                } else {
+                    stats.updated += 1;
+                }
+                *id
+            }
+            None => {
+                insert.execute(params![
+                    at.source, at.stream, key, entity, status, raw_text, normalized, hash.as_slice(),
+                    updated_at, deleted, id_key, np_key, at.link_stream, person_ref, now
+                ])?;
+                let id = tx.last_insert_rowid();
+                if let Some(seen) = seen.as_mut() {
+                    seen.execute([id])?;
+                }
+                if deleted {
+                    stats.deleted += 1;
+                } else {
+                    stats.inserted += 1;
+                }
+                id
+            }
+        };
+        match item {
+            Ingest::Rejected { reject, .. } => {
+                stats.rejected += 1;
+                add_reject.execute(params![
+                    id, at.source, at.stream, reject.source_key, reject.field, true, reject.reason.code(),
+                    reject.detail, reject.raw, at.run_id, now
+                ])?;
+            }
+            Ingest::Ok { record, .. } => {
+                for fr in &record.field_rejects {
+                    add_reject.execute(params![
+                        id, at.source, at.stream, record.source_key, fr.field, false, fr.reason.code(),
+                        fr.detail, fr.raw, at.run_id, now
+                    ])?;
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Appends an event to the outbox. Call it inside the transaction that makes the change.
+pub fn enqueue_event(tx: &Transaction<'_>, event: &crate::model::Event) -> Result<()> {
+    let payload = serde_json::to_string(event).unwrap_or_default();
+    tx.prepare_cached(
+        "INSERT INTO outbox (event_id, entity, entity_key, version, op, payload, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (event_id) DO NOTHING",
+    )?
+    .execute(params![
+        event.event_id,
+        event.entity,
+        event.key,
+        event.version,
+        event.op.as_str(),
+        payload,
+        event.emitted_at
+    ])?;
+    Ok(())
+}
+
+fn mark_unseen_deleted(tx: &Transaction<'_>, at: &StreamRef<'_>, now: &str) -> Result<u64> {
+    let n = tx.execute(
+        &format!(
+            "UPDATE source_records SET deleted = 1, dirty = 1, last_changed = ?3
+             WHERE source = ?1 AND stream = ?2 AND deleted = 0
+               AND id NOT IN (SELECT id FROM temp.seen_{})",
+            at.run_id
+        ),
+        params![at.source, at.stream, now],
+    )?;
+    Ok(n as u64)
+}
+
+fn classify(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => StoreError::Locked(e),
+        _ => StoreError::Sql(e),
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        StoreError::Permissions {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EntityKind, PersonFields};
+    use serde_json::json;
+
+    fn rec(key: &str, phone: &str) -> (Ingest, Value) {
+        let raw = json!({"k": key, "p": phone});
+        let record = NormalizedRecord {
+            entity: EntityKind::CardAccount,
+            source_key: key.into(),
+            person: PersonFields {
+                name: Some("张三".into()),
+                phone: Some(phone.into()),
+                ..Default::default()
+            },
+            fields: Default::default(),
+            person_ref: None,
+            updated_at: None,
+            field_rejects: vec![],
+        };
+        (
+            Ingest::Ok {
+                record: Box::new(record),
+                deleted: false,
+                raw: raw.clone(),
+            },
+            raw,
+        )
+    }
+
+    fn count(store: &Store, sql: &str) -> i64 {
+        store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn refetch_of_unchanged_record_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let run = store.begin_run("a", "b", "sync", "test").unwrap();
+        let at = StreamRef {
+            source: "a",
+            stream: "b",
+            run_id: run,
+            link_stream: None,
+            full_refresh: false,
+            entity: EntityKind::CardAccount,
+        };
+        let batch = vec![rec("1", "13800000000").0, rec("2", "13800000001").0];
+        let s1 = store.ingest(&at, &batch, None).unwrap();
+        assert_eq!(s1.inserted, 2);
+        let changes_before = store.conn().total_changes();
+        let s2 = store.ingest(&at, &batch, None).unwrap();
+        assert_eq!(s2.unchanged, 2);
+        assert_eq!(s2.written(), 0);
+        assert_eq!(store.conn().total_changes(), changes_before, "no row may be written");
+        let s3 = store.ingest(&at, &[rec("1", "13900000000").0], None).unwrap();
+        assert_eq!(s3.updated, 1);
+        assert_eq!(count(&store, "SELECT count(*) FROM source_records WHERE dirty = 1"), 2);
+    }
+
+    #[test]
+    fn cursor_moves_only_with_finish_and_failed_run_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let run = store.begin_run("a", "b", "sync", "test").unwrap();
+        let at = StreamRef {
+            source: "a",
+            stream: "b",
+            run_id: run,
+            link_stream: None,
+            full_refresh: false,
+            entity: EntityKind::CardAccount,
+        };
+        store.ingest(&at, &[rec("1", "13800000000").0], None).unwrap();
+        assert_eq!(store.cursor("a", "b").unwrap(), None);
+        let finish = Finish {
+            cursor: Some("2024-05-01T10:00:00+08:00".into()),
+            pages: 1,
+            fetched: 1,
+            totals: IngestStats::default(),
+            complete_full_refresh: false,
+        };
+        store.ingest(&at, &[], Some(&finish)).unwrap();
+        assert_eq!(store.cursor("a", "b").unwrap().as_deref(), Some("2024-05-01T10:00:00+08:00"));
+        let run2 = store.begin_run("a", "b", "sync", "test").unwrap();
+        store.fail_run(run2, "boom", 0, 0, &IngestStats::default()).unwrap();
+        assert_eq!(store.cursor("a", "b").unwrap().as_deref(), Some("2024-05-01T10:00:00+08:00"));
+    }
+
+    #[test]
+    fn complete_full_refresh_marks_unseen_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let run = store.begin_run("a", "b", "sync", "test").unwrap();
+        let at = StreamRef {
+            source: "a",
+            stream: "b",
+            run_id: run,
+            link_stream: None,
+            full_refresh: true,
+            entity: EntityKind::CardAccount,
+        };
+        store.begin_full_refresh(run).unwrap();
+        store
+            .ingest(&at, &[rec("1", "13800000000").0, rec("2", "13800000001").0], None)
+            .unwrap();
+        let finish = Finish {
+            cursor: None,
+            pages: 1,
+            fetched: 2,
+            totals: IngestStats::default(),
+            complete_full_refresh: true,
+        };
+        store.ingest(&at, &[], Some(&finish)).unwrap();
+        let run2 = store.begin_run("a", "b", "sync", "test").unwrap();
+        let at2 = StreamRef { run_id: run2, ..at };
+        store.begin_full_refresh(run2).unwrap();
+        store.ingest(&at2, &[rec("1", "13800000000").0], None).unwrap();
+        let s = store.ingest(&at2, &[], Some(&finish)).unwrap();
+        assert_eq!(s.deleted, 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM source_records WHERE deleted = 1"), 1);
+        assert_eq!(count(&store, "SELECT deleted FROM runs WHERE id = 2"), 1);
+    }
+}

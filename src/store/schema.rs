@@ -1,0 +1,199 @@
+//! Versioned schema migrations (rusqlite_migration: `user_version` based, each step runs in a
+//! transaction). Append new steps; never edit a released one.
+
+use rusqlite_migration::{Migrations, M};
+
+pub fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1)])
+}
+
+const V1: &str = r#"
+-- Every record fetched from a department system, raw and normalized. The content hash makes a
+-- re-fetch of an unchanged record a no-op.
+CREATE TABLE source_records (
+    id            INTEGER PRIMARY KEY,
+    source        TEXT NOT NULL,
+    stream        TEXT NOT NULL,
+    source_key    TEXT NOT NULL,
+    entity        TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('ok', 'rejected')),
+    raw           TEXT NOT NULL,
+    normalized    TEXT,
+    content_hash  BLOB NOT NULL,
+    updated_at    TEXT,
+    deleted       INTEGER NOT NULL DEFAULT 0,
+    -- Match keys (blocking) of person-carrying records.
+    id_key        TEXT,
+    np_key        TEXT,
+    -- For activity records: the key of the parent record in the linked stream.
+    link_stream   TEXT,
+    person_ref    TEXT,
+    -- Set by reconcile.
+    person_id     INTEGER,
+    dirty         INTEGER NOT NULL DEFAULT 1,
+    first_seen    TEXT NOT NULL,
+    last_changed  TEXT NOT NULL,
+    UNIQUE (source, stream, source_key)
+);
+CREATE INDEX source_records_dirty ON source_records (dirty) WHERE dirty = 1;
+CREATE INDEX source_records_person ON source_records (person_id);
+CREATE INDEX source_records_id_key ON source_records (id_key) WHERE id_key IS NOT NULL;
+CREATE INDEX source_records_np_key ON source_records (np_key) WHERE np_key IS NOT NULL;
+CREATE INDEX source_records_ref ON source_records (source, link_stream, person_ref) WHERE person_ref IS NOT NULL;
+
+-- Quarantine: one row per rejected record (field = 'record'/'identity'/'id_number'/...) or
+-- rejected field of a kept record.
+CREATE TABLE rejects (
+    id            INTEGER PRIMARY KEY,
+    record_id     INTEGER REFERENCES source_records (id) ON DELETE CASCADE,
+    source        TEXT NOT NULL,
+    stream        TEXT NOT NULL,
+    source_key    TEXT,
+    field         TEXT NOT NULL,
+    whole_record  INTEGER NOT NULL,
+    reason        TEXT NOT NULL,
+    detail        TEXT NOT NULL,
+    raw_value     TEXT NOT NULL,
+    run_id        INTEGER,
+    at            TEXT NOT NULL
+);
+CREATE INDEX rejects_record ON rejects (record_id);
+CREATE INDEX rejects_reason ON rejects (source, reason);
+
+-- Golden records: one resident each.
+CREATE TABLE persons (
+    id            INTEGER PRIMARY KEY,
+    version       INTEGER NOT NULL,
+    name          TEXT,
+    id_number     TEXT,
+    gender        INTEGER,
+    birth_date    TEXT,
+    phone         TEXT,
+    address       TEXT,
+    community     TEXT,
+    -- JSON object: field -> source record id that supplied it.
+    provenance    TEXT NOT NULL DEFAULT '{}',
+    -- JSON array of the sources the resident appears in.
+    sources       TEXT NOT NULL DEFAULT '[]',
+    retired       INTEGER NOT NULL DEFAULT 0,
+    merged_into   INTEGER REFERENCES persons (id),
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+
+-- Application domains, one table each, linked to persons. record_id is the source record.
+CREATE TABLE card_accounts (
+    record_id INTEGER PRIMARY KEY REFERENCES source_records (id),
+    person_id INTEGER, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    card_no TEXT, balance_fen INTEGER, card_status TEXT, opened_at TEXT
+);
+CREATE TABLE card_transactions (
+    record_id INTEGER PRIMARY KEY REFERENCES source_records (id),
+    person_id INTEGER, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    card_no TEXT, amount_fen INTEGER, occurred_at TEXT, merchant TEXT
+);
+CREATE TABLE volunteers (
+    record_id INTEGER PRIMARY KEY REFERENCES source_records (id),
+    person_id INTEGER, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    volunteer_no TEXT, registered_at TEXT, volunteer_status TEXT
+);
+CREATE TABLE volunteer_services (
+    record_id INTEGER PRIMARY KEY REFERENCES source_records (id),
+    person_id INTEGER, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    volunteer_no TEXT, activity TEXT, service_date TEXT, minutes INTEGER
+);
+CREATE TABLE elders (
+    record_id INTEGER PRIMARY KEY REFERENCES source_records (id),
+    person_id INTEGER, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    elder_no TEXT, care_level INTEGER
+);
+CREATE TABLE eldercare_orders (
+    record_id INTEGER PRIMARY KEY REFERENCES source_records (id),
+    person_id INTEGER, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    elder_no TEXT, service_type TEXT, amount_fen INTEGER, served_at TEXT, order_status TEXT
+);
+CREATE TABLE patients (
+    record_id INTEGER PRIMARY KEY REFERENCES source_records (id),
+    person_id INTEGER, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    health_record_no TEXT
+);
+CREATE TABLE health_followups (
+    record_id INTEGER PRIMARY KEY REFERENCES source_records (id),
+    person_id INTEGER, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    patient_ref TEXT, followup_type TEXT, followup_date TEXT, systolic INTEGER, diastolic INTEGER
+);
+
+-- Per-stream incremental cursor. Written only in the transaction that commits the records it
+-- covers.
+CREATE TABLE sync_state (
+    source        TEXT NOT NULL,
+    stream        TEXT NOT NULL,
+    cursor        TEXT,
+    last_run_id   INTEGER,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (source, stream)
+);
+
+-- One row per stream run (and per reconcile/push run, with stream = '*').
+CREATE TABLE runs (
+    id            INTEGER PRIMARY KEY,
+    source        TEXT NOT NULL,
+    stream        TEXT NOT NULL,
+    kind          TEXT NOT NULL DEFAULT 'sync',
+    trigger       TEXT NOT NULL,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    status        TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
+    pages         INTEGER NOT NULL DEFAULT 0,
+    fetched       INTEGER NOT NULL DEFAULT 0,
+    inserted      INTEGER NOT NULL DEFAULT 0,
+    updated       INTEGER NOT NULL DEFAULT 0,
+    unchanged     INTEGER NOT NULL DEFAULT 0,
+    rejected      INTEGER NOT NULL DEFAULT 0,
+    deleted       INTEGER NOT NULL DEFAULT 0,
+    cursor_before TEXT,
+    cursor_after  TEXT,
+    error         TEXT
+);
+CREATE INDEX runs_source ON runs (source, stream, id);
+
+-- Transactional outbox: written in the same transaction as the change it announces.
+CREATE TABLE outbox (
+    id            INTEGER PRIMARY KEY,
+    event_id      TEXT NOT NULL UNIQUE,
+    entity        TEXT NOT NULL,
+    entity_key    TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    op            TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+    payload       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'sent', 'dead', 'superseded')),
+    batch_key     TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    sent_at       TEXT
+);
+CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
+CREATE INDEX outbox_entity ON outbox (entity, entity_key, version);
+
+-- Events the platform refused for good, with its reason.
+CREATE TABLE dead_letters (
+    id            INTEGER PRIMARY KEY,
+    outbox_id     INTEGER NOT NULL REFERENCES outbox (id),
+    event_id      TEXT NOT NULL,
+    code          INTEGER,
+    reason        TEXT NOT NULL,
+    at            TEXT NOT NULL
+);
+
+-- Push attempts, for status.
+CREATE TABLE push_log (
+    id            INTEGER PRIMARY KEY,
+    at            TEXT NOT NULL,
+    batch_key     TEXT NOT NULL,
+    events        INTEGER NOT NULL,
+    outcome       TEXT NOT NULL,
+    detail        TEXT
+);
+"#;
