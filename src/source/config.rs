@@ -155,6 +155,8 @@ pub struct HttpConfig {
     pub ca_file: Option<String>,
     /// Extra headers sent with every request.
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Guard against endless paging: a fetch with more pages than this fails.
+    pub max_pages: u64,
 }
 
 impl Default for HttpConfig {
@@ -174,6 +176,7 @@ impl Default for HttpConfig {
             allow_insecure_http: false,
             ca_file: None,
             headers: Default::default(),
+            max_pages: 100_000,
         }
     }
 }
