@@ -134,7 +134,8 @@ pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> V
     let Some(src) = ctx.config.source(&source).cloned() else {
         return Vec::new();
     };
-    let client = match SourceClient::new(&src) {
+    let config_dir = ctx.config.path.parent().unwrap_or(std::path::Path::new("."));
+    let client = match SourceClient::with_config_dir(&src, config_dir) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(source = %src.name, "{e}");

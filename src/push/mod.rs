@@ -398,23 +398,11 @@ fn log_attempt(store: &Store, key: &str, n: usize, outcome: &str, detail: Option
 /// The Authorization header for the platform (bearer or basic).
 fn platform_auth_header(config: &Config) -> Result<Option<String>, PushError> {
     use crate::source::config::AuthConfig;
+    let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
     let resolve = |r: &crate::source::config::SecretRef| -> Result<String, PushError> {
-        if let Some(v) = &r.value {
-            return Ok(v.clone());
-        }
-        if let Some(var) = &r.env {
-            return std::env::var(var).map(|v| v.trim().to_string()).map_err(|_| {
-                PushError::Setup(format!(
-                    "[platform.auth]: environment variable {var} is not set; export it or use file = \"…\""
-                ))
-            });
-        }
-        if let Some(file) = &r.file {
-            return std::fs::read_to_string(file).map(|v| v.trim().to_string()).map_err(|e| {
-                PushError::Setup(format!("[platform.auth]: cannot read secret file {file}: {e}"))
-            });
-        }
-        Err(PushError::Setup("[platform.auth]: a secret needs env, file or value".into()))
+        crate::source::secret::resolve(r, dir)
+            .map(|s| s.expose().to_string())
+            .map_err(|p| PushError::Setup(format!("[platform.auth]: {}", p.0)))
     };
     Ok(match &config.platform.auth {
         AuthConfig::None => None,

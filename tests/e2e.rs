@@ -1,0 +1,93 @@
+//! The end-to-end path against the simulator: full sync, no-op re-sync, one change, delivery.
+
+mod common;
+
+use community_sync::pipeline::{self, SyncOptions};
+
+fn opts() -> SyncOptions {
+    SyncOptions {
+        sources: vec![],
+        full: false,
+        trigger: "test".into(),
+        push: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_matches_ground_truth_and_platform_gets_every_event() {
+    let sim = common::sim(1500).await;
+    let dir = tempfile::tempdir().unwrap();
+    let summary = community_sync::cli::demo::run_with(&sim, dir.path()).await.unwrap();
+    let truth = &summary.truth;
+    for (stream, [_, kept, _]) in &summary.records {
+        assert_eq!(truth.accepted.get(stream), Some(kept), "kept records of {stream}");
+    }
+    assert_eq!(summary.rejected_records_by_reason, truth.rejected_records_by_reason);
+    assert_eq!(summary.rejected_fields_by_reason, truth.rejected_fields_by_reason);
+    assert_eq!(summary.persons, truth.persons);
+    assert_eq!(summary.persons_by_systems, truth.persons_by_systems);
+    assert!(summary.matches_truth);
+    assert!(summary.events_pushed > 0);
+    // Every event pushed was applied by the platform exactly once.
+    let platform = sim.platform();
+    assert_eq!(platform.applied_events() as u64, summary.events_pushed);
+    assert_eq!(platform.max_applications_per_event(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_sync_writes_nothing_and_emits_nothing() {
+    let sim = common::sim(800).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(&sim, dir.path());
+    let first = pipeline::sync(&ctx, &opts()).await.unwrap();
+    assert_eq!(first.failed_streams(), 0, "{:?}", first.streams);
+    let before = common::table_counts(&ctx);
+    let changes_before = ctx.store.lock().unwrap().conn().total_changes();
+    let second = pipeline::sync(&ctx, &opts()).await.unwrap();
+    assert_eq!(second.failed_streams(), 0);
+    for s in &second.streams {
+        assert_eq!(s.stats.written(), 0, "{}/{} wrote records on a no-change sync", s.source, s.stream);
+    }
+    assert_eq!(second.reconcile.events, 0);
+    assert_eq!(second.push.map(|p| p.sent), Some(0));
+    assert_eq!(common::table_counts(&ctx), before);
+    // Only bookkeeping rows (runs, cursors of empty runs) may be written.
+    let data_changes = ctx.store.lock().unwrap().conn().total_changes() - changes_before;
+    assert!(data_changes <= 3 * second.streams.len() as u64 + 4, "{data_changes} row changes");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_change_yields_one_new_version_and_one_event() {
+    let sim = common::sim(800).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(&sim, dir.path());
+    pipeline::sync(&ctx, &opts()).await.unwrap();
+    let outbox_before = common::count(&ctx, "SELECT count(*) FROM outbox");
+    // A resident known to the eldercare system by ID number changes phone there.
+    let resident = sim.residents_in("eldercare")[0];
+    sim.mutate(community_sync::sim::Mutation::ChangePhone {
+        source: "eldercare".into(),
+        resident,
+    })
+    .unwrap();
+    let report = pipeline::sync(&ctx, &opts()).await.unwrap();
+    let changed: u64 = report.streams.iter().map(|s| s.stats.updated).sum();
+    assert_eq!(changed, 1, "exactly the changed record is rewritten");
+    assert_eq!(report.reconcile.persons_changed, 1);
+    assert_eq!(report.reconcile.events, 1);
+    assert_eq!(common::count(&ctx, "SELECT count(*) FROM outbox") - outbox_before, 1);
+    let (entity, version): (String, i64) = {
+        let g = ctx.store.lock().unwrap();
+        g.conn()
+            .query_row("SELECT entity, version FROM outbox ORDER BY id DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+    };
+    assert_eq!(entity, "person");
+    assert_eq!(version, 2);
+    assert_eq!(report.push.map(|p| p.sent), Some(1));
+    sim.shutdown().await;
+}
