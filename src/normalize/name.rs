@@ -1,11 +1,131 @@
 //! Personal names.
+//!
+//! - full-width ASCII to half-width, invisible characters dropped, whitespace (incl. U+3000)
+//!   trimmed and collapsed;
+//! - spaces next to a Han character or a middle dot are removed (`张 三` → `张三`,
+//!   `阿卜杜 · 热合曼` → `阿卜杜·热合曼`); single spaces between Latin words are kept;
+//! - the separator of minority and foreign names is unified to U+00B7 `·`: U+30FB `・`,
+//!   U+FF65 `･`, U+2022 `•`, U+2027 `‧`, U+2219 `∙`, U+22C5 `⋅`, U+0387 anywhere, and `.` /
+//!   `．` when between Han characters (a Latin initial `John F. Kennedy` keeps its dot).
 
 use crate::model::{Reject, RejectReason};
+use crate::normalize::text;
 
+/// The canonical middle dot.
+pub const MIDDLE_DOT: char = '\u{00B7}';
+
+fn is_dot_like(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00B7}'
+            | '\u{30FB}'
+            | '\u{FF65}'
+            | '\u{2022}'
+            | '\u{2027}'
+            | '\u{2219}'
+            | '\u{22C5}'
+            | '\u{0387}'
+    )
+}
+
+/// Cleans a name; an empty name is rejected ([`RejectReason::RecordMalformed`]).
 pub fn normalize(raw: &str) -> Result<String, Reject> {
-    let s = crate::normalize::text::clean(raw);
-    if s.is_empty() {
-        return Err(Reject::new(RejectReason::RecordMalformed, "empty name"));
+    let s = text::clean(raw);
+    let chars: Vec<char> = s.chars().collect();
+    // Pass 1: unify dots. A '.' counts when its nearest non-space neighbours are both Han.
+    let neighbour = |i: usize, step: isize| -> Option<char> {
+        let mut j = i as isize + step;
+        while j >= 0 && (j as usize) < chars.len() {
+            let c = chars[j as usize];
+            if c != ' ' {
+                return Some(c);
+            }
+            j += step;
+        }
+        None
+    };
+    let unified: Vec<char> = chars
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let han_dot = c == '.'
+                && neighbour(i, -1).is_some_and(text::is_han)
+                && neighbour(i, 1).is_some_and(text::is_han);
+            if is_dot_like(c) || han_dot {
+                MIDDLE_DOT
+            } else {
+                c
+            }
+        })
+        .collect();
+    // Pass 2: drop spaces that touch a Han character or a middle dot.
+    let joins = |c: Option<&char>| c.is_some_and(|c| text::is_han(*c) || *c == MIDDLE_DOT);
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in unified.iter().enumerate() {
+        if *c == ' ' && (joins(unified.get(i.wrapping_sub(1))) || joins(unified.get(i + 1))) {
+            continue;
+        }
+        out.push(*c);
     }
-    Ok(s)
+    // Separators at the ends carry nothing.
+    let out = out
+        .trim_matches(|c: char| c == MIDDLE_DOT || c == ' ')
+        .to_string();
+    // Collapse repeated dots ("买买提··艾力").
+    let mut collapsed = String::with_capacity(out.len());
+    for c in out.chars() {
+        if c == MIDDLE_DOT && collapsed.ends_with(MIDDLE_DOT) {
+            continue;
+        }
+        collapsed.push(c);
+    }
+    if collapsed.is_empty() {
+        return Err(Reject::new(
+            RejectReason::RecordMalformed,
+            "name is empty after removing spaces and separators",
+        ));
+    }
+    Ok(collapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let cases = [
+            ("张三", "张三"),
+            ("  张三  ", "张三"),
+            ("张 三", "张三"),
+            ("张　三", "张三"),
+            ("欧阳  娜娜", "欧阳娜娜"),
+            ("\u{3000}李四\u{3000}", "李四"),
+            ("阿卜杜·热合曼", "阿卜杜·热合曼"),
+            ("阿卜杜・热合曼", "阿卜杜·热合曼"),
+            ("阿卜杜•热合曼", "阿卜杜·热合曼"),
+            ("阿卜杜‧热合曼", "阿卜杜·热合曼"),
+            ("阿卜杜．热合曼", "阿卜杜·热合曼"),
+            ("阿卜杜.热合曼", "阿卜杜·热合曼"),
+            ("阿卜杜 · 热合曼", "阿卜杜·热合曼"),
+            ("阿卜杜 . 热合曼", "阿卜杜·热合曼"),
+            ("买买提··艾力", "买买提·艾力"),
+            ("·张三·", "张三"),
+            ("John  Smith", "John Smith"),
+            (" John F. Kennedy ", "John F. Kennedy"),
+            ("Ｊｏｈｎ　Ｓｍｉｔｈ", "John Smith"),
+            ("王\u{200B}五", "王五"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw).as_deref(), Ok(want), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn empty_is_rejected() {
+        for raw in ["", "   ", "\u{3000}", "·", " ・ "] {
+            let e = normalize(raw).unwrap_err();
+            assert_eq!(e.reason, RejectReason::RecordMalformed, "{raw:?}");
+        }
+    }
 }
