@@ -127,13 +127,13 @@ fn keep_ends(raw: &str, head: usize, tail: usize) -> String {
     if n == 0 {
         return String::new();
     }
-    // Always hide at least half, so a short value is never shown whole.
-    let (head, tail) = if head + tail >= n.div_ceil(2) {
-        let keep = n / 2;
-        (
-            head.min(keep),
-            tail.min(keep.saturating_sub(head.min(keep))),
-        )
+    // Always hide at least 4 characters (or all but one of a short value), so a short value is
+    // never shown whole and a phone keeps the usual 3 + 4 shape.
+    let hide_min = 4.min(n.saturating_sub(1)).max(1);
+    let (head, tail) = if n.saturating_sub(head + tail) < hide_min {
+        let keep = n - hide_min;
+        let h = head.min(keep);
+        (h, tail.min(keep - h))
     } else {
         (head, tail)
     };
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn short_values_are_mostly_hidden() {
         let m = phone("12345");
-        assert_eq!(m.chars().filter(|c| *c == '*').count() >= 3, true, "{m}");
+        assert!(m.chars().filter(|c| *c == '*').count() >= 3, "{m}");
     }
 
     #[test]

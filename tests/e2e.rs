@@ -30,8 +30,9 @@ async fn full_sync_matches_ground_truth_and_platform_gets_every_event() {
     assert!(summary.events_pushed > 0);
     // Every event pushed was applied by the platform exactly once.
     let platform = sim.platform();
-    assert_eq!(platform.applied_events() as u64, summary.events_pushed);
-    assert_eq!(platform.max_applications_per_event(), 1);
+    assert_eq!(platform.applications.len() as u64, summary.events_pushed);
+    assert_eq!(platform.applications.values().max(), Some(&1));
+    assert_eq!(platform.out_of_order, 0);
     sim.shutdown().await;
 }
 

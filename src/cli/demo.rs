@@ -234,7 +234,7 @@ fn summarize(ctx: &Context, report: &SyncReport, sim: &Sim, seconds: f64, config
         persons: persons as u64,
         persons_by_systems,
         events_pushed,
-        platform_applied: platform.applied_events() as u64,
+        platform_applied: platform.applications.len() as u64,
         truth,
         matches_truth,
     })

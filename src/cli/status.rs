@@ -255,6 +255,7 @@ pub fn print_rejects(store: &Store, source: Option<&str>, reason: Option<&str>, 
          FROM rejects WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR reason = ?2)
          ORDER BY id DESC LIMIT ?3",
     )?;
+    let codec = store.codec().clone();
     let rows = stmt.query_map(params![source, reason, limit as i64], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -263,7 +264,7 @@ pub fn print_rejects(store: &Store, source: Option<&str>, reason: Option<&str>, 
             r.get::<_, String>(3)?,
             r.get::<_, String>(4)?,
             r.get::<_, String>(5)?,
-            r.get::<_, String>(6)?,
+            codec.open(r.get_ref(6)?)?.unwrap_or_default(),
             r.get::<_, bool>(7)?,
         ))
     })?;

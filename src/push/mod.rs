@@ -279,6 +279,7 @@ pub fn backoff_delay(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
 /// re-sent as it was; otherwise the oldest pending events, with superseded versions of one
 /// entity coalesced to the newest.
 fn form_batch(store: &mut Store, size: usize, max_bytes: usize) -> Result<(Option<Batch>, u64), PushError> {
+    let codec = store.codec().clone();
     let tx = store.conn_mut().transaction()?;
     let keyed: Option<String> = tx
         .query_row(
@@ -293,7 +294,9 @@ fn form_batch(store: &mut Store, size: usize, max_bytes: usize) -> Result<(Optio
                 "SELECT id, event_id, payload FROM outbox WHERE state = 'pending' AND batch_key = ?1 ORDER BY id",
             )?;
             let rows = stmt
-                .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map([&key], |r| {
+                    Ok((r.get(0)?, r.get(1)?, codec.open(r.get_ref(2)?)?.unwrap_or_default()))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows
         };
@@ -305,7 +308,15 @@ fn form_batch(store: &mut Store, size: usize, max_bytes: usize) -> Result<(Optio
             "SELECT id, event_id, payload, entity, entity_key FROM outbox WHERE state = 'pending' ORDER BY id LIMIT ?1",
         )?;
         let rows = stmt
-            .query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .query_map([size as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    codec.open(r.get_ref(2)?)?.unwrap_or_default(),
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         rows
     };

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::model::{Event, NormalizedRecord, Op, PERSON_FIELDS};
 use crate::reconcile::{person_key, ReconcileStats};
-use crate::store::{self, now_text, StoreError};
+use crate::store::{self, now_text, Codec, StoreError};
 
 /// Survivorship rules (see ARCHITECTURE.md): the default is `most_recent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +101,14 @@ pub fn choose(config: &Config, candidates: &[Candidate]) -> BTreeMap<&'static st
 /// Recomputes one person's golden record; on change bumps the version and enqueues an event.
 pub fn refresh_person(
     tx: &Transaction<'_>,
+    codec: &Codec,
     config: &Config,
     pid: i64,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
     let current: Option<(i64, bool, [Option<String>; 7], String, String)> = tx
         .prepare_cached(
-            "SELECT version, retired, name, id_number, CAST(gender AS TEXT), birth_date, phone, address, community,
+            "SELECT version, retired, name, id_number, gender, birth_date, phone, address, community,
                     provenance, sources
              FROM persons WHERE id = ?1",
         )?
@@ -115,7 +116,15 @@ pub fn refresh_person(
             Ok((
                 r.get(0)?,
                 r.get(1)?,
-                [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                [
+                    codec.open(r.get_ref(2)?)?,
+                    codec.open(r.get_ref(3)?)?,
+                    codec.open(r.get_ref(4)?)?,
+                    codec.open(r.get_ref(5)?)?,
+                    codec.open(r.get_ref(6)?)?,
+                    codec.open(r.get_ref(7)?)?,
+                    codec.open(r.get_ref(8)?)?,
+                ],
                 r.get(9)?,
                 r.get(10)?,
             ))
@@ -130,7 +139,7 @@ pub fn refresh_person(
     )?;
     let candidates: Vec<Candidate> = stmt
         .query_map([pid], |r| {
-            let normalized: Option<String> = r.get(2)?;
+            let normalized: Option<String> = codec.open(r.get_ref(2)?)?;
             Ok(Candidate {
                 record_id: r.get(0)?,
                 source: r.get(1)?,
@@ -148,7 +157,7 @@ pub fn refresh_person(
             let v = version + 1;
             tx.prepare_cached("UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1")?
                 .execute(params![pid, v, now])?;
-            store::enqueue_event(tx, &Event::new("person", &person_key(pid), v, Op::Delete, vec![], None))?;
+            store::enqueue_event(tx, codec, &Event::new("person", &person_key(pid), v, Op::Delete, vec![], None))?;
             stats.persons_retired += 1;
             stats.events += 1;
         } else if version == 0 {
@@ -187,13 +196,24 @@ pub fn refresh_person(
     }
     let v = version + 1;
     tx.prepare_cached(
-        "UPDATE persons SET version = ?2, name = ?3, id_number = ?4, gender = CAST(?5 AS INTEGER), birth_date = ?6,
+        "UPDATE persons SET version = ?2, name = ?3, id_number = ?4, gender = ?5, birth_date = ?6,
                 phone = ?7, address = ?8, community = ?9, provenance = ?10, retired = 0, updated_at = ?11,
                 sources = ?12
          WHERE id = ?1",
     )?
     .execute(params![
-        pid, v, new[0], new[1], new[2], new[3], new[4], new[5], new[6], provenance_text, now, sources_text
+        pid,
+        v,
+        codec.seal_opt(new[0].as_deref()),
+        codec.seal_opt(new[1].as_deref()),
+        codec.seal_opt(new[2].as_deref()),
+        codec.seal_opt(new[3].as_deref()),
+        codec.seal_opt(new[4].as_deref()),
+        codec.seal_opt(new[5].as_deref()),
+        codec.seal_opt(new[6].as_deref()),
+        provenance_text,
+        now,
+        sources_text
     ])?;
     let mut record = serde_json::Map::new();
     record.insert("person".into(), json!(person_key(pid)));
@@ -212,6 +232,7 @@ pub fn refresh_person(
     }
     store::enqueue_event(
         tx,
+        codec,
         &Event::new("person", &person_key(pid), v, Op::Upsert, changed, Some(Value::Object(record))),
     )?;
     if version == 0 {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::model::{EntityKind, Event, NormalizedRecord, Op};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Codec, Store, StoreError};
 
 /// Records handled per transaction.
 const CHUNK: usize = 5000;
@@ -93,21 +93,22 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
     );
     for sql in [phase1, phase2] {
         loop {
+            let codec = store.codec().clone();
             let tx = store.conn_mut().transaction()?;
-            let batch = load_dirty(&tx, &sql)?;
+            let batch = load_dirty(&tx, &codec, &sql)?;
             if batch.is_empty() {
                 tx.commit()?;
                 break;
             }
             let mut touched = BTreeSet::new();
             for rec in &batch {
-                handle_record(&tx, config, rec, &mut touched, &mut stats)?;
+                handle_record(&tx, &codec, config, rec, &mut touched, &mut stats)?;
                 tx.prepare_cached("UPDATE source_records SET dirty = 0 WHERE id = ?1")?
                     .execute([rec.id])?;
                 stats.records += 1;
             }
             for pid in touched {
-                golden::refresh_person(&tx, config, pid, &mut stats)?;
+                golden::refresh_person(&tx, &codec, config, pid, &mut stats)?;
             }
             tx.commit()?;
         }
@@ -115,7 +116,7 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
     Ok(stats)
 }
 
-fn load_dirty(tx: &Transaction<'_>, sql: &str) -> Result<Vec<Dirty>, StoreError> {
+fn load_dirty(tx: &Transaction<'_>, codec: &Codec, sql: &str) -> Result<Vec<Dirty>, StoreError> {
     let mut stmt = tx.prepare_cached(sql)?;
     let rows = stmt.query_map([], |r| {
         Ok(Dirty {
@@ -125,7 +126,7 @@ fn load_dirty(tx: &Transaction<'_>, sql: &str) -> Result<Vec<Dirty>, StoreError>
             source_key: r.get(3)?,
             entity: EntityKind::parse(&r.get::<_, String>(4)?),
             ok: r.get::<_, String>(5)? == "ok",
-            normalized: r.get(6)?,
+            normalized: codec.open(r.get_ref(6)?)?,
             deleted: r.get(7)?,
             id_key: r.get(8)?,
             np_key: r.get(9)?,
@@ -139,6 +140,7 @@ fn load_dirty(tx: &Transaction<'_>, sql: &str) -> Result<Vec<Dirty>, StoreError>
 
 fn handle_record(
     tx: &Transaction<'_>,
+    codec: &Codec,
     config: &Config,
     rec: &Dirty,
     touched: &mut BTreeSet<i64>,
@@ -152,7 +154,7 @@ fn handle_record(
     let Some(entity) = rec.entity else {
         // A rejected record: it no longer vouches for anyone.
         unlink(tx, rec, touched)?;
-        retire_domain_rows(tx, rec, stats)?;
+        retire_domain_rows(tx, codec, rec, stats)?;
         return Ok(());
     };
     if entity.carries_person() {
@@ -163,7 +165,7 @@ fn handle_record(
             if !rec.ok {
                 unlink(tx, rec, touched)?;
             }
-            upsert_domain(tx, entity, rec, None, rec.person_id, stats)?;
+            upsert_domain(tx, codec, entity, rec, None, rec.person_id, stats)?;
             return Ok(());
         }
         let pid = resolve_person(tx, rec)?;
@@ -185,7 +187,7 @@ fn handle_record(
             .execute(params![rec.source, rec.stream, rec.source_key])?;
         }
         touched.insert(pid);
-        upsert_domain(tx, entity, rec, normalized.as_ref(), Some(pid), stats)?;
+        upsert_domain(tx, codec, entity, rec, normalized.as_ref(), Some(pid), stats)?;
     } else {
         let pid = if live { parent_person(tx, rec)? } else { rec.person_id };
         if rec.person_id != pid {
@@ -193,7 +195,7 @@ fn handle_record(
                 .execute(params![rec.id, pid])?;
         }
         let normalized = if live { normalized.as_ref() } else { None };
-        upsert_domain(tx, entity, rec, normalized, pid, stats)?;
+        upsert_domain(tx, codec, entity, rec, normalized, pid, stats)?;
     }
     let _ = config;
     Ok(())
@@ -295,6 +297,7 @@ fn domain_key(rec: &Dirty) -> String {
 /// Brings the record's domain row up to date; `normalized == None` means the record is gone.
 fn upsert_domain(
     tx: &Transaction<'_>,
+    codec: &Codec,
     entity: EntityKind,
     rec: &Dirty,
     normalized: Option<&NormalizedRecord>,
@@ -327,7 +330,7 @@ fn upsert_domain(
                     "UPDATE {table} SET deleted = 1, version = ?2 WHERE record_id = ?1"
                 ))?
                 .execute(params![rec.id, v])?;
-                store::enqueue_event(tx, &Event::new(entity.as_str(), &key, v, Op::Delete, vec![], None))?;
+                store::enqueue_event(tx, codec, &Event::new(entity.as_str(), &key, v, Op::Delete, vec![], None))?;
                 stats.domain_changed += 1;
                 stats.events += 1;
             }
@@ -393,6 +396,7 @@ fn upsert_domain(
             }
             store::enqueue_event(
                 tx,
+                codec,
                 &Event::new(entity.as_str(), &key, version, Op::Upsert, changed, Some(Value::Object(record))),
             )?;
             stats.domain_changed += 1;
@@ -403,14 +407,19 @@ fn upsert_domain(
 }
 
 /// A record that became rejected takes its domain row with it.
-fn retire_domain_rows(tx: &Transaction<'_>, rec: &Dirty, stats: &mut ReconcileStats) -> Result<(), StoreError> {
+fn retire_domain_rows(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    rec: &Dirty,
+    stats: &mut ReconcileStats,
+) -> Result<(), StoreError> {
     for kind in EntityKind::ALL {
         let exists: Option<i64> = tx
             .prepare_cached(&format!("SELECT record_id FROM {} WHERE record_id = ?1", domain_table(kind)))?
             .query_row([rec.id], |r| r.get(0))
             .optional()?;
         if exists.is_some() {
-            upsert_domain(tx, kind, rec, None, rec.person_id, stats)?;
+            upsert_domain(tx, codec, kind, rec, None, rec.person_id, stats)?;
         }
     }
     Ok(())

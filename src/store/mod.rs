@@ -4,7 +4,10 @@
 //!
 //! One `Store` wraps one connection; the pipeline serialises writers behind a mutex.
 
+pub mod codec;
 pub mod schema;
+
+pub use codec::Codec;
 
 use std::path::{Path, PathBuf};
 
@@ -59,6 +62,7 @@ pub fn content_hash(raw: &Value) -> [u8; 16] {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    codec: Codec,
 }
 
 /// One fetched record on its way into the store.
@@ -160,11 +164,21 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            codec: Codec::default(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How personal data is sealed in this store's columns.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
     }
 
     pub fn conn(&self) -> &Connection {
@@ -218,7 +232,7 @@ impl Store {
     pub fn ingest(&mut self, at: &StreamRef<'_>, batch: &[Ingest], finish: Option<&Finish>) -> Result<IngestStats> {
         let now = now_text();
         let tx = self.conn.transaction().map_err(classify)?;
-        let stats = ingest_in(&tx, at, batch, &now)?;
+        let stats = ingest_in(&tx, &self.codec, at, batch, &now)?;
         if let Some(f) = finish {
             let mut totals = f.totals;
             totals.add(&stats);
@@ -296,7 +310,13 @@ impl Store {
     }
 }
 
-fn ingest_in(tx: &Transaction<'_>, at: &StreamRef<'_>, batch: &[Ingest], now: &str) -> Result<IngestStats> {
+fn ingest_in(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    at: &StreamRef<'_>,
+    batch: &[Ingest],
+    now: &str,
+) -> Result<IngestStats> {
     let mut stats = IngestStats::default();
     let mut lookup = tx.prepare_cached(
         "SELECT id, content_hash, status FROM source_records WHERE source = ?1 AND stream = ?2 AND source_key = ?3",
@@ -356,9 +376,9 @@ fn ingest_in(tx: &Transaction<'_>, at: &StreamRef<'_>, batch: &[Ingest], now: &s
                 Some(serde_json::to_string(record).unwrap_or_default()),
                 record.updated_at.clone(),
                 *deleted,
-                record.person.id_number.clone(),
+                record.person.id_number.as_deref().map(|i| codec.blind("id", i)),
                 match (&record.person.name, &record.person.phone) {
-                    (Some(n), Some(p)) => Some(format!("{n}|{p}")),
+                    (Some(n), Some(p)) => Some(codec.blind("np", &format!("{n}|{p}"))),
                     _ => None,
                 },
                 record.person_ref.clone(),
@@ -369,8 +389,19 @@ fn ingest_in(tx: &Transaction<'_>, at: &StreamRef<'_>, batch: &[Ingest], now: &s
         let id = match &existing {
             Some((id, _, _)) => {
                 update.execute(params![
-                    id, entity, status, raw_text, normalized, hash.as_slice(), updated_at, deleted, id_key,
-                    np_key, at.link_stream, person_ref, now
+                    id,
+                    entity,
+                    status,
+                    codec.seal(&raw_text),
+                    codec.seal_opt(normalized.as_deref()),
+                    hash.as_slice(),
+                    updated_at,
+                    deleted,
+                    id_key,
+                    np_key,
+                    at.link_stream,
+                    person_ref,
+                    now
                 ])?;
                 clear_rejects.execute([id])?;
                 if deleted {
@@ -382,8 +413,21 @@ fn ingest_in(tx: &Transaction<'_>, at: &StreamRef<'_>, batch: &[Ingest], now: &s
             }
             None => {
                 insert.execute(params![
-                    at.source, at.stream, key, entity, status, raw_text, normalized, hash.as_slice(),
-                    updated_at, deleted, id_key, np_key, at.link_stream, person_ref, now
+                    at.source,
+                    at.stream,
+                    key,
+                    entity,
+                    status,
+                    codec.seal(&raw_text),
+                    codec.seal_opt(normalized.as_deref()),
+                    hash.as_slice(),
+                    updated_at,
+                    deleted,
+                    id_key,
+                    np_key,
+                    at.link_stream,
+                    person_ref,
+                    now
                 ])?;
                 let id = tx.last_insert_rowid();
                 if let Some(seen) = seen.as_mut() {
@@ -401,15 +445,33 @@ fn ingest_in(tx: &Transaction<'_>, at: &StreamRef<'_>, batch: &[Ingest], now: &s
             Ingest::Rejected { reject, .. } => {
                 stats.rejected += 1;
                 add_reject.execute(params![
-                    id, at.source, at.stream, reject.source_key, reject.field, true, reject.reason.code(),
-                    reject.detail, reject.raw, at.run_id, now
+                    id,
+                    at.source,
+                    at.stream,
+                    reject.source_key,
+                    reject.field,
+                    true,
+                    reject.reason.code(),
+                    reject.detail,
+                    codec.seal(&reject.raw),
+                    at.run_id,
+                    now
                 ])?;
             }
             Ingest::Ok { record, .. } => {
                 for fr in &record.field_rejects {
                     add_reject.execute(params![
-                        id, at.source, at.stream, record.source_key, fr.field, false, fr.reason.code(),
-                        fr.detail, fr.raw, at.run_id, now
+                        id,
+                        at.source,
+                        at.stream,
+                        record.source_key,
+                        fr.field,
+                        false,
+                        fr.reason.code(),
+                        fr.detail,
+                        codec.seal(&fr.raw),
+                        at.run_id,
+                        now
                     ])?;
                 }
             }
@@ -419,7 +481,7 @@ fn ingest_in(tx: &Transaction<'_>, at: &StreamRef<'_>, batch: &[Ingest], now: &s
 }
 
 /// Appends an event to the outbox. Call it inside the transaction that makes the change.
-pub fn enqueue_event(tx: &Transaction<'_>, event: &crate::model::Event) -> Result<()> {
+pub fn enqueue_event(tx: &Transaction<'_>, codec: &Codec, event: &crate::model::Event) -> Result<()> {
     let payload = serde_json::to_string(event).unwrap_or_default();
     tx.prepare_cached(
         "INSERT INTO outbox (event_id, entity, entity_key, version, op, payload, created_at)
@@ -432,7 +494,7 @@ pub fn enqueue_event(tx: &Transaction<'_>, event: &crate::model::Event) -> Resul
         event.key,
         event.version,
         event.op.as_str(),
-        payload,
+        codec.seal(&payload),
         event.emitted_at
     ])?;
     Ok(())
