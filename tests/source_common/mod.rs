@@ -10,6 +10,12 @@ use tokio::sync::mpsc;
 /// `http` in `[http]`, `stream` in the one `[[streams]]` (must set `pagination`).
 pub fn source(base_url: &str, extra: &str, auth: &str, http: &str, stream: &str) -> SourceConfig {
     let auth = if auth.is_empty() { r#"type = "none""# } else { auth };
+    let mut http_lines = String::new();
+    for (k, v) in [("timeout_secs", "5"), ("backoff_initial_ms", "1"), ("backoff_max_ms", "20")] {
+        if !http.contains(k) {
+            http_lines.push_str(&format!("{k} = {v}\n"));
+        }
+    }
     let text = format!(
         r#"
 name = "t"
@@ -18,10 +24,7 @@ base_url = "{base_url}"
 [auth]
 {auth}
 [http]
-timeout_secs = 5
-backoff_initial_ms = 1
-backoff_max_ms = 20
-{http}
+{http_lines}{http}
 [[streams]]
 name = "s"
 entity = "volunteer"
