@@ -23,12 +23,20 @@ async fn sim(auth: SimAuth) -> Variant {
 /// that names the source, the path, and does not leak the wrong secret).
 async fn right_and_wrong(auth: SimAuth, good: &str, bad: &str, bad_secret: &str) {
     let v = sim(auth).await;
-    let f = fetch_all(&source(&v.base_url, "", good, "", PAGED)).await.unwrap();
+    let f = fetch_all(&source(&v.base_url, "", good, "", PAGED))
+        .await
+        .unwrap();
     assert_all_once(&f.records, 25);
-    let err = fetch_all(&source(&v.base_url, "", bad, "", PAGED)).await.err().unwrap();
+    let err = fetch_all(&source(&v.base_url, "", bad, "", PAGED))
+        .await
+        .err()
+        .unwrap();
     let msg = err.to_string();
     assert!(
-        matches!(err, SourceError::Auth { status: 401, .. } | SourceError::Token { .. }),
+        matches!(
+            err,
+            SourceError::Auth { status: 401, .. } | SourceError::Token { .. }
+        ),
         "{msg}"
     );
     assert!(msg.contains("check the credentials for source t"), "{msg}");
@@ -38,7 +46,9 @@ async fn right_and_wrong(auth: SimAuth, good: &str, bad: &str, bad_secret: &str)
 #[tokio::test]
 async fn no_auth() {
     let v = sim(SimAuth::None).await;
-    let f = fetch_all(&source(&v.base_url, "", "", "", PAGED)).await.unwrap();
+    let f = fetch_all(&source(&v.base_url, "", "", "", PAGED))
+        .await
+        .unwrap();
     assert_all_once(&f.records, 25);
 }
 
@@ -142,7 +152,9 @@ client_secret = { value = "wrong-client-secret" }"#,
 #[tokio::test]
 async fn oauth2_token_is_cached_across_pages() {
     let v = sim(oauth(3600, None)).await;
-    let f = fetch_all(&source(&v.base_url, "", OAUTH_GOOD, "", PAGED)).await.unwrap();
+    let f = fetch_all(&source(&v.base_url, "", OAUTH_GOOD, "", PAGED))
+        .await
+        .unwrap();
     assert_all_once(&f.records, 25);
     assert_eq!(v.tokens_issued(), 1);
 }
@@ -152,7 +164,9 @@ async fn oauth2_token_refreshed_after_expiry() {
     // expires_in = 0: every cached token is already past its expiry, so each request
     // fetches a fresh one.
     let v = sim(oauth(0, None)).await;
-    let f = fetch_all(&source(&v.base_url, "", OAUTH_GOOD, "", PAGED)).await.unwrap();
+    let f = fetch_all(&source(&v.base_url, "", OAUTH_GOOD, "", PAGED))
+        .await
+        .unwrap();
     assert_all_once(&f.records, 25);
     assert_eq!(v.tokens_issued(), 3);
     assert_eq!(v.requests(), 3);
@@ -162,7 +176,9 @@ async fn oauth2_token_refreshed_after_expiry() {
 async fn oauth2_token_refreshed_once_on_401_and_request_retried() {
     // The server revokes each token after one use although it claims an hour of life.
     let v = sim(oauth(3600, Some(1))).await;
-    let f = fetch_all(&source(&v.base_url, "", OAUTH_GOOD, "", PAGED)).await.unwrap();
+    let f = fetch_all(&source(&v.base_url, "", OAUTH_GOOD, "", PAGED))
+        .await
+        .unwrap();
     assert_all_once(&f.records, 25);
     assert_eq!(v.tokens_issued(), 3);
     // Pages 2 and 3 each met one 401 and were retried once.
@@ -172,8 +188,14 @@ async fn oauth2_token_refreshed_once_on_401_and_request_retried() {
 #[tokio::test]
 async fn oauth2_gives_up_when_a_fresh_token_is_rejected_too() {
     let v = sim(oauth(3600, Some(0))).await;
-    let err = fetch_all(&source(&v.base_url, "", OAUTH_GOOD, "", PAGED)).await.err().unwrap();
-    assert!(matches!(err, SourceError::Auth { status: 401, .. }), "{err}");
+    let err = fetch_all(&source(&v.base_url, "", OAUTH_GOOD, "", PAGED))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, SourceError::Auth { status: 401, .. }),
+        "{err}"
+    );
     assert_eq!(v.tokens_issued(), 2);
     assert_eq!(v.requests(), 2);
 }
@@ -247,7 +269,10 @@ token = { env = "CS_TEST_NEVER_SET_TOKEN_VAR" }"#,
     let err = SourceClient::new(&src).err().unwrap();
     let msg = err.to_string();
     assert!(matches!(err, SourceError::Secret { .. }), "{msg}");
-    assert!(msg.contains("source t") && msg.contains("CS_TEST_NEVER_SET_TOKEN_VAR"), "{msg}");
+    assert!(
+        msg.contains("source t") && msg.contains("CS_TEST_NEVER_SET_TOKEN_VAR"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -264,7 +289,9 @@ token = { file = "token" }"#,
         PAGED,
     );
     let client = SourceClient::with_config_dir(&src, dir.path()).unwrap();
-    let f = fetch(&client, stream(&src), &FetchPlan::default()).await.unwrap();
+    let f = fetch(&client, stream(&src), &FetchPlan::default())
+        .await
+        .unwrap();
     assert_all_once(&f.records, 25);
     assert!(!format!("{client:?}").contains("tok-right"));
 }

@@ -10,7 +10,10 @@ use source_common::*;
 const PAGED: &str = r#"records = "/items"
 pagination = { type = "page_number", size = 10, total_path = "/total" }"#;
 
-async fn records_with(encoding: SimEncoding, source_extra: &str) -> Result<Vec<serde_json::Value>, SourceError> {
+async fn records_with(
+    encoding: SimEncoding,
+    source_extra: &str,
+) -> Result<Vec<serde_json::Value>, SourceError> {
     let v = Variant::start(VariantConfig {
         records: 25,
         encoding,
@@ -18,7 +21,9 @@ async fn records_with(encoding: SimEncoding, source_extra: &str) -> Result<Vec<s
     })
     .await
     .unwrap();
-    Ok(fetch_all(&source(&v.base_url, source_extra, "", "", PAGED)).await?.records)
+    Ok(fetch_all(&source(&v.base_url, source_extra, "", "", PAGED))
+        .await?
+        .records)
 }
 
 #[tokio::test]
@@ -29,22 +34,33 @@ async fn every_encoding_yields_the_same_records() {
     assert_eq!(utf8[1]["community"], "幸福社区");
     let bom = records_with(SimEncoding::Utf8Bom, "").await.unwrap();
     assert_eq!(bom, utf8);
-    let gbk = records_with(SimEncoding::Gbk { declare: true }, "").await.unwrap();
+    let gbk = records_with(SimEncoding::Gbk { declare: true }, "")
+        .await
+        .unwrap();
     assert_eq!(gbk, utf8);
     let forced = records_with(SimEncoding::Gbk { declare: false }, r#"encoding = "gbk""#)
         .await
         .unwrap();
     assert_eq!(forced, utf8);
-    let gb18030 = records_with(SimEncoding::Gbk { declare: false }, r#"encoding = "gb18030""#)
-        .await
-        .unwrap();
+    let gb18030 = records_with(
+        SimEncoding::Gbk { declare: false },
+        r#"encoding = "gb18030""#,
+    )
+    .await
+    .unwrap();
     assert_eq!(gb18030, utf8);
 }
 
 #[tokio::test]
 async fn undeclared_gbk_read_as_utf8_is_a_clear_error() {
-    let err = records_with(SimEncoding::Gbk { declare: false }, "").await.err().unwrap();
+    let err = records_with(SimEncoding::Gbk { declare: false }, "")
+        .await
+        .err()
+        .unwrap();
     let msg = err.to_string();
     assert!(matches!(err, SourceError::Malformed { .. }), "{msg}");
-    assert!(msg.contains("source t") && msg.contains("/api/items") && msg.contains("encoding"), "{msg}");
+    assert!(
+        msg.contains("source t") && msg.contains("/api/items") && msg.contains("encoding"),
+        "{msg}"
+    );
 }

@@ -37,7 +37,10 @@ async fn html_error_page_with_200_is_not_json() {
         ..Chaos::default()
     })
     .await;
-    let err = fetch_all(&source(&v.base_url, "", "", "", PAGED)).await.err().unwrap();
+    let err = fetch_all(&source(&v.base_url, "", "", "", PAGED))
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, SourceError::NotJson { .. }), "{err}");
     assert_names_path(&err);
     let msg = err.to_string();
@@ -52,11 +55,20 @@ async fn oversized_body_is_cut() {
         ..Chaos::default()
     })
     .await;
-    let err = fetch_all(&source(&v.base_url, "", "", "max_response_bytes = 100000", PAGED))
-        .await
-        .err()
-        .unwrap();
-    assert!(matches!(err, SourceError::TooLarge { limit: 100_000, .. }), "{err}");
+    let err = fetch_all(&source(
+        &v.base_url,
+        "",
+        "",
+        "max_response_bytes = 100000",
+        PAGED,
+    ))
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, SourceError::TooLarge { limit: 100_000, .. }),
+        "{err}"
+    );
     assert_names_path(&err);
 }
 
@@ -78,10 +90,16 @@ async fn deeply_nested_json_is_refused() {
 #[tokio::test]
 async fn too_many_records_on_a_page() {
     let v = sim(Chaos::default()).await;
-    let err = fetch_all(&source(&v.base_url, "", "", "max_records_per_page = 5", PAGED))
-        .await
-        .err()
-        .unwrap();
+    let err = fetch_all(&source(
+        &v.base_url,
+        "",
+        "",
+        "max_records_per_page = 5",
+        PAGED,
+    ))
+    .await
+    .err()
+    .unwrap();
     assert!(matches!(err, SourceError::Shape { .. }), "{err}");
     assert!(err.to_string().contains("max_records_per_page"));
 }
@@ -111,8 +129,14 @@ async fn cross_host_redirect_is_not_followed() {
         ..Chaos::default()
     })
     .await;
-    let err = fetch_all(&source(&v.base_url, "", "", "", PAGED)).await.err().unwrap();
-    assert!(matches!(err, SourceError::CrossHostRedirect { .. }), "{err}");
+    let err = fetch_all(&source(&v.base_url, "", "", "", PAGED))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, SourceError::CrossHostRedirect { .. }),
+        "{err}"
+    );
     assert_names_path(&err);
     assert!(err.to_string().contains("localhost"));
     assert_eq!(v.requests(), 1, "the redirect target was not requested");
@@ -124,7 +148,13 @@ async fn insecure_http_to_a_non_loopback_host_is_refused_at_creation() {
     let err = SourceClient::new(&src).err().unwrap();
     assert!(matches!(err, SourceError::InsecureHttp { .. }), "{err}");
     assert!(err.to_string().contains("allow_insecure_http"));
-    let src = source("http://10.0.0.1:8080", "", "", "allow_insecure_http = true", PAGED);
+    let src = source(
+        "http://10.0.0.1:8080",
+        "",
+        "",
+        "allow_insecure_http = true",
+        PAGED,
+    );
     assert!(SourceClient::new(&src).is_ok());
     let src = source("https://10.0.0.1:8443", "", "", "", PAGED);
     assert!(SourceClient::new(&src).is_ok());
@@ -135,10 +165,20 @@ async fn bad_ca_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), "not a certificate").unwrap();
     let src = source("https://10.0.0.1", "", "", r#"ca_file = "ca.pem""#, PAGED);
-    let err = SourceClient::with_config_dir(&src, dir.path()).err().unwrap();
+    let err = SourceClient::with_config_dir(&src, dir.path())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("ca.pem"), "{err}");
-    let src = source("https://10.0.0.1", "", "", r#"ca_file = "missing.pem""#, PAGED);
-    let err = SourceClient::with_config_dir(&src, dir.path()).err().unwrap();
+    let src = source(
+        "https://10.0.0.1",
+        "",
+        "",
+        r#"ca_file = "missing.pem""#,
+        PAGED,
+    );
+    let err = SourceClient::with_config_dir(&src, dir.path())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("missing.pem"), "{err}");
 }
 
@@ -161,7 +201,9 @@ async fn max_in_flight_with(concurrency: usize) -> u64 {
         let client = client.clone();
         let src = src.clone();
         tasks.push(tokio::spawn(async move {
-            fetch(&client, stream(&src), &FetchPlan::default()).await.map(|f| f.records.len())
+            fetch(&client, stream(&src), &FetchPlan::default())
+                .await
+                .map(|f| f.records.len())
         }));
     }
     for t in tasks {
@@ -180,6 +222,8 @@ async fn concurrency_limit_is_shared_by_all_streams_of_a_source() {
 #[tokio::test]
 async fn rate_limit_still_fetches_everything() {
     let v = sim(Chaos::default()).await;
-    let f = fetch_all(&source(&v.base_url, "", "", "rate_limit_rps = 200", PAGED)).await.unwrap();
+    let f = fetch_all(&source(&v.base_url, "", "", "rate_limit_rps = 200", PAGED))
+        .await
+        .unwrap();
     assert_all_once(&f.records, 25);
 }

@@ -33,7 +33,10 @@ pagination = { type = "page_number", page_param = "page", size_param = "rows", s
     assert_eq!(v.requests(), 3);
     assert_eq!(f.pages[0].total, Some(25));
     assert_eq!(f.pages[0].url_path, "/api/items");
-    assert_eq!(f.pages.iter().map(|p| p.number).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        f.pages.iter().map(|p| p.number).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
 }
 
 #[tokio::test]
@@ -41,14 +44,22 @@ async fn page_number_stops_on_short_then_on_empty_page() {
     let v = sim(25).await;
     let stream = r#"records = "/items"
 pagination = { type = "page_number", size = 10 }"#;
-    let f = fetch_all(&source(&v.base_url, "", "", "", stream)).await.unwrap();
+    let f = fetch_all(&source(&v.base_url, "", "", "", stream))
+        .await
+        .unwrap();
     assert_all_once(&f.records, 25);
     assert_eq!(v.requests(), 3, "stops on the short third page");
 
     let v = sim(20).await;
-    let f = fetch_all(&source(&v.base_url, "", "", "", stream)).await.unwrap();
+    let f = fetch_all(&source(&v.base_url, "", "", "", stream))
+        .await
+        .unwrap();
     assert_all_once(&f.records, 20);
-    assert_eq!(v.requests(), 3, "a full last page needs one empty page to end");
+    assert_eq!(
+        v.requests(),
+        3,
+        "a full last page needs one empty page to end"
+    );
     assert_eq!(f.pages.len(), 2, "empty pages are not sent");
 }
 
@@ -239,7 +250,10 @@ pagination = { type = "page_number", size = 10, total_path = "/total" }"#;
 
     let src = source(&v.base_url, "", "", "max_pages = 2", stream);
     let err = fetch_all(&src).await.err().unwrap();
-    assert!(matches!(err, SourceError::TooManyPages { max: 2, .. }), "{err}");
+    assert!(
+        matches!(err, SourceError::TooManyPages { max: 2, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("/api/items"));
 }
 
@@ -268,9 +282,15 @@ async fn repeating_cursor_is_an_error_not_a_loop() {
 pagination = { type = "cursor", cursor_path = "/nextCursor", cursor_param = "cursor", size_param = "limit", size = 10 }"#,
     );
     let err = fetch_all(&src).await.err().unwrap();
-    assert!(matches!(err, SourceError::Repeated { what: "cursor", .. }), "{err}");
+    assert!(
+        matches!(err, SourceError::Repeated { what: "cursor", .. }),
+        "{err}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("/api/items") && msg.contains("stream s"), "{msg}");
+    assert!(
+        msg.contains("/api/items") && msg.contains("stream s"),
+        "{msg}"
+    );
     assert_eq!(v.requests(), 2);
 }
 
@@ -295,7 +315,16 @@ async fn repeating_link_is_an_error_not_a_loop() {
 pagination = { type = "link_header", size_param = "limit", size = 10 }"#,
     );
     let err = fetch_all(&src).await.err().unwrap();
-    assert!(matches!(err, SourceError::Repeated { what: "next link", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SourceError::Repeated {
+                what: "next link",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("/api/items"));
 }
 

@@ -739,6 +739,40 @@ mod tests {
     }
 
     #[test]
+    fn rate_limiter_allows_one_request_per_period() {
+        let src: SourceConfig = toml::from_str(
+            r#"
+name = "t"
+base_url = "http://127.0.0.1:9"
+[http]
+rate_limit_rps = 0.5
+[[streams]]
+name = "s"
+entity = "volunteer"
+path = "/x"
+key = "id"
+mode = "full_refresh"
+pagination = { type = "none" }
+[streams.fields]
+"#,
+        )
+        .unwrap();
+        let h = Http::new(&src, Path::new(".")).unwrap();
+        let limiter = h.limiter.as_ref().unwrap();
+        assert!(limiter.check().is_ok());
+        assert!(
+            limiter.check().is_err(),
+            "a second request within 2s must wait"
+        );
+        let mut unlimited = src.clone();
+        unlimited.http.rate_limit_rps = 0.0;
+        assert!(Http::new(&unlimited, Path::new("."))
+            .unwrap()
+            .limiter
+            .is_none());
+    }
+
+    #[test]
     fn loopback_detection() {
         assert!(is_loopback(&Url::parse("http://127.0.0.1:8080/").unwrap()));
         assert!(is_loopback(&Url::parse("http://localhost/").unwrap()));

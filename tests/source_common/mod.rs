@@ -9,9 +9,17 @@ use tokio::sync::mpsc;
 /// Builds a source from TOML pieces: `extra` goes at source level, `auth` in `[auth]`,
 /// `http` in `[http]`, `stream` in the one `[[streams]]` (must set `pagination`).
 pub fn source(base_url: &str, extra: &str, auth: &str, http: &str, stream: &str) -> SourceConfig {
-    let auth = if auth.is_empty() { r#"type = "none""# } else { auth };
+    let auth = if auth.is_empty() {
+        r#"type = "none""#
+    } else {
+        auth
+    };
     let mut http_lines = String::new();
-    for (k, v) in [("timeout_secs", "5"), ("backoff_initial_ms", "1"), ("backoff_max_ms", "20")] {
+    for (k, v) in [
+        ("timeout_secs", "5"),
+        ("backoff_initial_ms", "1"),
+        ("backoff_max_ms", "20"),
+    ] {
         if !http.contains(k) {
             http_lines.push_str(&format!("{k} = {v}\n"));
         }
@@ -52,7 +60,11 @@ pub struct Fetched {
 }
 
 /// Runs a fetch with a small bounded channel and collects what arrives.
-pub async fn fetch(client: &SourceClient, stream: &StreamConfig, plan: &FetchPlan) -> Result<Fetched, SourceError> {
+pub async fn fetch(
+    client: &SourceClient,
+    stream: &StreamConfig,
+    plan: &FetchPlan,
+) -> Result<Fetched, SourceError> {
     let (tx, mut rx) = mpsc::channel(2);
     let collect = async move {
         let mut pages = Vec::new();
@@ -63,8 +75,15 @@ pub async fn fetch(client: &SourceClient, stream: &StreamConfig, plan: &FetchPla
     };
     let (res, mut pages) = tokio::join!(client.fetch_stream(stream, plan, tx), collect);
     let stats = res?;
-    let records = pages.iter_mut().flat_map(|p| std::mem::take(&mut p.records)).collect();
-    Ok(Fetched { records, pages, stats })
+    let records = pages
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.records))
+        .collect();
+    Ok(Fetched {
+        records,
+        pages,
+        stats,
+    })
 }
 
 /// Fetches everything with a fresh client.
