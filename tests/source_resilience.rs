@@ -58,6 +58,10 @@ async fn gives_up_after_the_retry_budget() {
         "{err}"
     );
     assert!(err.to_string().contains("/api/items"));
+    assert!(
+        err.to_string().contains("starting up"),
+        "the system's own words are quoted: {err}"
+    );
     assert_eq!(v.requests(), 3);
 }
 

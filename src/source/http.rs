@@ -348,11 +348,19 @@ impl Http {
                     let retryable =
                         status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
                     if !retryable || attempt >= h.retries {
+                        let said = if resp.body.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; it answered {:?}",
+                                decode::snippet(&String::from_utf8_lossy(&resp.body))
+                            )
+                        };
                         let what = if retryable {
                             format!("the system kept failing; it may be overloaded or down. Try later or raise http.retries ({})", h.retries)
                         } else {
                             "the system rejected the request; check the stream's path, query and body".to_string()
-                        };
+                        } + &said;
                         return Err(SourceError::Status {
                             source_name: self.cfg.name.clone(),
                             stream: stream.to_string(),
