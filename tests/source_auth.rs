@@ -227,6 +227,28 @@ location = "query""#,
 }
 
 #[tokio::test]
+async fn signed_md5_in_headers() {
+    right_and_wrong(
+        SimAuth::SignedHeaderMd5 {
+            app_key: "gw-app".into(),
+            secret: "gw-secret".into(),
+        },
+        r#"type = "signed"
+app_key = "gw-app"
+secret = { value = "gw-secret" }
+template = "{app_key}{timestamp}{nonce}{params}{secret}"
+location = "header""#,
+        r#"type = "signed"
+app_key = "gw-app"
+secret = { value = "gw-wrong-secret" }
+template = "{app_key}{timestamp}{nonce}{params}{secret}"
+location = "header""#,
+        "gw-wrong-secret",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn signed_md5_with_an_incremental_value_needing_url_encoding() {
     // "2024-01-01T00:05:00+08:00" has a "+": signed raw, sent URL-encoded, verified raw.
     let v = sim(signed()).await;

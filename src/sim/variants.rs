@@ -61,6 +61,13 @@ pub enum SimAuth {
         app_key: String,
         secret: String,
     },
+    /// Signature in headers `appkey`, `timestamp`, `nonce`, `sign`:
+    /// `sign = UPPER(hex(MD5("{app_key}{timestamp}{nonce}{params}{secret}")))`, where
+    /// `{params}` are the query parameters, sorted, `k=v` joined by `&`.
+    SignedHeaderMd5 {
+        app_key: String,
+        secret: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -604,6 +611,29 @@ fn check_auth(
             let mut seen = s.nonces.lock().map_err(|_| "lock")?;
             if !seen.insert(nonce) {
                 return Err("nonce reused");
+            }
+            Ok(())
+        }
+        SimAuth::SignedHeaderMd5 { app_key, secret } => {
+            if header("appkey").as_ref() != Some(app_key) {
+                return Err("unknown appkey");
+            }
+            let ts = header("timestamp").ok_or("no timestamp")?;
+            let nonce = header("nonce").ok_or("no nonce")?;
+            let sign = header("sign").ok_or("no sign")?;
+            let mut sorted: Vec<&(String, String)> = params.iter().collect();
+            sorted.sort();
+            let joined = sorted
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            let expected = hex::encode(Md5::digest(
+                format!("{app_key}{ts}{nonce}{joined}{secret}").as_bytes(),
+            ))
+            .to_ascii_uppercase();
+            if sign != expected {
+                return Err("bad signature");
             }
             Ok(())
         }
