@@ -293,8 +293,7 @@ impl Http {
             if let Some(l) = &self.limiter {
                 l.until_ready().await;
             }
-            let (builder, token) = self.build(req).await?;
-            let outcome = {
+            let (outcome, token) = {
                 let _permit = self
                     .permits
                     .acquire()
@@ -303,7 +302,9 @@ impl Http {
                         source_name: self.cfg.name.clone(),
                         message: "the client was shut down".into(),
                     })?;
-                self.send_once(stream, &path, builder).await
+                // Built under the permit so a signature's timestamp is fresh when sent.
+                let (builder, token) = self.build(req).await?;
+                (self.send_once(stream, &path, builder).await, token)
             };
             let retry_after;
             match outcome {
