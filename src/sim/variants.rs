@@ -36,9 +36,18 @@ pub enum SimAuth {
     #[default]
     None,
     Bearer(String),
-    ApiKeyHeader { name: String, key: String },
-    ApiKeyQuery { name: String, key: String },
-    Basic { username: String, password: String },
+    ApiKeyHeader {
+        name: String,
+        key: String,
+    },
+    ApiKeyQuery {
+        name: String,
+        key: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// Tokens from `POST /oauth/token`; each token stops working after `token_uses` uses.
     OAuth2 {
         client_id: String,
@@ -48,7 +57,17 @@ pub enum SimAuth {
     },
     /// The one-card gateway: `sign = UPPER(hex(MD5("{params}&key={secret}")))` over all query
     /// parameters but `sign`, sorted; parameters `appkey`, `timestamp`, `nonce`, `sign`.
-    SignedMd5 { app_key: String, secret: String },
+    SignedMd5 {
+        app_key: String,
+        secret: String,
+    },
+    /// Signature in headers `appkey`, `timestamp`, `nonce`, `sign`:
+    /// `sign = UPPER(hex(MD5("{app_key}{timestamp}{nonce}{params}{secret}")))`, where
+    /// `{params}` are the query parameters, sorted, `k=v` joined by `&`.
+    SignedHeaderMd5 {
+        app_key: String,
+        secret: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,7 +76,9 @@ pub enum SimEncoding {
     Utf8,
     Utf8Bom,
     /// GBK bytes; `declare` puts `charset=GBK` in the Content-Type.
-    Gbk { declare: bool },
+    Gbk {
+        declare: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -143,7 +164,9 @@ impl Drop for Variant {
     }
 }
 
-const NAMES: [&str; 8] = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄丽"];
+const NAMES: [&str; 8] = [
+    "张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄丽",
+];
 
 /// The generated record `i`: `updated_at` one minute apart from 2024-01-01 00:00 +08:00.
 pub fn record(i: usize) -> Value {
@@ -158,7 +181,8 @@ pub fn record(i: usize) -> Value {
 
 /// The `updated_at` of record `i`.
 pub fn updated_at(i: usize) -> DateTime<FixedOffset> {
-    let cst = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+    let cst = FixedOffset::east_opt(8 * 3600)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
     let start = cst
         .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
         .single()
@@ -246,21 +270,32 @@ async fn token(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         && form.get("client_id") == Some(client_id)
         && form.get("client_secret") == Some(client_secret);
     if !ok {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
     }
     let n = s.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
     let tok = format!("tok-{n}");
     if let Ok(mut t) = s.tokens.lock() {
         t.insert(tok.clone(), token_uses.unwrap_or(u64::MAX));
     }
-    axum::Json(json!({"access_token": tok, "token_type": "Bearer", "expires_in": expires_in})).into_response()
+    axum::Json(json!({"access_token": tok, "token_type": "Bearer", "expires_in": expires_in}))
+        .into_response()
 }
 
 fn status(code: StatusCode, msg: &str) -> Response {
     (code, axum::Json(json!({"error": msg}))).into_response()
 }
 
-async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn items(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -284,7 +319,11 @@ async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
         return r;
     }
     if c.random_fail_rate > 0.0 {
-        let pick = s.rng.lock().ok().map(|mut r| (r.random::<f64>(), r.random_range(0..3u8)));
+        let pick = s
+            .rng
+            .lock()
+            .ok()
+            .map(|mut r| (r.random::<f64>(), r.random_range(0..3u8)));
         if let Some((p, which)) = pick {
             if p < c.random_fail_rate {
                 let code = [
@@ -301,9 +340,10 @@ async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
         }
     }
 
-    let mut params: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let mut params: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     if let Err(msg) = check_auth(&s, &headers, &params) {
         return status(StatusCode::UNAUTHORIZED, msg);
     }
@@ -322,7 +362,11 @@ async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
         }
     }
     if c.redirect_cross_host {
-        let target = format!("http://localhost:{}{}", s.base_url.rsplit(':').next().unwrap_or("80"), uri.path());
+        let target = format!(
+            "http://localhost:{}{}",
+            s.base_url.rsplit(':').next().unwrap_or("80"),
+            uri.path()
+        );
         return (StatusCode::FOUND, [(header::LOCATION, target)]).into_response();
     }
     if c.html_error {
@@ -334,11 +378,22 @@ async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
             .into_response();
     }
     if c.nested_depth > 0 {
-        let body = format!("{}{}", "[".repeat(c.nested_depth), "]".repeat(c.nested_depth));
+        let body = format!(
+            "{}{}",
+            "[".repeat(c.nested_depth),
+            "]".repeat(c.nested_depth)
+        );
         return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
-    let get = |k: &str| params.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let since = get("updated_since").or_else(|| get("_lastUpdated").map(|v| v.trim_start_matches("ge").to_string()));
+    let get = |k: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let since = get("updated_since")
+        .or_else(|| get("_lastUpdated").map(|v| v.trim_start_matches("ge").to_string()));
     let before = get("updated_before");
     let parse = |v: Option<String>| -> Result<Option<DateTime<FixedOffset>>, ()> {
         match v {
@@ -379,7 +434,12 @@ async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
     } else {
         0
     };
-    let page: Vec<Value> = selected.iter().skip(offset).take(size).map(|v| (*v).clone()).collect();
+    let page: Vec<Value> = selected
+        .iter()
+        .skip(offset)
+        .take(size)
+        .map(|v| (*v).clone())
+        .collect();
     let next_offset = offset + page.len();
     let more = next_offset < total;
     let next_cursor = if c.repeat_cursor {
@@ -395,7 +455,17 @@ async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
         for (k, v) in &params {
             if !matches!(
                 k.as_str(),
-                "sign" | "appkey" | "timestamp" | "nonce" | "offset" | "page" | "cursor" | "limit" | "size" | "rows" | "_count"
+                "sign"
+                    | "appkey"
+                    | "timestamp"
+                    | "nonce"
+                    | "offset"
+                    | "page"
+                    | "cursor"
+                    | "limit"
+                    | "size"
+                    | "rows"
+                    | "_count"
             ) && !is_key_param(&s.cfg.auth, k)
             {
                 q.append_pair(k, v);
@@ -420,7 +490,8 @@ async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
                 json!({"fullUrl": format!("{}/fhir/Patient/{}", s.base_url, id.as_str().unwrap_or("")), "resource": r})
             })
             .collect();
-        let mut d = json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links});
+        let mut d =
+            json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links});
         if !entry.is_empty() {
             d["entry"] = Value::Array(entry);
         }
@@ -443,7 +514,11 @@ async fn items(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: 
             let (b, _, _) = encoding_rs::GBK.encode(&text);
             (
                 b.into_owned(),
-                if declare { "application/json;charset=GBK" } else { "application/json" },
+                if declare {
+                    "application/json;charset=GBK"
+                } else {
+                    "application/json"
+                },
             )
         }
     };
@@ -460,18 +535,37 @@ fn is_key_param(auth: &SimAuth, k: &str) -> bool {
     matches!(auth, SimAuth::ApiKeyQuery { name, .. } if name == k)
 }
 
-fn check_auth(s: &Shared, headers: &HeaderMap, params: &[(String, String)]) -> Result<(), &'static str> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let query = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+fn check_auth(
+    s: &Shared,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<(), &'static str> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let query = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     match &s.cfg.auth {
         SimAuth::None => Ok(()),
         SimAuth::Bearer(t) => (header("authorization") == Some(format!("Bearer {t}")))
             .then_some(())
             .ok_or("bad bearer token"),
-        SimAuth::ApiKeyHeader { name, key } => (header(name).as_ref() == Some(key)).then_some(()).ok_or("bad api key"),
-        SimAuth::ApiKeyQuery { name, key } => (query(name).as_ref() == Some(key)).then_some(()).ok_or("bad api key"),
+        SimAuth::ApiKeyHeader { name, key } => (header(name).as_ref() == Some(key))
+            .then_some(())
+            .ok_or("bad api key"),
+        SimAuth::ApiKeyQuery { name, key } => (query(name).as_ref() == Some(key))
+            .then_some(())
+            .ok_or("bad api key"),
         SimAuth::Basic { username, password } => {
-            let expected = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            let expected =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
             (header("authorization") == Some(format!("Basic {expected}")))
                 .then_some(())
                 .ok_or("bad basic credentials")
@@ -493,22 +587,53 @@ fn check_auth(s: &Shared, headers: &HeaderMap, params: &[(String, String)]) -> R
             if query("appkey").as_ref() != Some(app_key) {
                 return Err("unknown appkey");
             }
-            let ts: i64 = query("timestamp").and_then(|t| t.parse().ok()).ok_or("no timestamp")?;
+            let ts: i64 = query("timestamp")
+                .and_then(|t| t.parse().ok())
+                .ok_or("no timestamp")?;
             if (chrono::Utc::now().timestamp() - ts).abs() > 300 {
                 return Err("timestamp out of window");
             }
             let nonce = query("nonce").ok_or("no nonce")?;
             let sign = query("sign").ok_or("no sign")?;
-            let mut rest: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "sign").collect();
+            let mut rest: Vec<&(String, String)> =
+                params.iter().filter(|(k, _)| k != "sign").collect();
             rest.sort();
-            let joined = rest.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-            let expected = hex::encode(Md5::digest(format!("{joined}&key={secret}").as_bytes())).to_ascii_uppercase();
+            let joined = rest
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            let expected = hex::encode(Md5::digest(format!("{joined}&key={secret}").as_bytes()))
+                .to_ascii_uppercase();
             if sign != expected {
                 return Err("bad signature");
             }
             let mut seen = s.nonces.lock().map_err(|_| "lock")?;
             if !seen.insert(nonce) {
                 return Err("nonce reused");
+            }
+            Ok(())
+        }
+        SimAuth::SignedHeaderMd5 { app_key, secret } => {
+            if header("appkey").as_ref() != Some(app_key) {
+                return Err("unknown appkey");
+            }
+            let ts = header("timestamp").ok_or("no timestamp")?;
+            let nonce = header("nonce").ok_or("no nonce")?;
+            let sign = header("sign").ok_or("no sign")?;
+            let mut sorted: Vec<&(String, String)> = params.iter().collect();
+            sorted.sort();
+            let joined = sorted
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            let expected = hex::encode(Md5::digest(
+                format!("{app_key}{ts}{nonce}{joined}{secret}").as_bytes(),
+            ))
+            .to_ascii_uppercase();
+            if sign != expected {
+                return Err("bad signature");
             }
             Ok(())
         }

@@ -50,6 +50,13 @@ impl Auth {
         dir: &Path,
     ) -> Result<Auth, SourceError> {
         let get = |key: &str, r: &super::config::SecretRef| {
+            if r.env.is_none() && r.file.is_none() && r.value.is_some() {
+                tracing::warn!(
+                    source,
+                    key,
+                    "secret given inline in the config: fine for tests and demos, use env or file in production"
+                );
+            }
             secret::resolve(r, dir).map_err(|p| SourceError::Secret {
                 source_name: source.to_string(),
                 key: format!("sources[{source}].auth.{key}"),

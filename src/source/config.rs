@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a secret comes from. Never required inline: `env` or `file` (e.g.
 /// `${CREDENTIALS_DIRECTORY}/onecard` under systemd's `LoadCredential=`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     #[serde(default)]
@@ -15,6 +15,17 @@ pub struct SecretRef {
     /// Inline value: allowed for tests and demos only, warned about at start.
     #[serde(default)]
     pub value: Option<String>,
+}
+
+/// Shows where the secret comes from, never an inline value.
+impl std::fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRef")
+            .field("env", &self.env)
+            .field("file", &self.file)
+            .field("value", &self.value.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -302,4 +313,23 @@ pub struct IncrementalParam {
 
 fn default_param_format() -> String {
     "rfc3339".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_ref_debug_hides_inline_values() {
+        let r = SecretRef {
+            env: Some("VAR".into()),
+            file: None,
+            value: Some("hunter2".into()),
+        };
+        let d = format!("{r:?}");
+        assert!(d.contains("VAR") && d.contains("***"), "{d}");
+        assert!(!d.contains("hunter2"), "{d}");
+        let auth = AuthConfig::Bearer { token: r };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+    }
 }

@@ -267,14 +267,13 @@ fn next_link_start(s: &str) -> usize {
     let mut after_comma = false;
     for (i, c) in s.char_indices() {
         match c {
-            '"' => in_quote = !in_quote,
+            '"' => {
+                in_quote = !in_quote;
+                after_comma = false;
+            }
             ',' if !in_quote => after_comma = true,
             '<' if !in_quote && after_comma => return i,
-            c if !c.is_whitespace() && c != ',' => {
-                if after_comma && !in_quote {
-                    after_comma = false;
-                }
-            }
+            c if !in_quote && !c.is_whitespace() => after_comma = false,
             _ => {}
         }
     }

@@ -293,8 +293,7 @@ impl Http {
             if let Some(l) = &self.limiter {
                 l.until_ready().await;
             }
-            let (builder, token) = self.build(req).await?;
-            let outcome = {
+            let (outcome, token) = {
                 let _permit = self
                     .permits
                     .acquire()
@@ -303,7 +302,9 @@ impl Http {
                         source_name: self.cfg.name.clone(),
                         message: "the client was shut down".into(),
                     })?;
-                self.send_once(stream, &path, builder).await
+                // Built under the permit so a signature's timestamp is fresh when sent.
+                let (builder, token) = self.build(req).await?;
+                (self.send_once(stream, &path, builder).await, token)
             };
             let retry_after;
             match outcome {
@@ -348,11 +349,19 @@ impl Http {
                     let retryable =
                         status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
                     if !retryable || attempt >= h.retries {
+                        let said = if resp.body.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; it answered {:?}",
+                                decode::snippet(&String::from_utf8_lossy(&resp.body))
+                            )
+                        };
                         let what = if retryable {
                             format!("the system kept failing; it may be overloaded or down. Try later or raise http.retries ({})", h.retries)
                         } else {
                             "the system rejected the request; check the stream's path, query and body".to_string()
-                        };
+                        } + &said;
                         return Err(SourceError::Status {
                             source_name: self.cfg.name.clone(),
                             stream: stream.to_string(),
@@ -736,6 +745,40 @@ mod tests {
             .map(|_| retry_delay(5, None, &h, &mut rng))
             .collect();
         assert!(ds.iter().any(|d| *d < Duration::from_millis(900)));
+    }
+
+    #[test]
+    fn rate_limiter_allows_one_request_per_period() {
+        let src: SourceConfig = toml::from_str(
+            r#"
+name = "t"
+base_url = "http://127.0.0.1:9"
+[http]
+rate_limit_rps = 0.5
+[[streams]]
+name = "s"
+entity = "volunteer"
+path = "/x"
+key = "id"
+mode = "full_refresh"
+pagination = { type = "none" }
+[streams.fields]
+"#,
+        )
+        .unwrap();
+        let h = Http::new(&src, Path::new(".")).unwrap();
+        let limiter = h.limiter.as_ref().unwrap();
+        assert!(limiter.check().is_ok());
+        assert!(
+            limiter.check().is_err(),
+            "a second request within 2s must wait"
+        );
+        let mut unlimited = src.clone();
+        unlimited.http.rate_limit_rps = 0.0;
+        assert!(Http::new(&unlimited, Path::new("."))
+            .unwrap()
+            .limiter
+            .is_none());
     }
 
     #[test]

@@ -287,12 +287,17 @@ impl Pager {
                         path: path.clone(),
                         message: format!("the next-page link is not a URL ({e})"),
                     })?;
-                    if !self.cross_host && target.host_str() != req.url.host_str() {
+                    let downgrade = req.url.scheme() == "https" && target.scheme() != "https";
+                    if downgrade || (!self.cross_host && target.host_str() != req.url.host_str()) {
                         return Err(SourceError::CrossHostLink {
                             source_name: self.source.clone(),
                             stream: self.stream.clone(),
                             path,
-                            target_host: target.host_str().unwrap_or("").to_string(),
+                            target_host: format!(
+                                "{}://{}",
+                                target.scheme(),
+                                target.host_str().unwrap_or("")
+                            ),
                         });
                     }
                     if !self.seen_tokens.insert(target.as_str().to_string()) {
@@ -382,6 +387,73 @@ pub fn format_bound(bound: &CursorBound, format: &str) -> Result<String, String>
 mod tests {
     use super::*;
     use chrono::{FixedOffset, TimeZone};
+
+    fn q(req: &Req, name: &str) -> Option<String> {
+        req.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The shipped example config builds the first request of every stream as its vendor
+    /// expects (page params, incremental bounds in the configured format).
+    #[test]
+    fn example_config_first_requests() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/community-sync.toml");
+        let mut config = crate::config::Config::load(&path).unwrap();
+        let cst = FixedOffset::east_opt(8 * 3600).unwrap();
+        let plan = FetchPlan {
+            lower: Some(CursorBound::Time(
+                cst.with_ymd_and_hms(2024, 3, 1, 8, 0, 0).unwrap(),
+            )),
+            upper: Some(CursorBound::Time(
+                cst.with_ymd_and_hms(2024, 3, 1, 9, 0, 0).unwrap(),
+            )),
+            max_pages: None,
+        };
+        let mut firsts = std::collections::BTreeMap::new();
+        for source in &mut config.sources {
+            source.auth = crate::source::config::AuthConfig::None;
+            let http = super::super::http::Http::new(source, std::path::Path::new(".")).unwrap();
+            for stream in &source.streams {
+                let mut pager = Pager::new(&http, stream, &plan).unwrap();
+                firsts.insert(
+                    format!("{}/{}", source.name, stream.name),
+                    pager.next_request().unwrap(),
+                );
+            }
+        }
+        let r = &firsts["onecard/cardholders"];
+        assert_eq!(r.url.path(), "/api/ykt/v1/cardholders");
+        assert_eq!(q(r, "page").as_deref(), Some("1"));
+        assert_eq!(q(r, "rows").as_deref(), Some("500"));
+        assert_eq!(q(r, "gxsj_start").as_deref(), Some("2024-03-01 08:00:00"));
+        assert_eq!(q(r, "gxsj_end").as_deref(), Some("2024-03-01 09:00:00"));
+        let r = &firsts["volunteer/volunteers"];
+        assert_eq!(q(r, "limit").as_deref(), Some("200"));
+        assert_eq!(q(r, "cursor"), None);
+        assert_eq!(
+            q(r, "updatedSince").as_deref(),
+            Some("2024-03-01T08:00:00+08:00")
+        );
+        assert_eq!(
+            q(r, "updatedBefore").as_deref(),
+            Some("2024-03-01T09:00:00+08:00")
+        );
+        let r = &firsts["eldercare/service_orders"];
+        assert_eq!(q(r, "offset").as_deref(), Some("0"));
+        assert_eq!(q(r, "limit").as_deref(), Some("500"));
+        assert_eq!(q(r, "updated_after").as_deref(), Some("1709251200000"));
+        let r = &firsts["health/patients"];
+        assert_eq!(r.url.path(), "/fhir/Patient");
+        assert_eq!(q(r, "_count").as_deref(), Some("200"));
+        assert_eq!(q(r, "_sort").as_deref(), Some("_lastUpdated"));
+        assert_eq!(
+            q(r, "_lastUpdated").as_deref(),
+            Some("ge2024-03-01T08:00:00+08:00")
+        );
+    }
 
     #[test]
     fn bounds_format_in_their_own_offset() {
