@@ -68,7 +68,12 @@ async fn onecard_get(
     (status, ct, serde_json::from_str(&text).expect("json"))
 }
 
-async fn onecard_all(client: &reqwest::Client, sim: &Sim, path: &str, extra: &[(&str, &str)]) -> Vec<Value> {
+async fn onecard_all(
+    client: &reqwest::Client,
+    sim: &Sim,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Vec<Value> {
     let mut out = Vec::new();
     let mut page = 1;
     loop {
@@ -95,7 +100,10 @@ async fn onecard_is_gbk_signed_and_pages_completely() {
     let client = reqwest::Client::new();
     // Unsigned: 401 with the vendor's error body, in GBK.
     let resp = client
-        .get(format!("{}/api/ykt/v1/cardholders?page=1&rows=10", sim.urls.onecard))
+        .get(format!(
+            "{}/api/ykt/v1/cardholders?page=1&rows=10",
+            sim.urls.onecard
+        ))
         .send()
         .await
         .expect("request");
@@ -113,25 +121,40 @@ async fn onecard_is_gbk_signed_and_pages_completely() {
     );
     assert_eq!(client.get(url).send().await.expect("request").status(), 401);
 
-    let (status, ct, first) =
-        onecard_get(&client, &sim, "/api/ykt/v1/cardholders", &[("page", "1"), ("rows", "5")]).await;
+    let (status, ct, first) = onecard_get(
+        &client,
+        &sim,
+        "/api/ykt/v1/cardholders",
+        &[("page", "1"), ("rows", "5")],
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(ct, "application/json;charset=GBK");
     assert_eq!(first["code"], "0000");
     let row = &first["data"]["rows"][0];
-    for f in ["kh", "xm", "sfzh", "xb", "csrq", "sjhm", "sqmc", "zz", "ye", "kzt", "kksj", "gxsj", "scbz"] {
+    for f in [
+        "kh", "xm", "sfzh", "xb", "csrq", "sjhm", "sqmc", "zz", "ye", "kzt", "kksj", "gxsj", "scbz",
+    ] {
         assert!(row.get(f).is_some(), "cardholder field {f} missing: {row}");
     }
 
     let truth = sim.truth();
     let holders = onecard_all(&client, &sim, "/api/ykt/v1/cardholders", &[]).await;
     assert_eq!(holders.len(), truth.served[&key("onecard", "cardholders")]);
-    let keys: BTreeSet<String> = holders.iter().map(|r| r["kh"].as_str().unwrap_or("").to_string()).collect();
+    let keys: BTreeSet<String> = holders
+        .iter()
+        .map(|r| r["kh"].as_str().unwrap_or("").to_string())
+        .collect();
     assert_eq!(keys.len(), holders.len(), "no duplicates across pages");
     // Sorted by (gxsj, kh).
     let order: Vec<(String, String)> = holders
         .iter()
-        .map(|r| (r["gxsj"].as_str().unwrap_or("").to_string(), r["kh"].as_str().unwrap_or("").to_string()))
+        .map(|r| {
+            (
+                r["gxsj"].as_str().unwrap_or("").to_string(),
+                r["kh"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]));
     // ID-less holders exist (~35%).
@@ -140,14 +163,32 @@ async fn onecard_is_gbk_signed_and_pages_completely() {
 
     // Window: inclusive lower bound, exclusive upper bound.
     let mid = order[order.len() / 2].0.clone();
-    let lower = onecard_all(&client, &sim, "/api/ykt/v1/cardholders", &[("gxsj_end", mid.as_str())]).await;
-    let upper = onecard_all(&client, &sim, "/api/ykt/v1/cardholders", &[("gxsj_start", mid.as_str())]).await;
+    let lower = onecard_all(
+        &client,
+        &sim,
+        "/api/ykt/v1/cardholders",
+        &[("gxsj_end", mid.as_str())],
+    )
+    .await;
+    let upper = onecard_all(
+        &client,
+        &sim,
+        "/api/ykt/v1/cardholders",
+        &[("gxsj_start", mid.as_str())],
+    )
+    .await;
     assert_eq!(lower.len() + upper.len(), holders.len());
-    assert!(upper.iter().all(|r| r["gxsj"].as_str().unwrap_or("") >= mid.as_str()));
+    assert!(upper
+        .iter()
+        .all(|r| r["gxsj"].as_str().unwrap_or("") >= mid.as_str()));
 
     let tx = onecard_all(&client, &sim, "/api/ykt/v1/transactions", &[]).await;
     assert_eq!(tx.len(), truth.served[&key("onecard", "transactions")]);
-    assert!(tx.iter().all(|t| keys.contains(t["kh"].as_str().unwrap_or("?"))), "transactions point at cards");
+    assert!(
+        tx.iter()
+            .all(|t| keys.contains(t["kh"].as_str().unwrap_or("?"))),
+        "transactions point at cards"
+    );
     assert!(tx[0]["jyje"].is_i64());
     sim.shutdown().await;
 }
@@ -157,10 +198,17 @@ async fn volunteer_needs_oauth_serves_bom_and_cursor_pages() {
     let sim = Sim::start(opts(1500)).await.expect("start");
     let client = reqwest::Client::new();
     let url = format!("{}/api/v2/volunteers?limit=50", sim.urls.volunteer);
-    assert_eq!(client.get(&url).send().await.expect("request").status(), 401);
+    assert_eq!(
+        client.get(&url).send().await.expect("request").status(),
+        401
+    );
     let bad = client
         .post(format!("{}/oauth/token", sim.urls.volunteer))
-        .form(&[("grant_type", "client_credentials"), ("client_id", "community-sync"), ("client_secret", "nope")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "community-sync"),
+            ("client_secret", "nope"),
+        ])
         .send()
         .await
         .expect("request");
@@ -177,7 +225,12 @@ async fn volunteer_needs_oauth_serves_bom_and_cursor_pages() {
         .expect("token");
     assert_eq!(tok.status(), 200);
     let tok_bytes = tok.bytes().await.expect("body");
-    let tok: Value = serde_json::from_slice(tok_bytes.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(&tok_bytes)).expect("json");
+    let tok: Value = serde_json::from_slice(
+        tok_bytes
+            .strip_prefix("\u{FEFF}".as_bytes())
+            .unwrap_or(&tok_bytes),
+    )
+    .expect("json");
     assert_eq!(tok["token_type"], "Bearer");
     assert_eq!(tok["expires_in"], 3600);
     let token = tok["access_token"].as_str().expect("token").to_string();
@@ -207,11 +260,16 @@ async fn volunteer_needs_oauth_serves_bom_and_cursor_pages() {
     assert_eq!(all.len(), truth.served[&key("volunteer", "volunteers")]);
     let first = &all[0];
     assert!(first["birthday"].as_str().is_some_and(|b| b.contains('/')));
-    assert!(first["updatedAt"].as_str().is_some_and(|u| u.ends_with("+08:00")));
+    assert!(first["updatedAt"]
+        .as_str()
+        .is_some_and(|u| u.ends_with("+08:00")));
     assert!(first["deleted"].is_boolean());
 
     // updatedSince inclusive, updatedBefore exclusive.
-    let mid = all[all.len() / 2]["updatedAt"].as_str().expect("ts").to_string();
+    let mid = all[all.len() / 2]["updatedAt"]
+        .as_str()
+        .expect("ts")
+        .to_string();
     let count = |q: Vec<(&'static str, String)>| {
         let client = client.clone();
         let token = token.clone();
@@ -296,9 +354,19 @@ async fn eldercare_needs_key_and_pages_by_offset() {
     }
     let truth = sim.truth();
     assert_eq!(all.len(), truth.served[&key("eldercare", "elders")]);
-    assert!(all.iter().all(|e| e["updated_at"].is_i64() && e["is_deleted"] == 0));
-    assert!(all.iter().any(|e| e["id_no"].as_str().is_some_and(|s| s.len() == 15)), "legacy IDs");
-    assert!(all.iter().any(|e| e["phone"].as_str().is_some_and(|s| s.starts_with("0791-"))), "landlines");
+    assert!(all
+        .iter()
+        .all(|e| e["updated_at"].is_i64() && e["is_deleted"] == 0));
+    assert!(
+        all.iter()
+            .any(|e| e["id_no"].as_str().is_some_and(|s| s.len() == 15)),
+        "legacy IDs"
+    );
+    assert!(
+        all.iter()
+            .any(|e| e["phone"].as_str().is_some_and(|s| s.starts_with("0791-"))),
+        "landlines"
+    );
     sim.shutdown().await;
 }
 
@@ -333,7 +401,10 @@ async fn fhir_all(client: &reqwest::Client, first: String) -> (Vec<Value>, usize
 async fn health_fhir_next_links_end_and_cover_everything() {
     let sim = Sim::start(opts(1500)).await.expect("start");
     let client = reqwest::Client::new();
-    let first = format!("{}/fhir/Patient?_count=100&_sort=_lastUpdated", sim.urls.health);
+    let first = format!(
+        "{}/fhir/Patient?_count=100&_sort=_lastUpdated",
+        sim.urls.health
+    );
     assert_eq!(client.get(&first).send().await.expect("r").status(), 401);
     let (all, pages) = fhir_all(&client, first).await;
     let truth = sim.truth();
@@ -342,11 +413,23 @@ async fn health_fhir_next_links_end_and_cover_everything() {
     assert_eq!(pages, served.div_ceil(100));
     let p = &all[0]["resource"];
     assert!(p["id"].as_str().is_some_and(|i| i.starts_with("pat-")));
-    assert!(p["meta"]["lastUpdated"].as_str().is_some_and(|t| t.ends_with('Z')));
-    let (enc, _) = fhir_all(&client, format!("{}/fhir/Encounter?_count=500&_sort=_lastUpdated", sim.urls.health)).await;
+    assert!(p["meta"]["lastUpdated"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    let (enc, _) = fhir_all(
+        &client,
+        format!(
+            "{}/fhir/Encounter?_count=500&_sort=_lastUpdated",
+            sim.urls.health
+        ),
+    )
+    .await;
     assert_eq!(enc.len(), truth.served[&key("health", "followups")]);
     // _lastUpdated=ge is inclusive.
-    let mid = all[all.len() / 2]["resource"]["meta"]["lastUpdated"].as_str().expect("ts").to_string();
+    let mid = all[all.len() / 2]["resource"]["meta"]["lastUpdated"]
+        .as_str()
+        .expect("ts")
+        .to_string();
     let url = format!(
         "{}/fhir/Patient?_count=100&_sort=_lastUpdated&_lastUpdated=ge{}",
         sim.urls.health,
@@ -381,11 +464,18 @@ async fn same_seed_same_bytes_and_mid_sync_mutation_moves_record() {
                 .expect("body")
         }
     };
-    assert_eq!(page(a.urls.eldercare.clone()).await, page(b.urls.eldercare.clone()).await);
+    assert_eq!(
+        page(a.urls.eldercare.clone()).await,
+        page(b.urls.eldercare.clone()).await
+    );
 
     // After the next page of elders, touch the first elder: it moves to the end.
-    let first_body: Value = serde_json::from_slice(&page(a.urls.eldercare.clone()).await).expect("json");
-    let first_key = first_body["data"][0]["elder_id"].as_str().expect("key").to_string();
+    let first_body: Value =
+        serde_json::from_slice(&page(a.urls.eldercare.clone()).await).expect("json");
+    let first_key = first_body["data"][0]["elder_id"]
+        .as_str()
+        .expect("key")
+        .to_string();
     a.after_pages(
         "eldercare",
         "elders",
@@ -397,10 +487,19 @@ async fn same_seed_same_bytes_and_mid_sync_mutation_moves_record() {
         },
     )
     .expect("trigger");
-    let served_page: Value = serde_json::from_slice(&page(a.urls.eldercare.clone()).await).expect("json");
-    assert_eq!(served_page["data"][0]["elder_id"], first_key.as_str(), "served before the mutation");
+    let served_page: Value =
+        serde_json::from_slice(&page(a.urls.eldercare.clone()).await).expect("json");
+    assert_eq!(
+        served_page["data"][0]["elder_id"],
+        first_key.as_str(),
+        "served before the mutation"
+    );
     let after: Value = serde_json::from_slice(&page(a.urls.eldercare.clone()).await).expect("json");
-    assert_ne!(after["data"][0]["elder_id"], first_key.as_str(), "mutation applied after the page");
+    assert_ne!(
+        after["data"][0]["elder_id"],
+        first_key.as_str(),
+        "mutation applied after the page"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

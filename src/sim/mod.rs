@@ -106,6 +106,10 @@ pub struct GroundTruth {
     pub rejected_records: BTreeMap<String, usize>,
     /// Reject reason code -> field-level rejects (the record is kept).
     pub rejected_fields: BTreeMap<String, usize>,
+    /// (source, stream) -> reason code -> records rejected whole, per stream.
+    pub rejected_records_by_stream: BTreeMap<(String, String), BTreeMap<String, usize>>,
+    /// (source, stream) -> reason code -> field-level rejects, per stream.
+    pub rejected_fields_by_stream: BTreeMap<(String, String), BTreeMap<String, usize>>,
     /// Golden persons expected: identity clusters of accepted person records (records of one
     /// resident that share an ID number, or whose ID-less record has the same name and phone
     /// as another record of theirs). In the generated population this equals the number of
@@ -376,10 +380,20 @@ fn compute_truth(w: &World) -> GroundTruth {
             if s.is_person() {
                 if let Some(reason) = w.record_reject(rec) {
                     *t.rejected_records.entry(reason.to_string()).or_default() += 1;
+                    *t.rejected_records_by_stream
+                        .entry(sk.clone())
+                        .or_default()
+                        .entry(reason.to_string())
+                        .or_default() += 1;
                     continue;
                 }
                 if let Some(reason) = w.field_reject(rec) {
                     *t.rejected_fields.entry(reason.to_string()).or_default() += 1;
+                    *t.rejected_fields_by_stream
+                        .entry(sk.clone())
+                        .or_default()
+                        .entry(reason.to_string())
+                        .or_default() += 1;
                 }
                 accepted += 1;
                 let r = rec.owner;
