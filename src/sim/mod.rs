@@ -344,9 +344,8 @@ fn touch(
     }
     let resident = w
         .stream(s)
-        .by_no
-        .get(&no)
-        .and_then(|i| w.stream(s).recs.get(*i as usize))
+        .index_of(no)
+        .and_then(|i| w.stream(s).recs.get(i as usize))
         .and_then(|r| w.resident_of(s, r))
         .map(|r| r as usize);
     Ok(MutationOutcome {

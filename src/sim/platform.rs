@@ -40,7 +40,7 @@ impl PlatformChaos {
             latency_ms: AtomicU64::new(0),
             reject: Mutex::new(HashSet::new()),
             conflict: Mutex::new(HashSet::new()),
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xC4A0_5)),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x000C_4A05)),
         }
     }
 

@@ -256,13 +256,20 @@ pub struct Community {
 pub struct Stream {
     pub recs: Vec<Rec>,
     pub order: Vec<(i64, u32, u32)>, // (ts, no, index into recs)
-    pub by_no: HashMap<u32, u32>,
 }
 
 impl Stream {
+    /// Index of the record with sequence number `no` (numbers are dense from 1).
+    pub fn index_of(&self, no: u32) -> Option<u32> {
+        let idx = no.checked_sub(1)?;
+        self.recs
+            .get(idx as usize)
+            .is_some_and(|r| r.no == no)
+            .then_some(idx)
+    }
     fn push(&mut self, rec: Rec) -> u32 {
         let idx = self.recs.len() as u32;
-        self.by_no.insert(rec.no, idx);
+        debug_assert_eq!(rec.no, idx + 1, "record numbers are dense from 1");
         self.recs.push(rec);
         idx
     }
@@ -446,7 +453,7 @@ impl World {
             phones: HashMap::with_capacity(opts.residents),
             ids: HashSet::with_capacity(opts.residents),
             next_no: [1; 8],
-            rng: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED_0F_5EED),
+            rng: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x005E_ED0F_5EED),
             street_pool,
         };
         // Communities: a few per street.
@@ -1141,7 +1148,7 @@ impl World {
 
     pub fn touch(&mut self, s: StreamId, no: u32, ts: i64, delete: bool) -> bool {
         let stream = &mut self.streams[s.idx()];
-        let Some(idx) = stream.by_no.get(&no).copied() else {
+        let Some(idx) = stream.index_of(no) else {
             return false;
         };
         if delete {
@@ -1417,5 +1424,25 @@ mod tests {
             .max()
             .unwrap_or(0);
         assert!(max_run >= 3, "max run {max_run}");
+    }
+}
+
+#[cfg(test)]
+mod scale {
+    use super::*;
+
+    /// About one million source records (run with --ignored to time it).
+    #[test]
+    #[ignore]
+    fn a_million_records() {
+        let t = std::time::Instant::now();
+        let w = World::generate(GenOptions {
+            seed: 1,
+            residents: 170_000,
+            anchor_ms: FIXED_ANCHOR_MS,
+        });
+        let total: usize = w.streams.iter().map(|s| s.recs.len()).sum();
+        eprintln!("{total} records in {:?}", t.elapsed());
+        assert!(total > 900_000);
     }
 }
