@@ -503,3 +503,67 @@ async fn same_seed_same_bytes_and_mid_sync_mutation_moves_record() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn source_chaos_fails_the_next_requests_with_retry_after() {
+    let sim = Sim::start(opts(100)).await.expect("start");
+    let client = reqwest::Client::new();
+    sim.source_chaos().fail_next("eldercare", 2);
+    let url = format!("{}/api/elders?limit=5", sim.urls.eldercare);
+    for _ in 0..2 {
+        let r = client
+            .get(&url)
+            .header("X-Api-Key", sim::ELDERCARE_KEY)
+            .send()
+            .await
+            .expect("r");
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+    }
+    let r = client
+        .get(&url)
+        .header("X-Api-Key", sim::ELDERCARE_KEY)
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(r.status(), 200);
+    assert_eq!(sim.pages_served("eldercare", "elders").expect("stream"), 1);
+    // Other systems are unaffected.
+    sim.source_chaos().fail_next("health", 1);
+    let r = client
+        .get(&url)
+        .header("X-Api-Key", sim::ELDERCARE_KEY)
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(r.status(), 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn truth_lists_sensitive_values_and_residents() {
+    let sim = Sim::start(opts(300)).await.expect("start");
+    let truth = sim.truth();
+    let holders = sim.residents_in("onecard");
+    assert!(!holders.is_empty());
+    let r = holders[0];
+    let (id, _name, phone) = sim.resident_identity(r).expect("resident");
+    assert!(truth.sensitive_values.contains(&id));
+    assert!(truth.sensitive_values.contains(&phone));
+    assert!(truth.sensitive_values.iter().all(|v| v.len() >= 7));
+    let key = sim.record_key("onecard", "cardholders", r).expect("key");
+    let info = sim.record_info("onecard", r).expect("info");
+    assert_eq!(info.key, key);
+    if !info.rejected {
+        assert_eq!(
+            truth
+                .resident_of_record
+                .get(&("onecard".into(), "cardholders".into(), key)),
+            Some(&r)
+        );
+    }
+    sim.shutdown().await;
+}

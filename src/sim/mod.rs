@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use platform::{AppliedEntity, PlatformChaos, PlatformView};
+pub use vendors::SourceChaos;
 use world::{GenOptions, StreamId, World};
 
 /// Demo credentials of the simulated systems (public; used by `community-sync demo`).
@@ -189,6 +190,7 @@ pub(crate) struct Shared {
     token_lifetime_secs: u64,
     bases: RwLock<[String; 4]>,
     platform: platform::PlatformState,
+    source_chaos: vendors::SourceChaos,
 }
 
 impl Shared {
@@ -488,6 +490,7 @@ impl Sim {
             token_lifetime_secs: opts.token_lifetime_secs,
             bases: RwLock::new(Default::default()),
             platform: platform::PlatformState::new(opts.seed),
+            source_chaos: vendors::SourceChaos::new(),
         });
         let names = ["onecard", "volunteer", "eldercare", "health", "platform"];
         let mut listeners = Vec::new();
@@ -562,6 +565,11 @@ impl Sim {
     /// The platform's chaos knobs.
     pub fn chaos(&self) -> &PlatformChaos {
         &self.shared.platform.chaos
+    }
+
+    /// Failure knobs of the four department systems.
+    pub fn source_chaos(&self) -> &SourceChaos {
+        &self.shared.source_chaos
     }
 
     /// Applies a mutation now (wall clock, Asia/Shanghai).
@@ -767,6 +775,7 @@ mod tests {
             token_lifetime_secs: 60,
             bases: RwLock::new(Default::default()),
             platform: platform::PlatformState::new(1),
+            source_chaos: vendors::SourceChaos::new(),
         };
         let before = compute_truth(&shared.read());
         let out = apply_mutation(

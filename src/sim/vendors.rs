@@ -3,9 +3,14 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,6 +26,81 @@ use super::{
 };
 
 type Params = Vec<(String, String)>;
+
+/// Failure knobs of the four simulated systems (index = position in `SOURCES`).
+pub struct SourceChaos {
+    fail_next: [AtomicU64; 4],
+    latency_ms: [AtomicU64; 4],
+}
+
+impl SourceChaos {
+    pub(crate) fn new() -> SourceChaos {
+        SourceChaos {
+            fail_next: Default::default(),
+            latency_ms: Default::default(),
+        }
+    }
+
+    fn index(source: &str) -> Option<usize> {
+        super::SOURCES.iter().position(|s| *s == source)
+    }
+
+    /// The next `n` requests to `source` fail with 503 and `Retry-After: 1`.
+    pub fn fail_next(&self, source: &str, n: u64) {
+        if let Some(i) = Self::index(source) {
+            self.fail_next[i].store(n, Ordering::SeqCst);
+        }
+    }
+
+    /// Artificial latency before every response of `source`.
+    pub fn set_latency(&self, source: &str, latency: Duration) {
+        if let Some(i) = Self::index(source) {
+            self.latency_ms[i].store(latency.as_millis() as u64, Ordering::SeqCst);
+        }
+    }
+
+    /// Back to well-behaved systems.
+    pub fn reset(&self) {
+        for i in 0..4 {
+            self.fail_next[i].store(0, Ordering::SeqCst);
+            self.latency_ms[i].store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn take_failure(&self, i: usize) -> bool {
+        self.fail_next[i]
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+async fn chaos_layer(
+    State((shared, i)): State<(Arc<Shared>, usize)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let latency = shared.source_chaos.latency_ms[i].load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if shared.source_chaos.take_failure(i) {
+        let mut resp = plain_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "service_unavailable", "message": "系统繁忙，请稍后重试"}),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    }
+    next.run(req).await
+}
+
+fn with_chaos(router: Router, shared: Arc<Shared>, i: usize) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        (shared, i),
+        chaos_layer,
+    ))
+}
 
 fn params(q: Option<String>) -> Params {
     url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
@@ -220,7 +300,7 @@ fn onecard_page(shared: &Shared, q: Option<String>, s: StreamId) -> Response {
 }
 
 pub fn onecard(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(
             "/api/ykt/v1/cardholders",
             get(
@@ -237,7 +317,8 @@ pub fn onecard(shared: Arc<Shared>) -> Router {
                 },
             ),
         )
-        .with_state(shared)
+        .with_state(shared.clone());
+    with_chaos(router, shared, 0)
 }
 
 // ---------------------------------------------------------------- 志愿者服务 (volunteer)
@@ -364,7 +445,7 @@ fn volunteer_page(
 }
 
 pub fn volunteer(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(
             "/oauth/token",
             post(|State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| async move {
@@ -383,7 +464,8 @@ pub fn volunteer(shared: Arc<Shared>) -> Router {
                 volunteer_page(&s, &headers, q, StreamId::ServiceRecords)
             }),
         )
-        .with_state(shared)
+        .with_state(shared.clone());
+    with_chaos(router, shared, 1)
 }
 
 // ---------------------------------------------------------------- 居家养老 (eldercare)
@@ -448,7 +530,7 @@ fn eldercare_page(
 }
 
 pub fn eldercare(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(
             "/api/elders",
             get(|State(s): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery| async move {
@@ -461,7 +543,8 @@ pub fn eldercare(shared: Arc<Shared>) -> Router {
                 eldercare_page(&s, &headers, q, StreamId::ServiceOrders)
             }),
         )
-        .with_state(shared)
+        .with_state(shared.clone());
+    with_chaos(router, shared, 2)
 }
 
 // ---------------------------------------------------------------- 社区健康服务 (health, FHIR)
@@ -568,7 +651,7 @@ fn health_page(
 }
 
 pub fn health(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(
             "/fhir/Patient",
             get(|State(s): State<Arc<Shared>>, headers: HeaderMap, RawQuery(q): RawQuery| async move {
@@ -581,7 +664,8 @@ pub fn health(shared: Arc<Shared>) -> Router {
                 health_page(&s, &headers, q, StreamId::Followups, "Encounter")
             }),
         )
-        .with_state(shared)
+        .with_state(shared.clone());
+    with_chaos(router, shared, 3)
 }
 
 #[cfg(test)]

@@ -1258,7 +1258,13 @@ impl World {
                 }
             }
         }
-        out.into_iter().collect()
+        // Too-short junk (an invalid phone like "12345") is not personal data.
+        out.into_iter()
+            .filter(|v| {
+                v.chars().filter(char::is_ascii_digit).count() >= 7
+                    || v.chars().any(|c| ('０'..='９').contains(&c))
+            })
+            .collect()
     }
 }
 
