@@ -567,3 +567,79 @@ async fn truth_lists_sensitive_values_and_residents() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn mutations_show_up_in_incremental_windows() {
+    let sim = Sim::start(opts(600)).await.expect("start");
+    let client = reqwest::Client::new();
+    let elders = sim.residents_in("eldercare");
+    let r = *elders
+        .iter()
+        .find(|r| {
+            sim.record_info("eldercare", **r)
+                .is_some_and(|i| i.has_valid_id)
+        })
+        .expect("an elder with an ID");
+    let since = chrono::Utc::now().timestamp_millis() - 1;
+    let out = sim
+        .mutate(Mutation::ChangePhone {
+            source: "eldercare".into(),
+            resident: r,
+        })
+        .expect("mutate");
+    assert_eq!(out.keys.len(), 1);
+    let body: Value = client
+        .get(format!("{}/api/elders", sim.urls.eldercare))
+        .header("X-Api-Key", sim::ELDERCARE_KEY)
+        .query(&[
+            ("updated_after", since.to_string()),
+            ("limit", "100".into()),
+        ])
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["total"], 1);
+    let rec = &body["data"][0];
+    assert_eq!(rec["elder_id"], out.keys[0].2.as_str());
+    let (_, _, old_phone) = sim.resident_identity(r).expect("resident");
+    assert_ne!(
+        rec["phone"].as_str().map(|p| p.replace(['-', ' '], "")),
+        Some(old_phone)
+    );
+
+    // Delete flags the record and removes it from served.
+    let before = sim.truth().served[&key("eldercare", "elders")];
+    sim.mutate(Mutation::Delete {
+        source: "eldercare".into(),
+        stream: "elders".into(),
+        key: out.keys[0].2.clone(),
+    })
+    .expect("delete");
+    let body: Value = client
+        .get(format!("{}/api/elders", sim.urls.eldercare))
+        .header("X-Api-Key", sim::ELDERCARE_KEY)
+        .query(&[("updated_after", since.to_string())])
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["data"][0]["is_deleted"], 1);
+    let t = sim.truth();
+    assert_eq!(t.served[&key("eldercare", "elders")], before - 1);
+    assert_eq!(t.deleted[&key("eldercare", "elders")], 1);
+
+    // A new resident appears in two systems.
+    let added = sim
+        .mutate(Mutation::AddResident {
+            systems: vec!["volunteer".into(), "health".into()],
+        })
+        .expect("add");
+    assert_eq!(added.keys.len(), 4, "person + activity record per system");
+    assert_eq!(sim.truth().persons, t.persons + 1);
+    sim.shutdown().await;
+}

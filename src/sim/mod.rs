@@ -472,12 +472,27 @@ async fn bind(what: &'static str, port: u16) -> Result<tokio::net::TcpListener, 
 }
 
 impl Sim {
-    /// Generates the population and starts the five servers.
+    /// Generates the population and starts the five servers. Generated timestamps lie in
+    /// the two years before 2026-01-01T00:00+08:00 (or before the current hour if the clock
+    /// is earlier), so a seed always gives the same records.
     pub async fn start(opts: SimOptions) -> Result<Sim, SimError> {
+        Sim::start_inner(opts, world::default_anchor()).await
+    }
+
+    /// Like [`Sim::start`], but generated timestamps lie in the two years before `anchor`
+    /// (e.g. now, for a demo whose newest records are recent).
+    pub async fn start_at(
+        opts: SimOptions,
+        anchor: DateTime<FixedOffset>,
+    ) -> Result<Sim, SimError> {
+        Sim::start_inner(opts, anchor.timestamp_millis()).await
+    }
+
+    async fn start_inner(opts: SimOptions, anchor_ms: i64) -> Result<Sim, SimError> {
         let gen = GenOptions {
             seed: opts.seed,
             residents: opts.residents,
-            anchor_ms: world::default_anchor(),
+            anchor_ms,
         };
         let world = tokio::task::spawn_blocking(move || World::generate(gen))
             .await
