@@ -4,6 +4,33 @@
 //! 居家养老, 社区健康服务), each served exactly as `config/community-sync.toml` expects, with
 //! realistic dirt. [`GroundTruth`] says what a correct pipeline must end up with, so tests can
 //! assert exact numbers. The platform (一平台) endpoint records every event it applies.
+//!
+//! Population (all from `SimOptions::seed`, ChaCha8): Han names by surname frequency (~1%
+//! minority names with a middle dot), valid 18-digit IDs (97% Nanchang counties 3601xx, the
+//! rest elsewhere; birth 1930–2010; 17th digit parity = gender), unique mobiles except
+//! families (~25% of residents join the previous resident's household; half of those share
+//! its phone, never with the same name: (name, phone) is unique), addresses
+//! 江西省南昌市 + district + real street (streets-jiangxi.csv) + generated 社区 + 栋/单元/室.
+//! Coverage: one-card 60%, volunteer 15%, eldercare 20% (age ≥ 60 only), health 50%;
+//! activity records uniform 0..=2·mean (3 transactions, 4 services, 5 orders, 2 follow-ups)
+//! per person record. Timestamps spread over two years before the anchor, with runs of 3–40
+//! records sharing one timestamp; eldercare has millisecond timestamps, the others seconds.
+//!
+//! Dirt on person records (activity records are clean and always point at an existing
+//! parent): ID with spaces / full-width digits / lower-case x (normalisable), 15-digit legacy
+//! IDs in eldercare (~15%, always upgrade exactly); bad check digit (~1% of ID-carrying
+//! records, whole record rejected, `id_number.check_digit`); phone with +86 / dashes / spaces /
+//! full-width digits (normalisable), landline `0791-86xxxxxx` in eldercare (~10%, valid,
+//! record always has a valid ID), invalid phone `1381234567`/`12345` (~0.5%, field reject
+//! `phone.invalid`, record always has a valid ID), missing phone (~2%, valid ID); no ID and no
+//! phone (~0.5%, `identity.missing`); names with an inner ASCII space or U+3000 between
+//! surname and given name (the name normalizer must drop whitespace between Han characters)
+//! or padded with spaces. ID-less records: 35% of one-card holders (`sfzh` = ""), 3% of
+//! patients (no resident-id identifier); they carry name + valid phone, and every other
+//! ID-carrying record of that resident carries the same valid mobile, so name + phone links.
+//!
+//! Deleting is possible where the vendor API has a flag: cardholders (`scbz`), volunteers
+//! (`deleted`), elders (`is_deleted`).
 
 mod names;
 mod platform;
