@@ -76,9 +76,7 @@ pub fn scrub_text(text: &str) -> String {
             let mut digits = 0;
             while j < chars.len()
                 && (is_digit(chars[j])
-                    || (matches!(chars[j], ' ' | '-')
-                        && j + 1 < chars.len()
-                        && is_digit(chars[j + 1])))
+                    || (matches!(chars[j], ' ' | '-') && j + 1 < chars.len() && is_digit(chars[j + 1])))
             {
                 if is_digit(chars[j]) {
                     digits += 1;
@@ -117,10 +115,7 @@ fn keep_ends(raw: &str, head: usize, tail: usize) -> String {
     // Always hide at least half, so a short value is never shown whole.
     let (head, tail) = if head + tail >= n.div_ceil(2) {
         let keep = n / 2;
-        (
-            head.min(keep),
-            tail.min(keep.saturating_sub(head.min(keep))),
-        )
+        (head.min(keep), tail.min(keep.saturating_sub(head.min(keep))))
     } else {
         (head, tail)
     };
@@ -158,9 +153,6 @@ mod tests {
 
     #[test]
     fn address_hides_building_and_room() {
-        assert_eq!(
-            address("南昌市东湖区滕王阁街道豫章社区3栋2单元501室"),
-            "南昌市东湖区滕王阁街道豫章社区***"
-        );
+        assert_eq!(address("南昌市东湖区滕王阁街道豫章社区3栋2单元501室"), "南昌市东湖区滕王阁街道豫章社区***");
     }
 }

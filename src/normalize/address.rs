@@ -14,14 +14,8 @@ pub fn parse(raw: &str) -> Address {
     let s = crate::normalize::text::clean(raw);
     let community = s.find("社区").map(|i| {
         let head = &s[..i];
-        let start = head
-            .rfind(['道', '镇', '区'])
-            .map(|j| j + head[j..].chars().next().map_or(0, |c| c.len_utf8()))
-            .unwrap_or(0);
+        let start = head.rfind(['道', '镇', '区']).map(|j| j + head[j..].chars().next().map_or(0, |c| c.len_utf8())).unwrap_or(0);
         format!("{}社区", &head[start..])
     });
-    Address {
-        community,
-        ..Address::default()
-    }
+    Address { community, ..Address::default() }
 }

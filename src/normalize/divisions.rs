@@ -20,14 +20,10 @@ fn parse(csv: &str) -> HashMap<String, String> {
 
 pub fn province_name(code: &str) -> Option<&'static str> {
     static P: OnceLock<HashMap<String, String>> = OnceLock::new();
-    P.get_or_init(|| parse(PROVINCES_CSV))
-        .get(code)
-        .map(|s| s.as_str())
+    P.get_or_init(|| parse(PROVINCES_CSV)).get(code).map(|s| s.as_str())
 }
 
 pub fn county_name(code: &str) -> Option<&'static str> {
     static A: OnceLock<HashMap<String, String>> = OnceLock::new();
-    A.get_or_init(|| parse(AREAS_CSV))
-        .get(code)
-        .map(|s| s.as_str())
+    A.get_or_init(|| parse(AREAS_CSV)).get(code).map(|s| s.as_str())
 }

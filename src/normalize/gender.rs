@@ -8,9 +8,6 @@ pub fn normalize(raw: &str) -> Result<Gender, Reject> {
         "2" | "女" | "f" | "female" => Ok(Gender::Female),
         "0" | "unknown" | "未知" => Ok(Gender::Unknown),
         "9" => Ok(Gender::Unstated),
-        _ => Err(Reject::new(
-            RejectReason::GenderInvalid,
-            "unknown gender spelling",
-        )),
+        _ => Err(Reject::new(RejectReason::GenderInvalid, "unknown gender spelling")),
     }
 }

@@ -36,30 +36,15 @@ pub fn normalize(raw: &str) -> Result<IdNumber, Reject> {
         .map(|c| c.to_ascii_uppercase())
         .collect();
     if s.len() != 18 || !s[..17].chars().all(|c| c.is_ascii_digit()) {
-        return Err(Reject::new(
-            RejectReason::IdNumberFormat,
-            "not 18 characters of digits",
-        ));
+        return Err(Reject::new(RejectReason::IdNumberFormat, "not 18 characters of digits"));
     }
-    let expected = check_char(&s[..17])
-        .ok_or_else(|| Reject::new(RejectReason::IdNumberFormat, "bad digits"))?;
+    let expected = check_char(&s[..17]).ok_or_else(|| Reject::new(RejectReason::IdNumberFormat, "bad digits"))?;
     if !s.ends_with(expected) {
-        return Err(Reject::new(
-            RejectReason::IdNumberCheckDigit,
-            "check digit does not match",
-        ));
+        return Err(Reject::new(RejectReason::IdNumberCheckDigit, "check digit does not match"));
     }
-    let birth_date = NaiveDate::parse_from_str(&s[6..14], "%Y%m%d").map_err(|_| {
-        Reject::new(
-            RejectReason::IdNumberBirthDate,
-            "birth date is not a real date",
-        )
-    })?;
-    let gender = if s.as_bytes()[16] % 2 == 1 {
-        Gender::Male
-    } else {
-        Gender::Female
-    };
+    let birth_date = NaiveDate::parse_from_str(&s[6..14], "%Y%m%d")
+        .map_err(|_| Reject::new(RejectReason::IdNumberBirthDate, "birth date is not a real date"))?;
+    let gender = if s.as_bytes()[16] % 2 == 1 { Gender::Male } else { Gender::Female };
     Ok(IdNumber {
         county_code: s[..6].to_string(),
         county_known: true,

@@ -13,8 +13,5 @@ pub fn to_half_width(raw: &str) -> String {
 
 /// Half-width, trimmed, inner whitespace runs collapsed to one space.
 pub fn clean(raw: &str) -> String {
-    to_half_width(raw)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    to_half_width(raw).split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -1378,6 +1378,16 @@ mod tests {
     }
 
     #[test]
+    fn every_onecard_record_is_gbk_encodable() {
+        let w = world(3000);
+        for rec in &w.stream(StreamId::Cardholders).recs {
+            let text = w.render(StreamId::Cardholders, rec, "").to_string();
+            let (_, _, unmappable) = encoding_rs::GBK.encode(&text);
+            assert!(!unmappable, "not GBK: {}", crate::mask::scrub_text(&text));
+        }
+    }
+
+    #[test]
     fn keys_round_trip() {
         for s in StreamId::ALL {
             assert_eq!(s.parse_key(&s.key(42)), Some(42));

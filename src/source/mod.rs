@@ -50,10 +50,7 @@ pub struct FetchStats {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source {source_name}: {message}")]
-    Other {
-        source_name: String,
-        message: String,
-    },
+    Other { source_name: String, message: String },
 }
 
 /// An HTTP client bound to one source's config (auth state, rate limiter, TLS settings).
