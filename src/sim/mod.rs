@@ -34,8 +34,8 @@
 
 mod names;
 mod platform;
-mod vendors;
-mod world;
+pub(crate) mod vendors;
+pub(crate) mod world;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
