@@ -261,6 +261,7 @@ async fn every_stream_maps_to_the_ground_truth() {
     // local date of a date-time. Skip that check until the date normalizer does.
     let datetime_as_date_ok =
         community_sync::normalize::datetime::parse_date("2025-03-01T10:00:00+08:00", None).is_ok();
+    let mut people: Vec<PersonRow> = Vec::new();
     for src in &cfg.sources {
         let base = match src.name.as_str() {
             "onecard" => &sim.urls.onecard,
@@ -288,6 +289,19 @@ async fn every_stream_maps_to_the_ground_truth() {
                         assert!(!deleted);
                         for f in &rec.field_rejects {
                             *fields.entry(f.reason.code().to_string()).or_default() += 1;
+                        }
+                        if stream.entity.carries_person() {
+                            people.push(PersonRow {
+                                record: (k.0.clone(), k.1.clone(), rec.source_key.clone()),
+                                id: rec.person.id_number.clone(),
+                                // Chinese names: whitespace between characters is dirt.
+                                name: rec
+                                    .person
+                                    .name
+                                    .as_ref()
+                                    .map(|n| n.split_whitespace().collect()),
+                                phone: rec.person.phone.clone(),
+                            });
                         }
                         accepted.insert(rec.source_key.clone());
                     }
@@ -329,5 +343,78 @@ async fn every_stream_maps_to_the_ground_truth() {
             }
         }
     }
+    // Link as a reconciler would: equal ID numbers; an ID-less record by equal name + phone.
+    let clusters = cluster(&people);
+    let distinct: BTreeSet<usize> = clusters.iter().copied().collect();
+    assert_eq!(distinct.len(), truth.persons, "golden persons");
+    let mut resident_of_cluster: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut cluster_of_resident: BTreeMap<usize, usize> = BTreeMap::new();
+    for (row, c) in people.iter().zip(&clusters) {
+        let r = truth.resident_of_record[&row.record];
+        assert_eq!(
+            *resident_of_cluster.entry(*c).or_insert(r),
+            r,
+            "a cluster holds one resident"
+        );
+        assert_eq!(
+            *cluster_of_resident.entry(r).or_insert(*c),
+            *c,
+            "a resident is one cluster"
+        );
+    }
     sim.shutdown().await;
+}
+
+struct PersonRow {
+    record: (String, String, String),
+    id: Option<String>,
+    name: Option<String>,
+    phone: Option<String>,
+}
+
+/// Cluster number per row.
+fn cluster(rows: &[PersonRow]) -> Vec<usize> {
+    fn find(p: &mut Vec<usize>, i: usize) -> usize {
+        let mut i = i;
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    let mut parent: Vec<usize> = (0..rows.len()).collect();
+    let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_name_phone: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(id) = &r.id {
+            if let Some(&j) = by_id.get(id.as_str()) {
+                let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                parent[a] = b;
+            } else {
+                by_id.insert(id, i);
+            }
+        }
+    }
+    // Name + phone pairs of ID-carrying records first, then ID-less records join them.
+    for pass_idless in [false, true] {
+        for (i, r) in rows.iter().enumerate() {
+            if r.id.is_none() != pass_idless {
+                continue;
+            }
+            let (Some(n), Some(p)) = (&r.name, &r.phone) else {
+                continue;
+            };
+            match by_name_phone.get(&(n.as_str(), p.as_str())) {
+                Some(&j) if pass_idless => {
+                    let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                    parent[a] = b;
+                }
+                Some(_) => {}
+                None => {
+                    by_name_phone.insert((n, p), i);
+                }
+            }
+        }
+    }
+    (0..rows.len()).map(|i| find(&mut parent, i)).collect()
 }
