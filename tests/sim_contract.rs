@@ -374,7 +374,7 @@ struct PersonRow {
 
 /// Cluster number per row.
 fn cluster(rows: &[PersonRow]) -> Vec<usize> {
-    fn find(p: &mut Vec<usize>, i: usize) -> usize {
+    fn find(p: &mut [usize], i: usize) -> usize {
         let mut i = i;
         while p[i] != i {
             p[i] = p[p[i]];
