@@ -643,3 +643,36 @@ async fn mutations_show_up_in_incremental_windows() {
     assert_eq!(sim.truth().persons, t.persons + 1);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn onecard_refuses_stale_timestamps_even_when_signed() {
+    let sim = Sim::start(opts(50)).await.expect("start");
+    let stale = (chrono::Utc::now().timestamp() - 3600).to_string();
+    let mut params = vec![
+        ("appkey".to_string(), sim::ONECARD_APP_KEY.to_string()),
+        ("nonce".to_string(), "abc".to_string()),
+        ("page".to_string(), "1".to_string()),
+        ("timestamp".to_string(), stale),
+    ];
+    let joined = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let sign = hex::encode_upper(Md5::digest(
+        format!("{joined}&key={}", sim::ONECARD_SECRET).as_bytes(),
+    ));
+    params.push(("sign".to_string(), sign));
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/ykt/v1/cardholders", sim.urls.onecard))
+        .query(&params)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        sim.pages_served("onecard", "cardholders").expect("stream"),
+        0
+    );
+    sim.shutdown().await;
+}
