@@ -45,7 +45,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use platform::{AppliedEntity, PlatformChaos, PlatformView};
-pub use vendors::SourceChaos;
+pub use vendors::{onecard_sign, SourceChaos};
 use world::{GenOptions, StreamId, World};
 
 /// Demo credentials of the simulated systems (public; used by `community-sync demo`).
