@@ -1,0 +1,465 @@
+//! The simulated platform (一平台): `POST /api/v1/events`, idempotent by Idempotency-Key,
+//! versioned per (entity, key), with chaos knobs for failure tests.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use super::{Shared, PLATFORM_TOKEN};
+
+/// Runtime failure knobs of the platform. All take effect on the next request.
+pub struct PlatformChaos {
+    fail_next: AtomicU64,
+    /// Probability (as f64 bits) that a request fails with 503 or 429.
+    random_p: AtomicU64,
+    retry_after_secs: AtomicU64,
+    latency_ms: AtomicU64,
+    reject: Mutex<HashSet<String>>,
+    conflict: Mutex<HashSet<String>>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl PlatformChaos {
+    fn new(seed: u64) -> PlatformChaos {
+        PlatformChaos {
+            fail_next: AtomicU64::new(0),
+            random_p: AtomicU64::new(0f64.to_bits()),
+            retry_after_secs: AtomicU64::new(1),
+            latency_ms: AtomicU64::new(0),
+            reject: Mutex::new(HashSet::new()),
+            conflict: Mutex::new(HashSet::new()),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x000C_4A05)),
+        }
+    }
+
+    /// The next `n` requests fail with 503 (Retry-After set), applying nothing.
+    pub fn fail_next(&self, n: u64) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Each request fails with probability `p` (0..1), as 503 or 429 with a Retry-After of
+    /// `retry_after_secs`.
+    pub fn set_random_failures(&self, p: f64, retry_after_secs: u64) {
+        self.random_p
+            .store(p.clamp(0.0, 1.0).to_bits(), Ordering::SeqCst);
+        self.retry_after_secs
+            .store(retry_after_secs, Ordering::SeqCst);
+    }
+
+    /// Retry-After (seconds) sent with injected failures (default 1).
+    pub fn set_retry_after(&self, secs: u64) {
+        self.retry_after_secs.store(secs, Ordering::SeqCst);
+    }
+
+    /// Events whose key is in the set are rejected with code 422.
+    pub fn reject_keys<I: IntoIterator<Item = String>>(&self, keys: I) {
+        self.reject
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(keys);
+    }
+
+    /// Events whose key is in the set are rejected with code 409 (conflict).
+    pub fn conflict_keys<I: IntoIterator<Item = String>>(&self, keys: I) {
+        self.conflict
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(keys);
+    }
+
+    /// Artificial latency before every response.
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms
+            .store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Back to a well-behaved platform.
+    pub fn reset(&self) {
+        self.fail_next(0);
+        self.set_random_failures(0.0, 1);
+        self.set_latency(Duration::ZERO);
+        self.reject
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.conflict
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// An injected failure for this request, if any: (status, retry-after seconds).
+    fn injected(&self) -> Option<StatusCode> {
+        let n = self.fail_next.load(Ordering::SeqCst);
+        if n > 0
+            && self
+                .fail_next
+                .compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            return Some(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let p = f64::from_bits(self.random_p.load(Ordering::SeqCst));
+        if p > 0.0 {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            if rng.random_bool(p) {
+                return Some(if rng.random_bool(0.5) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::TOO_MANY_REQUESTS
+                });
+            }
+        }
+        None
+    }
+}
+
+/// The latest applied state of one (entity, key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedEntity {
+    pub version: i64,
+    pub deleted: bool,
+    /// The record of the last applied upsert (None after a delete).
+    pub record: Option<Value>,
+    pub event_id: String,
+    pub changed: Vec<String>,
+    /// How many events were applied for this (entity, key) in total.
+    pub applications: usize,
+}
+
+/// A snapshot of the platform's state, for tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlatformView {
+    /// (entity, key) -> latest applied state.
+    pub applied: BTreeMap<(String, String), AppliedEntity>,
+    /// event_id -> times applied (exactly-once means every value is 1).
+    pub applications: BTreeMap<String, usize>,
+    /// HTTP requests received (all, including failed and replayed).
+    pub requests: u64,
+    /// Requests failed by chaos knobs (503/429).
+    pub injected_failures: u64,
+    /// Requests answered from the idempotency store (nothing applied).
+    pub replays: u64,
+    /// Events received in processed (non-replayed) batches.
+    pub events_received: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Events whose version was lower than the already applied one.
+    pub out_of_order: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    view: PlatformView,
+    idempotency: HashMap<String, Vec<u8>>,
+}
+
+pub(crate) struct PlatformState {
+    pub chaos: PlatformChaos,
+    inner: Mutex<Inner>,
+}
+
+impl PlatformState {
+    pub fn new(seed: u64) -> PlatformState {
+        PlatformState {
+            chaos: PlatformChaos::new(seed),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub fn view(&self) -> PlatformView {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .view
+            .clone()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut PlatformView)) {
+        f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()).view);
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        json!({"error": code, "message": message})
+            .to_string()
+            .into_bytes(),
+    )
+}
+
+fn version_of(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Applies one event to the state; returns its result object.
+fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: &Value) -> Value {
+    let event_id = ev.get("event_id").and_then(Value::as_str).unwrap_or("");
+    let rejected = |code: u16, reason: &str| json!({"event_id": event_id, "status": "rejected", "code": code, "reason": reason});
+    if event_id.is_empty() {
+        view.rejected += 1;
+        return rejected(422, "event_id is missing");
+    }
+    let entity = ev.get("entity").and_then(Value::as_str).unwrap_or("");
+    let key = ev.get("key").and_then(Value::as_str).unwrap_or("");
+    let op = ev.get("op").and_then(Value::as_str).unwrap_or("");
+    let version = ev.get("version").and_then(version_of);
+    let problem = if entity.is_empty() {
+        Some("entity is missing")
+    } else if key.is_empty() {
+        Some("key is missing")
+    } else if !matches!(op, "upsert" | "delete") {
+        Some("op must be upsert or delete")
+    } else if version.is_none() {
+        Some("version must be an integer")
+    } else if op == "upsert" && !ev.get("record").is_some_and(Value::is_object) {
+        Some("an upsert needs a record object")
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        view.rejected += 1;
+        return rejected(422, p);
+    }
+    let version = version.unwrap_or_default();
+    if chaos
+        .reject
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(key)
+    {
+        view.rejected += 1;
+        return rejected(422, "rejected by platform validation (chaos)");
+    }
+    if chaos
+        .conflict
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(key)
+    {
+        view.rejected += 1;
+        return rejected(409, "conflicting change (chaos)");
+    }
+    let id = (entity.to_string(), key.to_string());
+    if let Some(existing) = view.applied.get(&id) {
+        if version <= existing.version {
+            if version < existing.version {
+                view.out_of_order += 1;
+            }
+            view.duplicates += 1;
+            return json!({"event_id": event_id, "status": "duplicate"});
+        }
+    }
+    let applications = view.applied.get(&id).map_or(0, |e| e.applications) + 1;
+    let changed = ev
+        .get("changed")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    view.applied.insert(
+        id,
+        AppliedEntity {
+            version,
+            deleted: op == "delete",
+            record: (op == "upsert")
+                .then(|| ev.get("record").cloned())
+                .flatten(),
+            event_id: event_id.to_string(),
+            changed,
+            applications,
+        },
+    );
+    *view.applications.entry(event_id.to_string()).or_default() += 1;
+    view.accepted += 1;
+    json!({"event_id": event_id, "status": "accepted"})
+}
+
+async fn events(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let state = &shared.platform;
+    state.count(|v| v.requests += 1);
+    let latency = state.chaos.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == PLATFORM_TOKEN);
+    if !authorized {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        );
+    }
+    if let Some(status) = state.chaos.injected() {
+        state.count(|v| v.injected_failures += 1);
+        let mut resp = error(status, "unavailable", "platform is busy, retry later");
+        let secs = state.chaos.retry_after_secs.load(Ordering::SeqCst);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    let Some(idem) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "the Idempotency-Key header is required",
+        );
+    };
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let raw = if gzip {
+        let mut out = Vec::new();
+        if flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .is_err()
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_encoding",
+                "body is not valid gzip",
+            );
+        }
+        out
+    } else {
+        body.to_vec()
+    };
+    let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(stored) = inner.idempotency.get(idem) {
+        let stored = stored.clone();
+        inner.view.replays += 1;
+        return json_response(StatusCode::OK, stored);
+    }
+    let parsed: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                &format!("body is not JSON: {e}"),
+            )
+        }
+    };
+    let Some(evs) = parsed.get("events").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "body must be an object with an events array",
+        );
+    };
+    let inner = &mut *inner;
+    let mut results = Vec::with_capacity(evs.len());
+    for ev in evs {
+        inner.view.events_received += 1;
+        results.push(apply_event(&mut inner.view, &state.chaos, ev));
+    }
+    let body = json!({"results": results}).to_string().into_bytes();
+    inner.idempotency.insert(idem.to_string(), body.clone());
+    json_response(StatusCode::OK, body)
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/events",
+            post(
+                |State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes| async move {
+                    events(s, headers, body).await
+                },
+            ),
+        )
+        .with_state(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, key: &str, version: i64) -> Value {
+        json!({"event_id": id, "entity": "person", "key": key, "version": version, "op": "upsert",
+               "changed": ["name"], "record": {"name": "x"}, "emitted_at": "2026-01-01T00:00:00+08:00"})
+    }
+
+    #[test]
+    fn versions_decide_duplicates_and_out_of_order() {
+        let chaos = PlatformChaos::new(1);
+        let mut v = PlatformView::default();
+        assert_eq!(
+            apply_event(&mut v, &chaos, &ev("a", "k", 2))["status"],
+            "accepted"
+        );
+        assert_eq!(
+            apply_event(&mut v, &chaos, &ev("b", "k", 2))["status"],
+            "duplicate"
+        );
+        assert_eq!(v.out_of_order, 0);
+        assert_eq!(
+            apply_event(&mut v, &chaos, &ev("c", "k", 1))["status"],
+            "duplicate"
+        );
+        assert_eq!(v.out_of_order, 1);
+        assert_eq!(
+            apply_event(&mut v, &chaos, &ev("d", "k", 3))["status"],
+            "accepted"
+        );
+        let applied = &v.applied[&("person".to_string(), "k".to_string())];
+        assert_eq!((applied.version, applied.applications), (3, 2));
+        chaos.reject_keys(["bad".to_string()]);
+        let r = apply_event(&mut v, &chaos, &ev("e", "bad", 1));
+        assert_eq!(
+            (r["status"].clone(), r["code"].clone()),
+            (json!("rejected"), json!(422))
+        );
+    }
+
+    #[test]
+    fn fail_next_counts_down() {
+        let chaos = PlatformChaos::new(1);
+        chaos.fail_next(2);
+        assert!(chaos.injected().is_some());
+        assert!(chaos.injected().is_some());
+        assert!(chaos.injected().is_none());
+    }
+}
