@@ -565,7 +565,11 @@ impl Http {
         if !status.is_success() {
             return Err(token_err(format!("HTTP {}", status.as_u16())));
         }
-        let doc: serde_json::Value = serde_json::from_slice(&fetched_resp)
+        // Token endpoints of the same vendor share its quirks: a UTF-8 BOM is tolerated here too.
+        let body = fetched_resp
+            .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+            .unwrap_or(&fetched_resp);
+        let doc: serde_json::Value = serde_json::from_slice(body)
             .map_err(|_| token_err("the token response is not JSON".into()))?;
         let token = doc
             .get("access_token")
