@@ -10,6 +10,7 @@ pub mod mask;
 pub mod model;
 pub mod normalize;
 pub mod pipeline;
+pub mod progress;
 pub mod push;
 pub mod reconcile;
 pub mod sim;

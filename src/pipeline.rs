@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, SourceConfig, StreamConfig, SyncMode};
 use crate::normalize::mapping::{Mapped, Mapping};
+use crate::progress::{Progress, ProgressEvent};
 use crate::push::{PushStats, Pusher};
 use crate::reconcile::{self, ReconcileStats};
 use crate::source::{CursorBound, FetchPlan, Page, SourceClient};
@@ -54,6 +55,8 @@ pub struct SyncOptions {
     pub trigger: String,
     /// Drain the outbox after reconciling.
     pub push: bool,
+    /// Receives progress events (terminal bar, log lines, control socket).
+    pub progress: Option<Progress>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,9 +101,23 @@ pub enum PipelineError {
 pub async fn sync(ctx: &Context, opts: &SyncOptions) -> Result<SyncReport, PipelineError> {
     let mut report = ingest_sources(ctx, opts).await?;
     report.reconcile = run_reconcile(ctx).await?;
+    if let Some(p) = &opts.progress {
+        p.emit(ProgressEvent::Reconciled {
+            records: report.reconcile.records,
+            events: report.reconcile.events,
+        });
+    }
     if opts.push {
         match push(ctx).await {
-            Ok(s) => report.push = Some(s),
+            Ok(s) => {
+                if let Some(p) = &opts.progress {
+                    p.emit(ProgressEvent::Pushed {
+                        sent: s.sent,
+                        dead: s.dead,
+                    });
+                }
+                report.push = Some(s)
+            }
             Err(e) => report.push_error = Some(e.to_string()),
         }
     }
@@ -245,6 +262,13 @@ async fn sync_stream(
         _ => None,
     };
     tracing::info!(source = %src.name, stream = %stream.name, run_id, cursor = ?cursor, "stream sync started");
+    if let Some(p) = &opts.progress {
+        p.emit(ProgressEvent::StreamStarted {
+            source: src.name.clone(),
+            stream: stream.name.clone(),
+            run_id,
+        });
+    }
 
     let (tx, rx) = mpsc::channel::<Page>(PAGE_BUFFER);
     let fetch = {
@@ -257,7 +281,10 @@ async fn sync_stream(
         let ctx = ctx.clone();
         let src_name = src.name.clone();
         let stream = stream.clone();
-        tokio::task::spawn_blocking(move || write_pages(&ctx, &src_name, &stream, run_id, full_refresh, rx))
+        let progress = opts.progress.clone();
+        tokio::task::spawn_blocking(move || {
+            write_pages(&ctx, &src_name, &stream, run_id, full_refresh, rx, progress)
+        })
     };
     let fetched = fetch.await;
     let written = writer.await;
@@ -343,6 +370,15 @@ async fn sync_stream(
             "stream sync failed: {}", crate::mask::scrub_text(e)
         ),
     }
+    if let Some(p) = &opts.progress {
+        p.emit(ProgressEvent::StreamFinished {
+            source: src.name.clone(),
+            stream: stream.name.clone(),
+            ok: error.is_none(),
+            records,
+            error: error.as_deref().map(crate::mask::scrub_text),
+        });
+    }
     StreamReport {
         source: src.name.clone(),
         stream: stream.name.clone(),
@@ -368,6 +404,7 @@ fn write_pages(
     run_id: i64,
     full_refresh: bool,
     mut rx: mpsc::Receiver<Page>,
+    progress: Option<Progress>,
 ) -> WriteOutcome {
     let mapping = Mapping::compile(&ctx.config, stream);
     let batch_size = ctx.config.store.batch_size;
@@ -379,6 +416,15 @@ fn write_pages(
     while let Some(page) = rx.blocking_recv() {
         pages += 1;
         records += page.records.len() as u64;
+        if let Some(p) = &progress {
+            p.emit(ProgressEvent::Page {
+                source: source.to_string(),
+                stream: stream.name.clone(),
+                pages,
+                records,
+                total: page.total,
+            });
+        }
         for raw in page.records {
             let item = match mapping.apply(&raw) {
                 Mapped::Ok(record, deleted) => {

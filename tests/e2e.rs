@@ -6,6 +6,7 @@ use community_sync::pipeline::{self, SyncOptions};
 
 fn opts() -> SyncOptions {
     SyncOptions {
+        progress: None,
         sources: vec![],
         full: false,
         trigger: "test".into(),

@@ -165,6 +165,7 @@ pub async fn run_with(sim: &Sim, dir: &Path) -> anyhow::Result<DemoSummary> {
     let config = Config::load(&config_path)?;
     let ctx = Context::open(config)?;
     let opts = SyncOptions {
+        progress: None,
         sources: vec![],
         full: false,
         trigger: "demo".into(),

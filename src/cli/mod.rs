@@ -161,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(async {
                 let ctx = Context::open(config)?;
                 let opts = SyncOptions {
+                    progress: None,
                     sources: sources.clone(),
                     full: *full,
                     trigger: "manual".into(),
