@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, SourceConfig, StreamConfig, SyncMode};
-use crate::normalize::mapping::{Mapped, Mapping};
+use crate::normalize::mapping::{FieldProfile, Mapped, Mapping};
 use crate::progress::{Progress, ProgressEvent};
 use crate::push::{PushStats, Pusher};
 use crate::reconcile::{self, ReconcileStats};
@@ -237,6 +237,7 @@ async fn sync_stream(
     opts: &SyncOptions,
 ) -> StreamReport {
     let started = Instant::now();
+    let run_started = crate::store::now_text();
     let full_refresh = stream.mode == SyncMode::FullRefresh;
     let begun = {
         let store = ctx.store.clone();
@@ -282,15 +283,25 @@ async fn sync_stream(
         let src_name = src.name.clone();
         let stream = stream.clone();
         let progress = opts.progress.clone();
+        let run_started = run_started.clone();
         tokio::task::spawn_blocking(move || {
-            write_pages(&ctx, &src_name, &stream, run_id, full_refresh, rx, progress)
+            write_pages(&ctx, &src_name, &stream, run_id, &run_started, full_refresh, rx, progress)
         })
     };
     let fetched = fetch.await;
     let written = writer.await;
-    let (pages, records, totals, max_cursor, pending, write_error) = match written {
+    let (pages, records, totals, max_cursor, pending, write_error, profile, shifted) = match written {
         Ok(w) => w,
-        Err(e) => (0, 0, IngestStats::default(), None, Vec::new(), Some(e.to_string())),
+        Err(e) => (
+            0,
+            0,
+            IngestStats::default(),
+            None,
+            Vec::new(),
+            Some(e.to_string()),
+            FieldProfile::default(),
+            false,
+        ),
     };
     let fetch_error = match fetched {
         Ok(Ok(_stats)) => None,
@@ -308,6 +319,17 @@ async fn sync_stream(
         (Some(n), Some(c)) if !later(n, c) => None,
         _ => new_cursor,
     };
+    // Offsets shifted while paging: a record may have slipped between two pages. Keep the old
+    // cursor so the next run reads the same window again (unchanged records write nothing).
+    let new_cursor = if shifted {
+        tracing::warn!(
+            source = %src.name, stream = %stream.name, run_id,
+            "the system's record count changed while paging (records changed mid-sync); the cursor stays put so the next run re-reads this window"
+        );
+        None
+    } else {
+        new_cursor
+    };
     let closing = {
         let store = ctx.store.clone();
         let (s, t) = (src.name.clone(), stream.name.clone());
@@ -315,8 +337,30 @@ async fn sync_stream(
         let error = error.clone();
         let new_cursor = new_cursor.clone();
         let entity = stream.entity;
-        tokio::task::spawn_blocking(move || -> Result<IngestStats, crate::store::StoreError> {
+        let mapping_fields: Vec<String> = Mapping::compile(&ctx.config, stream)
+            .field_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let drift_action = stream.schema_drift;
+        let run_started = run_started.clone();
+        tokio::task::spawn_blocking(move || -> Result<(IngestStats, Option<String>), crate::store::StoreError> {
             let mut g = store.lock().map_err(|_| poisoned())?;
+            let mut error = error;
+            if error.is_none() && records > 0 {
+                let names: Vec<&str> = mapping_fields.iter().map(String::as_str).collect();
+                let drifts = g.check_drift(&s, &t, run_id, &names, &profile)?;
+                for d in &drifts {
+                    tracing::warn!(source = %s, stream = %t, run_id, field = %d.field, kind = %d.kind, "schema drift: {}", d.detail);
+                }
+                if !drifts.is_empty() && drift_action == crate::config::DriftAction::Fail {
+                    let list: Vec<String> = drifts.iter().map(|d| format!("{} {} ({})", d.field, d.kind, d.detail)).collect();
+                    error = Some(format!(
+                        "schema drift in {s}/{t}: {}; the stream is set to fail on drift (schema_drift = \"fail\"): fix the mapping in the config or set schema_drift = \"warn\"",
+                        list.join("; ")
+                    ));
+                }
+            }
             let at = StreamRef {
                 source: &s,
                 stream: &t,
@@ -324,6 +368,7 @@ async fn sync_stream(
                 link_stream: link.as_deref(),
                 full_refresh,
                 entity,
+                run_started: &run_started,
             };
             match &error {
                 None => {
@@ -337,7 +382,7 @@ async fn sync_stream(
                     let last = g.ingest(&at, &pending, Some(&finish))?;
                     let mut all = totals;
                     all.add(&last);
-                    Ok(all)
+                    Ok((all, None))
                 }
                 Some(e) => {
                     // Records already fetched are kept (re-fetching them later is a no-op);
@@ -346,18 +391,24 @@ async fn sync_stream(
                     let mut all = totals;
                     all.add(&last);
                     g.fail_run(run_id, e, pages, records, &all)?;
-                    Ok(all)
+                    Ok((all, Some(e.clone())))
                 }
             }
         })
         .await
     };
     let (stats, error) = match closing {
-        Ok(Ok(s)) => (s, error),
+        Ok(Ok((s, e))) => (s, e),
         Ok(Err(e)) => (totals, Some(e.to_string())),
         Err(e) => (totals, Some(e.to_string())),
     };
     let seconds = started.elapsed().as_secs_f64();
+    if stats.moved > 0 {
+        tracing::warn!(
+            source = %src.name, stream = %stream.name, run_id, moved = stats.moved,
+            "records changed while this run paged through them; the cursor stays put so the next run re-reads the window"
+        );
+    }
     match &error {
         None => tracing::info!(
             source = %src.name, stream = %stream.name, run_id, pages, fetched = records,
@@ -384,17 +435,33 @@ async fn sync_stream(
         stream: stream.name.clone(),
         run_id,
         ok: error.is_none(),
+        cursor: if error.is_none() && stats.moved == 0 {
+            new_cursor.or(cursor)
+        } else {
+            cursor
+        },
         error: error.map(|e| crate::mask::scrub_text(&e)),
         pages,
         fetched: records,
         stats,
-        cursor: new_cursor.or(cursor),
         seconds,
     }
 }
 
-type WriteOutcome = (u64, u64, IngestStats, Option<String>, Vec<Ingest>, Option<String>);
+/// What the writer hands back: pages, records, totals so far, newest cursor seen, the last
+/// partial batch, an error, the field profile, and whether the window shifted under paging.
+type WriteOutcome = (
+    u64,
+    u64,
+    IngestStats,
+    Option<String>,
+    Vec<Ingest>,
+    Option<String>,
+    FieldProfile,
+    bool,
+);
 
+#[allow(clippy::too_many_arguments)]
 /// The writer: maps each page's records and ingests full batches. Returns the last partial
 /// batch unwritten, so the caller can close the run with it in one transaction.
 fn write_pages(
@@ -402,6 +469,7 @@ fn write_pages(
     source: &str,
     stream: &StreamConfig,
     run_id: i64,
+    run_started: &str,
     full_refresh: bool,
     mut rx: mpsc::Receiver<Page>,
     progress: Option<Progress>,
@@ -413,7 +481,17 @@ fn write_pages(
     let mut totals = IngestStats::default();
     let (mut pages, mut records) = (0u64, 0u64);
     let mut max_cursor: Option<String> = None;
+    let mut profile = FieldProfile::default();
+    // The system's total for the query, first and latest: if it moves while we page, records
+    // left (or entered) the window and offsets shifted, so some record may have been skipped.
+    let (mut first_total, mut last_total) = (None, None);
     while let Some(page) = rx.blocking_recv() {
+        if first_total.is_none() {
+            first_total = page.total;
+        }
+        if page.total.is_some() {
+            last_total = page.total;
+        }
         pages += 1;
         records += page.records.len() as u64;
         if let Some(p) = &progress {
@@ -426,6 +504,7 @@ fn write_pages(
             });
         }
         for raw in page.records {
+            mapping.observe(&raw, &mut profile);
             let item = match mapping.apply(&raw) {
                 Mapped::Ok(record, deleted) => {
                     if let Some(c) = &record.updated_at {
@@ -447,6 +526,7 @@ fn write_pages(
                 link_stream: link,
                 full_refresh,
                 entity: stream.entity,
+                run_started,
             };
             let result = match ctx.store.lock() {
                 Ok(mut g) => g.ingest(&at, &batch, None),
@@ -458,11 +538,23 @@ fn write_pages(
                     totals.add(&s);
                     batch.clear();
                 }
-                Err(e) => return (pages, records, totals, max_cursor, Vec::new(), Some(e.to_string())),
+                Err(e) => {
+                    return (
+                        pages,
+                        records,
+                        totals,
+                        max_cursor,
+                        Vec::new(),
+                        Some(e.to_string()),
+                        profile,
+                        false,
+                    )
+                }
             }
         }
     }
-    (pages, records, totals, max_cursor, batch, None)
+    let shifted = first_total.is_some() && first_total != last_total;
+    (pages, records, totals, max_cursor, batch, None, profile, shifted)
 }
 
 fn poisoned() -> crate::store::StoreError {

@@ -62,8 +62,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate the config file without syncing.
-    Check,
+    /// Validate the config file without syncing; with --connect also reach each source,
+    /// authenticate and fetch one page of each stream.
+    Check {
+        #[arg(long)]
+        connect: bool,
+    },
     /// List quarantined records and fields (values masked).
     Rejects {
         #[arg(long)]
@@ -111,6 +115,46 @@ fn init_logging(cli: &Cli, config: Option<&Config>) {
     logging::init(&level, format);
 }
 
+/// Reaches every enabled source: authenticate and fetch one page per stream. Prints one line
+/// per stream; true when all succeeded.
+async fn check_connect(config: &Config) -> bool {
+    let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
+    let mut all_ok = true;
+    for src in config.sources.iter().filter(|s| s.enabled) {
+        let client = match crate::source::SourceClient::with_config_dir(src, dir) {
+            Ok(c) => c,
+            Err(e) => {
+                all_ok = false;
+                println!("{:<10} {:<16} FAILED  {}", src.name, "*", crate::mask::scrub_text(&e.to_string()));
+                continue;
+            }
+        };
+        for stream in &src.streams {
+            match client.probe(stream).await {
+                Ok(p) => println!(
+                    "{:<10} {:<16} ok      {} records on the first page{} ({} bytes, {})",
+                    src.name,
+                    stream.name,
+                    p.records,
+                    p.total.map(|t| format!(" of {t}")).unwrap_or_default(),
+                    p.bytes,
+                    p.url_path
+                ),
+                Err(e) => {
+                    all_ok = false;
+                    println!(
+                        "{:<10} {:<16} FAILED  {}",
+                        src.name,
+                        stream.name,
+                        crate::mask::scrub_text(&e.to_string())
+                    );
+                }
+            }
+        }
+    }
+    all_ok
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -139,7 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => {
+        Command::Check { connect } => {
             let config = load_config(&cli)?;
             println!(
                 "{}: ok ({} sources, {} streams)",
@@ -147,7 +191,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.sources.len(),
                 config.sources.iter().map(|s| s.streams.len()).sum::<usize>()
             );
-            Ok(ExitCode::SUCCESS)
+            if !connect {
+                return Ok(ExitCode::SUCCESS);
+            }
+            init_logging(&cli, Some(&config));
+            let rt = runtime()?;
+            let all_ok = rt.block_on(check_connect(&config));
+            Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Sync {
             sources,

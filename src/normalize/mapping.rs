@@ -112,6 +112,47 @@ fn split_dotted(path: &str) -> Vec<String> {
     out
 }
 
+/// What a run saw of each mapped field (see [`Mapping::observe`]).
+#[derive(Debug, Clone, Default)]
+pub struct FieldProfile {
+    pub records: u64,
+    pub fields: Vec<FieldSeen>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FieldSeen {
+    /// Records in which the field had a non-null value.
+    pub present: u64,
+    /// Bit set of JSON types seen (see [`json_type_name`]).
+    pub types: u8,
+}
+
+fn json_type_bit(v: &Value) -> u8 {
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 4,
+        Value::Array(_) => 8,
+        Value::Object(_) => 16,
+    }
+}
+
+/// Names of the JSON types in a type bit set, e.g. `string|number`.
+pub fn json_type_name(types: u8) -> String {
+    let names = [(1, "boolean"), (2, "number"), (4, "string"), (8, "array"), (16, "object")];
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| types & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if v.is_empty() {
+        "absent".into()
+    } else {
+        v.join("|")
+    }
+}
+
 /// A record quarantined whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordReject {
@@ -190,6 +231,29 @@ impl Mapping {
                 .map(|i| (FieldPath::parse(&i.cursor_field), i.cursor_format.clone())),
             deleted_flag: stream.deleted_flag.as_deref().map(FieldPath::parse),
             tz,
+        }
+    }
+
+    /// Names of the mapped canonical fields, in the order [`Mapping::observe`] reports them.
+    pub fn field_names(&self) -> Vec<&str> {
+        self.fields.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// Notes, per mapped field, whether the raw record has it and as which JSON type; the
+    /// pipeline compares a run's profile with earlier runs to spot schema drift.
+    pub fn observe(&self, raw: &Value, profile: &mut FieldProfile) {
+        if profile.fields.len() != self.fields.len() {
+            profile.fields = vec![FieldSeen::default(); self.fields.len()];
+        }
+        profile.records += 1;
+        for (f, seen) in self.fields.iter().zip(profile.fields.iter_mut()) {
+            match f.path.get(raw) {
+                None | Some(Value::Null) => {}
+                Some(v) => {
+                    seen.present += 1;
+                    seen.types |= json_type_bit(v);
+                }
+            }
         }
     }
 

@@ -121,6 +121,9 @@ pub struct VariantConfig {
     /// Largest page the server hands out whatever is asked.
     pub max_page_size: usize,
     pub chaos: Chaos,
+    /// Serve these records instead of `records` generated ones (for pipeline tests that need
+    /// person fields, or a record set that shrinks between runs).
+    pub custom_records: Option<Vec<Value>>,
 }
 
 impl Default for VariantConfig {
@@ -132,6 +135,7 @@ impl Default for VariantConfig {
             fhir: false,
             max_page_size: 1000,
             chaos: Chaos::default(),
+            custom_records: None,
         }
     }
 }
@@ -195,7 +199,10 @@ impl Variant {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
-        let records = (0..cfg.records).map(record).collect();
+        let records = match &cfg.custom_records {
+            Some(r) => r.clone(),
+            None => (0..cfg.records).map(record).collect(),
+        };
         let seed = cfg.chaos.seed;
         let shared = Arc::new(Shared {
             cfg,

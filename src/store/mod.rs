@@ -86,6 +86,9 @@ pub struct IngestStats {
     pub unchanged: u64,
     pub rejected: u64,
     pub deleted: u64,
+    /// Records fetched twice in one run with different content: they changed while the run
+    /// paged, so offsets may have shifted and a neighbour may have been skipped.
+    pub moved: u64,
 }
 
 impl IngestStats {
@@ -95,11 +98,22 @@ impl IngestStats {
         self.unchanged += o.unchanged;
         self.rejected += o.rejected;
         self.deleted += o.deleted;
+        self.moved += o.moved;
     }
 
     pub fn written(&self) -> u64 {
         self.inserted + self.updated + self.deleted
     }
+}
+
+/// A change in the shape of a stream's records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// The canonical field whose source path drifted.
+    pub field: String,
+    /// `missing` or `type_changed`.
+    pub kind: String,
+    pub detail: String,
 }
 
 /// Identifies the stream a batch belongs to.
@@ -114,6 +128,9 @@ pub struct StreamRef<'a> {
     pub full_refresh: bool,
     /// The stream's entity (rejected records keep it too).
     pub entity: crate::model::EntityKind,
+    /// When the run started (`now_text()` form): a record already changed since then was
+    /// fetched twice in this run.
+    pub run_started: &'a str,
 }
 
 /// Closing a stream run in the same transaction as its last batch.
@@ -232,14 +249,17 @@ impl Store {
     pub fn ingest(&mut self, at: &StreamRef<'_>, batch: &[Ingest], finish: Option<&Finish>) -> Result<IngestStats> {
         let now = now_text();
         let tx = self.conn.transaction().map_err(classify)?;
-        let stats = ingest_in(&tx, &self.codec, at, batch, &now)?;
+        let mut stats = ingest_in(&tx, &self.codec, at, batch, &now)?;
         if let Some(f) = finish {
+            if f.complete_full_refresh {
+                stats.deleted += mark_unseen_deleted(&tx, at, &now)?;
+            }
             let mut totals = f.totals;
             totals.add(&stats);
-            if f.complete_full_refresh {
-                totals.deleted += mark_unseen_deleted(&tx, at, &now)?;
-            }
-            if let Some(cursor) = &f.cursor {
+            // A record that changed under the run's feet may have shifted a neighbour past a
+            // page boundary: keep the old cursor so the next run reads the window again.
+            let cursor = if totals.moved > 0 { None } else { f.cursor.as_ref() };
+            if let Some(cursor) = cursor {
                 tx.execute(
                     "INSERT INTO sync_state (source, stream, cursor, last_run_id, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)
@@ -261,7 +281,7 @@ impl Store {
                     totals.unchanged as i64,
                     totals.rejected as i64,
                     totals.deleted as i64,
-                    f.cursor
+                    cursor
                 ],
             )?;
         }
@@ -298,6 +318,75 @@ impl Store {
         Ok(())
     }
 
+    /// Compares a run's field profile with what the stream looked like before, records and
+    /// returns drift (a mapped field that stopped arriving, or changed JSON type). Each drift is
+    /// reported once; nothing is written when nothing changed.
+    pub fn check_drift(
+        &mut self,
+        source: &str,
+        stream: &str,
+        run_id: i64,
+        fields: &[&str],
+        profile: &crate::normalize::mapping::FieldProfile,
+    ) -> Result<Vec<Drift>> {
+        use crate::normalize::mapping::json_type_name;
+        /// Fewer records than this say too little about a field's absence.
+        const MIN_RECORDS_FOR_MISSING: u64 = 20;
+        let now = now_text();
+        let tx = self.conn.transaction()?;
+        let mut drifts = Vec::new();
+        for (i, field) in fields.iter().enumerate() {
+            let Some(seen) = profile.fields.get(i) else { continue };
+            let stored: Option<u8> = tx
+                .query_row(
+                    "SELECT json_types FROM stream_fields WHERE source = ?1 AND stream = ?2 AND field = ?3",
+                    params![source, stream, field],
+                    |r| r.get::<_, i64>(0).map(|v| v as u8),
+                )
+                .optional()?;
+            let (kind, detail, new_types) = match stored {
+                None if seen.present > 0 => (None, String::new(), Some(seen.types)),
+                Some(old) if old != 0 && seen.present == 0 && profile.records >= MIN_RECORDS_FOR_MISSING => (
+                    Some("missing"),
+                    format!(
+                        "absent from all {} records of this run (was {})",
+                        profile.records,
+                        json_type_name(old)
+                    ),
+                    Some(0),
+                ),
+                Some(old) if seen.present > 0 && old != 0 && seen.types & !old != 0 => (
+                    Some("type_changed"),
+                    format!("now {}, was {}", json_type_name(seen.types), json_type_name(old)),
+                    Some(old | seen.types),
+                ),
+                Some(0) if seen.present > 0 => (None, String::new(), Some(seen.types)),
+                _ => (None, String::new(), None),
+            };
+            if let Some(types) = new_types {
+                tx.execute(
+                    "INSERT INTO stream_fields (source, stream, field, json_types, last_seen_run) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (source, stream, field) DO UPDATE SET json_types = ?4, last_seen_run = ?5",
+                    params![source, stream, field, types as i64, run_id],
+                )?;
+            }
+            if let Some(kind) = kind {
+                tx.execute(
+                    "INSERT INTO schema_drift (source, stream, field, kind, detail, run_id, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![source, stream, field, kind, detail, run_id, now],
+                )?;
+                drifts.push(Drift {
+                    field: field.to_string(),
+                    kind: kind.to_string(),
+                    detail,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(drifts)
+    }
+
     /// Records a finished non-stream run (reconcile, push) for status.
     pub fn record_run(&mut self, source: &str, kind: &str, trigger: &str, ok: bool, error: Option<&str>) -> Result<()> {
         let now = now_text();
@@ -319,7 +408,8 @@ fn ingest_in(
 ) -> Result<IngestStats> {
     let mut stats = IngestStats::default();
     let mut lookup = tx.prepare_cached(
-        "SELECT id, content_hash, status FROM source_records WHERE source = ?1 AND stream = ?2 AND source_key = ?3",
+        "SELECT id, content_hash, status, last_changed FROM source_records
+         WHERE source = ?1 AND stream = ?2 AND source_key = ?3",
     )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO source_records (source, stream, source_key, entity, status, raw, normalized, content_hash,
@@ -354,10 +444,12 @@ fn ingest_in(
             ),
         };
         let hash = content_hash(raw);
-        let existing: Option<(i64, Vec<u8>, String)> = lookup
-            .query_row(params![at.source, at.stream, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let existing: Option<(i64, Vec<u8>, String, String)> = lookup
+            .query_row(params![at.source, at.stream, key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
-        if let Some((id, old_hash, old_status)) = &existing {
+        if let Some((id, old_hash, old_status, last_changed)) = &existing {
             if let Some(seen) = seen.as_mut() {
                 seen.execute([id])?;
             }
@@ -367,6 +459,9 @@ fn ingest_in(
                     stats.rejected += 1;
                 }
                 continue;
+            }
+            if last_changed.as_str() >= at.run_started {
+                stats.moved += 1;
             }
         }
         let raw_text = raw.to_string();
@@ -387,7 +482,7 @@ fn ingest_in(
         };
         let entity = at.entity.as_str();
         let id = match &existing {
-            Some((id, _, _)) => {
+            Some((id, _, _, _)) => {
                 update.execute(params![
                     id,
                     entity,
@@ -583,6 +678,7 @@ mod tests {
             link_stream: None,
             full_refresh: false,
             entity: EntityKind::CardAccount,
+            run_started: "2000-01-01T00:00:00.000Z",
         };
         let batch = vec![rec("1", "13800000000").0, rec("2", "13800000001").0];
         let s1 = store.ingest(&at, &batch, None).unwrap();
@@ -609,6 +705,7 @@ mod tests {
             link_stream: None,
             full_refresh: false,
             entity: EntityKind::CardAccount,
+            run_started: "2000-01-01T00:00:00.000Z",
         };
         store.ingest(&at, &[rec("1", "13800000000").0], None).unwrap();
         assert_eq!(store.cursor("a", "b").unwrap(), None);
@@ -638,6 +735,7 @@ mod tests {
             link_stream: None,
             full_refresh: true,
             entity: EntityKind::CardAccount,
+            run_started: "2000-01-01T00:00:00.000Z",
         };
         store.begin_full_refresh(run).unwrap();
         store
@@ -656,7 +754,7 @@ mod tests {
         store.begin_full_refresh(run2).unwrap();
         store.ingest(&at2, &[rec("1", "13800000000").0], None).unwrap();
         let s = store.ingest(&at2, &[], Some(&finish)).unwrap();
-        assert_eq!(s.deleted, 0);
+        assert_eq!(s.deleted, 1);
         assert_eq!(count(&store, "SELECT count(*) FROM source_records WHERE deleted = 1"), 1);
         assert_eq!(count(&store, "SELECT deleted FROM runs WHERE id = 2"), 1);
     }

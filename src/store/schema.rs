@@ -4,7 +4,7 @@
 use rusqlite_migration::{Migrations, M};
 
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V_DRIFT)])
 }
 
 const V1: &str = r#"
@@ -196,4 +196,27 @@ CREATE TABLE push_log (
     outcome       TEXT NOT NULL,
     detail        TEXT
 );
+"#;
+
+/// What each stream's mapped fields looked like (for schema drift), and the drift found.
+const V_DRIFT: &str = r#"
+CREATE TABLE stream_fields (
+    source        TEXT NOT NULL,
+    stream        TEXT NOT NULL,
+    field         TEXT NOT NULL,
+    json_types    INTEGER NOT NULL,
+    last_seen_run INTEGER NOT NULL,
+    PRIMARY KEY (source, stream, field)
+);
+CREATE TABLE schema_drift (
+    id            INTEGER PRIMARY KEY,
+    source        TEXT NOT NULL,
+    stream        TEXT NOT NULL,
+    field         TEXT NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('missing', 'type_changed')),
+    detail        TEXT NOT NULL,
+    run_id        INTEGER NOT NULL,
+    at            TEXT NOT NULL
+);
+CREATE INDEX schema_drift_stream ON schema_drift (source, stream, id);
 "#;
