@@ -4,6 +4,7 @@
 //! stages for one run, `daemon` schedules runs, `cli` is the command line, `sim` is the
 //! built-in simulator of the department systems and the platform. See ARCHITECTURE.md.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod mask;

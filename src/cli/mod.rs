@@ -77,6 +77,8 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Measure throughput, limits, steady-state cost and memory against the simulator.
+    Bench(crate::bench::BenchArgs),
     /// Serve the built-in simulator on 127.0.0.1:18081-18085 until Ctrl-C.
     Sim {
         #[arg(long, default_value_t = 20_000)]
@@ -169,6 +171,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(demo::run(args))
         }
+        Command::Bench(args) => {
+            init_logging(&cli, None);
+            let rt = runtime()?;
+            rt.block_on(crate::bench::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim { residents, seed } => {
             init_logging(&cli, None);
             let rt = runtime()?;
@@ -219,7 +227,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 let report = pipeline::sync(&ctx, &opts).await?;
                 if *json {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    let mut v = serde_json::to_value(&report)?;
+                    v["peak_rss_mb"] = serde_json::json!(crate::bench::peak_rss_mb());
+                    println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
                     status::print_sync_report(&report);
                 }

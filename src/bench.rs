@@ -1,0 +1,404 @@
+//! `community-sync bench`: the figures of BENCHMARKS.md, measured in one run on this machine.
+//!
+//! Against the built-in simulator (in this process; its CPU competes with ours, as a real
+//! system's network stack would not — the parse limit below pays the same cost, so ratios are
+//! fair): the initial sync (fetch + normalize + store + reconcile + outbox), the push drain,
+//! the parse limit (same pages fetched and parsed, nothing else), the write limit (every row the
+//! pipeline wrote, inserted again by a plain prepared-statement loop in one transaction), a
+//! no-change cycle, a 1% change cycle, and the peak RSS of a separate `sync` process.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::cli::demo;
+use crate::config::Config;
+use crate::pipeline::{self, Context, SyncOptions};
+use crate::sim::{Mutation, Sim, SimOptions};
+use crate::source::{FetchPlan, SourceClient};
+use crate::store::Store;
+
+/// Source records per simulated resident (the simulator's mix of person and activity records).
+const RECORDS_PER_RESIDENT: f64 = 5.85;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Source records in total across the four systems (approximate).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Also measure a second, larger population's peak RSS (e.g. 4000000); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub rss_records: u64,
+    /// Skip the peak-RSS child process runs.
+    #[arg(long)]
+    pub no_rss: bool,
+    /// Working directory (recreated).
+    #[arg(long, default_value = "community-sync-bench")]
+    pub dir: PathBuf,
+    /// Print the figures as JSON too.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BenchReport {
+    pub source_records: u64,
+    pub residents: usize,
+    pub initial_sync_secs: f64,
+    pub ingest_secs: f64,
+    pub reconcile_secs: f64,
+    pub initial_records_per_sec: f64,
+    pub parse_limit_secs: f64,
+    pub parse_limit_records_per_sec: f64,
+    pub rows_written: u64,
+    pub write_limit_secs: f64,
+    pub write_limit_rows_per_sec: f64,
+    pub ratio_to_parse_limit: f64,
+    pub ratio_to_write_limit: f64,
+    pub push_events: u64,
+    pub push_secs: f64,
+    pub push_events_per_sec: f64,
+    pub no_change_wall_ms: f64,
+    pub no_change_cpu_ms: f64,
+    pub no_change_rows_written: u64,
+    pub change_1pct_records: u64,
+    pub change_1pct_wall_secs: f64,
+    pub change_1pct_rows_written: u64,
+    pub change_1pct_vs_initial: f64,
+    pub peak_rss_mb: Option<f64>,
+    pub peak_rss_mb_large: Option<f64>,
+    pub large_records: Option<u64>,
+}
+
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces, so split after the last ')').
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// This process's peak resident set size in MiB (VmHWM).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(())
+}
+
+fn total_changes(ctx: &Context) -> u64 {
+    ctx.store.lock().map(|g| g.conn().total_changes()).unwrap_or(0)
+}
+
+fn opts(push: bool) -> SyncOptions {
+    SyncOptions {
+        progress: None,
+        sources: vec![],
+        full: false,
+        trigger: "bench".into(),
+        push,
+    }
+}
+
+pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let residents = ((args.records as f64) / RECORDS_PER_RESIDENT).ceil() as usize;
+    fresh_dir(&args.dir)?;
+    eprintln!("bench: generating {residents} residents (~{} source records) …", args.records);
+    let sim = Sim::start(SimOptions {
+        residents,
+        ..SimOptions::default()
+    })
+    .await
+    .context("cannot start the simulator")?;
+    let report = measure(&sim, residents, args).await;
+    sim.shutdown().await;
+    let mut report = report?;
+    if !args.no_rss && args.rss_records > 0 {
+        let large = ((args.rss_records as f64) / RECORDS_PER_RESIDENT).ceil() as usize;
+        eprintln!("bench: peak RSS at {large} residents (~{} records) …", args.rss_records);
+        let sim = Sim::start(SimOptions {
+            residents: large,
+            ..SimOptions::default()
+        })
+        .await
+        .context("cannot start the large simulator")?;
+        let dir = args.dir.join("large");
+        fresh_dir(&dir)?;
+        let rss = child_peak_rss(&sim, &dir).await;
+        sim.shutdown().await;
+        report.peak_rss_mb_large = Some(rss?);
+        report.large_records = Some(args.rss_records);
+    }
+    print(&report);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(report)
+}
+
+fn context_for(sim: &Sim, dir: &Path) -> anyhow::Result<(Context, PathBuf)> {
+    let store_path = dir.join("store.db");
+    let config_path = demo::write_sim_config(sim, dir, &store_path)?;
+    let mut config = Config::load(&config_path)?;
+    for s in &mut config.sources {
+        for t in &mut s.streams {
+            if let Some(inc) = t.incremental.as_mut() {
+                inc.settle_secs = 0;
+            }
+        }
+    }
+    let store = Store::open(&config.store.path)?;
+    Ok((
+        Context {
+            config: Arc::new(config),
+            store: Arc::new(Mutex::new(store)),
+        },
+        config_path,
+    ))
+}
+
+async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let mut r = BenchReport {
+        residents,
+        ..BenchReport::default()
+    };
+    let dir = args.dir.join("main");
+    fresh_dir(&dir)?;
+    let (ctx, config_path) = context_for(sim, &dir)?;
+
+    // The parse limit: every page of every stream fetched and parsed, nothing else.
+    eprintln!("bench: parse limit …");
+    let t = Instant::now();
+    let mut parsed = 0u64;
+    let config_dir = config_path.parent().unwrap_or(Path::new("."));
+    let fetches = ctx.config.sources.iter().map(|src| async move {
+        let client = SourceClient::with_config_dir(src, config_dir)?;
+        let mut n = 0u64;
+        for stream in &src.streams {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+            let plan = FetchPlan::default();
+            let fetch = client.fetch_stream(stream, &plan, tx);
+            let drain = async {
+                let mut k = 0u64;
+                while let Some(page) = rx.recv().await {
+                    k += page.records.len() as u64;
+                }
+                k
+            };
+            let (res, k) = tokio::join!(fetch, drain);
+            res?;
+            n += k;
+        }
+        Ok::<u64, crate::source::SourceError>(n)
+    });
+    for n in futures::future::join_all(fetches).await {
+        parsed += n?;
+    }
+    r.parse_limit_secs = t.elapsed().as_secs_f64();
+    r.source_records = parsed;
+    r.parse_limit_records_per_sec = parsed as f64 / r.parse_limit_secs;
+
+    // The initial sync, without push (measured next on its own).
+    eprintln!("bench: initial sync of {parsed} records …");
+    let t = Instant::now();
+    let ingest = pipeline::ingest_sources(&ctx, &opts(false)).await?;
+    r.ingest_secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(ingest.failed_streams() == 0, "initial sync failed: {:?}", ingest.streams);
+    let t2 = Instant::now();
+    pipeline::run_reconcile(&ctx).await?;
+    r.reconcile_secs = t2.elapsed().as_secs_f64();
+    r.initial_sync_secs = t.elapsed().as_secs_f64();
+    r.initial_records_per_sec = parsed as f64 / r.initial_sync_secs;
+
+    // The write limit: the same rows into a fresh store by a plain loop.
+    eprintln!("bench: write limit …");
+    let (rows, secs) = write_limit(&ctx, &dir.join("write-limit.db"))?;
+    r.rows_written = rows;
+    r.write_limit_secs = secs;
+    r.write_limit_rows_per_sec = rows as f64 / secs;
+    r.ratio_to_parse_limit = r.initial_records_per_sec / r.parse_limit_records_per_sec;
+    r.ratio_to_write_limit = r.write_limit_secs / r.initial_sync_secs;
+
+    // Push drain.
+    eprintln!("bench: push drain …");
+    let t = Instant::now();
+    let pushed = pipeline::push(&ctx).await?;
+    r.push_secs = t.elapsed().as_secs_f64();
+    r.push_events = pushed.sent;
+    r.push_events_per_sec = pushed.sent as f64 / r.push_secs.max(1e-9);
+
+    // A no-change cycle: all four systems polled.
+    eprintln!("bench: no-change cycle …");
+    let before = total_changes(&ctx);
+    let cpu = cpu_secs();
+    let t = Instant::now();
+    let report = pipeline::sync(&ctx, &opts(true)).await?;
+    r.no_change_wall_ms = t.elapsed().as_secs_f64() * 1000.0;
+    r.no_change_cpu_ms = (cpu_secs() - cpu) * 1000.0;
+    r.no_change_rows_written = report.streams.iter().map(|s| s.stats.written()).sum::<u64>()
+        + report.reconcile.events;
+    let _ = before;
+
+    // A 1% change cycle.
+    let n = (residents / 100).max(1);
+    eprintln!("bench: 1% change cycle ({n} residents' records changed) …");
+    let mut changed = 0u64;
+    for source in crate::sim::SOURCES {
+        let people = sim.residents_in(source);
+        let step = (people.len() / n.max(1)).max(1);
+        for resident in people.into_iter().step_by(step).take(n / 4 + 1) {
+            if sim
+                .mutate_at(
+                    Mutation::ChangePhone {
+                        source: source.to_string(),
+                        resident,
+                    },
+                    chrono::Utc::now().fixed_offset() - chrono::Duration::seconds(10),
+                )
+                .is_ok()
+            {
+                changed += 1;
+            }
+        }
+    }
+    let before = total_changes(&ctx);
+    let t = Instant::now();
+    let report = pipeline::sync(&ctx, &opts(true)).await?;
+    r.change_1pct_wall_secs = t.elapsed().as_secs_f64();
+    r.change_1pct_records = changed;
+    r.change_1pct_rows_written = total_changes(&ctx) - before;
+    let _ = report;
+    r.change_1pct_vs_initial = r.change_1pct_wall_secs / r.initial_sync_secs;
+
+    if !args.no_rss {
+        eprintln!("bench: peak RSS of a separate sync process …");
+        let rss_dir = args.dir.join("rss");
+        fresh_dir(&rss_dir)?;
+        r.peak_rss_mb = Some(child_peak_rss(sim, &rss_dir).await?);
+    }
+    Ok(r)
+}
+
+/// Inserts every row the pipeline wrote (all tables) into a fresh store, with prepared
+/// statements in one transaction. Returns (rows, seconds).
+fn write_limit(ctx: &Context, path: &Path) -> anyhow::Result<(u64, f64)> {
+    let _ = std::fs::remove_file(path);
+    let target = Store::open(path)?;
+    let src = ctx.store.lock().map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+    let tables: Vec<String> = {
+        let mut stmt = src.conn().prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+             AND name NOT IN ('runs', 'sync_state', 'push_log', 'stream_fields', 'schema_drift')",
+        )?;
+        let names = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        names
+    };
+    // Load everything first, so the timed loop does only the writes.
+    let mut data: Vec<(String, usize, Vec<Vec<rusqlite::types::Value>>)> = Vec::new();
+    for t in &tables {
+        let mut stmt = src.conn().prepare(&format!("SELECT * FROM {t}"))?;
+        let cols = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                (0..cols)
+                    .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        data.push((t.clone(), cols, rows));
+    }
+    drop(src);
+    let mut target = target;
+    let conn = target.conn_mut();
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let t = Instant::now();
+    let tx = conn.transaction()?;
+    let mut rows = 0u64;
+    for (table, cols, data_rows) in &data {
+        let placeholders = (1..=*cols).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
+        let mut stmt = tx.prepare(&format!("INSERT INTO {table} VALUES ({placeholders})"))?;
+        for row in data_rows {
+            stmt.execute(rusqlite::params_from_iter(row.iter()))?;
+            rows += 1;
+        }
+    }
+    tx.commit()?;
+    Ok((rows, t.elapsed().as_secs_f64()))
+}
+
+/// Runs `community-sync sync --no-push --json` as a child process against `sim` and returns
+/// the child's own peak RSS (it reports VmHWM in its JSON).
+async fn child_peak_rss(sim: &Sim, dir: &Path) -> anyhow::Result<f64> {
+    let config_path = demo::write_sim_config(sim, dir, &dir.join("store.db"))?;
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let out = tokio::process::Command::new(exe)
+        .args(["--config"])
+        .arg(&config_path)
+        .args(["--log-level", "warn", "sync", "--no-push", "--json"])
+        .output()
+        .await
+        .context("cannot run the sync child process")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sync child failed: {}",
+        crate::mask::scrub_text(&String::from_utf8_lossy(&out.stderr))
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("sync --json output")?;
+    v.get("peak_rss_mb")
+        .and_then(|x| x.as_f64())
+        .ok_or_else(|| anyhow::anyhow!("sync --json did not report peak_rss_mb"))
+}
+
+pub fn print(r: &BenchReport) {
+    println!();
+    println!("community-sync bench — {} source records, {} residents", r.source_records, r.residents);
+    println!(
+        "initial sync          {:>8.2} s  {:>10.0} records/s   (ingest {:.2} s + reconcile {:.2} s)",
+        r.initial_sync_secs, r.initial_records_per_sec, r.ingest_secs, r.reconcile_secs
+    );
+    println!(
+        "parse limit           {:>8.2} s  {:>10.0} records/s   ours/limit = {:.2}",
+        r.parse_limit_secs, r.parse_limit_records_per_sec, r.ratio_to_parse_limit
+    );
+    println!(
+        "write limit           {:>8.2} s  {:>10.0} rows/s      ({} rows)   limit time / our time = {:.2}",
+        r.write_limit_secs, r.write_limit_rows_per_sec, r.rows_written, r.ratio_to_write_limit
+    );
+    println!(
+        "push drain            {:>8.2} s  {:>10.0} events/s    ({} events)",
+        r.push_secs, r.push_events_per_sec, r.push_events
+    );
+    println!(
+        "no-change cycle       {:>8.1} ms wall, {:.1} ms CPU (this process, simulator included), {} rows written",
+        r.no_change_wall_ms, r.no_change_cpu_ms, r.no_change_rows_written
+    );
+    println!(
+        "1% change cycle       {:>8.2} s  ({} records changed, {} rows written) = {:.2}% of the initial sync",
+        r.change_1pct_wall_secs,
+        r.change_1pct_records,
+        r.change_1pct_rows_written,
+        r.change_1pct_vs_initial * 100.0
+    );
+    if let Some(m) = r.peak_rss_mb {
+        println!("peak RSS (sync child)  {m:>7.1} MiB at {} records", r.source_records);
+    }
+    if let (Some(m), Some(n)) = (r.peak_rss_mb_large, r.large_records) {
+        println!("peak RSS (sync child)  {m:>7.1} MiB at {n} records");
+    }
+}
