@@ -20,8 +20,12 @@ const FORMATS: [Option<&str>; 9] = [
 
 fuzz_target!(|data: &[u8]| {
     // First byte picks the format (or, when odd past the table, uses the rest as a format).
-    let Some((&sel, rest)) = data.split_first() else { return };
-    let Ok(s) = std::str::from_utf8(rest) else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(s) = std::str::from_utf8(rest) else {
+        return;
+    };
     let tz = if sel & 0x80 == 0 {
         chrono_tz::Asia::Shanghai
     } else {

@@ -5,11 +5,16 @@ use community_sync::normalize::id_number;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     match id_number::normalize(s) {
         Ok(id) => {
             assert_eq!(id.value.len(), 18);
-            assert_eq!(id_number::check_char(&id.value[..17]), id.value.chars().last());
+            assert_eq!(
+                id_number::check_char(&id.value[..17]),
+                id.value.chars().last()
+            );
             let again = id_number::normalize(&id.value).expect("canonical value must be accepted");
             assert_eq!(again.value, id.value);
             assert_eq!(again.birth_date, id.birth_date);
