@@ -68,8 +68,13 @@ pub fn parse(raw: &str) -> Address {
     let mut addr = Address::default();
 
     s = strip_str(s, "中国").unwrap_or(s);
-    s = strip_province(s);
-    s = strip_city(s);
+    // A township-level name may begin with a province name ("江西省良种繁殖场").
+    if known_street_len(s) == 0 {
+        s = strip_province(s);
+    }
+    if known_street_len(s) == 0 {
+        s = strip_city(s);
+    }
 
     // District.
     if let Some((name, rest)) = district(s) {
@@ -176,9 +181,10 @@ fn city_prefix(s: &[char]) -> Option<usize> {
             best = best.max(Some(full));
             continue;
         }
+        // The short form only before a county name ("南昌东湖区", not "朝阳洲街道").
         if let Some(short) = name.strip_suffix('市') {
             let n = short.chars().count();
-            if n >= 2 && starts_with(s, short) && !matches!(s.get(n), Some('县' | '区' | '市')) {
+            if n >= 2 && starts_with(s, short) && known_county_len(&s[n..]) > 0 {
                 best = best.max(Some(n));
             }
         }
@@ -207,15 +213,13 @@ fn district(s: &[char]) -> Option<(String, &[char])> {
             }
         }
     }
-    // Known county names, longest first.
-    let mut best = 0;
-    for n in 2..=s.len().min(12) {
-        if !divisions::county_codes_by_name(&to_string(&s[..n])).is_empty() {
-            best = n;
-        }
-    }
-    if best > 0 {
+    // Known county names, longest first; a Nanchang street name at least as long wins.
+    let best = known_county_len(s);
+    if best > 0 && known_street_len(s) < best {
         return Some((to_string(&s[..best]), &s[best..]));
+    }
+    if known_street_len(s) > 0 {
+        return None;
     }
     // Unknown: "XX区" / "XX县" within the first 8 characters.
     for i in 2..s.len().min(9) {
@@ -232,16 +236,29 @@ fn district(s: &[char]) -> Option<(String, &[char])> {
     None
 }
 
+/// Length of the longest county name (nationwide) at the start of `s`, 0 if none.
+fn known_county_len(s: &[char]) -> usize {
+    (2..=s.len().min(12))
+        .rev()
+        .find(|&n| !divisions::county_codes_by_name(&to_string(&s[..n])).is_empty())
+        .unwrap_or(0)
+}
+
+/// Length of the longest Nanchang township-level name at the start of `s`, 0 if none.
+fn known_street_len(s: &[char]) -> usize {
+    divisions::nanchang_streets()
+        .iter()
+        .filter(|(_, name, _)| starts_with(s, name))
+        .map(|(_, name, _)| name.chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
 fn street(s: &[char]) -> Option<(String, &[char])> {
     // Known Nanchang township-level names, longest match.
-    let mut best: Option<&str> = None;
-    for (_, name, _) in divisions::nanchang_streets() {
-        if starts_with(s, name) && best.is_none_or(|b| b.chars().count() < name.chars().count()) {
-            best = Some(name);
-        }
-    }
-    if let Some(name) = best {
-        return Some((name.to_string(), &s[name.chars().count()..]));
+    let n = known_street_len(s);
+    if n > 0 {
+        return Some((to_string(&s[..n]), &s[n..]));
     }
     // Unknown: "XX街道" within 12 characters, "XX镇" / "XX乡" within 8.
     if let Some(i) = find(s, "街道").filter(|i| (1..=10).contains(i)) {
@@ -527,6 +544,11 @@ mod tests {
             assert_eq!(a.community.as_deref(), Some("幸福社区"), "{raw}");
             assert_eq!(street_code(&a).as_deref(), Some(*code), "{raw}");
             assert_eq!(a.room.as_deref(), Some("402室"), "{raw}");
+            // Without the district, the street is still found (not mistaken for a county).
+            let short = format!("{name}幸福社区12栋");
+            let b = parse(&short);
+            assert_eq!(b.district, None, "{short}");
+            assert_eq!(street_code(&b).as_deref(), Some(*code), "{short}");
         }
     }
 }

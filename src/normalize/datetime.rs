@@ -290,7 +290,7 @@ fn iso(s: &str) -> Option<Result<Parsed, Reject>> {
 /// `2020年7月21日`, `2020年07月21号`, optionally with `10:30[:00]` or `10时30分[00秒]`.
 fn chinese(s: &str) -> Result<Parsed, Reject> {
     let bad = || invalid("unrecognised Chinese date spelling");
-    let (y, rest) = s.split_once('年').ok_or_else(bad)?;
+    let (y_text, rest) = s.split_once('年').ok_or_else(bad)?;
     let (m, rest) = rest.split_once('月').ok_or_else(bad)?;
     let (d, rest) = rest.split_once(['日', '号']).unwrap_or((rest, ""));
     let num = |x: &str| {
@@ -301,10 +301,10 @@ fn chinese(s: &str) -> Result<Parsed, Reject> {
             x.parse::<u32>().ok()
         }
     };
-    let (Some(y), Some(m), Some(d)) = (num(y), num(m), num(d)) else {
+    let (Some(y), Some(m), Some(d)) = (num(y_text), num(m), num(d)) else {
         return Err(bad());
     };
-    if !(1000..=9999).contains(&y) {
+    if y_text.trim().len() != 4 {
         return Err(bad());
     }
     let date = ymd(y as i32, m, d)?;
