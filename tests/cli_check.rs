@@ -56,3 +56,41 @@ fn check_reports_toml_type_errors_with_the_key() {
     let err = check_broken(&EXAMPLE.replacen("batch_size = 2000", "batch_size = \"lots\"", 1));
     assert!(err.contains("batch_size"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_reaches_every_stream_and_names_a_bad_secret() {
+    let sim = community_sync::sim::Sim::start(community_sync::sim::SimOptions {
+        seed: 3,
+        residents: 200,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = community_sync::cli::demo::write_sim_config(&sim, dir.path(), &dir.path().join("s.db")).unwrap();
+    let out = bin()
+        .args(["--config", config.to_str().unwrap(), "check", "--connect"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for stream in ["cardholders", "transactions", "volunteers", "service_records", "elders", "service_orders", "patients", "followups"] {
+        assert!(
+            stdout.lines().any(|l| l.contains(stream) && l.contains(" ok ")),
+            "{stream} not ok in:\n{stdout}"
+        );
+    }
+    // A wrong secret for one source: that source fails with the reason, the others still pass.
+    std::fs::write(dir.path().join("credentials/eldercare"), "wrong-key").unwrap();
+    let out = bin()
+        .args(["--config", config.to_str().unwrap(), "check", "--connect"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let elders = stdout.lines().find(|l| l.contains("elders")).unwrap();
+    assert!(elders.contains("FAILED") && elders.contains("credentials"), "{elders}");
+    assert!(stdout.lines().any(|l| l.contains("patients") && l.contains(" ok ")));
+    assert!(!stdout.contains("wrong-key"), "the secret must not be printed");
+    sim.shutdown().await;
+}

@@ -26,6 +26,8 @@ pub struct StreamStatus {
     pub cursor: Option<String>,
     pub records: i64,
     pub stale: bool,
+    /// Schema drift recorded for this stream (most recent first, at most 5).
+    pub schema_drift: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,6 +95,16 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
             if stale {
                 problems.push(format!("{}/{}: no successful run within max_lag_secs", src.name, t.name));
             }
+            let schema_drift: Vec<String> = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT field || ' ' || kind || ': ' || detail || ' (' || at || ')' FROM schema_drift
+                     WHERE source = ?1 AND stream = ?2 ORDER BY id DESC LIMIT 5",
+                )?;
+                let rows = stmt
+                    .query_map(params![src.name, t.name], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                rows
+            };
             let last = runs.first();
             streams.push(StreamStatus {
                 source: src.name.clone(),
@@ -109,6 +121,7 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
                 cursor: store.cursor(&src.name, &t.name)?,
                 records,
                 stale,
+                schema_drift,
             });
         }
     }
@@ -178,6 +191,9 @@ pub fn print(st: &Status) {
             if s.last_run_status.as_deref() == Some("failed") {
                 println!("           └ {e}");
             }
+        }
+        for d in &s.schema_drift {
+            println!("           └ schema drift: {d}");
         }
     }
     println!("residents (golden records): {}", st.persons);

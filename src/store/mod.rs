@@ -52,8 +52,12 @@ pub fn now_text() -> String {
 
 /// 16 bytes of SHA-256 over the raw record's canonical JSON (serde_json sorts object keys).
 pub fn content_hash(raw: &Value) -> [u8; 16] {
-    let bytes = serde_json::to_vec(raw).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+    hash_text(&raw.to_string())
+}
+
+/// 16 bytes of SHA-256 over a raw record's JSON text.
+fn hash_text(text: &str) -> [u8; 16] {
+    let digest = Sha256::digest(text.as_bytes());
     let mut out = [0u8; 16];
     out.copy_from_slice(&digest[..16]);
     out
@@ -443,7 +447,9 @@ fn ingest_in(
                     .unwrap_or_else(|| format!("#{}", hex::encode(content_hash(raw)))),
             ),
         };
-        let hash = content_hash(raw);
+        // Serialised once: hashed here, stored below if it changed.
+        let raw_text = raw.to_string();
+        let hash = hash_text(&raw_text);
         let existing: Option<(i64, Vec<u8>, String, String)> = lookup
             .query_row(params![at.source, at.stream, key], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -464,7 +470,6 @@ fn ingest_in(
                 stats.moved += 1;
             }
         }
-        let raw_text = raw.to_string();
         let (status, normalized, updated_at, deleted, id_key, np_key, person_ref) = match item {
             Ingest::Ok { record, deleted, .. } => (
                 "ok",
