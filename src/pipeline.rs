@@ -558,7 +558,7 @@ fn write_pages(
 }
 
 fn poisoned() -> crate::store::StoreError {
-    crate::store::StoreError::Sql(rusqlite::Error::InvalidQuery)
+    crate::store::StoreError::Poisoned
 }
 
 /// Reconciles everything dirty (blocking work off the async threads).

@@ -37,6 +37,8 @@ pub enum StoreError {
     Locked(rusqlite::Error),
     #[error("store write failed: {0}. If the disk is full, free space; the sync resumes from its cursor.")]
     Sql(#[from] rusqlite::Error),
+    #[error("store: a writer thread panicked while holding the store; restart community-sync (nothing is lost: the last transaction rolled back)")]
+    Poisoned,
     #[error("store: cannot set permissions on {path}: {source}")]
     Permissions {
         path: PathBuf,
