@@ -46,6 +46,17 @@ pub struct Status {
     pub problems: Vec<String>,
 }
 
+/// One row of the runs table, as status reads it.
+struct RunRow {
+    status: String,
+    finished: Option<String>,
+    error: Option<String>,
+    fetched: i64,
+    inserted: i64,
+    updated: i64,
+    rejected: i64,
+}
+
 fn age_secs(ts: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(ts)
         .ok()
@@ -62,12 +73,20 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
                 "SELECT status, finished_at, error, fetched, inserted, updated, rejected FROM runs
                  WHERE source = ?1 AND stream = ?2 AND kind = 'sync' ORDER BY id DESC LIMIT 50",
             )?;
-            let runs: Vec<(String, Option<String>, Option<String>, i64, i64, i64, i64)> = recent
+            let runs: Vec<RunRow> = recent
                 .query_map(params![src.name, t.name], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    Ok(RunRow {
+                        status: r.get(0)?,
+                        finished: r.get(1)?,
+                        error: r.get(2)?,
+                        fetched: r.get(3)?,
+                        inserted: r.get(4)?,
+                        updated: r.get(5)?,
+                        rejected: r.get(6)?,
+                    })
                 })?
                 .collect::<Result<_, _>>()?;
-            let consecutive_failures = runs.iter().take_while(|r| r.0 == "failed").count() as u32;
+            let consecutive_failures = runs.iter().take_while(|r| r.status == "failed").count() as u32;
             let last_success: Option<String> = c
                 .query_row(
                     "SELECT finished_at FROM runs WHERE source = ?1 AND stream = ?2 AND kind = 'sync' AND status = 'ok'
@@ -109,15 +128,15 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
             streams.push(StreamStatus {
                 source: src.name.clone(),
                 stream: t.name.clone(),
-                last_run_status: last.map(|r| r.0.clone()),
-                last_run_finished: last.and_then(|r| r.1.clone()),
+                last_run_status: last.map(|r| r.status.clone()),
+                last_run_finished: last.and_then(|r| r.finished.clone()),
                 last_success,
                 consecutive_failures,
-                last_error: last.and_then(|r| r.2.clone()).map(|e| crate::mask::scrub_text(&e)),
-                fetched: last.map_or(0, |r| r.3),
-                inserted: last.map_or(0, |r| r.4),
-                updated: last.map_or(0, |r| r.5),
-                rejected: last.map_or(0, |r| r.6),
+                last_error: last.and_then(|r| r.error.clone()).map(|e| crate::mask::scrub_text(&e)),
+                fetched: last.map_or(0, |r| r.fetched),
+                inserted: last.map_or(0, |r| r.inserted),
+                updated: last.map_or(0, |r| r.updated),
+                rejected: last.map_or(0, |r| r.rejected),
                 cursor: store.cursor(&src.name, &t.name)?,
                 records,
                 stale,
