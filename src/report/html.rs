@@ -353,7 +353,7 @@ fn stream_bars(r: &Report) -> String {
 fn overlap_chart(r: &Report) -> String {
     let values: Vec<(usize, u64)> = (1..=4).map(|k| (k, r.persons_by_systems.get(&k).copied().unwrap_or(0))).collect();
     let max = values.iter().map(|v| v.1).max().unwrap_or(0).max(1) as f64;
-    let (w, h, base) = (480.0, 250.0, 210.0);
+    let (w, h, base) = (480.0, 255.0, 205.0);
     let colors = ["#9bb5f0", "#6b8fe6", ACCENT, "#1e3a8a"];
     let mut o = format!("<svg role=\"img\" aria-label=\"residents by number of systems\" viewBox=\"0 0 {w} {h}\" width=\"100%\">");
     let _ = write!(o, "<line x1=\"20\" y1=\"{base}\" x2=\"{:.0}\" y2=\"{base}\" stroke=\"#d1d5db\"/>", w - 20.0);
@@ -365,14 +365,17 @@ fn overlap_chart(r: &Report) -> String {
             o,
             "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bw}\" height=\"{bh:.1}\" rx=\"4\" fill=\"{}\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"15\" font-weight=\"600\" text-anchor=\"middle\" fill=\"#1f2937\" data-k=\"systems-{k}\">{}</text>\
-             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12.5\" text-anchor=\"middle\" fill=\"#6b7280\">{k} 个系统 · {k} system{}</text>",
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"13\" text-anchor=\"middle\" fill=\"#374151\">{k} 个系统</text>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11.5\" text-anchor=\"middle\" fill=\"#6b7280\">{k} system{}</text>",
             base - bh,
             colors[i],
             x + bw / 2.0,
             base - bh - 8.0,
             thousands(*v as i64),
             x + bw / 2.0,
-            base + 22.0,
+            base + 20.0,
+            x + bw / 2.0,
+            base + 35.0,
             if *k == 1 { "" } else { "s" }
         );
     }
