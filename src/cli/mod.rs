@@ -210,7 +210,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(async {
                 let ctx = Context::open(config)?;
-                let stats = pipeline::push(&ctx).await?;
+                let stats = match pipeline::push(&ctx).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // The platform (not the set-up) failed: exit 1, as documented.
+                        eprintln!("error: {}", crate::mask::scrub_text(&e.to_string()));
+                        eprintln!("the events stay in the outbox and are sent by the next push");
+                        return Ok(ExitCode::from(1));
+                    }
+                };
                 println!(
                     "pushed {} events in {} batches ({} dead letters, {} superseded)",
                     stats.sent, stats.batches, stats.dead, stats.superseded
