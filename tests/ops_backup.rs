@@ -28,7 +28,12 @@ async fn backup_taken_mid_sync_is_a_consistent_store() {
     let one_finished = Arc::new(AtomicBool::new(false));
     let outcome: Arc<Mutex<Option<(i32, String, String)>>> = Arc::default();
     let progress = {
-        let (taken, outcome, config, backup) = (taken.clone(), outcome.clone(), config.clone(), backup.clone());
+        let (taken, outcome, config, backup) = (
+            taken.clone(),
+            outcome.clone(),
+            config.clone(),
+            backup.clone(),
+        );
         Progress::new(move |e| {
             if let ProgressEvent::StreamFinished { ok: true, .. } = e {
                 one_finished.store(true, Ordering::SeqCst);
@@ -60,12 +65,18 @@ async fn backup_taken_mid_sync_is_a_consistent_store() {
     };
     let report = pipeline::sync(&ctx, &opts).await.unwrap();
     assert_eq!(report.failed_streams(), 0);
-    let (code, stdout, stderr) = outcome.lock().unwrap().clone().expect("backup was taken during the sync");
+    let (code, stdout, stderr) = outcome
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("backup was taken during the sync");
     assert_eq!(code, 0, "backup failed: {stderr}");
     assert!(stdout.contains("integrity check ok"), "{stdout}");
 
     let copy = Connection::open(&backup).unwrap();
-    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
     let fk_violations: i64 = copy
         .prepare("PRAGMA foreign_key_check")
@@ -74,18 +85,27 @@ async fn backup_taken_mid_sync_is_a_consistent_store() {
         .unwrap()
         .count() as i64;
     assert_eq!(fk_violations, 0, "every reference in the copy resolves");
-    let journal: String = copy.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let journal: String = copy
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(journal, "delete", "the copy is one self-standing file");
 
     // Taken mid-way: some run still open, fewer records than at the end.
     let running: i64 = copy
-        .query_row("SELECT count(*) FROM runs WHERE status = 'running'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM runs WHERE status = 'running'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(running >= 1, "the copy shows the sync in progress");
     let count = |c: &Connection, sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
     let copied = count(&copy, "SELECT count(*) FROM source_records");
     let final_count = common::count(&ctx, "SELECT count(*) FROM source_records");
-    assert!(copied > 0 && copied < final_count, "copied {copied} of {final_count}");
+    assert!(
+        copied > 0 && copied < final_count,
+        "copied {copied} of {final_count}"
+    );
 
     // Coherent: each stream whose run had finished in the copy holds exactly the records it
     // holds at the end, and its cursor is there; rejects only point at copied records.
@@ -98,10 +118,22 @@ async fn backup_taken_mid_sync_is_a_consistent_store() {
         .collect::<Result<_, _>>()
         .unwrap();
     for (source, stream) in &finished {
-        let q = format!("SELECT count(*) FROM source_records WHERE source = '{source}' AND stream = '{stream}'");
-        assert_eq!(count(&copy, &q), common::count(&ctx, &q), "{source}/{stream} in the copy");
-        let cursor = format!("SELECT count(*) FROM sync_state WHERE source = '{source}' AND stream = '{stream}'");
-        assert_eq!(count(&copy, &cursor), 1, "{source}/{stream} cursor in the copy");
+        let q = format!(
+            "SELECT count(*) FROM source_records WHERE source = '{source}' AND stream = '{stream}'"
+        );
+        assert_eq!(
+            count(&copy, &q),
+            common::count(&ctx, &q),
+            "{source}/{stream} in the copy"
+        );
+        let cursor = format!(
+            "SELECT count(*) FROM sync_state WHERE source = '{source}' AND stream = '{stream}'"
+        );
+        assert_eq!(
+            count(&copy, &cursor),
+            1,
+            "{source}/{stream} cursor in the copy"
+        );
     }
     let orphans = count(
         &copy,
@@ -125,7 +157,11 @@ async fn backup_taken_mid_sync_is_a_consistent_store() {
         .args(["report", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["records"].as_i64(), Some(copied));
 

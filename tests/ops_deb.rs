@@ -14,9 +14,9 @@ fn built_deb() -> Option<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "deb"))
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("community-sync_{}", env!("CARGO_PKG_VERSION"))))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!("community-sync_{}", env!("CARGO_PKG_VERSION")))
+            })
         })
         .collect();
     debs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
@@ -46,22 +46,33 @@ fn deb_installs_every_file_where_the_unit_expects_it() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let status = Command::new("dpkg").arg("-x").arg(&deb).arg(root.path()).status().expect("dpkg runs");
+    let status = Command::new("dpkg")
+        .arg("-x")
+        .arg(&deb)
+        .arg(root.path())
+        .status()
+        .expect("dpkg runs");
     assert!(status.success(), "dpkg -x {}", deb.display());
     let r = root.path();
 
     // The unit, in either systemd unit directory.
-    let unit_path = ["lib/systemd/system/community-sync.service", "usr/lib/systemd/system/community-sync.service"]
-        .iter()
-        .map(|p| r.join(p))
-        .find(|p| p.is_file())
-        .expect("the package ships community-sync.service under /lib or /usr/lib/systemd/system");
+    let unit_path = [
+        "lib/systemd/system/community-sync.service",
+        "usr/lib/systemd/system/community-sync.service",
+    ]
+    .iter()
+    .map(|p| r.join(p))
+    .find(|p| p.is_file())
+    .expect("the package ships community-sync.service under /lib or /usr/lib/systemd/system");
     let unit = std::fs::read_to_string(&unit_path).unwrap();
 
     // ExecStart's binary exists, is executable and runs; its --config file is shipped.
     let exec = unit_values(&unit, "ExecStart");
     assert_eq!(exec.len(), 1, "one ExecStart");
-    let argv: Vec<&str> = exec[0].trim_start_matches(['-', '@', '+', '!', ':']).split_whitespace().collect();
+    let argv: Vec<&str> = exec[0]
+        .trim_start_matches(['-', '@', '+', '!', ':'])
+        .split_whitespace()
+        .collect();
     assert_eq!(argv[0], "/usr/bin/community-sync");
     let bin = inside(r, argv[0]);
     let meta = std::fs::metadata(&bin).expect("binary shipped");
@@ -70,7 +81,10 @@ fn deb_installs_every_file_where_the_unit_expects_it() {
         use std::os::unix::fs::PermissionsExt;
         assert_ne!(meta.permissions().mode() & 0o111, 0, "binary is executable");
     }
-    let out = Command::new(&bin).arg("--version").output().expect("packaged binary runs");
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .expect("packaged binary runs");
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
     let config_arg = argv
         .windows(2)
@@ -83,14 +97,23 @@ fn deb_installs_every_file_where_the_unit_expects_it() {
     // The config's store lives in the unit's StateDirectory.
     let state = unit_values(&unit, "StateDirectory");
     assert!(!state.is_empty(), "the unit has a StateDirectory");
-    let state_dir = format!("/var/lib/{}/", state[0].split_whitespace().next().unwrap_or(""));
+    let state_dir = format!(
+        "/var/lib/{}/",
+        state[0].split_whitespace().next().unwrap_or("")
+    );
     let store_line = config
         .lines()
         .find(|l| l.trim_start().starts_with("path") && l.contains(".db"))
         .expect("the config names a store path");
-    assert!(store_line.contains(&state_dir), "store {store_line} is under {state_dir}");
+    assert!(
+        store_line.contains(&state_dir),
+        "store {store_line} is under {state_dir}"
+    );
     if let Some(cfg_dir) = unit_values(&unit, "ConfigurationDirectory").first() {
-        assert!(config_arg.starts_with(&format!("/etc/{cfg_dir}/")), "config under ConfigurationDirectory");
+        assert!(
+            config_arg.starts_with(&format!("/etc/{cfg_dir}/")),
+            "config under ConfigurationDirectory"
+        );
     }
 
     // The packaged binary accepts the packaged config.
@@ -100,7 +123,11 @@ fn deb_installs_every_file_where_the_unit_expects_it() {
         .arg("check")
         .output()
         .unwrap();
-    assert!(out.status.success(), "check: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Man page and completions.
     for f in [
@@ -115,8 +142,18 @@ fn deb_installs_every_file_where_the_unit_expects_it() {
 
     // The config is a conffile (not overwritten on upgrade).
     let control = tempfile::tempdir().unwrap();
-    let status = Command::new("dpkg-deb").arg("-e").arg(&deb).arg(control.path()).status().unwrap();
+    let status = Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(control.path())
+        .status()
+        .unwrap();
     assert!(status.success());
     let conffiles = std::fs::read_to_string(control.path().join("conffiles")).expect("conffiles");
-    assert!(conffiles.lines().any(|l| l.trim() == "/etc/community-sync/community-sync.toml"), "{conffiles}");
+    assert!(
+        conffiles
+            .lines()
+            .any(|l| l.trim() == "/etc/community-sync/community-sync.toml"),
+        "{conffiles}"
+    );
 }

@@ -14,7 +14,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_community-sync");
 /// Runs the demo in-process into `dir`; returns the config path it wrote.
 async fn demo_store(dir: &Path) -> PathBuf {
     let sim = common::sim(800).await;
-    let summary = community_sync::cli::demo::run_with(&sim, dir).await.expect("demo runs");
+    let summary = community_sync::cli::demo::run_with(&sim, dir)
+        .await
+        .expect("demo runs");
     assert!(summary.matches_truth);
     sim.shutdown().await;
     PathBuf::from(summary.config)
@@ -44,7 +46,9 @@ fn figures(page: &str) -> BTreeMap<String, i64> {
         let Some(q) = rest.find('"') else { break };
         let key = rest[..q].to_string();
         let Some(gt) = rest.find('>') else { break };
-        let Some(lt) = rest[gt..].find('<') else { break };
+        let Some(lt) = rest[gt..].find('<') else {
+            break;
+        };
         let text = rest[gt + 1..gt + lt].replace(',', "");
         if let Ok(n) = text.trim().parse::<i64>() {
             out.insert(key, n);
@@ -63,11 +67,17 @@ async fn html_and_status(dir: &Path) -> (String, Value) {
     let (code, stdout, stderr) = run(&config, &["report", "--html", html.to_str().unwrap()]);
     assert_eq!(code, 0, "report failed: {stderr}");
     assert!(stdout.contains("数据质量报告"), "{stdout}");
-    assert!(!stdout.contains('\u{1b}'), "the table has no control characters");
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "the table has no control characters"
+    );
     let (code, status, stderr) = run(&config, &["status", "--json"]);
     assert_eq!(code, 0, "status failed: {stderr}");
     let status: Value = serde_json::from_str(&status).expect("status --json is JSON");
-    (std::fs::read_to_string(&html).expect("html written"), status)
+    (
+        std::fs::read_to_string(&html).expect("html written"),
+        status,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +93,11 @@ async fn html_report_figures_equal_status_json() {
     let mut multi = 0;
     for k in 1..=4 {
         let expected = by_systems.get(&k.to_string()).map(n).unwrap_or(0);
-        assert_eq!(f[&format!("systems-{k}")], expected, "residents in {k} systems");
+        assert_eq!(
+            f[&format!("systems-{k}")],
+            expected,
+            "residents in {k} systems"
+        );
         if k >= 2 {
             multi += expected;
         }
@@ -93,14 +107,26 @@ async fn html_report_figures_equal_status_json() {
 
     let mut all_records = 0;
     for s in status["streams"].as_array().unwrap() {
-        let key = format!("{}/{}", s["source"].as_str().unwrap(), s["stream"].as_str().unwrap());
-        assert_eq!(f[&format!("records:{key}")], n(&s["records"]), "records of {key}");
+        let key = format!(
+            "{}/{}",
+            s["source"].as_str().unwrap(),
+            s["stream"].as_str().unwrap()
+        );
+        assert_eq!(
+            f[&format!("records:{key}")],
+            n(&s["records"]),
+            "records of {key}"
+        );
         all_records += n(&s["records"]);
     }
     assert_eq!(f["records"], all_records);
 
     for (reason, count) in status["rejects_by_reason"].as_object().unwrap() {
-        assert_eq!(f[&format!("reason:{reason}")], n(count), "quarantine {reason}");
+        assert_eq!(
+            f[&format!("reason:{reason}")],
+            n(count),
+            "quarantine {reason}"
+        );
     }
     assert!(!status["rejects_by_reason"].as_object().unwrap().is_empty());
     assert_eq!(f["outbox-pending"], n(&status["outbox_pending"]));
@@ -118,18 +144,23 @@ async fn html_report_figures_equal_status_json() {
         .map(|run| run.len())
         .max()
         .unwrap_or(0);
-    assert!(digits_run < 11, "a run of {digits_run} digits: unmasked personal data?");
+    assert!(
+        digits_run < 11,
+        "a run of {digits_run} digits: unmasked personal data?"
+    );
     assert!(page.contains("**"), "masked examples are shown");
 }
 
 fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
         })
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,12 +178,22 @@ async fn html_report_renders_in_headless_chromium() {
     let url = format!("file://{}", dir.path().join("report.html").display());
     let profile = dir.path().join("chromium-profile");
     let base = |c: &mut Command| {
-        c.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
-            .arg(format!("--user-data-dir={}", profile.display()));
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()));
     };
     let mut dump = Command::new(&browser);
     base(&mut dump);
-    let out = dump.arg("--dump-dom").arg(&url).output().expect("chromium runs");
+    let out = dump
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("chromium runs");
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         dom.contains("数据质量报告"),
@@ -160,15 +201,24 @@ async fn html_report_renders_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     let persons = status["persons"].as_i64().unwrap();
-    assert!(dom.contains(&format!("data-k=\"persons\">{}<", thousands(persons))), "persons in the rendered DOM");
+    assert!(
+        dom.contains(&format!("data-k=\"persons\">{}<", thousands(persons))),
+        "persons in the rendered DOM"
+    );
     for (k, v) in status["persons_by_systems"].as_object().unwrap() {
         assert!(
-            dom.contains(&format!("data-k=\"systems-{k}\">{}<", thousands(v.as_i64().unwrap()))),
+            dom.contains(&format!(
+                "data-k=\"systems-{k}\">{}<",
+                thousands(v.as_i64().unwrap())
+            )),
             "residents in {k} systems in the rendered DOM"
         );
     }
     assert!(dom.contains("<svg"), "charts rendered");
-    assert_eq!(page.matches("data-k=").count(), dom.matches("data-k=").count());
+    assert_eq!(
+        page.matches("data-k=").count(),
+        dom.matches("data-k=").count()
+    );
 
     // A screenshot to look at.
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ops-report.png");

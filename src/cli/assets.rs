@@ -26,7 +26,12 @@ pub fn generate(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let mut c = cmd.clone();
         let path = clap_complete::generate_to(shell, &mut c, "community-sync", &comp_dir)
-            .with_context(|| format!("cannot write the {shell} completion into {}", comp_dir.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot write the {shell} completion into {}",
+                    comp_dir.display()
+                )
+            })?;
         written.push(path);
     }
     Ok(written)
@@ -40,9 +45,17 @@ mod tests {
         let files = super::generate(dir.path()).unwrap();
         assert_eq!(files.len(), 4);
         let man = std::fs::read_to_string(dir.path().join("man/community-sync.1")).unwrap();
-        assert!(man.contains(".TH community-sync"), "{}", &man[..200.min(man.len())]);
+        assert!(
+            man.contains(".TH community-sync"),
+            "{}",
+            &man[..200.min(man.len())]
+        );
         assert!(man.contains("backup"));
-        for f in ["community-sync.bash", "_community-sync", "community-sync.fish"] {
+        for f in [
+            "community-sync.bash",
+            "_community-sync",
+            "community-sync.fish",
+        ] {
             let text = std::fs::read_to_string(dir.path().join("completions").join(f)).unwrap();
             assert!(text.contains("report"), "{f}");
         }

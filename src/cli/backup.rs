@@ -27,16 +27,31 @@ pub enum BackupError {
     NoStore(PathBuf),
     #[error("{0} already exists; choose a new file name or pass --force to replace it")]
     Exists(PathBuf),
-    #[error("cannot open the store {path} for reading: {source}. Check the path and its permissions")]
-    OpenSource { path: PathBuf, source: rusqlite::Error },
+    #[error(
+        "cannot open the store {path} for reading: {source}. Check the path and its permissions"
+    )]
+    OpenSource {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("cannot create the backup file {path}: {source}. Check the directory exists, is writable and has free space")]
-    OpenTarget { path: PathBuf, source: rusqlite::Error },
+    OpenTarget {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("copying {from} to {to} failed: {source}. If the disk is full, free space and try again; if the store is busy, try again in a moment")]
-    Copy { from: PathBuf, to: PathBuf, source: rusqlite::Error },
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("the backup {path} failed its integrity check ({detail}); it was not kept. Try again; if it repeats, check the disk")]
     Corrupt { path: PathBuf, detail: String },
     #[error("cannot move the finished backup into place at {path}: {source}")]
-    Rename { path: PathBuf, source: std::io::Error },
+    Rename {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What a backup copied.
@@ -57,11 +72,14 @@ pub fn backup(store: &Path, dest: &Path, force: bool) -> Result<BackupSummary, B
     if dest.exists() && !force {
         return Err(BackupError::Exists(dest.to_path_buf()));
     }
-    let src = Connection::open_with_flags(store, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|source| BackupError::OpenSource {
-            path: store.to_path_buf(),
-            source,
-        })?;
+    let src = Connection::open_with_flags(
+        store,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| BackupError::OpenSource {
+        path: store.to_path_buf(),
+        source,
+    })?;
     src.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|source| BackupError::OpenSource {
             path: store.to_path_buf(),
@@ -115,7 +133,8 @@ fn copy_checked(src: &Connection, store: &Path, tmp: &Path) -> Result<BackupSumm
     }
     let dst = Connection::open(tmp).map_err(target_err)?;
     // The copy stands alone: one file, no WAL beside it.
-    dst.pragma_update(None, "journal_mode", "DELETE").map_err(copy_err)?;
+    dst.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(copy_err)?;
     let check: String = dst
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .map_err(copy_err)?;
@@ -154,7 +173,10 @@ pub fn run(config: &crate::config::Config, args: &BackupArgs) -> anyhow::Result<
         "backup written to {} ({} bytes): {} source records, {} residents, {} outbox events; integrity check ok",
         s.file, s.bytes, s.source_records, s.persons, s.outbox
     );
-    println!("restore: stop the service, copy it over {}, start the service", config.store.path.display());
+    println!(
+        "restore: stop the service, copy it over {}, start the service",
+        config.store.path.display()
+    );
     Ok(())
 }
 
@@ -178,10 +200,15 @@ mod tests {
         assert_eq!(s.persons, 1);
         assert!(s.bytes > 0);
         assert!(!dir.path().join("b.db.partial").exists());
-        assert!(matches!(backup(store.path(), &dest, false), Err(BackupError::Exists(_))));
+        assert!(matches!(
+            backup(store.path(), &dest, false),
+            Err(BackupError::Exists(_))
+        ));
         assert!(backup(store.path(), &dest, true).is_ok());
         let copy = Connection::open(&dest).unwrap();
-        let n: i64 = copy.query_row("SELECT count(*) FROM persons", [], |r| r.get(0)).unwrap();
+        let n: i64 = copy
+            .query_row("SELECT count(*) FROM persons", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 1);
     }
 

@@ -36,12 +36,15 @@ fn style_known() -> ProgressStyle {
 }
 
 fn style_unknown() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:<28} {spinner} {human_pos:>9} records {msg} {per_sec:>12} {elapsed}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+    ProgressStyle::with_template(
+        "{prefix:<28} {spinner} {human_pos:>9} records {msg} {per_sec:>12} {elapsed}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn style_done() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:<28} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template("{prefix:<28} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 /// Progress bars on stderr, one per stream.
@@ -108,7 +111,9 @@ fn bars_to(target: ProgressDrawTarget) -> Progress {
                 let _ = multi.println(format!("reconciled {records} records → {events} events"));
             }
             ProgressEvent::Pushed { sent, dead } => {
-                let _ = multi.println(format!("pushed {sent} events to the platform ({dead} dead letters)"));
+                let _ = multi.println(format!(
+                    "pushed {sent} events to the platform ({dead} dead letters)"
+                ));
             }
         }
     })
@@ -127,7 +132,11 @@ pub fn lines(every: Duration, sink: impl Fn(&str) + Send + Sync + 'static) -> Pr
     Progress::new(move |event| {
         let Ok(mut state) = state.lock() else { return };
         let line = match event {
-            ProgressEvent::StreamStarted { source, stream, run_id } => {
+            ProgressEvent::StreamStarted {
+                source,
+                stream,
+                run_id,
+            } => {
                 let now = Instant::now();
                 state.insert(
                     key(source, stream),
@@ -136,7 +145,10 @@ pub fn lines(every: Duration, sink: impl Fn(&str) + Send + Sync + 'static) -> Pr
                         last_line: now,
                     },
                 );
-                Some(format!("{}: sync started (run {run_id})", key(source, stream)))
+                Some(format!(
+                    "{}: sync started (run {run_id})",
+                    key(source, stream)
+                ))
             }
             ProgressEvent::Page {
                 source,
@@ -152,7 +164,13 @@ pub fn lines(every: Duration, sink: impl Fn(&str) + Send + Sync + 'static) -> Pr
                 });
                 if now.duration_since(st.last_line) >= every {
                     st.last_line = now;
-                    Some(page_line(&key(source, stream), *pages, *records, *total, now.duration_since(st.started)))
+                    Some(page_line(
+                        &key(source, stream),
+                        *pages,
+                        *records,
+                        *total,
+                        now.duration_since(st.started),
+                    ))
                 } else {
                     None
                 }
@@ -169,7 +187,10 @@ pub fn lines(every: Duration, sink: impl Fn(&str) + Send + Sync + 'static) -> Pr
                     .map(|s| s.started.elapsed().as_secs_f64())
                     .unwrap_or(0.0);
                 Some(if *ok {
-                    format!("{}: done, {records} records in {elapsed:.1}s", key(source, stream))
+                    format!(
+                        "{}: done, {records} records in {elapsed:.1}s",
+                        key(source, stream)
+                    )
                 } else {
                     format!(
                         "{}: FAILED after {records} records: {}",
@@ -181,7 +202,9 @@ pub fn lines(every: Duration, sink: impl Fn(&str) + Send + Sync + 'static) -> Pr
             ProgressEvent::Reconciled { records, events } => {
                 Some(format!("reconciled {records} records, {events} events"))
             }
-            ProgressEvent::Pushed { sent, dead } => Some(format!("pushed {sent} events, {dead} dead letters")),
+            ProgressEvent::Pushed { sent, dead } => {
+                Some(format!("pushed {sent} events, {dead} dead letters"))
+            }
         };
         if let Some(l) = line {
             sink(&plain(&l));
@@ -191,16 +214,25 @@ pub fn lines(every: Duration, sink: impl Fn(&str) + Send + Sync + 'static) -> Pr
 
 fn page_line(key: &str, pages: u64, records: u64, total: Option<u64>, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 { records as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        records as f64 / secs
+    } else {
+        0.0
+    };
     match total {
         Some(t) if t >= records && t > 0 => {
             let pct = records as f64 * 100.0 / t as f64;
             let eta = if rate > 0.0 {
-                format!(", about {}s left", ((t - records) as f64 / rate).ceil() as u64)
+                format!(
+                    ", about {}s left",
+                    ((t - records) as f64 / rate).ceil() as u64
+                )
             } else {
                 String::new()
             };
-            format!("{key}: {records}/{t} records ({pct:.0}%), {pages} pages, {rate:.0} records/s{eta}")
+            format!(
+                "{key}: {records}/{t} records ({pct:.0}%), {pages} pages, {rate:.0} records/s{eta}"
+            )
         }
         _ => format!("{key}: {records} records, {pages} pages, {rate:.0} records/s"),
     }
@@ -218,7 +250,10 @@ mod tests {
     fn collect(every: Duration) -> (Progress, Arc<Mutex<Vec<String>>>) {
         let out: Arc<Mutex<Vec<String>>> = Arc::default();
         let o = out.clone();
-        (lines(every, move |l| o.lock().unwrap().push(l.to_string())), out)
+        (
+            lines(every, move |l| o.lock().unwrap().push(l.to_string())),
+            out,
+        )
     }
 
     fn page(records: u64, total: Option<u64>) -> ProgressEvent {

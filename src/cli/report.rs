@@ -28,8 +28,12 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.html {
         let page = crate::report::html::render(&report);
-        write_private(path, page.as_bytes())
-            .with_context(|| format!("cannot write the HTML report to {}; check the directory exists and is writable", path.display()))?;
+        write_private(path, page.as_bytes()).with_context(|| {
+            format!(
+                "cannot write the HTML report to {}; check the directory exists and is writable",
+                path.display()
+            )
+        })?;
         eprintln!("HTML report written to {}", path.display());
     }
     Ok(())

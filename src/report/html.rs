@@ -74,8 +74,18 @@ svg text { font-family: inherit; }
 
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
-    let multi: u64 = r.persons_by_systems.iter().filter(|(k, _)| **k >= 2).map(|(_, v)| *v).sum();
-    let field_issues: i64 = r.sources.iter().flat_map(|s| &s.streams).map(|t| t.with_field_rejects).sum();
+    let multi: u64 = r
+        .persons_by_systems
+        .iter()
+        .filter(|(k, _)| **k >= 2)
+        .map(|(_, v)| *v)
+        .sum();
+    let field_issues: i64 = r
+        .sources
+        .iter()
+        .flat_map(|s| &s.streams)
+        .map(|t| t.with_field_rejects)
+        .sum();
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -91,9 +101,21 @@ pub fn render(r: &Report) -> String {
     );
 
     // Key figures.
-    let pend_class = if r.push.outbox_pending > 0 { "warn" } else { "good" };
-    let dead_class = if r.push.dead_letters > 0 { "bad" } else { "good" };
-    let rej_class = if r.rejected_records > 0 { "warn" } else { "good" };
+    let pend_class = if r.push.outbox_pending > 0 {
+        "warn"
+    } else {
+        "good"
+    };
+    let dead_class = if r.push.dead_letters > 0 {
+        "bad"
+    } else {
+        "good"
+    };
+    let rej_class = if r.rejected_records > 0 {
+        "warn"
+    } else {
+        "good"
+    };
     let _ = write!(
         o,
         "<div class=\"kpis\">\
@@ -165,7 +187,11 @@ pub fn render(r: &Report) -> String {
                 (false, None) => ("never", "从未 never".to_string()),
             };
             let since = match (&t.last_success, t.age_secs) {
-                (Some(ts), Some(a)) => format!("{} <span class=\"ex\">({} ago)</span>", esc(ts), human_age(a)),
+                (Some(ts), Some(a)) => format!(
+                    "{} <span class=\"ex\">({} ago)</span>",
+                    esc(ts),
+                    human_age(a)
+                ),
                 (Some(ts), None) => esc(ts),
                 _ => "—".into(),
             };
@@ -239,19 +265,31 @@ pub fn render(r: &Report) -> String {
             if !rv.by_kind.is_empty() {
                 o.push_str("<table><tr><th>类型 Kind</th><th class=\"n\">数量 Items</th></tr>");
                 for (k, v) in &rv.by_kind {
-                    let _ = write!(o, "<tr><td>{}</td><td class=\"n\">{}</td></tr>", esc(k), thousands(*v));
+                    let _ = write!(
+                        o,
+                        "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+                        esc(k),
+                        thousands(*v)
+                    );
                 }
                 o.push_str("</table>");
             }
             if !rv.by_status.is_empty() {
                 o.push_str("<table style=\"margin-top:8px\"><tr><th>状态 Status</th><th class=\"n\">数量 Items</th></tr>");
                 for (k, v) in &rv.by_status {
-                    let _ = write!(o, "<tr><td>{}</td><td class=\"n\">{}</td></tr>", esc(k), thousands(*v));
+                    let _ = write!(
+                        o,
+                        "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+                        esc(k),
+                        thousands(*v)
+                    );
                 }
                 o.push_str("</table>");
             }
         }
-        None => o.push_str("<p class=\"note\">此数据库没有审核队列。This store has no review queue.</p>"),
+        None => o.push_str(
+            "<p class=\"note\">此数据库没有审核队列。This store has no review queue.</p>",
+        ),
     }
     o.push_str("</section>\n");
     let p = &r.push;
@@ -271,7 +309,12 @@ pub fn render(r: &Report) -> String {
     if !p.dead_letter_reasons.is_empty() {
         o.push_str("<table style=\"margin-top:8px\"><tr><th>死信原因 Dead-letter reason</th><th class=\"n\">数量</th></tr>");
         for (reason, n) in &p.dead_letter_reasons {
-            let _ = write!(o, "<tr><td>{}</td><td class=\"n\">{}</td></tr>", esc(reason), thousands(*n));
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+                esc(reason),
+                thousands(*n)
+            );
         }
         o.push_str("</table>");
     }
@@ -305,7 +348,12 @@ fn stream_bars(r: &Report) -> String {
             })
         })
         .collect();
-    let max = rows.iter().map(|r| r.2 + r.3 + r.4).max().unwrap_or(0).max(1) as f64;
+    let max = rows
+        .iter()
+        .map(|r| r.2 + r.3 + r.4)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let (label_w, bar_w, row_h) = (250.0, 680.0, 30.0);
     let h = row_h * rows.len() as f64 + 8.0;
     let mut o = format!(
@@ -351,12 +399,18 @@ fn stream_bars(r: &Report) -> String {
 
 /// Vertical bars: residents found in 1, 2, 3 and 4 systems.
 fn overlap_chart(r: &Report) -> String {
-    let values: Vec<(usize, u64)> = (1..=4).map(|k| (k, r.persons_by_systems.get(&k).copied().unwrap_or(0))).collect();
+    let values: Vec<(usize, u64)> = (1..=4)
+        .map(|k| (k, r.persons_by_systems.get(&k).copied().unwrap_or(0)))
+        .collect();
     let max = values.iter().map(|v| v.1).max().unwrap_or(0).max(1) as f64;
     let (w, h, base) = (480.0, 255.0, 205.0);
     let colors = ["#9bb5f0", "#6b8fe6", ACCENT, "#1e3a8a"];
     let mut o = format!("<svg role=\"img\" aria-label=\"residents by number of systems\" viewBox=\"0 0 {w} {h}\" width=\"100%\">");
-    let _ = write!(o, "<line x1=\"20\" y1=\"{base}\" x2=\"{:.0}\" y2=\"{base}\" stroke=\"#d1d5db\"/>", w - 20.0);
+    let _ = write!(
+        o,
+        "<line x1=\"20\" y1=\"{base}\" x2=\"{:.0}\" y2=\"{base}\" stroke=\"#d1d5db\"/>",
+        w - 20.0
+    );
     for (i, (k, v)) in values.iter().enumerate() {
         let bw = 70.0;
         let x = 40.0 + i as f64 * 110.0;
@@ -424,7 +478,10 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]
@@ -446,7 +503,10 @@ mod tests {
         assert!(page.contains("data-k=\"systems-2\">234<"));
         assert!(page.contains("/tmp/&lt;s&gt;.db"));
         for external in ["src=\"http", "href=\"http", "<script", "@import", "url("] {
-            assert!(!page.contains(external), "page refers to an external asset: {external}");
+            assert!(
+                !page.contains(external),
+                "page refers to an external asset: {external}"
+            );
         }
     }
 }

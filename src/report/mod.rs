@@ -161,14 +161,21 @@ fn table_exists(store: &Store, name: &str) -> Result<bool, StoreError> {
 }
 
 fn columns(store: &Store, table: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = store.conn().prepare(&format!("PRAGMA table_info({table})"))?;
+    let mut stmt = store
+        .conn()
+        .prepare(&format!("PRAGMA table_info({table})"))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(1))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn group_counts(store: &Store, sql: &str) -> Result<BTreeMap<String, i64>, StoreError> {
     let mut stmt = store.conn().prepare(sql)?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get::<_, i64>(1)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+            r.get::<_, i64>(1)?,
+        ))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -177,12 +184,19 @@ fn count(store: &Store, sql: &str) -> Result<i64, StoreError> {
 }
 
 /// Sources to report: those in the config (in config order), then any others found in the store.
-fn source_list(config: &Config, store: &Store) -> Result<Vec<(String, String, Vec<(String, String)>, Option<u64>)>, StoreError> {
+fn source_list(
+    config: &Config,
+    store: &Store,
+) -> Result<Vec<(String, String, Vec<(String, String)>, Option<u64>)>, StoreError> {
     let mut out: Vec<(String, String, Vec<(String, String)>, Option<u64>)> = config
         .sources
         .iter()
         .map(|s| {
-            let title = if s.title.is_empty() { s.name.clone() } else { s.title.clone() };
+            let title = if s.title.is_empty() {
+                s.name.clone()
+            } else {
+                s.title.clone()
+            };
             let streams = s
                 .streams
                 .iter()
@@ -308,7 +322,10 @@ pub fn collect(config: &Config, store: &Store) -> Result<Report, StoreError> {
         store: store.path().display().to_string(),
         records: sources.iter().map(|s| s.records).sum(),
         rejected_records: sources.iter().map(|s| s.rejected_records).sum(),
-        rejects_by_reason: group_counts(store, "SELECT reason, count(*) FROM rejects GROUP BY reason")?,
+        rejects_by_reason: group_counts(
+            store,
+            "SELECT reason, count(*) FROM rejects GROUP BY reason",
+        )?,
         persons: count(store, "SELECT count(*) FROM persons WHERE retired = 0")?,
         persons_by_systems: crate::reconcile::persons_by_systems(store)?,
         review,
@@ -317,7 +334,11 @@ pub fn collect(config: &Config, store: &Store) -> Result<Report, StoreError> {
     })
 }
 
-fn reject_groups(store: &Store, codec: &crate::store::Codec, source: &str) -> Result<Vec<RejectGroup>, StoreError> {
+fn reject_groups(
+    store: &Store,
+    codec: &crate::store::Codec,
+    source: &str,
+) -> Result<Vec<RejectGroup>, StoreError> {
     let c = store.conn();
     let mut stmt = c.prepare(
         "SELECT reason, COALESCE(sum(whole_record = 1), 0), COALESCE(sum(whole_record = 0), 0) AS f
@@ -360,8 +381,14 @@ fn review_summary(store: &Store) -> Result<ReviewSummary, StoreError> {
         total: count(store, "SELECT count(*) FROM review_items")?,
         ..Default::default()
     };
-    if let Some(col) = ["status", "state"].into_iter().find(|c| cols.iter().any(|x| x == c)) {
-        s.by_status = group_counts(store, &format!("SELECT {col}, count(*) FROM review_items GROUP BY {col}"))?;
+    if let Some(col) = ["status", "state"]
+        .into_iter()
+        .find(|c| cols.iter().any(|x| x == c))
+    {
+        s.by_status = group_counts(
+            store,
+            &format!("SELECT {col}, count(*) FROM review_items GROUP BY {col}"),
+        )?;
         s.open = s
             .by_status
             .iter()
@@ -369,12 +396,18 @@ fn review_summary(store: &Store) -> Result<ReviewSummary, StoreError> {
             .map(|(_, v)| *v)
             .sum();
     } else if cols.iter().any(|x| x == "resolved_at") {
-        s.open = count(store, "SELECT count(*) FROM review_items WHERE resolved_at IS NULL")?;
+        s.open = count(
+            store,
+            "SELECT count(*) FROM review_items WHERE resolved_at IS NULL",
+        )?;
     } else {
         s.open = s.total;
     }
     if cols.iter().any(|x| x == "kind") {
-        s.by_kind = group_counts(store, "SELECT kind, count(*) FROM review_items GROUP BY kind")?;
+        s.by_kind = group_counts(
+            store,
+            "SELECT kind, count(*) FROM review_items GROUP BY kind",
+        )?;
     }
     Ok(s)
 }

@@ -124,14 +124,21 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "  (nothing quarantined)");
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "跨系统居民 Residents by number of systems: {} residents", thousands(r.persons));
+    let _ = writeln!(
+        o,
+        "跨系统居民 Residents by number of systems: {} residents",
+        thousands(r.persons)
+    );
     let max = r.persons_by_systems.values().copied().max().unwrap_or(0);
     for k in 1..=4usize {
         let v = r.persons_by_systems.get(&k).copied().unwrap_or(0);
         let _ = writeln!(
             o,
             "  {} {} {}",
-            pad(&format!("{k} 个系统 system{}", if k == 1 { "" } else { "s" }), 18),
+            pad(
+                &format!("{k} 个系统 system{}", if k == 1 { "" } else { "s" }),
+                18
+            ),
             rpad(&thousands(v as i64), 9),
             bar(v, max, 40)
         );
@@ -139,13 +146,21 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(o);
     match &r.review {
         Some(rv) => {
-            let _ = writeln!(o, "待审核 Review backlog: {} open of {}", thousands(rv.open), thousands(rv.total));
+            let _ = writeln!(
+                o,
+                "待审核 Review backlog: {} open of {}",
+                thousands(rv.open),
+                thousands(rv.total)
+            );
             for (k, v) in &rv.by_kind {
                 let _ = writeln!(o, "  {} {}", pad(k, 24), rpad(&thousands(*v), 9));
             }
         }
         None => {
-            let _ = writeln!(o, "待审核 Review backlog: not available (this store has no review queue)");
+            let _ = writeln!(
+                o,
+                "待审核 Review backlog: not available (this store has no review queue)"
+            );
         }
     }
     let _ = writeln!(o);
