@@ -10,5 +10,5 @@ assets=target/assets
 rm -rf "$assets"
 target/release/community-sync generate-assets "$assets" >/dev/null
 gzip -9nf "$assets/man/community-sync.1"
-cargo deb --no-build --locked "$@"
+cargo deb --no-build --locked --strip "$@"
 ls -1 target/debian/*.deb
