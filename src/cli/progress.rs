@@ -74,14 +74,9 @@ fn bars_to(target: ProgressDrawTarget) -> Progress {
                 total,
             } => {
                 if let Some(bar) = bars.get(&key(source, stream)) {
-                    match total {
-                        Some(t) if *t >= *records => {
-                            if bar.length() != Some(*t) {
-                                bar.set_style(style_known());
-                                bar.set_length(*t);
-                            }
-                        }
-                        _ => {}
+                    if let Some(t) = total.filter(|t| *t >= *records && bar.length() != Some(*t)) {
+                        bar.set_style(style_known());
+                        bar.set_length(t);
                     }
                     bar.set_position(*records);
                     bar.set_message(format!("{pages} pages"));

@@ -5,6 +5,9 @@
 //! (`persons`, `systems-2`, `records:onecard/cardholders`, ...) so tests and scripts can read
 //! the page back.
 
+// The page is written as HTML source lines, each ending in "\n" for a readable file.
+#![allow(clippy::write_with_newline)]
+
 use std::fmt::Write as _;
 
 use super::{human_age, thousands, Report};

@@ -183,12 +183,12 @@ fn count(store: &Store, sql: &str) -> Result<i64, StoreError> {
     Ok(store.conn().query_row(sql, [], |r| r.get(0))?)
 }
 
+/// A source to report: name, title, (stream, entity) pairs, max lag.
+type SourceEntry = (String, String, Vec<(String, String)>, Option<u64>);
+
 /// Sources to report: those in the config (in config order), then any others found in the store.
-fn source_list(
-    config: &Config,
-    store: &Store,
-) -> Result<Vec<(String, String, Vec<(String, String)>, Option<u64>)>, StoreError> {
-    let mut out: Vec<(String, String, Vec<(String, String)>, Option<u64>)> = config
+fn source_list(config: &Config, store: &Store) -> Result<Vec<SourceEntry>, StoreError> {
+    let mut out: Vec<SourceEntry> = config
         .sources
         .iter()
         .map(|s| {
