@@ -21,7 +21,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid TOML or has a wrong key/type: {message}")]
+    #[error("config file {path} is not valid TOML or has a wrong key/type: {message}. Fix the line shown and run `community-sync check`.")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: `{key}`: {message}")]
     Invalid {

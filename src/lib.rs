@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod push;
 pub mod reconcile;
+pub mod report;
 pub mod sim;
 pub mod source;
 pub mod store;

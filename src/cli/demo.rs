@@ -129,7 +129,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
     .await
     .context("cannot start the simulator")?;
-    let summary = run_with(&sim, &args.dir).await;
+    let summary = run_with_progress(&sim, &args.dir, Some(super::progress::auto())).await;
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
@@ -153,6 +153,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs the full job against a running simulator with a fresh store in `dir`.
 pub async fn run_with(sim: &Sim, dir: &Path) -> anyhow::Result<DemoSummary> {
+    run_with_progress(sim, dir, None).await
+}
+
+/// [`run_with`], reporting progress as it goes.
+pub async fn run_with_progress(sim: &Sim, dir: &Path, progress: Option<crate::progress::Progress>) -> anyhow::Result<DemoSummary> {
     let started = Instant::now();
     let store_path = dir.join("store.db");
     for suffix in ["", "-wal", "-shm"] {
@@ -165,7 +170,7 @@ pub async fn run_with(sim: &Sim, dir: &Path) -> anyhow::Result<DemoSummary> {
     let config = Config::load(&config_path)?;
     let ctx = Context::open(config)?;
     let opts = SyncOptions {
-        progress: None,
+        progress,
         sources: vec![],
         full: false,
         trigger: "demo".into(),

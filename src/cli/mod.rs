@@ -1,8 +1,12 @@
 //! The command line: parses arguments, loads config, calls the stages, prints results. Kept
 //! thin: anything worth testing lives in the stage modules.
 
+pub mod assets;
+pub mod backup;
 pub mod demo;
 pub mod logging;
+pub mod progress;
+pub mod report;
 pub mod status;
 
 use std::path::PathBuf;
@@ -16,12 +20,26 @@ use crate::pipeline::{self, Context, SyncOptions};
 
 pub const DEFAULT_CONFIG: &str = "/etc/community-sync/community-sync.toml";
 
+/// Shown at the end of `--help`: what the exit status means, for scripts and systemd.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  everything asked for was done (status: healthy)
+  1  the command ran but a stream or the push failed, or status found the service unhealthy;
+     the output says which source/stream and why; the next run resumes from the cursor
+  2  usage, config or setup error (bad arguments, invalid config, unreadable secret,
+     store cannot be opened or is locked, disk full); nothing was synced; fix what the
+     message names and run again
+
+Errors name what happened, where (source, stream, URL path, config key, file) and what to do.
+Personal data (ID numbers, phones) is always masked in messages and logs.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "community-sync",
     version,
     about = "Sync agent for smart-community public services: department systems → unified store → platform",
-    long_about = None
+    long_about = None,
+    after_long_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
     /// Config file.
@@ -79,6 +97,15 @@ pub enum Command {
     },
     /// Measure throughput, limits, steady-state cost and memory against the simulator.
     Bench(crate::bench::BenchArgs),
+    /// Data-quality report: records, quarantine with masked examples, freshness, overlap, review, push.
+    Report(report::ReportArgs),
+    /// Copy the store to FILE, consistently, even while a sync or the daemon runs.
+    Backup(backup::BackupArgs),
+    /// Write the man page and shell completions into DIR (used by packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        dir: PathBuf,
+    },
     /// Serve the built-in simulator on 127.0.0.1:18081-18085 until Ctrl-C.
     Sim {
         #[arg(long, default_value_t = 20_000)]
@@ -219,7 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(async {
                 let ctx = Context::open(config)?;
                 let opts = SyncOptions {
-                    progress: None,
+                    progress: Some(progress::auto()),
                     sources: sources.clone(),
                     full: *full,
                     trigger: "manual".into(),
@@ -243,7 +270,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(async {
                 let ctx = Context::open(config)?;
-                let stats = pipeline::push(&ctx).await?;
+                let stats = match pipeline::push(&ctx).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // The platform (not the set-up) failed: exit 1, as documented.
+                        eprintln!("error: {}", crate::mask::scrub_text(&e.to_string()));
+                        eprintln!("the events stay in the outbox and are sent by the next push");
+                        return Ok(ExitCode::from(1));
+                    }
+                };
                 println!(
                     "pushed {} events in {} batches ({} dead letters, {} superseded)",
                     stats.sent, stats.batches, stats.dead, stats.superseded
@@ -261,6 +296,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 status::print(&st);
             }
             Ok(if st.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Report(args) => {
+            let config = load_config(&cli)?;
+            report::run(&config, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(args) => {
+            let config = load_config(&cli)?;
+            backup::run(&config, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenerateAssets { dir } => {
+            for f in assets::generate(dir)? {
+                println!("{}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Rejects { source, reason, limit } => {
             let config = load_config(&cli)?;

@@ -33,13 +33,13 @@ pub enum StoreError {
     },
     #[error("store {path}: schema migration failed: {message}. Restore the last backup or contact support.")]
     Migrate { path: PathBuf, message: String },
-    #[error("store is locked by another process (another community-sync?): {0}. Stop it or wait.")]
+    #[error("store is locked by another process (another community-sync, or a tool holding it open): {0}. Stop that process or wait for it to finish, then run the command again.")]
     Locked(rusqlite::Error),
-    #[error("store write failed: {0}. If the disk is full, free space; the sync resumes from its cursor.")]
+    #[error("store write failed: {0}. If the disk is full, free space on the store's disk and run again; the sync resumes from its cursor and nothing half-written is kept.")]
     Sql(#[from] rusqlite::Error),
     #[error("store: a writer thread panicked while holding the store; restart community-sync (nothing is lost: the last transaction rolled back)")]
     Poisoned,
-    #[error("store: cannot set permissions on {path}: {source}")]
+    #[error("store: cannot set permissions on {path}: {source}. Run as the user that owns the store (the service's user) or fix the file's ownership.")]
     Permissions {
         path: PathBuf,
         source: std::io::Error,

@@ -1,0 +1,66 @@
+//! `community-sync report [--html FILE] [--json]`: the data-quality report.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Also write the report as one self-contained HTML file (charts included, no external assets).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print the report as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Builds the report from the configured store, prints it and writes the HTML if asked.
+pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
+    let store = open_existing(&config.store.path)?;
+    let report = crate::report::collect(config, &store)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::report::table::render(&report));
+    }
+    if let Some(path) = &args.html {
+        let page = crate::report::html::render(&report);
+        write_private(path, page.as_bytes()).with_context(|| {
+            format!(
+                "cannot write the HTML report to {}; check the directory exists and is writable",
+                path.display()
+            )
+        })?;
+        eprintln!("HTML report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Opens a store that must already exist (a report or backup of a mistyped path should not
+/// create an empty store there).
+pub fn open_existing(path: &std::path::Path) -> anyhow::Result<Store> {
+    if !path.exists() {
+        anyhow::bail!(
+            "store {} does not exist. Check [store] path in the config (or --config), or run `community-sync sync` first",
+            path.display()
+        );
+    }
+    Ok(Store::open(path)?)
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o640);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
