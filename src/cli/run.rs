@@ -76,7 +76,7 @@ async fn sync_in_daemon(mut client: control::Client, socket: &std::path::Path, a
 }
 
 async fn sync_here(config: Config, args: &SyncArgs) -> anyhow::Result<ExitCode> {
-    let ctx = Context::open(config)?;
+    let ctx = open_context(config)?;
     let terminal = std::io::stderr().is_terminal();
     let progress = terminal.then(|| {
         Progress::new(|e| {
@@ -113,6 +113,27 @@ async fn sync_here(config: Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
     }
     let failed = report.failed_streams() > 0 || report.push_error.is_some();
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Opens the store for an in-process sync. Runs left `running` are marked interrupted only
+/// when no other process holds a lease: otherwise they may be that process's live runs.
+fn open_context(config: Config) -> anyhow::Result<Context> {
+    let store = crate::store::Store::open(&config.store.path)?;
+    let others_busy: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM leases WHERE expires_at >= ?1",
+            [crate::store::now_text()],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    if others_busy == 0 {
+        store.mark_interrupted_runs()?;
+    }
+    Ok(Context {
+        config: std::sync::Arc::new(config),
+        store: std::sync::Arc::new(std::sync::Mutex::new(store)),
+    })
 }
 
 fn describe_event(e: &ProgressEvent) -> Option<String> {
