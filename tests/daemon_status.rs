@@ -12,7 +12,10 @@ async fn status_exit_code_is_0_when_healthy_and_1_after_failed_runs_or_when_stal
     let setup = Setup::new(&sim, "@hourly", "@hourly", 10);
     let status = |setup: &Setup| {
         let out = setup.command(&["status"]);
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     };
 
     // A fresh store: nothing has failed, nothing is late.
@@ -27,20 +30,31 @@ async fn status_exit_code_is_0_when_healthy_and_1_after_failed_runs_or_when_stal
     {
         let mut store = Store::open(&setup.store).unwrap();
         for _ in 0..2 {
-            let run = store.begin_run("eldercare", "elders", "sync", "schedule").unwrap();
-            store.fail_run(run, "HTTP 503", 0, 0, &IngestStats::default()).unwrap();
+            let run = store
+                .begin_run("eldercare", "elders", "sync", "schedule")
+                .unwrap();
+            store
+                .fail_run(run, "HTTP 503", 0, 0, &IngestStats::default())
+                .unwrap();
         }
     }
     let (code, out) = status(&setup);
     assert_eq!(code, Some(0), "two failures are tolerated: {out}");
     {
         let mut store = Store::open(&setup.store).unwrap();
-        let run = store.begin_run("eldercare", "elders", "sync", "schedule").unwrap();
-        store.fail_run(run, "HTTP 503", 0, 0, &IngestStats::default()).unwrap();
+        let run = store
+            .begin_run("eldercare", "elders", "sync", "schedule")
+            .unwrap();
+        store
+            .fail_run(run, "HTTP 503", 0, 0, &IngestStats::default())
+            .unwrap();
     }
     let (code, out) = status(&setup);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("eldercare/elders: last 3 runs failed"), "{out}");
+    assert!(
+        out.contains("eldercare/elders: last 3 runs failed"),
+        "{out}"
+    );
     let json = setup.command(&["status", "--json"]);
     assert_eq!(json.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
@@ -56,20 +70,26 @@ async fn status_exit_code_is_0_when_healthy_and_1_after_failed_runs_or_when_stal
             "UPDATE runs SET finished_at = ?2 WHERE id = ?1",
             rusqlite::params![
                 ok_run,
-                (chrono::Utc::now() - chrono::Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                (chrono::Utc::now() - chrono::Duration::hours(3))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             ],
         )
         .unwrap();
     let (code, out) = status(&setup);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("eldercare/elders: no successful run within max_lag_secs"), "{out}");
+    assert!(
+        out.contains("eldercare/elders: no successful run within max_lag_secs"),
+        "{out}"
+    );
     sim.shutdown().await;
 }
 
 /// A successful run of eldercare/elders finished now.
 fn ok_run(setup: &Setup) -> i64 {
     let mut store = Store::open(&setup.store).unwrap();
-    let run = store.begin_run("eldercare", "elders", "sync", "schedule").unwrap();
+    let run = store
+        .begin_run("eldercare", "elders", "sync", "schedule")
+        .unwrap();
     store
         .conn()
         .execute(

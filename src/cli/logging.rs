@@ -42,7 +42,9 @@ pub struct StderrScrubbed;
 impl<'a> MakeWriter<'a> for StderrScrubbed {
     type Writer = ScrubWriter<io::Stderr>;
     fn make_writer(&'a self) -> Self::Writer {
-        ScrubWriter { inner: io::stderr() }
+        ScrubWriter {
+            inner: io::stderr(),
+        }
     }
 }
 
@@ -67,7 +69,12 @@ where
     N: for<'a> FormatFields<'a> + 'static,
     F: FormatEvent<S, N>,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
         write!(writer, "<{}>", syslog_priority(event.metadata().level()))?;
         self.0.format_event(ctx, writer, event)
     }
@@ -97,7 +104,10 @@ pub fn init(level: &str, format: LogFormat) {
                 .with_level(false)
                 .with_target(false)
                 .with_ansi(false);
-            builder.with_ansi(false).event_format(JournalFormat(inner)).try_init()
+            builder
+                .with_ansi(false)
+                .event_format(JournalFormat(inner))
+                .try_init()
         }
         LogFormat::Text | LogFormat::Auto => builder.with_ansi(terminal).try_init(),
     };
@@ -166,9 +176,18 @@ mod tests {
         assert!(lines[1].starts_with("<6>"), "{text}");
         assert!(lines[2].starts_with("<7>"), "{text}");
         for l in &lines {
-            assert!(l.contains("run_id=42") && l.contains("source=\"eldercare\""), "{l}");
-            assert!(!l.contains("INFO") && !l.contains("ERROR"), "no level word: {l}");
-            assert!(!l.contains(":00Z") && !l.contains("2026-"), "no timestamp: {l}");
+            assert!(
+                l.contains("run_id=42") && l.contains("source=\"eldercare\""),
+                "{l}"
+            );
+            assert!(
+                !l.contains("INFO") && !l.contains("ERROR"),
+                "no level word: {l}"
+            );
+            assert!(
+                !l.contains(":00Z") && !l.contains("2026-"),
+                "no timestamp: {l}"
+            );
         }
     }
 }

@@ -40,8 +40,15 @@ pub async fn sync(config: Config, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn sync_in_daemon(mut client: control::Client, socket: &std::path::Path, args: &SyncArgs) -> anyhow::Result<ExitCode> {
-    eprintln!("handing the sync to the running daemon ({})", socket.display());
+async fn sync_in_daemon(
+    mut client: control::Client,
+    socket: &std::path::Path,
+    args: &SyncArgs,
+) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "handing the sync to the running daemon ({})",
+        socket.display()
+    );
     let req = control::Request::Sync {
         sources: args.sources.clone(),
         full: args.full,
@@ -66,11 +73,21 @@ async fn sync_in_daemon(mut client: control::Client, socket: &std::path::Path, a
             } else {
                 print_report_value(&report);
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         _ => {
-            let msg = last.get("message").and_then(|m| m.as_str()).unwrap_or("unknown error");
-            anyhow::bail!("the daemon could not sync: {}", crate::mask::scrub_text(msg))
+            let msg = last
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("unknown error");
+            anyhow::bail!(
+                "the daemon could not sync: {}",
+                crate::mask::scrub_text(msg)
+            )
         }
     }
 }
@@ -112,7 +129,11 @@ async fn sync_here(config: Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
         super::status::print_sync_report(&report);
     }
     let failed = report.failed_streams() > 0 || report.push_error.is_some();
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Opens the store for an in-process sync. Runs left `running` are marked interrupted only
@@ -138,7 +159,11 @@ fn open_context(config: Config) -> anyhow::Result<Context> {
 
 fn describe_event(e: &ProgressEvent) -> Option<String> {
     Some(match e {
-        ProgressEvent::StreamStarted { source, stream, run_id } => format!("{source}/{stream}: started (run {run_id})"),
+        ProgressEvent::StreamStarted {
+            source,
+            stream,
+            run_id,
+        } => format!("{source}/{stream}: started (run {run_id})"),
         ProgressEvent::Page {
             source,
             stream,
@@ -159,11 +184,18 @@ fn describe_event(e: &ProgressEvent) -> Option<String> {
             if *ok {
                 format!("{source}/{stream}: done, {records} records")
             } else {
-                format!("{source}/{stream}: FAILED: {}", error.as_deref().unwrap_or("?"))
+                format!(
+                    "{source}/{stream}: FAILED: {}",
+                    error.as_deref().unwrap_or("?")
+                )
             }
         }
-        ProgressEvent::Reconciled { records, events } => format!("reconciled {records} records, {events} events"),
-        ProgressEvent::Pushed { sent, dead } => format!("pushed {sent} events ({dead} dead letters)"),
+        ProgressEvent::Reconciled { records, events } => {
+            format!("reconciled {records} records, {events} events")
+        }
+        ProgressEvent::Pushed { sent, dead } => {
+            format!("pushed {sent} events ({dead} dead letters)")
+        }
     })
 }
 
@@ -209,7 +241,9 @@ fn describe_line(line: &serde_json::Value) -> Option<String> {
         "waiting" => Some(format!(
             "waiting: {} is being synced by process {}",
             line.get("lease").and_then(|v| v.as_str()).unwrap_or("?"),
-            line.get("holder_pid").map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+            line.get("holder_pid")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into())
         )),
         _ => None,
     }
@@ -218,15 +252,32 @@ fn describe_line(line: &serde_json::Value) -> Option<String> {
 /// The sync summary table, from the daemon's JSON report.
 fn print_report_value(r: &serde_json::Value) {
     let empty = Vec::new();
-    let streams = r.get("streams").and_then(|s| s.as_array()).unwrap_or(&empty);
+    let streams = r
+        .get("streams")
+        .and_then(|s| s.as_array())
+        .unwrap_or(&empty);
     println!(
         "{:<10} {:<16} {:<6} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
-        "source", "stream", "result", "pages", "fetched", "new", "changed", "unchanged", "rejected", "deleted"
+        "source",
+        "stream",
+        "result",
+        "pages",
+        "fetched",
+        "new",
+        "changed",
+        "unchanged",
+        "rejected",
+        "deleted"
     );
     for s in streams {
         let t = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
         let n = |k: &str| s.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        let st = |k: &str| s.get("stats").and_then(|x| x.get(k)).and_then(|v| v.as_u64()).unwrap_or(0);
+        let st = |k: &str| {
+            s.get("stats")
+                .and_then(|x| x.get(k))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+        };
         let ok = s.get("ok").and_then(|v| v.as_bool()).unwrap_or(false);
         println!(
             "{:<10} {:<16} {:<6} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
@@ -259,7 +310,12 @@ fn print_report_value(r: &serde_json::Value) {
     }
     if let Some(p) = r.get("push").filter(|p| !p.is_null()) {
         let n = |k: &str| p.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        println!("push: {} events sent in {} batches, {} dead letters", n("sent"), n("batches"), n("dead"));
+        println!(
+            "push: {} events sent in {} batches, {} dead letters",
+            n("sent"),
+            n("batches"),
+            n("dead")
+        );
     }
     if let Some(e) = r.get("push_error").and_then(|v| v.as_str()) {
         println!("push FAILED: {}", crate::mask::scrub_text(e));
@@ -274,9 +330,15 @@ mod tests {
     #[test]
     fn streamed_progress_lines_read_as_terminal_lines() {
         let line = json!({"type": "progress", "progress": {"event": "page", "source": "health", "stream": "patients", "pages": 2, "records": 400, "total": 900}});
-        assert_eq!(describe_line(&line).as_deref(), Some("health/patients: 2 pages, 400/900 records"));
+        assert_eq!(
+            describe_line(&line).as_deref(),
+            Some("health/patients: 2 pages, 400/900 records")
+        );
         let line = json!({"type": "waiting", "lease": "source:health", "holder_pid": 42});
-        assert_eq!(describe_line(&line).as_deref(), Some("waiting: source:health is being synced by process 42"));
+        assert_eq!(
+            describe_line(&line).as_deref(),
+            Some("waiting: source:health is being synced by process 42")
+        );
         assert_eq!(describe_line(&json!({"type": "result"})), None);
     }
 }

@@ -27,7 +27,12 @@ pub fn socket_path(config: &Config) -> PathBuf {
         return p.clone();
     }
     if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") {
-        let dir = dir.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+        let dir = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if !dir.is_empty() {
             return PathBuf::from(dir).join("control.sock");
         }
@@ -65,7 +70,9 @@ pub enum ControlError {
     InUse(PathBuf),
     #[error("control socket {path}: the daemon sent an unreadable line: {message}")]
     Protocol { path: PathBuf, message: String },
-    #[error("control socket {0}: the daemon closed the connection before the result (did it stop?)")]
+    #[error(
+        "control socket {0}: the daemon closed the connection before the result (did it stop?)"
+    )]
     Closed(PathBuf),
 }
 
@@ -124,7 +131,9 @@ impl Client {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::NotADirectory
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::NotADirectory
                 ) =>
             {
                 Ok(None)
@@ -160,10 +169,12 @@ impl Client {
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_str(&line).map(Some).map_err(|e| ControlError::Protocol {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| ControlError::Protocol {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
     }
 
     /// Sends a request and reads until the final line (`result`, `pong` or `error`), calling
@@ -187,7 +198,10 @@ impl Client {
 }
 
 /// Writes one response line.
-pub async fn write_line<W: AsyncWriteExt + Unpin>(w: &mut W, value: &serde_json::Value) -> io::Result<()> {
+pub async fn write_line<W: AsyncWriteExt + Unpin>(
+    w: &mut W,
+    value: &serde_json::Value,
+) -> io::Result<()> {
     let mut line = value.to_string();
     line.push('\n');
     w.write_all(line.as_bytes()).await?;
@@ -219,7 +233,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run").join("control.sock");
-        assert!(Client::connect(&path).await.unwrap().is_none(), "no daemon yet");
+        assert!(
+            Client::connect(&path).await.unwrap().is_none(),
+            "no daemon yet"
+        );
         let listener = bind(&path).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

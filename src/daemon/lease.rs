@@ -103,7 +103,9 @@ pub async fn acquire(
                 let (n2, h) = (n.clone(), renew_holder.clone());
                 match blocking(&renew_store, move |s| s.renew_lease(&n2, &h, LEASE_TTL)).await {
                     Ok(true) => {}
-                    Ok(false) => tracing::error!(lease = %n, "lease lost (expired and taken by another holder)"),
+                    Ok(false) => {
+                        tracing::error!(lease = %n, "lease lost (expired and taken by another holder)")
+                    }
                     Err(e) => tracing::warn!(lease = %n, "cannot renew lease: {e}"),
                 }
             }
@@ -121,13 +123,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Mutex::new(Store::open(&dir.path().join("s.db")).unwrap()));
         let names = vec!["source:b".to_string(), "source:a".to_string()];
-        let first = acquire(store.clone(), &names, "one", |_, _| {}).await.unwrap();
+        let first = acquire(store.clone(), &names, "one", |_, _| {})
+            .await
+            .unwrap();
         let waited = Arc::new(Mutex::new(Vec::new()));
         let w = waited.clone();
         let s2 = store.clone();
         let second = tokio::spawn(async move {
             acquire(s2, &["source:a".to_string()], "two", move |n, h| {
-                w.lock().unwrap().push((n.to_string(), h.map(|h| h.holder.clone())));
+                w.lock()
+                    .unwrap()
+                    .push((n.to_string(), h.map(|h| h.holder.clone())));
             })
             .await
             .map(|g| g.holder().to_string())

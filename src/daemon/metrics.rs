@@ -16,7 +16,10 @@ pub enum MetricsError {
     #[error("[daemon] metrics_listen = {0:?}: not an address; write \"127.0.0.1:9464\" (or a bare port for loopback)")]
     Address(String),
     #[error("[daemon] metrics_listen {addr}: cannot listen: {source}. Is the port in use?")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("metrics recorder: {0}")]
     Recorder(String),
 }
@@ -63,15 +66,39 @@ pub async fn serve(addr: SocketAddr) -> Result<(SocketAddr, PrometheusHandle), M
 }
 
 fn describe() {
-    metrics::describe_counter!("community_sync_records_fetched_total", "Records fetched from a source");
-    metrics::describe_counter!("community_sync_records_rejected_total", "Records quarantined");
-    metrics::describe_counter!("community_sync_records_written_total", "Records inserted, updated or deleted");
+    metrics::describe_counter!(
+        "community_sync_records_fetched_total",
+        "Records fetched from a source"
+    );
+    metrics::describe_counter!(
+        "community_sync_records_rejected_total",
+        "Records quarantined"
+    );
+    metrics::describe_counter!(
+        "community_sync_records_written_total",
+        "Records inserted, updated or deleted"
+    );
     metrics::describe_counter!("community_sync_runs_total", "Source runs by outcome");
-    metrics::describe_histogram!("community_sync_run_duration_seconds", "Duration of source runs");
-    metrics::describe_gauge!("community_sync_last_success_timestamp_seconds", "Unix time of the last successful run");
-    metrics::describe_gauge!("community_sync_outbox_pending", "Outbox events waiting to be pushed");
-    metrics::describe_gauge!("community_sync_dead_letters", "Events the platform refused for good");
-    metrics::describe_gauge!("community_sync_review_queue", "Identity matches waiting for review");
+    metrics::describe_histogram!(
+        "community_sync_run_duration_seconds",
+        "Duration of source runs"
+    );
+    metrics::describe_gauge!(
+        "community_sync_last_success_timestamp_seconds",
+        "Unix time of the last successful run"
+    );
+    metrics::describe_gauge!(
+        "community_sync_outbox_pending",
+        "Outbox events waiting to be pushed"
+    );
+    metrics::describe_gauge!(
+        "community_sync_dead_letters",
+        "Events the platform refused for good"
+    );
+    metrics::describe_gauge!(
+        "community_sync_review_queue",
+        "Identity matches waiting for review"
+    );
 }
 
 /// Counts one job's streams, per source.
@@ -81,17 +108,24 @@ pub fn record_report(report: &SyncReport, seconds: f64) {
     sources.dedup();
     for s in &report.streams {
         let source = s.source.clone();
-        metrics::counter!("community_sync_records_fetched_total", "source" => source.clone()).increment(s.fetched);
+        metrics::counter!("community_sync_records_fetched_total", "source" => source.clone())
+            .increment(s.fetched);
         metrics::counter!("community_sync_records_rejected_total", "source" => source.clone())
             .increment(s.stats.rejected);
-        metrics::counter!("community_sync_records_written_total", "source" => source).increment(s.stats.written());
+        metrics::counter!("community_sync_records_written_total", "source" => source)
+            .increment(s.stats.written());
     }
     for src in sources {
-        let ok = report.streams.iter().filter(|s| s.source == src).all(|s| s.ok);
+        let ok = report
+            .streams
+            .iter()
+            .filter(|s| s.source == src)
+            .all(|s| s.ok);
         let outcome = if ok { "ok" } else { "failed" };
         metrics::counter!("community_sync_runs_total", "source" => src.to_string(), "outcome" => outcome)
             .increment(1);
-        metrics::histogram!("community_sync_run_duration_seconds", "source" => src.to_string()).record(seconds);
+        metrics::histogram!("community_sync_run_duration_seconds", "source" => src.to_string())
+            .record(seconds);
         if ok {
             metrics::gauge!("community_sync_last_success_timestamp_seconds", "source" => src.to_string())
                 .set(chrono::Utc::now().timestamp() as f64);
@@ -102,7 +136,11 @@ pub fn record_report(report: &SyncReport, seconds: f64) {
 /// Outbox depth, dead letters and review queue size, read from the store.
 pub fn update_store_gauges(store: &Store) {
     let c = store.conn();
-    let q = |sql: &str| -> Option<f64> { c.query_row(sql, [], |r| r.get::<_, i64>(0)).ok().map(|v| v as f64) };
+    let q = |sql: &str| -> Option<f64> {
+        c.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .ok()
+            .map(|v| v as f64)
+    };
     if let Some(v) = q("SELECT count(*) FROM outbox WHERE state = 'pending'") {
         metrics::gauge!("community_sync_outbox_pending").set(v);
     }
@@ -136,8 +174,14 @@ mod tests {
 
     #[test]
     fn bare_port_means_loopback() {
-        assert_eq!(listen_addr("9464").unwrap(), SocketAddr::from(([127, 0, 0, 1], 9464)));
-        assert_eq!(listen_addr("0.0.0.0:1").unwrap(), SocketAddr::from(([0, 0, 0, 0], 1)));
+        assert_eq!(
+            listen_addr("9464").unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 9464))
+        );
+        assert_eq!(
+            listen_addr("0.0.0.0:1").unwrap(),
+            SocketAddr::from(([0, 0, 0, 0], 1))
+        );
         assert!(listen_addr("localhost").is_err());
     }
 }

@@ -82,11 +82,20 @@ pub async fn sync_with_leases(
         pipeline::sync(ctx, &inner).await?
     };
     if opts.push {
-        let _guard = lease::acquire(ctx.store.clone(), &[PUSH_LEASE.to_string()], holder, &mut on_wait).await?;
+        let _guard = lease::acquire(
+            ctx.store.clone(),
+            &[PUSH_LEASE.to_string()],
+            holder,
+            &mut on_wait,
+        )
+        .await?;
         match pipeline::push(ctx).await {
             Ok(s) => {
                 if let Some(p) = &opts.progress {
-                    p.emit(ProgressEvent::Pushed { sent: s.sent, dead: s.dead });
+                    p.emit(ProgressEvent::Pushed {
+                        sent: s.sent,
+                        dead: s.dead,
+                    });
                 }
                 report.push = Some(s);
             }
@@ -131,7 +140,11 @@ impl Shared {
     }
 
     fn activity(&self) -> String {
-        let running = self.running.lock().map(|r| r.values().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let running = self
+            .running
+            .lock()
+            .map(|r| r.values().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
         if self.stopping.load(Ordering::SeqCst) {
             format!("stopping; waiting for {} job(s)", running.len())
         } else if running.is_empty() {
@@ -205,8 +218,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         tracing::warn!(runs = interrupted, "runs left unfinished by the previous process marked interrupted; they resume from their cursors");
     }
     let store = Arc::new(Mutex::new(store));
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("SIGTERM", e))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| DaemonError::Signal("SIGINT", e))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("SIGTERM", e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| DaemonError::Signal("SIGINT", e))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| DaemonError::Signal("SIGHUP", e))?;
 
     let socket = control::socket_path(&config);
@@ -326,10 +341,18 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
 }
 
 /// Starts a scheduled job unless the previous run of the same job is still going.
-fn fire(shared: &Arc<Shared>, ctx: &Context, sem: &Arc<Semaphore>, job: &Job, due: chrono::DateTime<Utc>) {
+fn fire(
+    shared: &Arc<Shared>,
+    ctx: &Context,
+    sem: &Arc<Semaphore>,
+    job: &Job,
+    due: chrono::DateTime<Utc>,
+) {
     let key = job.kind.key();
     {
-        let Ok(mut f) = shared.in_flight.lock() else { return };
+        let Ok(mut f) = shared.in_flight.lock() else {
+            return;
+        };
         if f.contains(&key) {
             tracing::debug!(job = %key, "previous run still going; this tick is skipped");
             return;
@@ -352,7 +375,9 @@ fn fire(shared: &Arc<Shared>, ctx: &Context, sem: &Arc<Semaphore>, job: &Job, du
         Box::pin(
             async move {
                 tokio::time::sleep(jitter).await;
-                let Ok(_permit) = sem.acquire_owned().await else { return };
+                let Ok(_permit) = sem.acquire_owned().await else {
+                    return;
+                };
                 if shared2.stopping.load(Ordering::SeqCst) {
                     return;
                 }
@@ -370,7 +395,11 @@ fn fire(shared: &Arc<Shared>, ctx: &Context, sem: &Arc<Semaphore>, job: &Job, du
                             progress: None,
                         };
                         let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
-                            tracing::info!(lease, holder_pid = h.map(|h| h.pid), "waiting for another sync of this source to finish");
+                            tracing::info!(
+                                lease,
+                                holder_pid = h.map(|h| h.pid),
+                                "waiting for another sync of this source to finish"
+                            );
                         };
                         match sync_with_leases(&ctx, &opts, &holder, on_wait).await {
                             Ok(report) => {
@@ -378,13 +407,22 @@ fn fire(shared: &Arc<Shared>, ctx: &Context, sem: &Arc<Semaphore>, job: &Job, du
                                 report.failed_streams() == 0
                             }
                             Err(e) => {
-                                tracing::error!("scheduled sync failed: {}", crate::mask::scrub_text(&e.to_string()));
+                                tracing::error!(
+                                    "scheduled sync failed: {}",
+                                    crate::mask::scrub_text(&e.to_string())
+                                );
                                 false
                             }
                         }
                     }
                     JobKind::Push => {
-                        let guard = lease::acquire(ctx.store.clone(), &[PUSH_LEASE.to_string()], &holder, |_, _| {}).await;
+                        let guard = lease::acquire(
+                            ctx.store.clone(),
+                            &[PUSH_LEASE.to_string()],
+                            &holder,
+                            |_, _| {},
+                        )
+                        .await;
                         match guard {
                             Ok(_g) => pipeline::push(&ctx).await.is_ok(),
                             Err(e) => {
@@ -430,7 +468,11 @@ fn reload(shared: &Arc<Shared>) -> Option<Vec<Job>> {
     let path = shared.config_path.clone();
     let result = Config::load(&path)
         .map_err(|e| e.to_string())
-        .and_then(|c| scheduler::jobs(&c).map(|j| (c, j)).map_err(|e| e.to_string()));
+        .and_then(|c| {
+            scheduler::jobs(&c)
+                .map(|j| (c, j))
+                .map_err(|e| e.to_string())
+        });
     let out = match result {
         Err(e) => {
             tracing::error!(config = %path.display(), "SIGHUP: the new config is invalid, keeping the running one: {}", crate::mask::scrub_text(&e));
@@ -440,7 +482,9 @@ fn reload(shared: &Arc<Shared>) -> Option<Vec<Job>> {
             None
         }
         Ok((mut config, mut jobs)) => {
-            let Ok(mut cur) = shared.current.write() else { return None };
+            let Ok(mut cur) = shared.current.write() else {
+                return None;
+            };
             if config.store.path != cur.ctx.config.store.path {
                 tracing::warn!(
                     "SIGHUP: [store] path changed; the store stays {} until a restart",
@@ -470,7 +514,11 @@ fn reload(shared: &Arc<Shared>) -> Option<Vec<Job>> {
             if let Ok(mut s) = shared.scheduled.lock() {
                 *s = jobs.iter().map(|j| j.kind.key()).collect();
             }
-            tracing::info!(generation = cur.generation, jobs = jobs.len(), "SIGHUP: config reloaded");
+            tracing::info!(
+                generation = cur.generation,
+                jobs = jobs.len(),
+                "SIGHUP: config reloaded"
+            );
             Some(jobs)
         }
     };
@@ -487,7 +535,11 @@ async fn shutdown(shared: &Arc<Shared>, accept: tokio::task::JoinHandle<()>) {
     let deadline = Instant::now() + timeout;
     let running = || shared.running.lock().map(|r| r.len()).unwrap_or(0);
     if running() > 0 {
-        tracing::info!(jobs = running(), timeout_secs = timeout.as_secs(), "waiting for running jobs to finish");
+        tracing::info!(
+            jobs = running(),
+            timeout_secs = timeout.as_secs(),
+            "waiting for running jobs to finish"
+        );
     }
     while running() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -539,7 +591,11 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
     let req: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {
-            let _ = control::write_line(&mut w, &json!({"type": "error", "message": format!("bad request: {e}")})).await;
+            let _ = control::write_line(
+                &mut w,
+                &json!({"type": "error", "message": format!("bad request: {e}")}),
+            )
+            .await;
             return;
         }
     };
@@ -550,8 +606,16 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
                 .read()
                 .map(|c| (c.generation, c.reload_failures))
                 .unwrap_or((0, 0));
-            let running: Vec<String> = shared.running.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
-            let scheduled: Vec<String> = shared.scheduled.lock().map(|s| s.clone()).unwrap_or_default();
+            let running: Vec<String> = shared
+                .running
+                .lock()
+                .map(|r| r.values().cloned().collect())
+                .unwrap_or_default();
+            let scheduled: Vec<String> = shared
+                .scheduled
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
             let v = json!({
                 "type": "pong",
                 "pid": std::process::id(),
@@ -567,14 +631,22 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
             });
             let _ = control::write_line(&mut w, &v).await;
         }
-        Request::Sync { sources, full, push } => {
+        Request::Sync {
+            sources,
+            full,
+            push,
+        } => {
             if shared.stopping.load(Ordering::SeqCst) {
                 let _ = control::write_line(&mut w, &json!({"type": "error", "message": "the daemon is stopping; try again when it is back"})).await;
                 return;
             }
             let (ctx, sem) = shared.current();
             if let Err(e) = pipeline::select_sources(&ctx.config, &sources) {
-                let _ = control::write_line(&mut w, &json!({"type": "error", "message": e.to_string()})).await;
+                let _ = control::write_line(
+                    &mut w,
+                    &json!({"type": "error", "message": e.to_string()}),
+                )
+                .await;
                 return;
             }
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
@@ -582,46 +654,60 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
             let progress = Progress::new(move |e| {
                 let _ = ptx.send(json!({"type": "progress", "progress": e}));
             });
-            let label = if sources.is_empty() { "all".to_string() } else { sources.join(",") };
-            let mut job = spawn_job(&shared, format!("manual sync of {label}"), None, move |id| {
-                let span = tracing::info_span!("job", job = id, source = %label, trigger = "manual");
-                Box::pin(
-                    async move {
-                        let Ok(_permit) = sem.acquire_owned().await else {
-                            return Err("the daemon is stopping".to_string());
-                        };
-                        let opts = SyncOptions {
-                            sources,
-                            full,
-                            trigger: "manual".into(),
-                            push,
-                            progress: Some(progress),
-                        };
-                        let holder = crate::store::lease::holder_token(&format!("job{id}"));
-                        let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
-                            tracing::info!(lease, holder_pid = h.map(|h| h.pid), "waiting for another sync of this source to finish");
-                            let _ = tx.send(json!({
-                                "type": "waiting",
-                                "lease": lease,
-                                "holder_pid": h.map(|h| h.pid),
-                                "since": h.map(|h| h.acquired_at.clone()),
-                            }));
-                        };
-                        let started = Instant::now();
-                        let r = sync_with_leases(&ctx, &opts, &holder, on_wait).await;
-                        if let Ok(report) = &r {
-                            metrics::record_report(report, started.elapsed().as_secs_f64());
+            let label = if sources.is_empty() {
+                "all".to_string()
+            } else {
+                sources.join(",")
+            };
+            let mut job = spawn_job(
+                &shared,
+                format!("manual sync of {label}"),
+                None,
+                move |id| {
+                    let span =
+                        tracing::info_span!("job", job = id, source = %label, trigger = "manual");
+                    Box::pin(
+                        async move {
+                            let Ok(_permit) = sem.acquire_owned().await else {
+                                return Err("the daemon is stopping".to_string());
+                            };
+                            let opts = SyncOptions {
+                                sources,
+                                full,
+                                trigger: "manual".into(),
+                                push,
+                                progress: Some(progress),
+                            };
+                            let holder = crate::store::lease::holder_token(&format!("job{id}"));
+                            let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
+                                tracing::info!(
+                                    lease,
+                                    holder_pid = h.map(|h| h.pid),
+                                    "waiting for another sync of this source to finish"
+                                );
+                                let _ = tx.send(json!({
+                                    "type": "waiting",
+                                    "lease": lease,
+                                    "holder_pid": h.map(|h| h.pid),
+                                    "since": h.map(|h| h.acquired_at.clone()),
+                                }));
+                            };
+                            let started = Instant::now();
+                            let r = sync_with_leases(&ctx, &opts, &holder, on_wait).await;
+                            if let Ok(report) = &r {
+                                metrics::record_report(report, started.elapsed().as_secs_f64());
+                            }
+                            let _ = blocking(&ctx, |s| {
+                                metrics::update_store_gauges(s);
+                                Ok(())
+                            })
+                            .await;
+                            r.map_err(|e| crate::mask::scrub_text(&e.to_string()))
                         }
-                        let _ = blocking(&ctx, |s| {
-                            metrics::update_store_gauges(s);
-                            Ok(())
-                        })
-                        .await;
-                        r.map_err(|e| crate::mask::scrub_text(&e.to_string()))
-                    }
-                    .instrument(span),
-                )
-            });
+                        .instrument(span),
+                    )
+                },
+            );
             let mut client_gone = false;
             let outcome = loop {
                 tokio::select! {
@@ -644,7 +730,9 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
                     json!({"type": "result", "ok": ok, "report": report})
                 }
                 Ok(Err(e)) => json!({"type": "error", "message": e}),
-                Err(e) if e.is_cancelled() => json!({"type": "error", "message": "the daemon stopped before the sync finished; it resumes from its cursors"}),
+                Err(e) if e.is_cancelled() => {
+                    json!({"type": "error", "message": "the daemon stopped before the sync finished; it resumes from its cursors"})
+                }
                 Err(e) => json!({"type": "error", "message": format!("sync task failed: {e}")}),
             };
             if !client_gone {

@@ -76,7 +76,11 @@ pub fn jobs(config: &Config) -> Result<Vec<Job>, ScheduleError> {
 }
 
 /// The first tick strictly after `after`, in time zone `tz`.
-pub fn next_after(schedule: &cron::Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn next_after(
+    schedule: &cron::Schedule,
+    tz: Tz,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     schedule
         .after(&after.with_timezone(&tz))
         .next()
@@ -86,7 +90,12 @@ pub fn next_after(schedule: &cron::Schedule, tz: Tz, after: DateTime<Utc>) -> Op
 /// When a job should first run after a (re)start at `now`, given when it was last due.
 /// A job never run, or with a tick missed since it was last due, is overdue: it runs once
 /// now (however many ticks were missed). Otherwise it waits for its next tick.
-pub fn first_due(schedule: &cron::Schedule, tz: Tz, last_due: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn first_due(
+    schedule: &cron::Schedule,
+    tz: Tz,
+    last_due: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     match last_due {
         None => Some(now),
         Some(last) => match next_after(schedule, tz, last) {
@@ -120,7 +129,10 @@ mod tests {
     fn crontab_lines_tick_in_the_configured_zone() {
         // 02:00 daily in Shanghai is 18:00 UTC the day before.
         let s = parse_schedule("0 2 * * *").unwrap();
-        assert_eq!(next_after(&s, SH, t("2024-05-01T12:00:00Z")), Some(t("2024-05-01T18:00:00Z")));
+        assert_eq!(
+            next_after(&s, SH, t("2024-05-01T12:00:00Z")),
+            Some(t("2024-05-01T18:00:00Z"))
+        );
         assert_eq!(
             next_after(&s, chrono_tz::UTC, t("2024-05-01T12:00:00Z")),
             Some(t("2024-05-02T02:00:00Z"))
@@ -137,7 +149,10 @@ mod tests {
         let hourly = parse_schedule("@hourly").unwrap();
         let now = t("2024-05-01T12:30:00Z");
         // Last due at 07:00, five ticks missed: due now, once.
-        assert_eq!(first_due(&hourly, SH, Some(t("2024-05-01T07:00:00Z")), now), Some(now));
+        assert_eq!(
+            first_due(&hourly, SH, Some(t("2024-05-01T07:00:00Z")), now),
+            Some(now)
+        );
         // Last due at 12:00, the next tick (13:00) is still ahead: wait for it.
         assert_eq!(
             first_due(&hourly, SH, Some(t("2024-05-01T12:00:00Z")), now),
@@ -156,7 +171,9 @@ mod tests {
         assert_eq!(all.last().map(|j| j.kind.clone()), Some(JobKind::Push));
         config.sources[0].enabled = false;
         let some = jobs(&config).unwrap();
-        assert!(!some.iter().any(|j| j.kind == JobKind::Source(config.sources[0].name.clone())));
+        assert!(!some
+            .iter()
+            .any(|j| j.kind == JobKind::Source(config.sources[0].name.clone())));
         config.sources[1].schedule = "61 * * * *".into();
         let err = jobs(&config).unwrap_err();
         assert!(err.key.contains(".schedule"), "{err}");

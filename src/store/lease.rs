@@ -51,7 +51,12 @@ pub struct ScheduleState {
 impl Store {
     /// Takes the lease `name` for `holder` for `ttl` if it is free, expired, or already held
     /// by `holder` (then it is renewed). Returns whether `holder` now holds it.
-    pub fn try_acquire_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+    pub fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
         let now = Utc::now();
         let expires = now + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
         let n = self.conn().execute(
@@ -67,7 +72,8 @@ impl Store {
 
     /// Extends a lease `holder` holds. Returns false when it was lost (expired and taken).
     pub fn renew_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
-        let expires = Utc::now() + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
+        let expires =
+            Utc::now() + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
         let n = self.conn().execute(
             "UPDATE leases SET expires_at = ?3 WHERE name = ?1 AND holder = ?2",
             params![name, holder, stamp(expires)],
@@ -77,8 +83,10 @@ impl Store {
 
     /// Gives a lease back (a no-op when `holder` does not hold it).
     pub fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        self.conn()
-            .execute("DELETE FROM leases WHERE name = ?1 AND holder = ?2", params![name, holder])?;
+        self.conn().execute(
+            "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+            params![name, holder],
+        )?;
         Ok(())
     }
 
@@ -161,19 +169,36 @@ mod tests {
         // A second connection stands for another process.
         let b = Store::open(&path).unwrap();
         let name = source_lease("onecard");
-        assert!(a.try_acquire_lease(&name, "a", Duration::from_secs(60)).unwrap());
-        assert!(!b.try_acquire_lease(&name, "b", Duration::from_secs(60)).unwrap());
-        assert_eq!(b.lease_holder(&name).unwrap().map(|h| h.holder).as_deref(), Some("a"));
+        assert!(a
+            .try_acquire_lease(&name, "a", Duration::from_secs(60))
+            .unwrap());
+        assert!(!b
+            .try_acquire_lease(&name, "b", Duration::from_secs(60))
+            .unwrap());
+        assert_eq!(
+            b.lease_holder(&name).unwrap().map(|h| h.holder).as_deref(),
+            Some("a")
+        );
         // Re-acquiring by the holder renews.
-        assert!(a.try_acquire_lease(&name, "a", Duration::from_secs(60)).unwrap());
+        assert!(a
+            .try_acquire_lease(&name, "a", Duration::from_secs(60))
+            .unwrap());
         assert!(a.renew_lease(&name, "a", Duration::from_secs(60)).unwrap());
         assert!(!b.renew_lease(&name, "b", Duration::from_secs(60)).unwrap());
         a.release_lease(&name, "b").unwrap();
-        assert!(!b.try_acquire_lease(&name, "b", Duration::from_secs(60)).unwrap(), "only the holder releases");
+        assert!(
+            !b.try_acquire_lease(&name, "b", Duration::from_secs(60))
+                .unwrap(),
+            "only the holder releases"
+        );
         a.release_lease(&name, "a").unwrap();
-        assert!(b.try_acquire_lease(&name, "b", Duration::from_secs(60)).unwrap());
+        assert!(b
+            .try_acquire_lease(&name, "b", Duration::from_secs(60))
+            .unwrap());
         // Another source is independent.
-        assert!(a.try_acquire_lease(&source_lease("health"), "a", Duration::from_secs(60)).unwrap());
+        assert!(a
+            .try_acquire_lease(&source_lease("health"), "a", Duration::from_secs(60))
+            .unwrap());
     }
 
     #[test]
@@ -183,7 +208,9 @@ mod tests {
         assert!(s.try_acquire_lease("x", "dead", Duration::ZERO).unwrap());
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(s.lease_holder("x").unwrap(), None);
-        assert!(s.try_acquire_lease("x", "alive", Duration::from_secs(60)).unwrap());
+        assert!(s
+            .try_acquire_lease("x", "alive", Duration::from_secs(60))
+            .unwrap());
         assert!(!s.renew_lease("x", "dead", Duration::from_secs(60)).unwrap());
         assert_eq!(s.release_leases_of_pid(std::process::id()).unwrap(), 1);
     }
@@ -192,8 +219,13 @@ mod tests {
     fn schedule_state_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s.db")).unwrap();
-        assert_eq!(s.schedule_state("source:onecard").unwrap(), ScheduleState::default());
-        let due = DateTime::parse_from_rfc3339("2024-05-01T02:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(
+            s.schedule_state("source:onecard").unwrap(),
+            ScheduleState::default()
+        );
+        let due = DateTime::parse_from_rfc3339("2024-05-01T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         s.schedule_started("source:onecard", due).unwrap();
         s.schedule_finished("source:onecard", true).unwrap();
         let st = s.schedule_state("source:onecard").unwrap();

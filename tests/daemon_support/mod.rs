@@ -39,10 +39,16 @@ pub struct Setup {
 impl Setup {
     /// A config for `sim` with every source on `source_schedule`, the push on `push_schedule`,
     /// settle 0, a control socket in the temp dir, and the given shutdown timeout.
-    pub fn new(sim: &Sim, source_schedule: &str, push_schedule: &str, shutdown_timeout_secs: u64) -> Setup {
+    pub fn new(
+        sim: &Sim,
+        source_schedule: &str,
+        push_schedule: &str,
+        shutdown_timeout_secs: u64,
+    ) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = dir.path().join("store.db");
-        let config = community_sync::cli::demo::write_sim_config(sim, dir.path(), &store).expect("config written");
+        let config = community_sync::cli::demo::write_sim_config(sim, dir.path(), &store)
+            .expect("config written");
         let socket = dir.path().join("run").join("control.sock");
         let original = std::fs::read_to_string(&config).expect("config readable");
         let mut text = String::new();
@@ -53,14 +59,23 @@ impl Setup {
                 in_platform = t == "[platform]";
             }
             if t.starts_with("schedule = ") {
-                let s = if in_platform { push_schedule } else { source_schedule };
+                let s = if in_platform {
+                    push_schedule
+                } else {
+                    source_schedule
+                };
                 text.push_str(&format!("schedule = {s:?}\n"));
             } else if t.starts_with("settle_secs = ") {
                 text.push_str("settle_secs = 0\n");
             } else if t.starts_with("shutdown_timeout_secs = ") {
-                text.push_str(&format!("shutdown_timeout_secs = {shutdown_timeout_secs}\n"));
+                text.push_str(&format!(
+                    "shutdown_timeout_secs = {shutdown_timeout_secs}\n"
+                ));
             } else if t == "[daemon]" {
-                text.push_str(&format!("[daemon]\ncontrol_socket = {:?}\n", socket.display().to_string()));
+                text.push_str(&format!(
+                    "[daemon]\ncontrol_socket = {:?}\n",
+                    socket.display().to_string()
+                ));
             } else {
                 text.push_str(line);
                 text.push('\n');
@@ -99,7 +114,8 @@ impl Setup {
 
     pub fn db(&self) -> rusqlite::Connection {
         let c = rusqlite::Connection::open(&self.store).expect("store opens");
-        c.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+        c.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
         c
     }
 
