@@ -137,20 +137,10 @@ async fn sync_here(config: Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
 }
 
 /// Opens the store for an in-process sync. Runs left `running` are marked interrupted only
-/// when no other process holds a lease: otherwise they may be that process's live runs.
+/// for sources no other process holds a lease on: otherwise they may be that process's live runs.
 fn open_context(config: Config) -> anyhow::Result<Context> {
     let store = crate::store::Store::open(&config.store.path)?;
-    let others_busy: i64 = store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM leases WHERE expires_at >= ?1",
-            [crate::store::now_text()],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
-    if others_busy == 0 {
-        store.mark_interrupted_runs()?;
-    }
+    store.mark_interrupted_unleased_runs()?;
     Ok(Context {
         config: std::sync::Arc::new(config),
         store: std::sync::Arc::new(std::sync::Mutex::new(store)),

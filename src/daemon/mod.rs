@@ -74,6 +74,21 @@ pub async fn sync_with_leases(
     let leases: Vec<String> = names.iter().map(|n| source_lease(n)).collect();
     let mut report = {
         let _guard = lease::acquire(ctx.store.clone(), &leases, holder, &mut on_wait).await?;
+        // Holding the leases, any run of these sources still `running` died with its process.
+        {
+            let store = ctx.store.clone();
+            let names = names.clone();
+            tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
+                let g = store.lock().map_err(|_| poisoned())?;
+                let mut n = 0;
+                for s in &names {
+                    n += g.mark_interrupted_runs_of(s)?;
+                }
+                Ok(n)
+            })
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))??;
+        }
         let inner = SyncOptions {
             sources: names,
             push: false,
@@ -213,7 +228,7 @@ fn spawn_job<T: Send + 'static>(
 pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
     let mut jobs = scheduler::jobs(&config)?;
     let store = Store::open(&config.store.path)?;
-    let interrupted = store.mark_interrupted_runs()?;
+    let interrupted = store.mark_interrupted_unleased_runs()?;
     if interrupted > 0 {
         tracing::warn!(runs = interrupted, "runs left unfinished by the previous process marked interrupted; they resume from their cursors");
     }
@@ -562,11 +577,11 @@ async fn shutdown(shared: &Arc<Shared>, accept: tokio::task::JoinHandle<()>) {
     let aborted = left > 0;
     let closed = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         let g = store.lock().map_err(|_| poisoned())?;
+        g.release_leases_of_pid(std::process::id())?;
         if aborted {
-            let n = g.mark_interrupted_runs()?;
+            let n = g.mark_interrupted_unleased_runs()?;
             tracing::info!(runs = n, "runs marked interrupted");
         }
-        g.release_leases_of_pid(std::process::id())?;
         g.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         Ok(())
     })

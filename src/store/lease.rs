@@ -116,6 +116,25 @@ impl Store {
             .execute("DELETE FROM leases WHERE pid = ?1", params![pid as i64])?)
     }
 
+    /// Runs left `running` of sources nobody holds a live lease on are marked `interrupted`
+    /// (their process died). Runs of leased sources belong to a live sync elsewhere.
+    pub fn mark_interrupted_unleased_runs(&self) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?1
+             WHERE status = 'running'
+               AND ('source:' || source) NOT IN (SELECT name FROM leases WHERE expires_at >= ?1)",
+            params![stamp(Utc::now())],
+        )?)
+    }
+
+    /// With the lease of `source` held, any run of it still `running` is a dead one.
+    pub fn mark_interrupted_runs_of(&self, source: &str) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?2 WHERE status = 'running' AND source = ?1",
+            params![source, stamp(Utc::now())],
+        )?)
+    }
+
     pub fn schedule_state(&self, job: &str) -> Result<ScheduleState> {
         Ok(self
             .conn()
@@ -213,6 +232,31 @@ mod tests {
             .unwrap());
         assert!(!s.renew_lease("x", "dead", Duration::from_secs(60)).unwrap());
         assert_eq!(s.release_leases_of_pid(std::process::id()).unwrap(), 1);
+    }
+
+    #[test]
+    fn only_runs_of_unleased_sources_are_marked_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let live = s
+            .begin_run("onecard", "cardholders", "sync", "schedule")
+            .unwrap();
+        let dead = s
+            .begin_run("health", "patients", "sync", "schedule")
+            .unwrap();
+        assert!(s
+            .try_acquire_lease(&source_lease("onecard"), "other", Duration::from_secs(60))
+            .unwrap());
+        assert_eq!(s.mark_interrupted_unleased_runs().unwrap(), 1);
+        let status = |id: i64| -> String {
+            s.conn()
+                .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(status(dead), "interrupted");
+        assert_eq!(status(live), "running");
+        assert_eq!(s.mark_interrupted_runs_of("onecard").unwrap(), 1);
+        assert_eq!(status(live), "interrupted");
     }
 
     #[test]
