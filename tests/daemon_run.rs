@@ -148,6 +148,27 @@ async fn scheduled_runs_happen_sighup_reloads_a_valid_config_and_keeps_the_old_o
     let status = daemon.stop();
     assert!(status.success(), "{status:?}");
     assert!(!setup.socket.exists(), "socket removed at exit");
+
+    // A job never overlapped itself, though its per-second ticks came faster than it ran.
+    for source in ["onecard", "volunteer", "eldercare", "health"] {
+        let db = setup.db();
+        let mut stmt = db
+            .prepare("SELECT started_at, COALESCE(finished_at, '') FROM runs WHERE source = ?1 AND kind = 'sync' ORDER BY started_at, id")
+            .unwrap();
+        let runs: Vec<(String, String)> = stmt
+            .query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for w in runs.windows(2) {
+            assert!(
+                w[1].0 >= w[0].1,
+                "overlapping runs of {source}: {:?} then {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
     sim.shutdown().await;
 }
 
