@@ -96,12 +96,20 @@ async fn scheduled_runs_happen_sighup_reloads_a_valid_config_and_keeps_the_old_o
         daemon.log_text()
     );
 
-    // SIGHUP with a valid config that disables eldercare: it stops being scheduled.
-    setup.write(&Setup::with_disabled(&setup.text, "eldercare"));
+    // SIGHUP with a valid config that disables eldercare (it stops being scheduled) and turns
+    // the log level to warn.
+    let valid = Setup::with_disabled(&setup.text, "eldercare").replacen(
+        "level = \"info\"",
+        "level = \"warn\"",
+        1,
+    );
+    assert!(valid.contains("level = \"warn\""));
+    setup.write(&valid);
     daemon.signal(Signal::SIGHUP);
     wait_for("the reload", || {
         (daemon.ping()["generation"] == 1).then_some(())
     });
+    let log_at_reload = daemon.log_text().len();
     let pong = daemon.ping();
     assert!(
         !pong["scheduled"]
@@ -132,10 +140,15 @@ async fn scheduled_runs_happen_sighup_reloads_a_valid_config_and_keeps_the_old_o
         eldercare,
         "a disabled source is no longer scheduled"
     );
-    assert!(daemon.log_text().contains("config reloaded"));
+    let log = daemon.log_text();
+    assert!(log.contains("SIGHUP: changing the log level"), "{log}");
+    assert!(
+        !log[log_at_reload..].contains("stream sync finished"),
+        "info lines after the level became warn:\n{}",
+        &log[log_at_reload..]
+    );
 
     // Every line of a run carries its run id and source.
-    let log = daemon.log_text();
     let finished: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("stream sync finished"))

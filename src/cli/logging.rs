@@ -80,6 +80,35 @@ where
     }
 }
 
+type LevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Changes the level of the installed subscriber (a SIGHUP with a new `[log] level`).
+static SET_LEVEL: std::sync::OnceLock<LevelSetter> = std::sync::OnceLock::new();
+
+/// Sets a new level unless RUST_LOG is set (it wins). Returns whether the level changed.
+pub fn set_level(level: &str) -> Result<bool, String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(false);
+    }
+    match SET_LEVEL.get() {
+        Some(f) => f(level).map(|_| true),
+        None => Ok(false),
+    }
+}
+
+macro_rules! install_reloadable {
+    ($builder:expr) => {{
+        let builder = $builder.with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = SET_LEVEL.set(Box::new(move |level: &str| {
+            let filter =
+                EnvFilter::try_new(level).map_err(|e| format!("log level {level:?}: {e}"))?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        }));
+        builder.try_init()
+    }};
+}
+
 /// Installs the global subscriber. `level` is the config's level; RUST_LOG wins when set.
 pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
@@ -92,24 +121,20 @@ pub fn init(level: &str, format: LogFormat) {
         .with_writer(StderrScrubbed)
         .with_target(false);
     let result = match format {
-        LogFormat::Json => builder
+        LogFormat::Json => install_reloadable!(builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(true)
-            .try_init(),
+            .with_span_list(true)),
         LogFormat::Auto if journald && !terminal => {
             let inner = tracing_subscriber::fmt::format()
                 .without_time()
                 .with_level(false)
                 .with_target(false)
                 .with_ansi(false);
-            builder
-                .with_ansi(false)
-                .event_format(JournalFormat(inner))
-                .try_init()
+            install_reloadable!(builder.with_ansi(false).event_format(JournalFormat(inner)))
         }
-        LogFormat::Text | LogFormat::Auto => builder.with_ansi(terminal).try_init(),
+        LogFormat::Text | LogFormat::Auto => install_reloadable!(builder.with_ansi(terminal)),
     };
     // A second init (tests, demo inside a process that already logs) is harmless.
     let _ = result;

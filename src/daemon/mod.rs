@@ -510,6 +510,16 @@ fn reload(shared: &Arc<Shared>) -> Option<Vec<Job>> {
             if control::socket_path(&config) != shared.socket {
                 tracing::warn!("SIGHUP: the control socket path changes only on restart");
             }
+            if config.log.level != cur.ctx.config.log.level {
+                tracing::info!(level = %config.log.level, "SIGHUP: changing the log level");
+                match crate::cli::logging::set_level(&config.log.level) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!("SIGHUP: RUST_LOG is set; it keeps deciding the log level")
+                    }
+                    Err(e) => tracing::warn!("SIGHUP: {e}; the log level stays"),
+                }
+            }
             if config.daemon.metrics_listen != cur.ctx.config.daemon.metrics_listen {
                 tracing::warn!("SIGHUP: metrics_listen changes only on restart");
             }

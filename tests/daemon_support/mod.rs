@@ -153,7 +153,7 @@ impl Daemon {
             .args(["--log-format", "text", "run"])
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))
             .spawn()
