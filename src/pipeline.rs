@@ -236,6 +236,18 @@ async fn sync_stream(
     client: Arc<SourceClient>,
     opts: &SyncOptions,
 ) -> StreamReport {
+    // Every log line of the run carries its run id and source (the id is known once begun).
+    let span = tracing::info_span!("run", run_id = tracing::field::Empty, source = %src.name, stream = %stream.name);
+    tracing::Instrument::instrument(sync_stream_run(ctx, src, stream, client, opts), span).await
+}
+
+async fn sync_stream_run(
+    ctx: &Context,
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    client: Arc<SourceClient>,
+    opts: &SyncOptions,
+) -> StreamReport {
     let started = Instant::now();
     let run_started = crate::store::now_text();
     let full_refresh = stream.mode == SyncMode::FullRefresh;
@@ -257,6 +269,7 @@ async fn sync_stream(
         Ok(Err(e)) => return failed_report(&src.name, &stream.name, e.to_string()),
         Err(e) => return failed_report(&src.name, &stream.name, e.to_string()),
     };
+    tracing::Span::current().record("run_id", run_id);
     let plan = fetch_plan(ctx, stream, cursor.as_deref(), opts.full);
     let upper_text = match &plan.upper {
         Some(CursorBound::Time(t)) => Some(t.to_rfc3339()),
@@ -284,8 +297,11 @@ async fn sync_stream(
         let stream = stream.clone();
         let progress = opts.progress.clone();
         let run_started = run_started.clone();
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
-            write_pages(&ctx, &src_name, &stream, run_id, &run_started, full_refresh, rx, progress)
+            span.in_scope(|| {
+                write_pages(&ctx, &src_name, &stream, run_id, &run_started, full_refresh, rx, progress)
+            })
         })
     };
     let fetched = fetch.await;

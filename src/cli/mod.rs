@@ -7,6 +7,7 @@ pub mod demo;
 pub mod logging;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod status;
 
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::pipeline::{self, Context, SyncOptions};
+use crate::pipeline::{self, Context};
 
 pub const DEFAULT_CONFIG: &str = "/etc/community-sync/community-sync.toml";
 
@@ -59,7 +60,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the full job against the built-in simulator and print a summary.
     Demo(demo::DemoArgs),
-    /// Sync now (all sources, or those named), reconcile, then push.
+    /// Run as a service: scheduled syncs, control socket, signals, systemd notify.
+    Run,
+    /// Sync now (all sources, or those named), reconcile, then push; handed to the running
+    /// daemon when one answers on the control socket.
     Sync {
         /// Source names (default: all enabled sources).
         sources: Vec<String>,
@@ -234,6 +238,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let all_ok = rt.block_on(check_connect(&config));
             Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+        Command::Run => {
+            let config = load_config(&cli)?;
+            init_logging(&cli, Some(&config));
+            let rt = runtime()?;
+            let code = rt.block_on(run::run_daemon(cli.config.clone(), config));
+            // Blocking store work abandoned at the shutdown timeout must not hold the exit.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            code
+        }
         Command::Sync {
             sources,
             full,
@@ -243,26 +256,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
             let rt = runtime()?;
-            rt.block_on(async {
-                let ctx = Context::open(config)?;
-                let opts = SyncOptions {
-                    progress: Some(progress::auto()),
-                    sources: sources.clone(),
-                    full: *full,
-                    trigger: "manual".into(),
-                    push: !no_push,
-                };
-                let report = pipeline::sync(&ctx, &opts).await?;
-                if *json {
-                    let mut v = serde_json::to_value(&report)?;
-                    v["peak_rss_mb"] = serde_json::json!(crate::bench::peak_rss_mb());
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    status::print_sync_report(&report);
-                }
-                let failed = report.failed_streams() > 0 || report.push_error.is_some();
-                Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-            })
+            let args = run::SyncArgs {
+                sources: sources.clone(),
+                full: *full,
+                no_push: *no_push,
+                json: *json,
+            };
+            rt.block_on(run::sync(config, &args))
         }
         Command::Push => {
             let config = load_config(&cli)?;

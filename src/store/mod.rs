@@ -5,6 +5,7 @@
 //! One `Store` wraps one connection; the pipeline serialises writers behind a mutex.
 
 pub mod codec;
+pub mod lease;
 pub mod schema;
 
 pub use codec::Codec;

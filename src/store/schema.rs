@@ -4,7 +4,7 @@
 use rusqlite_migration::{Migrations, M};
 
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V_DRIFT)])
+    Migrations::new(vec![M::up(V1), M::up(V_DRIFT), M::up(V_DAEMON)])
 }
 
 const V1: &str = r#"
@@ -219,4 +219,24 @@ CREATE TABLE schema_drift (
     at            TEXT NOT NULL
 );
 CREATE INDEX schema_drift_stream ON schema_drift (source, stream, id);
+"#;
+
+/// The daemon's bookkeeping: leases (two syncs of one source never overlap, whichever process
+/// started them) and the last scheduled/finished time of each scheduled job (an overdue job
+/// runs once at start after downtime).
+pub(crate) const V_DAEMON: &str = r#"
+CREATE TABLE leases (
+    name          TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    acquired_at   TEXT NOT NULL,
+    expires_at    TEXT NOT NULL
+);
+CREATE TABLE schedule_state (
+    job           TEXT PRIMARY KEY,
+    last_due      TEXT,
+    last_started  TEXT,
+    last_finished TEXT,
+    last_ok       INTEGER
+);
 "#;

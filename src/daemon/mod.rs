@@ -1,0 +1,773 @@
+//! The daemon (`community-sync run`): decides when syncs happen. A scheduler loop fires each
+//! enabled source's job and the push job on their cron schedules (in the configured time
+//! zone, with optional jitter; a job never overlaps itself; jobs of different sources run
+//! concurrently up to `max_concurrent_jobs`); a control socket takes manual syncs and streams
+//! their progress; SIGHUP reloads a validated config, SIGTERM/SIGINT stop gracefully; systemd
+//! hears READY/STATUS/RELOADING/STOPPING and watchdog pings; an optional Prometheus endpoint
+//! exposes counters.
+//!
+//! Two syncs of one source never overlap, whoever started them: every sync takes the store
+//! lease of each of its sources first ([`sync_with_leases`]).
+
+pub mod control;
+pub mod lease;
+pub mod metrics;
+pub mod notify;
+pub mod scheduler;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
+use tracing::Instrument as _;
+
+use crate::config::{Config, ConfigError};
+use crate::pipeline::{self, Context, PipelineError, SyncOptions, SyncReport};
+use crate::progress::{Progress, ProgressEvent};
+use crate::store::lease::{source_lease, LeaseHolder};
+use crate::store::{Store, StoreError};
+use control::{ControlError, Request};
+use scheduler::{Job, JobKind, ScheduleError};
+
+/// The lease the push holds, so two drains of the outbox never run at once.
+pub const PUSH_LEASE: &str = "push";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("schedule: {0}")]
+    Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot install the {0} signal handler: {1}")]
+    Signal(&'static str, std::io::Error),
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Sql(rusqlite::Error::InvalidQuery)
+}
+
+/// Fetch + reconcile the selected sources under their leases, then push under the push
+/// lease (if `opts.push`). Waits for a lease another sync holds; `on_wait` hears about it.
+pub async fn sync_with_leases(
+    ctx: &Context,
+    opts: &SyncOptions,
+    holder: &str,
+    mut on_wait: impl FnMut(&str, Option<&LeaseHolder>),
+) -> Result<SyncReport, PipelineError> {
+    let names: Vec<String> = pipeline::select_sources(&ctx.config, &opts.sources)?
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let leases: Vec<String> = names.iter().map(|n| source_lease(n)).collect();
+    let mut report = {
+        let _guard = lease::acquire(ctx.store.clone(), &leases, holder, &mut on_wait).await?;
+        // Holding the leases, any run of these sources still `running` died with its process.
+        {
+            let store = ctx.store.clone();
+            let names = names.clone();
+            tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
+                let g = store.lock().map_err(|_| poisoned())?;
+                let mut n = 0;
+                for s in &names {
+                    n += g.mark_interrupted_runs_of(s)?;
+                }
+                Ok(n)
+            })
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))??;
+        }
+        let inner = SyncOptions {
+            sources: names,
+            push: false,
+            ..opts.clone()
+        };
+        pipeline::sync(ctx, &inner).await?
+    };
+    if opts.push {
+        let _guard = lease::acquire(
+            ctx.store.clone(),
+            &[PUSH_LEASE.to_string()],
+            holder,
+            &mut on_wait,
+        )
+        .await?;
+        match pipeline::push(ctx).await {
+            Ok(s) => {
+                if let Some(p) = &opts.progress {
+                    p.emit(ProgressEvent::Pushed {
+                        sent: s.sent,
+                        dead: s.dead,
+                    });
+                }
+                report.push = Some(s);
+            }
+            Err(e) => report.push_error = Some(crate::mask::scrub_text(&e.to_string())),
+        }
+    }
+    Ok(report)
+}
+
+/// The part of the daemon a reload replaces.
+struct Current {
+    ctx: Context,
+    sem: Arc<Semaphore>,
+    generation: u64,
+    reload_failures: u64,
+}
+
+struct Shared {
+    current: RwLock<Current>,
+    /// Job id → what it is, for STATUS= and `ping`.
+    running: Mutex<BTreeMap<u64, String>>,
+    /// Keys of scheduled jobs in flight: a job never overlaps itself.
+    in_flight: Mutex<HashSet<String>>,
+    tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+    scheduled: Mutex<Vec<String>>,
+    socket: PathBuf,
+    config_path: PathBuf,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Shared {
+    fn current(&self) -> (Context, Arc<Semaphore>) {
+        match self.current.read() {
+            Ok(c) => (c.ctx.clone(), c.sem.clone()),
+            Err(p) => {
+                let c = p.into_inner();
+                (c.ctx.clone(), c.sem.clone())
+            }
+        }
+    }
+
+    fn activity(&self) -> String {
+        let running = self
+            .running
+            .lock()
+            .map(|r| r.values().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        if self.stopping.load(Ordering::SeqCst) {
+            format!("stopping; waiting for {} job(s)", running.len())
+        } else if running.is_empty() {
+            let n = self.scheduled.lock().map(|s| s.len()).unwrap_or(0);
+            format!("idle; {n} job(s) scheduled")
+        } else {
+            format!("running: {}", running.join(", "))
+        }
+    }
+
+    fn update_status(&self) {
+        notify::status(&self.activity());
+    }
+}
+
+/// Removes a job from the running table when its task ends (or is aborted).
+struct Ticket {
+    shared: Arc<Shared>,
+    id: u64,
+    key: Option<String>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.shared.running.lock() {
+            r.remove(&self.id);
+        }
+        if let Some(k) = &self.key {
+            if let Ok(mut f) = self.shared.in_flight.lock() {
+                f.remove(k);
+            }
+        }
+        self.shared.update_status();
+    }
+}
+
+fn spawn_job<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    what: String,
+    key: Option<String>,
+    make: impl FnOnce(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>,
+) -> tokio::task::JoinHandle<T> {
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Ok(mut r) = shared.running.lock() {
+        r.insert(id, what);
+    }
+    let ticket = Ticket {
+        shared: shared.clone(),
+        id,
+        key,
+    };
+    let fut = make(id);
+    let handle = tokio::spawn(async move {
+        let _ticket = ticket;
+        fut.await
+    });
+    if let Ok(mut t) = shared.tasks.lock() {
+        t.retain(|_, h| !h.is_finished());
+        t.insert(id, handle.abort_handle());
+    }
+    shared.update_status();
+    handle
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. `config` was loaded (and validated) from `config_path`.
+pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
+    let mut jobs = scheduler::jobs(&config)?;
+    let store = Store::open(&config.store.path)?;
+    let interrupted = store.mark_interrupted_unleased_runs()?;
+    if interrupted > 0 {
+        tracing::warn!(runs = interrupted, "runs left unfinished by the previous process marked interrupted; they resume from their cursors");
+    }
+    let store = Arc::new(Mutex::new(store));
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("SIGTERM", e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| DaemonError::Signal("SIGINT", e))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| DaemonError::Signal("SIGHUP", e))?;
+
+    let socket = control::socket_path(&config);
+    let listener = control::bind(&socket).await?;
+    let metrics = match &config.daemon.metrics_listen {
+        Some(l) => Some(metrics::serve(metrics::listen_addr(l)?).await?),
+        None => None,
+    };
+    let max_jobs = config.daemon.max_concurrent_jobs.max(1);
+    let ctx = Context {
+        config: Arc::new(config),
+        store,
+    };
+    let shared = Arc::new(Shared {
+        current: RwLock::new(Current {
+            ctx: ctx.clone(),
+            sem: Arc::new(Semaphore::new(max_jobs)),
+            generation: 0,
+            reload_failures: 0,
+        }),
+        running: Mutex::new(BTreeMap::new()),
+        in_flight: Mutex::new(HashSet::new()),
+        tasks: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(0),
+        stopping: AtomicBool::new(false),
+        scheduled: Mutex::new(jobs.iter().map(|j| j.kind.key()).collect()),
+        socket: socket.clone(),
+        config_path: config_path.clone(),
+        metrics_addr: metrics.as_ref().map(|m| m.0),
+    });
+
+    // First due times: an overdue job (missed ticks while down, or never run) runs once now.
+    {
+        let now = Utc::now();
+        let tz = ctx.tz();
+        let g = ctx.store.lock().map_err(|_| poisoned())?;
+        for j in &mut jobs {
+            let st = g.schedule_state(&j.kind.key())?;
+            let last = st
+                .last_due
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            j.next = scheduler::first_due(&j.schedule, tz, last, now);
+            if j.next == Some(now) {
+                tracing::info!(job = %j.kind.key(), "overdue after downtime (or never run): runs once now");
+            }
+        }
+        metrics::update_store_gauges(&g);
+    }
+
+    let accept = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move { serve_connection(shared, stream).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("control socket: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        })
+    };
+
+    tracing::info!(
+        socket = %socket.display(),
+        jobs = jobs.len(),
+        max_concurrent_jobs = max_jobs,
+        metrics = ?shared.metrics_addr,
+        "daemon started"
+    );
+    notify::ready(&shared.activity());
+    let watchdog = notify::watchdog_interval();
+
+    loop {
+        notify::watchdog();
+        let now = Utc::now();
+        let (ctx, sem) = shared.current();
+        let tz = ctx.tz();
+        for j in &mut jobs {
+            if j.next.is_some_and(|n| n <= now) {
+                let due = j.next.unwrap_or(now);
+                fire(&shared, &ctx, &sem, j, due);
+                j.next = scheduler::next_after(&j.schedule, tz, now.max(due));
+            }
+        }
+        if let Some((_, h)) = &metrics {
+            h.run_upkeep();
+        }
+        let next = jobs.iter().filter_map(|j| j.next).min();
+        let mut wait = next
+            .map(|n| (n - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(60));
+        if let Some(w) = watchdog {
+            wait = wait.min(w);
+        }
+        wait = wait.min(Duration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = sighup.recv() => {
+                if let Some(new_jobs) = reload(&shared) {
+                    jobs = new_jobs;
+                }
+            }
+        }
+    }
+
+    shutdown(&shared, accept).await;
+    Ok(())
+}
+
+/// Starts a scheduled job unless the previous run of the same job is still going.
+fn fire(
+    shared: &Arc<Shared>,
+    ctx: &Context,
+    sem: &Arc<Semaphore>,
+    job: &Job,
+    due: chrono::DateTime<Utc>,
+) {
+    let key = job.kind.key();
+    {
+        let Ok(mut f) = shared.in_flight.lock() else {
+            return;
+        };
+        if f.contains(&key) {
+            tracing::debug!(job = %key, "previous run still going; this tick is skipped");
+            return;
+        }
+        f.insert(key.clone());
+    }
+    let (ctx, sem, kind) = (ctx.clone(), sem.clone(), job.kind.clone());
+    let jitter = scheduler::jitter(ctx.config.daemon.jitter_secs);
+    let shared2 = shared.clone();
+    let what = match &kind {
+        JobKind::Source(s) => format!("scheduled sync of {s}"),
+        JobKind::Push => "scheduled push".to_string(),
+    };
+    spawn_job(shared, what, Some(key.clone()), move |id| {
+        let source = match &kind {
+            JobKind::Source(s) => s.clone(),
+            JobKind::Push => "*".to_string(),
+        };
+        let span = tracing::info_span!("job", job = id, source = %source, trigger = "schedule");
+        Box::pin(
+            async move {
+                tokio::time::sleep(jitter).await;
+                let Ok(_permit) = sem.acquire_owned().await else {
+                    return;
+                };
+                if shared2.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let k = key.clone();
+                let _ = blocking(&ctx, move |s| s.schedule_started(&k, due)).await;
+                let holder = crate::store::lease::holder_token(&format!("job{id}"));
+                let started = Instant::now();
+                let ok = match &kind {
+                    JobKind::Source(name) => {
+                        let opts = SyncOptions {
+                            sources: vec![name.clone()],
+                            full: false,
+                            trigger: "schedule".into(),
+                            push: false,
+                            progress: None,
+                        };
+                        let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
+                            tracing::info!(
+                                lease,
+                                holder_pid = h.map(|h| h.pid),
+                                "waiting for another sync of this source to finish"
+                            );
+                        };
+                        match sync_with_leases(&ctx, &opts, &holder, on_wait).await {
+                            Ok(report) => {
+                                metrics::record_report(&report, started.elapsed().as_secs_f64());
+                                report.failed_streams() == 0
+                            }
+                            Err(e) => {
+                                tracing::error!(
+                                    "scheduled sync failed: {}",
+                                    crate::mask::scrub_text(&e.to_string())
+                                );
+                                false
+                            }
+                        }
+                    }
+                    JobKind::Push => {
+                        let guard = lease::acquire(
+                            ctx.store.clone(),
+                            &[PUSH_LEASE.to_string()],
+                            &holder,
+                            |_, _| {},
+                        )
+                        .await;
+                        match guard {
+                            Ok(_g) => pipeline::push(&ctx).await.is_ok(),
+                            Err(e) => {
+                                tracing::error!("push lease: {e}");
+                                false
+                            }
+                        }
+                    }
+                };
+                let k = key.clone();
+                let _ = blocking(&ctx, move |s| {
+                    s.schedule_finished(&k, ok)?;
+                    metrics::update_store_gauges(s);
+                    Ok(())
+                })
+                .await;
+            }
+            .instrument(span),
+        )
+    });
+}
+
+async fn blocking<T: Send + 'static>(
+    ctx: &Context,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = ctx.store.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let g = store.lock().map_err(|_| poisoned())?;
+        f(&g)
+    })
+    .await
+    .map_err(|_| poisoned())?;
+    if let Err(e) = &r {
+        tracing::warn!("store: {e}");
+    }
+    r
+}
+
+/// SIGHUP: loads and validates the config; an invalid one is logged and the old keeps running.
+fn reload(shared: &Arc<Shared>) -> Option<Vec<Job>> {
+    notify::reloading();
+    let path = shared.config_path.clone();
+    let result = Config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            scheduler::jobs(&c)
+                .map(|j| (c, j))
+                .map_err(|e| e.to_string())
+        });
+    let out = match result {
+        Err(e) => {
+            tracing::error!(config = %path.display(), "SIGHUP: the new config is invalid, keeping the running one: {}", crate::mask::scrub_text(&e));
+            if let Ok(mut c) = shared.current.write() {
+                c.reload_failures += 1;
+            }
+            None
+        }
+        Ok((mut config, mut jobs)) => {
+            let Ok(mut cur) = shared.current.write() else {
+                return None;
+            };
+            if config.store.path != cur.ctx.config.store.path {
+                tracing::warn!(
+                    "SIGHUP: [store] path changed; the store stays {} until a restart",
+                    cur.ctx.config.store.path.display()
+                );
+                config.store.path = cur.ctx.config.store.path.clone();
+            }
+            if control::socket_path(&config) != shared.socket {
+                tracing::warn!("SIGHUP: the control socket path changes only on restart");
+            }
+            if config.log.level != cur.ctx.config.log.level {
+                tracing::info!(level = %config.log.level, "SIGHUP: changing the log level");
+                match crate::cli::logging::set_level(&config.log.level) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!("SIGHUP: RUST_LOG is set; it keeps deciding the log level")
+                    }
+                    Err(e) => tracing::warn!("SIGHUP: {e}; the log level stays"),
+                }
+            }
+            if config.daemon.metrics_listen != cur.ctx.config.daemon.metrics_listen {
+                tracing::warn!("SIGHUP: metrics_listen changes only on restart");
+            }
+            if config.daemon.max_concurrent_jobs != cur.ctx.config.daemon.max_concurrent_jobs {
+                cur.sem = Arc::new(Semaphore::new(config.daemon.max_concurrent_jobs.max(1)));
+            }
+            let now = Utc::now();
+            let tz: chrono_tz::Tz = config.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+            for j in &mut jobs {
+                j.next = scheduler::next_after(&j.schedule, tz, now);
+            }
+            cur.ctx = Context {
+                config: Arc::new(config),
+                store: cur.ctx.store.clone(),
+            };
+            cur.generation += 1;
+            if let Ok(mut s) = shared.scheduled.lock() {
+                *s = jobs.iter().map(|j| j.kind.key()).collect();
+            }
+            tracing::info!(
+                generation = cur.generation,
+                jobs = jobs.len(),
+                "SIGHUP: config reloaded"
+            );
+            Some(jobs)
+        }
+    };
+    notify::ready(&shared.activity());
+    out
+}
+
+async fn shutdown(shared: &Arc<Shared>, accept: tokio::task::JoinHandle<()>) {
+    shared.stopping.store(true, Ordering::SeqCst);
+    notify::stopping();
+    accept.abort();
+    let (ctx, _) = shared.current();
+    let timeout = Duration::from_secs(ctx.config.daemon.shutdown_timeout_secs);
+    let deadline = Instant::now() + timeout;
+    let running = || shared.running.lock().map(|r| r.len()).unwrap_or(0);
+    if running() > 0 {
+        tracing::info!(
+            jobs = running(),
+            timeout_secs = timeout.as_secs(),
+            "waiting for running jobs to finish"
+        );
+    }
+    while running() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = running();
+    if left > 0 {
+        tracing::warn!(jobs = left, "shutdown timeout reached: abandoning the batches in hand; their runs are marked interrupted and resume from their cursors");
+        if let Ok(t) = shared.tasks.lock() {
+            for h in t.values() {
+                h.abort();
+            }
+        }
+        // Let the aborted tasks unwind (their lease guards release on drop).
+        let grace = Instant::now() + Duration::from_secs(2);
+        while running() > 0 && Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let store = ctx.store.clone();
+    let aborted = left > 0;
+    let closed = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let g = store.lock().map_err(|_| poisoned())?;
+        g.release_leases_of_pid(std::process::id())?;
+        if aborted {
+            let n = g.mark_interrupted_unleased_runs()?;
+            tracing::info!(runs = n, "runs marked interrupted");
+        }
+        g.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        Ok(())
+    })
+    .await;
+    match closed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("store close: {e}"),
+        Err(e) => tracing::warn!("store close: {e}"),
+    }
+    let _ = std::fs::remove_file(&shared.socket);
+    tracing::info!("daemon stopped");
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
+    use tokio::io::AsyncBufReadExt as _;
+    let (r, mut w) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(r);
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+        return;
+    }
+    let req: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = control::write_line(
+                &mut w,
+                &json!({"type": "error", "message": format!("bad request: {e}")}),
+            )
+            .await;
+            return;
+        }
+    };
+    match req {
+        Request::Ping => {
+            let (generation, reload_failures) = shared
+                .current
+                .read()
+                .map(|c| (c.generation, c.reload_failures))
+                .unwrap_or((0, 0));
+            let running: Vec<String> = shared
+                .running
+                .lock()
+                .map(|r| r.values().cloned().collect())
+                .unwrap_or_default();
+            let scheduled: Vec<String> = shared
+                .scheduled
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
+            let v = json!({
+                "type": "pong",
+                "pid": std::process::id(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "config": shared.config_path.display().to_string(),
+                "generation": generation,
+                "reload_failures": reload_failures,
+                "running": running,
+                "scheduled": scheduled,
+                "stopping": shared.stopping.load(Ordering::SeqCst),
+                "activity": shared.activity(),
+                "metrics": shared.metrics_addr.map(|a| a.to_string()),
+            });
+            let _ = control::write_line(&mut w, &v).await;
+        }
+        Request::Sync {
+            sources,
+            full,
+            push,
+        } => {
+            if shared.stopping.load(Ordering::SeqCst) {
+                let _ = control::write_line(&mut w, &json!({"type": "error", "message": "the daemon is stopping; try again when it is back"})).await;
+                return;
+            }
+            let (ctx, sem) = shared.current();
+            if let Err(e) = pipeline::select_sources(&ctx.config, &sources) {
+                let _ = control::write_line(
+                    &mut w,
+                    &json!({"type": "error", "message": e.to_string()}),
+                )
+                .await;
+                return;
+            }
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+            let ptx = tx.clone();
+            let progress = Progress::new(move |e| {
+                let _ = ptx.send(json!({"type": "progress", "progress": e}));
+            });
+            let label = if sources.is_empty() {
+                "all".to_string()
+            } else {
+                sources.join(",")
+            };
+            let mut job = spawn_job(
+                &shared,
+                format!("manual sync of {label}"),
+                None,
+                move |id| {
+                    let span =
+                        tracing::info_span!("job", job = id, source = %label, trigger = "manual");
+                    Box::pin(
+                        async move {
+                            let Ok(_permit) = sem.acquire_owned().await else {
+                                return Err("the daemon is stopping".to_string());
+                            };
+                            let opts = SyncOptions {
+                                sources,
+                                full,
+                                trigger: "manual".into(),
+                                push,
+                                progress: Some(progress),
+                            };
+                            let holder = crate::store::lease::holder_token(&format!("job{id}"));
+                            let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
+                                tracing::info!(
+                                    lease,
+                                    holder_pid = h.map(|h| h.pid),
+                                    "waiting for another sync of this source to finish"
+                                );
+                                let _ = tx.send(json!({
+                                    "type": "waiting",
+                                    "lease": lease,
+                                    "holder_pid": h.map(|h| h.pid),
+                                    "since": h.map(|h| h.acquired_at.clone()),
+                                }));
+                            };
+                            let started = Instant::now();
+                            let r = sync_with_leases(&ctx, &opts, &holder, on_wait).await;
+                            if let Ok(report) = &r {
+                                metrics::record_report(report, started.elapsed().as_secs_f64());
+                            }
+                            let _ = blocking(&ctx, |s| {
+                                metrics::update_store_gauges(s);
+                                Ok(())
+                            })
+                            .await;
+                            r.map_err(|e| crate::mask::scrub_text(&e.to_string()))
+                        }
+                        .instrument(span),
+                    )
+                },
+            );
+            let mut client_gone = false;
+            let outcome = loop {
+                tokio::select! {
+                    Some(msg) = rx.recv() => {
+                        if !client_gone && control::write_line(&mut w, &msg).await.is_err() {
+                            client_gone = true;
+                        }
+                    }
+                    done = &mut job => break done,
+                }
+            };
+            while let Ok(msg) = rx.try_recv() {
+                if !client_gone && control::write_line(&mut w, &msg).await.is_err() {
+                    client_gone = true;
+                }
+            }
+            let last = match outcome {
+                Ok(Ok(report)) => {
+                    let ok = report.failed_streams() == 0 && report.push_error.is_none();
+                    json!({"type": "result", "ok": ok, "report": report})
+                }
+                Ok(Err(e)) => json!({"type": "error", "message": e}),
+                Err(e) if e.is_cancelled() => {
+                    json!({"type": "error", "message": "the daemon stopped before the sync finished; it resumes from its cursors"})
+                }
+                Err(e) => json!({"type": "error", "message": format!("sync task failed: {e}")}),
+            };
+            if !client_gone {
+                let _ = control::write_line(&mut w, &last).await;
+            }
+        }
+    }
+}
+
+/// Whether `path` names a live daemon's socket (for `sync` to decide where to run).
+pub async fn daemon_answers(path: &Path) -> bool {
+    matches!(control::Client::connect(path).await, Ok(Some(_)))
+}

@@ -1,0 +1,280 @@
+//! Leases: a row per named resource (`source:<name>`) saying who holds it until when. Two
+//! syncs of one source never overlap, whoever started them: the daemon's scheduler, a manual
+//! sync handed to it, or a `community-sync sync` run in its own process against the same store.
+//!
+//! A holder renews its lease while it works; a holder that dies stops renewing and its lease
+//! expires, so a crash never blocks a source for longer than the time to live. Acquisition is
+//! one conditional upsert, atomic across processes (SQLite serialises writers).
+//!
+//! The daemon also keeps, per scheduled job, when it was last due and last finished
+//! (`schedule_state`), so after downtime an overdue job runs once at start.
+
+use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
+use rusqlite::{params, OptionalExtension};
+
+use super::{Result, Store};
+
+/// The lease name for a source.
+pub fn source_lease(source: &str) -> String {
+    format!("source:{source}")
+}
+
+/// A unique holder token for this process and purpose.
+pub fn holder_token(purpose: &str) -> String {
+    use rand::Rng as _;
+    let n: u64 = rand::rng().random();
+    format!("{}:{purpose}:{n:016x}", std::process::id())
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Who holds a lease.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaseHolder {
+    pub holder: String,
+    pub pid: i64,
+    pub acquired_at: String,
+    pub expires_at: String,
+}
+
+/// When a scheduled job was last due, started and finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleState {
+    pub last_due: Option<String>,
+    pub last_started: Option<String>,
+    pub last_finished: Option<String>,
+    pub last_ok: Option<bool>,
+}
+
+impl Store {
+    /// Takes the lease `name` for `holder` for `ttl` if it is free, expired, or already held
+    /// by `holder` (then it is renewed). Returns whether `holder` now holds it.
+    pub fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let now = Utc::now();
+        let expires = now + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
+        let n = self.conn().execute(
+            "INSERT INTO leases (name, holder, pid, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, pid = excluded.pid,
+                 acquired_at = CASE WHEN leases.holder = excluded.holder THEN leases.acquired_at ELSE excluded.acquired_at END,
+                 expires_at = excluded.expires_at
+             WHERE leases.expires_at < ?4 OR leases.holder = ?2",
+            params![name, holder, std::process::id() as i64, stamp(now), stamp(expires)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Extends a lease `holder` holds. Returns false when it was lost (expired and taken).
+    pub fn renew_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        let expires =
+            Utc::now() + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
+        let n = self.conn().execute(
+            "UPDATE leases SET expires_at = ?3 WHERE name = ?1 AND holder = ?2",
+            params![name, holder, stamp(expires)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Gives a lease back (a no-op when `holder` does not hold it).
+    pub fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+            params![name, holder],
+        )?;
+        Ok(())
+    }
+
+    /// The current, unexpired holder of a lease.
+    pub fn lease_holder(&self, name: &str) -> Result<Option<LeaseHolder>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT holder, pid, acquired_at, expires_at FROM leases WHERE name = ?1 AND expires_at >= ?2",
+                params![name, stamp(Utc::now())],
+                |r| {
+                    Ok(LeaseHolder {
+                        holder: r.get(0)?,
+                        pid: r.get(1)?,
+                        acquired_at: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Releases every lease this process holds (at shutdown).
+    pub fn release_leases_of_pid(&self, pid: u32) -> Result<usize> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM leases WHERE pid = ?1", params![pid as i64])?)
+    }
+
+    /// Runs left `running` of sources nobody holds a live lease on are marked `interrupted`
+    /// (their process died). Runs of leased sources belong to a live sync elsewhere.
+    pub fn mark_interrupted_unleased_runs(&self) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?1
+             WHERE status = 'running'
+               AND ('source:' || source) NOT IN (SELECT name FROM leases WHERE expires_at >= ?1)",
+            params![stamp(Utc::now())],
+        )?)
+    }
+
+    /// With the lease of `source` held, any run of it still `running` is a dead one.
+    pub fn mark_interrupted_runs_of(&self, source: &str) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?2 WHERE status = 'running' AND source = ?1",
+            params![source, stamp(Utc::now())],
+        )?)
+    }
+
+    pub fn schedule_state(&self, job: &str) -> Result<ScheduleState> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT last_due, last_started, last_finished, last_ok FROM schedule_state WHERE job = ?1",
+                params![job],
+                |r| {
+                    Ok(ScheduleState {
+                        last_due: r.get(0)?,
+                        last_started: r.get(1)?,
+                        last_finished: r.get(2)?,
+                        last_ok: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Records that a scheduled job due at `due` started now.
+    pub fn schedule_started(&self, job: &str, due: DateTime<Utc>) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO schedule_state (job, last_due, last_started) VALUES (?1, ?2, ?3)
+             ON CONFLICT (job) DO UPDATE SET last_due = ?2, last_started = ?3",
+            params![job, stamp(due), stamp(Utc::now())],
+        )?;
+        Ok(())
+    }
+
+    /// Records that a scheduled job finished now.
+    pub fn schedule_finished(&self, job: &str, ok: bool) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO schedule_state (job, last_finished, last_ok) VALUES (?1, ?2, ?3)
+             ON CONFLICT (job) DO UPDATE SET last_finished = ?2, last_ok = ?3",
+            params![job, stamp(Utc::now()), ok],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_held_lease_is_refused_to_others_until_released_or_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let a = Store::open(&path).unwrap();
+        // A second connection stands for another process.
+        let b = Store::open(&path).unwrap();
+        let name = source_lease("onecard");
+        assert!(a
+            .try_acquire_lease(&name, "a", Duration::from_secs(60))
+            .unwrap());
+        assert!(!b
+            .try_acquire_lease(&name, "b", Duration::from_secs(60))
+            .unwrap());
+        assert_eq!(
+            b.lease_holder(&name).unwrap().map(|h| h.holder).as_deref(),
+            Some("a")
+        );
+        // Re-acquiring by the holder renews.
+        assert!(a
+            .try_acquire_lease(&name, "a", Duration::from_secs(60))
+            .unwrap());
+        assert!(a.renew_lease(&name, "a", Duration::from_secs(60)).unwrap());
+        assert!(!b.renew_lease(&name, "b", Duration::from_secs(60)).unwrap());
+        a.release_lease(&name, "b").unwrap();
+        assert!(
+            !b.try_acquire_lease(&name, "b", Duration::from_secs(60))
+                .unwrap(),
+            "only the holder releases"
+        );
+        a.release_lease(&name, "a").unwrap();
+        assert!(b
+            .try_acquire_lease(&name, "b", Duration::from_secs(60))
+            .unwrap());
+        // Another source is independent.
+        assert!(a
+            .try_acquire_lease(&source_lease("health"), "a", Duration::from_secs(60))
+            .unwrap());
+    }
+
+    #[test]
+    fn an_expired_lease_can_be_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        assert!(s.try_acquire_lease("x", "dead", Duration::ZERO).unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.lease_holder("x").unwrap(), None);
+        assert!(s
+            .try_acquire_lease("x", "alive", Duration::from_secs(60))
+            .unwrap());
+        assert!(!s.renew_lease("x", "dead", Duration::from_secs(60)).unwrap());
+        assert_eq!(s.release_leases_of_pid(std::process::id()).unwrap(), 1);
+    }
+
+    #[test]
+    fn only_runs_of_unleased_sources_are_marked_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let live = s
+            .begin_run("onecard", "cardholders", "sync", "schedule")
+            .unwrap();
+        let dead = s
+            .begin_run("health", "patients", "sync", "schedule")
+            .unwrap();
+        assert!(s
+            .try_acquire_lease(&source_lease("onecard"), "other", Duration::from_secs(60))
+            .unwrap());
+        assert_eq!(s.mark_interrupted_unleased_runs().unwrap(), 1);
+        let status = |id: i64| -> String {
+            s.conn()
+                .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(status(dead), "interrupted");
+        assert_eq!(status(live), "running");
+        assert_eq!(s.mark_interrupted_runs_of("onecard").unwrap(), 1);
+        assert_eq!(status(live), "interrupted");
+    }
+
+    #[test]
+    fn schedule_state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(
+            s.schedule_state("source:onecard").unwrap(),
+            ScheduleState::default()
+        );
+        let due = DateTime::parse_from_rfc3339("2024-05-01T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        s.schedule_started("source:onecard", due).unwrap();
+        s.schedule_finished("source:onecard", true).unwrap();
+        let st = s.schedule_state("source:onecard").unwrap();
+        assert_eq!(st.last_due.as_deref(), Some("2024-05-01T02:00:00.000Z"));
+        assert!(st.last_started.is_some() && st.last_finished.is_some());
+        assert_eq!(st.last_ok, Some(true));
+    }
+}
