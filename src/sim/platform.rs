@@ -31,6 +31,8 @@ pub struct PlatformChaos {
     /// Requests to leave unanswered for `hang_ms` without applying anything.
     hang_next: AtomicU64,
     hang_ms: AtomicU64,
+    refuse_next: AtomicU64,
+    refuse_status: AtomicU64,
     reject: Mutex<HashSet<String>>,
     conflict: Mutex<HashSet<String>>,
     rng: Mutex<ChaCha8Rng>,
@@ -46,6 +48,8 @@ impl PlatformChaos {
             drop_after_apply: AtomicU64::new(0),
             hang_next: AtomicU64::new(0),
             hang_ms: AtomicU64::new(60_000),
+            refuse_next: AtomicU64::new(0),
+            refuse_status: AtomicU64::new(422),
             reject: Mutex::new(HashSet::new()),
             conflict: Mutex::new(HashSet::new()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x000C_4A05)),
@@ -105,6 +109,12 @@ impl PlatformChaos {
         self.hang_next.store(n, Ordering::SeqCst);
     }
 
+    /// The next `n` requests are refused whole with `status` (409 or 422), applying nothing.
+    pub fn refuse_next(&self, n: u64, status: u16) {
+        self.refuse_status.store(status as u64, Ordering::SeqCst);
+        self.refuse_next.store(n, Ordering::SeqCst);
+    }
+
     /// How long a hanging request waits before it answers (default 60 s): set it past the
     /// client's timeout.
     pub fn set_hang(&self, d: Duration) {
@@ -120,6 +130,7 @@ impl PlatformChaos {
         self.fail_next(0);
         self.drop_response_after_apply(0);
         self.hang_next(0);
+        self.refuse_next(0, 422);
         self.set_random_failures(0.0, 1);
         self.set_latency(Duration::ZERO);
         self.reject
@@ -375,6 +386,11 @@ async fn events(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         return resp;
+    }
+    if PlatformChaos::take_one(&state.chaos.refuse_next) {
+        let code = state.chaos.refuse_status.load(Ordering::SeqCst) as u16;
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        return error(status, "batch_refused", "the batch is refused (chaos)");
     }
     if PlatformChaos::take_one(&state.chaos.hang_next) {
         state.count(|v| v.hangs += 1);
