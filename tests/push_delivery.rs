@@ -231,3 +231,64 @@ async fn unauthorized_stops_with_a_clear_message_and_a_refused_batch_is_dead_let
     assert_eq!(sim.platform().applications.len() as i64, total - first);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_exposes_outbox_depth_oldest_age_and_dead_letters() {
+    let sim = common::sim(150).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let config = community_sync::cli::demo::write_sim_config(&sim, dir.path(), &store).unwrap();
+    let bin = env!("CARGO_BIN_EXE_community-sync");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-level", "error"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The platform is down: sync goes on, the outbox keeps everything.
+    sim.chaos().fail_next(1_000);
+    let out = run(&["sync"]);
+    assert!(out.status.code().is_some());
+    let out = run(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let depth = st["outbox_pending"].as_i64().unwrap();
+    assert!(depth > 0);
+    assert!(st["outbox_oldest_pending_age_secs"].as_i64().is_some());
+    assert_eq!(st["dead_letters"].as_i64(), Some(0));
+    assert!(st["last_push"].as_str().unwrap().contains("failed"));
+    assert_eq!(sim.platform().applications.len(), 0);
+    // Recovery with some rejections: drained, dead letters counted.
+    sim.chaos().reset();
+    let key: String = {
+        let s = community_sync::store::Store::open(&store).unwrap();
+        s.conn()
+            .query_row(
+                "SELECT entity_key FROM outbox ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    sim.chaos().reject_keys([key]);
+    assert!(run(&["push"]).status.success());
+    let st: serde_json::Value = serde_json::from_slice(&run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(st["outbox_pending"].as_i64(), Some(0));
+    assert!(st["outbox_oldest_pending_age_secs"].is_null());
+    let dead = st["dead_letters"].as_i64().unwrap();
+    assert!(dead >= 1);
+    let (sent, superseded): (i64, i64) = community_sync::store::Store::open(&store)
+        .unwrap()
+        .conn()
+        .query_row(
+            "SELECT sum(state = 'sent'), sum(state = 'superseded') FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(sent + superseded + dead, depth);
+    assert_eq!(sim.platform().applications.len() as i64, sent);
+    sim.shutdown().await;
+}
