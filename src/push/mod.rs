@@ -150,13 +150,13 @@ impl Pusher {
         stats.superseded += first.superseded;
         let mut current = first.next;
         let mut unacked: Option<(Batch, BatchResponse)> = None;
-        loop {
-            let Some(batch) = current.take() else { break };
+        while let Some(batch) = current.take() {
             if max_batches.is_some_and(|m| stats.batches >= m) {
                 break;
             }
-            let form_next =
-                (!max_batches.is_some_and(|m| stats.batches + 1 >= m)).then(|| batch.id_range().1);
+            let form_next = max_batches
+                .is_none_or(|m| stats.batches + 1 < m)
+                .then(|| batch.id_range().1);
             let step = store_step(store, unacked.take(), form_next, size, bytes, gzip);
             let ((response, retries), step) = tokio::join!(self.send(&batch), step);
             stats.retries += retries;
