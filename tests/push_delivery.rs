@@ -292,3 +292,69 @@ async fn status_json_exposes_outbox_depth_oldest_age_and_dead_letters() {
     assert_eq!(sim.platform().applications.len() as i64, sent);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_entity_order_holds_under_retries_lost_acks_and_rejections() {
+    use community_sync::model::{Event, Op};
+    let sim = common::sim(20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = ctx_with(&sim, dir.path(), 30, 7);
+    Arc::make_mut(&mut ctx.config).platform.http.timeout_secs = 0.5;
+    // 20 entities, 5 versions each, interleaved: every window holds several entities.
+    {
+        let mut g = ctx.store.lock().unwrap();
+        let codec = g.codec().clone();
+        let tx = g.conn_mut().transaction().unwrap();
+        for v in 1..=5 {
+            for k in 0..20 {
+                let key = format!("T{k:03}");
+                let ev = Event::new(
+                    "person",
+                    &key,
+                    v,
+                    Op::Upsert,
+                    vec!["name".into()],
+                    Some(serde_json::json!({"v": v})),
+                );
+                community_sync::store::enqueue_event(&tx, &codec, &ev).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    sim.chaos().set_random_failures(0.3, 0);
+    sim.chaos().set_hang(Duration::from_secs(2));
+    sim.chaos().drop_response_after_apply(2);
+    sim.chaos().reject_keys(["T007".to_string()]);
+    // A push may give up after its retries; the next one resumes. Push until drained.
+    let mut rounds = 0;
+    while pending(&ctx) > 0 {
+        rounds += 1;
+        assert!(rounds < 20, "outbox does not drain");
+        let _ = pipeline::push(&ctx).await;
+    }
+    let view = sim.platform();
+    assert_eq!(
+        view.out_of_order, 0,
+        "a later version was delivered before an earlier one"
+    );
+    assert!(view.applications.values().all(|n| *n == 1));
+    for k in 0..20 {
+        let key = format!("T{k:03}");
+        let applied = view.applied.get(&("person".to_string(), key.clone()));
+        if k == 7 {
+            assert!(applied.is_none());
+        } else {
+            assert_eq!(applied.map(|a| a.version), Some(5), "{key}");
+        }
+    }
+    let dead = common::count(&ctx, "SELECT count(*) FROM outbox WHERE state = 'dead'");
+    let superseded = common::count(
+        &ctx,
+        "SELECT count(*) FROM outbox WHERE state = 'superseded'",
+    );
+    let sent = common::count(&ctx, "SELECT count(*) FROM outbox WHERE state = 'sent'");
+    assert_eq!(dead + superseded + sent, 100);
+    assert_eq!(view.applications.len() as i64, sent);
+    assert!(dead >= 1);
+    sim.shutdown().await;
+}
