@@ -90,7 +90,10 @@ async fn sigkill_at_random_points_loses_nothing_and_applies_everything_once() {
             killed += 1;
         }
         let st = child.wait().unwrap();
-        assert!(st.code().is_none_or(|c| c == 0 || c == 1), "run {cycle} failed to start: {st}");
+        assert!(
+            st.code().is_none_or(|c| c == 0 || c == 1),
+            "run {cycle} failed to start: {st}"
+        );
     }
     assert!(killed >= 4, "most runs were killed mid-way ({killed})");
 

@@ -187,3 +187,61 @@ fn bearer(t: &Secret) -> Result<HeaderValue, PushError> {
     v.set_sensitive(true);
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(toml_text: &str) -> Result<PlatformAuth, PushError> {
+        let cfg: AuthConfig = toml::from_str(toml_text).unwrap();
+        let url = Url::parse("http://127.0.0.1:1/api/v1/events").unwrap();
+        PlatformAuth::new(&cfg, &url, Path::new("."))
+    }
+
+    async fn headers_of(a: &PlatformAuth) -> reqwest::header::HeaderMap {
+        let client = reqwest::Client::new();
+        let (req, token) = a
+            .apply(&client, client.post("http://127.0.0.1:1/x"))
+            .await
+            .unwrap();
+        assert!(token.is_none());
+        req.build().unwrap().headers().clone()
+    }
+
+    #[tokio::test]
+    async fn same_options_as_sources() {
+        let a = auth("type = \"bearer\"\ntoken = { value = \"t0k\" }").unwrap();
+        assert_eq!(headers_of(&a).await[AUTHORIZATION], "Bearer t0k");
+        let a = auth("type = \"basic\"\nusername = \"u\"\npassword = { value = \"p\" }").unwrap();
+        assert_eq!(headers_of(&a).await[AUTHORIZATION], "Basic dTpw");
+        let a = auth(
+            "type = \"api_key\"\nname = \"X-Key\"\nlocation = \"header\"\nkey = { value = \"k1\" }",
+        )
+        .unwrap();
+        assert_eq!(headers_of(&a).await["x-key"], "k1");
+        let a = auth(
+            "type = \"api_key\"\nname = \"appkey\"\nlocation = \"query\"\nkey = { value = \"k2\" }",
+        )
+        .unwrap();
+        let mut url = Url::parse("http://127.0.0.1:1/api?x=1&appkey=old").unwrap();
+        a.apply_to_url(&mut url);
+        assert_eq!(url.query(), Some("x=1&appkey=k2"));
+    }
+
+    #[test]
+    fn missing_secret_names_the_platform_key_and_signed_is_refused() {
+        let e = auth("type = \"bearer\"\ntoken = { env = \"CS_TEST_NO_SUCH_VAR_42\" }")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("platform.auth.token") && e.contains("CS_TEST_NO_SUCH_VAR_42"),
+            "{e}"
+        );
+        let e = auth("type = \"signed\"\napp_key = \"a\"\nsecret = { value = \"s\" }\nalgorithm = \"md5\"\ntemplate = \"x\"")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("not supported for the platform"), "{e}");
+    }
+}
