@@ -2,9 +2,17 @@
 //! stable `Idempotency-Key`. A row is marked sent only after the platform acknowledged it, so a
 //! crash at any instant leads at worst to a re-send of the same batch under the same key, which
 //! the platform applies once (docs/platform-api.md). Reads and writes only the outbox tables.
+//!
+//! The drain is pipelined: while batch N is on the wire, one blocking store transaction stores
+//! the acknowledgement of batch N-1 and forms (keys, serialises, compresses) batch N+1. Sends
+//! stay strictly sequential, and a batch is sent only after the previous one was answered, so
+//! per-entity order holds; a batch formed but never sent keeps its key and is the first one
+//! sent by the next drain.
+
+mod auth;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -13,10 +21,16 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, PlatformConfig};
 use crate::store::{now_text, Store, StoreError};
 
+pub use auth::PlatformAuth;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("push to platform {path}: {message}")]
     Platform { path: String, message: String },
+    #[error(
+        "push to platform {path}: the platform refused our credentials (HTTP {status}); check [platform.auth] and its secret. Events stay pending and are re-sent with the same Idempotency-Key"
+    )]
+    Unauthorized { path: String, status: u16 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("push: {0}")]
@@ -55,133 +69,152 @@ struct BatchResponse {
     results: Vec<EventResult>,
 }
 
+/// One batch, ready to send: its rows and the request body (gzipped when configured).
 struct Batch {
     key: String,
-    rows: Vec<(i64, String, String)>, // outbox id, event id, payload
+    /// outbox id, event id (ascending ids).
+    rows: Vec<(i64, String)>,
+    body: Vec<u8>,
+    gzip: bool,
+}
+
+impl Batch {
+    fn id_range(&self) -> (i64, i64) {
+        (
+            self.rows.first().map_or(0, |r| r.0),
+            self.rows.last().map_or(0, |r| r.0),
+        )
+    }
+}
+
+/// What one blocking store step did.
+#[derive(Default)]
+struct StoreStep {
+    next: Option<Batch>,
+    superseded: u64,
+    sent: u64,
+    dead: u64,
+}
+
+/// The one place the platform's HTTP client is built (timeouts, redirects; TLS options go here).
+pub fn build_client(config: &Config) -> Result<reqwest::Client, PushError> {
+    let h = &config.platform.http;
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs_f64(h.connect_timeout_secs))
+        .timeout(Duration::from_secs_f64(h.timeout_secs))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| PushError::Setup(format!("cannot build the platform HTTP client: {e}")))
 }
 
 pub struct Pusher {
     client: reqwest::Client,
     config: PlatformConfig,
-    auth_header: Option<String>,
+    auth: PlatformAuth,
+    url: url::Url,
     path: String,
 }
 
 impl Pusher {
     pub fn new(config: &Config) -> Result<Pusher, PushError> {
         let p = &config.platform;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs_f64(p.http.connect_timeout_secs))
-            .timeout(Duration::from_secs_f64(p.http.timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| PushError::Setup(format!("cannot build HTTP client: {e}")))?;
-        let auth_header = platform_auth_header(config)?;
-        let path = url::Url::parse(&p.url)
-            .map(|u| u.path().to_string())
-            .unwrap_or_else(|_| p.url.clone());
+        let mut url = url::Url::parse(&p.url)
+            .map_err(|e| PushError::Setup(format!("platform.url {:?} is not a URL: {e}", p.url)))?;
+        check_transport(&url, p.http.allow_insecure_http)?;
+        let client = build_client(config)?;
+        let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
+        let auth = PlatformAuth::new(&p.auth, &url, dir)?;
+        auth.apply_to_url(&mut url);
+        let path = url.path().to_string();
         Ok(Pusher {
             client,
             config: p.clone(),
-            auth_header,
+            auth,
+            url,
             path,
         })
     }
 
     /// Sends pending events until the outbox is empty, or `max_batches` were sent. Stops at the
     /// first batch that still fails after its retries (its rows stay pending, keeping their key).
-    pub async fn drain(&self, store: &Arc<Mutex<Store>>, max_batches: Option<u64>) -> Result<PushStats, PushError> {
+    pub async fn drain(
+        &self,
+        store: &Arc<Mutex<Store>>,
+        max_batches: Option<u64>,
+    ) -> Result<PushStats, PushError> {
         let mut stats = PushStats::default();
-        loop {
+        let size = self.config.batch_size.max(1);
+        let bytes = self.config.batch_bytes.max(1);
+        let gzip = self.config.gzip;
+        let first = store_step(store, None, Some(0), size, bytes, gzip).await?;
+        stats.superseded += first.superseded;
+        let mut current = first.next;
+        let mut unacked: Option<(Batch, BatchResponse)> = None;
+        while let Some(batch) = current.take() {
             if max_batches.is_some_and(|m| stats.batches >= m) {
                 break;
             }
-            let batch = {
-                let store = store.clone();
-                let size = self.config.batch_size;
-                let bytes = self.config.batch_bytes;
-                tokio::task::spawn_blocking(move || -> Result<(Option<Batch>, u64), PushError> {
-                    let mut guard = store.lock().map_err(|_| PushError::Setup("store lock poisoned".into()))?;
-                    form_batch(&mut guard, size, bytes)
-                })
-                .await
-                .map_err(|e| PushError::Setup(e.to_string()))??
-            };
-            let (batch, superseded) = batch;
-            stats.superseded += superseded;
-            let Some(batch) = batch else { break };
-            let (response, retries) = self.send(&batch).await;
+            let form_next = max_batches
+                .is_none_or(|m| stats.batches + 1 < m)
+                .then(|| batch.id_range().1);
+            let step = store_step(store, unacked.take(), form_next, size, bytes, gzip);
+            let ((response, retries), step) = tokio::join!(self.send(&batch), step);
             stats.retries += retries;
-            let outcome = match response {
-                Ok(r) => r,
+            let step = step?;
+            stats.sent += step.sent;
+            stats.dead += step.dead;
+            stats.superseded += step.superseded;
+            match response {
+                Ok(r) => {
+                    stats.batches += 1;
+                    unacked = Some((batch, r));
+                    current = step.next;
+                }
                 Err(e) => {
-                    let store = store.clone();
-                    let key = batch.key.clone();
-                    let n = batch.rows.len();
                     let msg = e.to_string();
+                    let s = store.clone();
+                    let (lo, hi) = batch.id_range();
+                    let (key, n) = (batch.key.clone(), batch.rows.len());
                     let _ = tokio::task::spawn_blocking(move || {
-                        if let Ok(g) = store.lock() {
-                            let _ = log_attempt(&g, &key, n, "failed", Some(&msg));
+                        if let Ok(g) = s.lock() {
+                            if let Err(e) = log_failure(&g, &key, lo, hi, n, &msg) {
+                                tracing::warn!("cannot record the failed push attempt: {e}");
+                            }
                         }
                     })
                     .await;
                     return Err(e);
                 }
-            };
-            let store2 = store.clone();
-            let (sent, dead) = tokio::task::spawn_blocking(move || -> Result<(u64, u64), PushError> {
-                let mut guard = store2.lock().map_err(|_| PushError::Setup("store lock poisoned".into()))?;
-                acknowledge(&mut guard, &batch, &outcome)
-            })
-            .await
-            .map_err(|e| PushError::Setup(e.to_string()))??;
-            stats.batches += 1;
-            stats.sent += sent;
-            stats.dead += dead;
-            tracing::debug!(batch = stats.batches, sent, dead, "push batch acknowledged");
+            }
+        }
+        if let Some(done) = unacked {
+            let step = store_step(store, Some(done), None, size, bytes, gzip).await?;
+            stats.sent += step.sent;
+            stats.dead += step.dead;
         }
         Ok(stats)
     }
 
-    /// Sends one batch with retries on timeouts, 429 and 5xx (exponential backoff with full
-    /// jitter, honouring Retry-After). Returns the parsed verdicts.
+    /// Sends one batch with retries on timeouts, 408, 429 and 5xx (exponential backoff with
+    /// full jitter, honouring Retry-After). Returns the parsed verdicts and the retry count.
     async fn send(&self, batch: &Batch) -> (Result<BatchResponse, PushError>, u64) {
-        let mut body = String::with_capacity(batch.rows.iter().map(|r| r.2.len() + 1).sum::<usize>() + 64);
-        body.push_str("{\"batch_id\":");
-        body.push_str(&serde_json::to_string(&batch.key).unwrap_or_default());
-        body.push_str(",\"events\":[");
-        for (i, (_, _, payload)) in batch.rows.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(payload);
-        }
-        body.push_str("]}");
-        let (bytes, gzip) = if self.config.gzip {
-            use std::io::Write;
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            match enc.write_all(body.as_bytes()).and_then(|_| enc.finish()) {
-                Ok(b) => (b, true),
-                Err(_) => (body.into_bytes(), false),
-            }
-        } else {
-            (body.into_bytes(), false)
-        };
         let http = &self.config.http;
         let mut attempt: u32 = 0;
+        let mut refreshed = false;
         loop {
             let mut req = self
                 .client
-                .post(&self.config.url)
+                .post(self.url.clone())
                 .header("Content-Type", "application/json")
                 .header("Idempotency-Key", &batch.key)
-                .body(bytes.clone());
-            if gzip {
+                .body(batch.body.clone());
+            if batch.gzip {
                 req = req.header("Content-Encoding", "gzip");
             }
-            if let Some(h) = &self.auth_header {
-                req = req.header("Authorization", h);
-            }
+            let (req, token) = match self.auth.apply(&self.client, req).await {
+                Ok(x) => x,
+                Err(e) => return (Err(e), attempt as u64),
+            };
             let (retryable, retry_after, message) = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -189,76 +222,111 @@ impl Pusher {
                         .headers()
                         .get("Retry-After")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                        .and_then(|v| crate::source::parse_retry_after(v, SystemTime::now()));
                     if status.is_success() {
-                        let text = resp.text().await.unwrap_or_default();
-                        let parsed = if text.trim().is_empty() {
-                            BatchResponse::default()
-                        } else {
-                            match serde_json::from_str::<BatchResponse>(&text) {
-                                Ok(r) => r,
-                                Err(e) => {
-                                    return (
-                                        Err(self.err(format!(
-                                            "platform answered {status} with a body that is not the documented result list ({e}); first bytes: {:?}",
-                                            crate::mask::scrub_text(&text.chars().take(80).collect::<String>())
-                                        ))),
-                                        attempt as u64,
-                                    )
-                                }
-                            }
-                        };
-                        return (Ok(parsed), attempt as u64);
-                    }
-                    if status.as_u16() == 409 || status.as_u16() == 422 {
+                        match resp.bytes().await {
+                            Ok(body) => return (self.parse_results(status, &body), attempt as u64),
+                            Err(e) => (
+                                true,
+                                None,
+                                format!(
+                                    "the platform's answer broke off ({}); it may or may not have applied the batch",
+                                    crate::mask::scrub_text(&e.to_string())
+                                ),
+                            ),
+                        }
+                    } else if status.as_u16() == 409 || status.as_u16() == 422 {
                         // The whole batch refused for good: every event is a dead letter.
                         let text = resp.text().await.unwrap_or_default();
-                        let reason = crate::mask::scrub_text(&text.chars().take(200).collect::<String>());
+                        let reason =
+                            crate::mask::scrub_text(&text.chars().take(200).collect::<String>());
                         let results = batch
                             .rows
                             .iter()
-                            .map(|(_, id, _)| EventResult {
+                            .map(|(_, id)| EventResult {
                                 event_id: id.clone(),
                                 status: "rejected".into(),
                                 code: Some(status.as_u16() as i64),
-                                reason: Some(format!("batch refused: {reason}")),
+                                reason: Some(format!(
+                                    "batch refused with HTTP {}: {reason}",
+                                    status.as_u16()
+                                )),
                             })
                             .collect();
                         return (Ok(BatchResponse { results }), attempt as u64);
-                    }
-                    if status.as_u16() == 401 || status.as_u16() == 403 {
+                    } else if status.as_u16() == 401 || status.as_u16() == 403 {
+                        if status.as_u16() == 401
+                            && !refreshed
+                            && self.auth.invalidate(token.as_ref()).await
+                        {
+                            refreshed = true;
+                            continue;
+                        }
                         return (
-                            Err(self.err(format!(
-                                "platform refused our credentials ({status}); check [platform.auth] and its secret"
-                            ))),
+                            Err(PushError::Unauthorized {
+                                path: self.path.clone(),
+                                status: status.as_u16(),
+                            }),
                             attempt as u64,
                         );
+                    } else {
+                        let retryable = status.as_u16() == 429
+                            || status.is_server_error()
+                            || status.as_u16() == 408;
+                        (
+                            retryable,
+                            retry_after,
+                            format!("platform answered HTTP {}", status.as_u16()),
+                        )
                     }
-                    let retryable = status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408;
-                    (retryable, retry_after, format!("platform answered {status}"))
                 }
                 Err(e) => (
-                    e.is_timeout() || e.is_connect() || e.is_request(),
+                    true,
                     None,
-                    format!("cannot reach the platform: {}", crate::mask::scrub_text(&e.to_string())),
+                    if e.is_timeout() {
+                        format!(
+                            "no answer within {}s (platform.http.timeout_secs)",
+                            self.config.http.timeout_secs
+                        )
+                    } else {
+                        format!(
+                            "cannot reach the platform: {}",
+                            crate::mask::scrub_text(&e.to_string())
+                        )
+                    },
                 ),
             };
             if !retryable || attempt >= http.retries {
                 return (
                     Err(self.err(format!(
-                        "{message} (after {} attempts); the events stay in the outbox and are re-sent with the same Idempotency-Key",
+                        "{message} (after {} attempt(s)); the events stay in the outbox and are re-sent with the same Idempotency-Key by the next push",
                         attempt + 1
                     ))),
                     attempt as u64,
                 );
             }
-            let backoff = backoff_delay(attempt, http.backoff_initial_ms, http.backoff_max_ms);
-            let delay = retry_after.map(|r| r.max(backoff)).unwrap_or(backoff);
-            tracing::warn!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "{message}; retrying");
+            let delay = crate::source::retry_delay(attempt, retry_after, http, &mut rand::rng());
+            tracing::warn!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, key = %batch.key, "{message}; retrying");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+
+    fn parse_results(
+        &self,
+        status: reqwest::StatusCode,
+        body: &[u8],
+    ) -> Result<BatchResponse, PushError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(BatchResponse::default());
+        }
+        serde_json::from_slice::<BatchResponse>(body).map_err(|e| {
+            let text = String::from_utf8_lossy(&body[..body.len().min(80)]).to_string();
+            self.err(format!(
+                "platform answered {status} with a body that is not the documented result list ({e}); first bytes: {:?}",
+                crate::mask::scrub_text(&text)
+            ))
+        })
     }
 
     fn err(&self, message: String) -> PushError {
@@ -269,124 +337,292 @@ impl Pusher {
     }
 }
 
-/// Exponential backoff with full jitter.
+/// Plain http only to loopback, unless `allow_insecure_http` (as for sources).
+fn check_transport(url: &url::Url, allow_insecure: bool) -> Result<(), PushError> {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_insecure => Ok(()),
+        "http" => Err(PushError::Setup(format!(
+            "platform.url: refusing plain http to non-loopback host {}: personal data would travel unencrypted; use https, or set platform.http.allow_insecure_http = true for a trusted network",
+            url.host_str().unwrap_or("")
+        ))),
+        other => Err(PushError::Setup(format!("platform.url: scheme {other:?} is not http or https"))),
+    }
+}
+
+/// Exponential backoff with jitter (half to full of the capped exponential step).
 pub fn backoff_delay(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
-    let cap = initial_ms.saturating_mul(1u64 << attempt.min(20)).min(max_ms).max(1);
+    let cap = initial_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(max_ms)
+        .max(1);
     Duration::from_millis(rand::random_range(cap / 2..=cap))
 }
 
-/// Picks the next batch: a batch already keyed (a send that may have reached the platform) is
-/// re-sent as it was; otherwise the oldest pending events, with superseded versions of one
-/// entity coalesced to the newest.
-fn form_batch(store: &mut Store, size: usize, max_bytes: usize) -> Result<(Option<Batch>, u64), PushError> {
+/// One blocking store transaction: stores the acknowledgement of `ack` (if any), then forms the
+/// next batch after outbox id `after` (if asked).
+async fn store_step(
+    store: &Arc<Mutex<Store>>,
+    ack: Option<(Batch, BatchResponse)>,
+    after: Option<i64>,
+    size: usize,
+    max_bytes: usize,
+    gzip: bool,
+) -> Result<StoreStep, PushError> {
+    if ack.is_none() && after.is_none() {
+        return Ok(StoreStep::default());
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || -> Result<StoreStep, PushError> {
+        let mut guard = store
+            .lock()
+            .map_err(|_| PushError::Setup("store lock poisoned".into()))?;
+        let mut step = StoreStep::default();
+        if let Some((batch, response)) = &ack {
+            let (sent, dead) = acknowledge(&mut guard, batch, response)?;
+            step.sent = sent;
+            step.dead = dead;
+        }
+        if let Some(after) = after {
+            let (next, superseded) = form_batch(&mut guard, after, size, max_bytes, gzip)?;
+            step.next = next;
+            step.superseded = superseded;
+        }
+        Ok(step)
+    })
+    .await
+    .map_err(|e| PushError::Setup(format!("push store task failed: {e}")))?
+}
+
+/// Picks the next batch after outbox id `after`: a batch already keyed (formed by an earlier
+/// drain, maybe sent, maybe applied) is re-sent exactly as it was; otherwise the oldest pending
+/// unkeyed events, with superseded versions of one entity coalesced to the newest, up to `size`
+/// events and `max_bytes` bytes of JSON.
+fn form_batch(
+    store: &mut Store,
+    after: i64,
+    size: usize,
+    max_bytes: usize,
+    gzip: bool,
+) -> Result<(Option<Batch>, u64), PushError> {
     let codec = store.codec().clone();
     let tx = store.conn_mut().transaction()?;
-    let keyed: Option<String> = tx
+    let first: Option<(i64, Option<String>)> = tx
         .query_row(
-            "SELECT batch_key FROM outbox WHERE state = 'pending' AND batch_key IS NOT NULL ORDER BY id LIMIT 1",
-            [],
-            |r| r.get(0),
+            "SELECT id, batch_key FROM outbox WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT 1",
+            [after],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .ok();
-    if let Some(key) = keyed {
-        let rows = {
-            let mut stmt = tx.prepare(
-                "SELECT id, event_id, payload FROM outbox WHERE state = 'pending' AND batch_key = ?1 ORDER BY id",
-            )?;
-            let rows = stmt
-                .query_map([&key], |r| {
-                    Ok((r.get(0)?, r.get(1)?, codec.open(r.get_ref(2)?)?.unwrap_or_default()))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
-        };
-        tx.commit()?;
-        return Ok((Some(Batch { key, rows }), 0));
-    }
-    let mut candidates: Vec<(i64, String, String, String, String)> = {
-        let mut stmt = tx.prepare(
-            "SELECT id, event_id, payload, entity, entity_key FROM outbox WHERE state = 'pending' ORDER BY id LIMIT ?1",
-        )?;
-        let rows = stmt
-            .query_map([size as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    codec.open(r.get_ref(2)?)?.unwrap_or_default(),
-                    r.get(3)?,
-                    r.get(4)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows
-    };
-    if candidates.is_empty() {
+    let Some((first_id, first_key)) = first else {
         tx.commit()?;
         return Ok((None, 0));
+    };
+    if let Some(key) = first_key {
+        let mut rows = Vec::new();
+        let mut payloads = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, event_id, payload FROM outbox
+                 WHERE state = 'pending' AND id >= ?1 AND batch_key = ?2 ORDER BY id",
+            )?;
+            let mut q = stmt.query(params![first_id, key])?;
+            while let Some(r) = q.next()? {
+                rows.push((r.get(0)?, r.get(1)?));
+                payloads.push(
+                    codec
+                        .open(r.get_ref(2)?)
+                        .map_err(rusqlite::Error::from)?
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        tx.commit()?;
+        tracing::info!(key = %key, events = rows.len(), "re-sending a batch formed before (same Idempotency-Key)");
+        let body = encode_body(&key, &payloads, gzip);
+        let gzip = is_gzip(&body);
+        return Ok((
+            Some(Batch {
+                key,
+                rows,
+                body,
+                gzip,
+            }),
+            0,
+        ));
+    }
+    // Candidates: pending rows from `first_id` on, stopping at the first keyed one.
+    let mut candidates: Vec<(i64, String, String, String, String)> = Vec::with_capacity(size);
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, event_id, payload, entity, entity_key, batch_key FROM outbox
+             WHERE state = 'pending' AND id >= ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let mut q = stmt.query(params![first_id, size as i64])?;
+        while let Some(r) = q.next()? {
+            if r.get::<_, Option<String>>(5)?.is_some() {
+                break;
+            }
+            candidates.push((
+                r.get(0)?,
+                r.get(1)?,
+                codec
+                    .open(r.get_ref(2)?)
+                    .map_err(rusqlite::Error::from)?
+                    .unwrap_or_default(),
+                r.get(3)?,
+                r.get(4)?,
+            ));
+        }
     }
     // Coalesce: keep the newest pending version per entity; older ones are superseded.
-    let mut newest: std::collections::HashMap<(String, String), i64> = std::collections::HashMap::new();
+    let mut newest: std::collections::HashMap<(&str, &str), i64> = std::collections::HashMap::new();
     for (id, _, _, entity, key) in &candidates {
-        newest.insert((entity.clone(), key.clone()), *id);
+        newest.insert((entity.as_str(), key.as_str()), *id);
     }
-    let mut superseded = 0;
+    let superseded_ids: Vec<i64> = candidates
+        .iter()
+        .filter(|(id, _, _, entity, key)| newest.get(&(entity.as_str(), key.as_str())) != Some(id))
+        .map(|c| c.0)
+        .collect();
+    drop(newest);
     let mut rows = Vec::new();
+    let mut payloads = Vec::new();
     let mut bytes = 0usize;
-    for (id, event_id, payload, entity, key) in candidates.drain(..) {
-        if newest.get(&(entity, key)) != Some(&id) {
-            tx.execute("UPDATE outbox SET state = 'superseded' WHERE id = ?1", [id])?;
-            superseded += 1;
-            continue;
+    let mut superseded = 0u64;
+    {
+        let mut sup = tx.prepare_cached("UPDATE outbox SET state = 'superseded' WHERE id = ?1")?;
+        let mut s = superseded_ids.iter().peekable();
+        for (id, event_id, payload, _, _) in candidates {
+            if s.peek() == Some(&&id) {
+                s.next();
+                sup.execute([id])?;
+                superseded += 1;
+                continue;
+            }
+            if !rows.is_empty() && bytes + payload.len() + 1 > max_bytes {
+                break;
+            }
+            bytes += payload.len() + 1;
+            rows.push((id, event_id));
+            payloads.push(payload);
         }
-        if !rows.is_empty() && bytes + payload.len() > max_bytes {
-            break;
-        }
-        bytes += payload.len();
-        rows.push((id, event_id, payload));
+    }
+    if rows.is_empty() {
+        // Everything in the window was superseded by a later row in it: nothing to send here.
+        tx.commit()?;
+        return Ok((None, superseded));
     }
     let mut hasher = Sha256::new();
-    for (_, event_id, _) in &rows {
+    for (_, event_id) in &rows {
         hasher.update(event_id.as_bytes());
         hasher.update(b"\n");
     }
     let key = format!("cs-{}", &hex::encode(hasher.finalize())[..32]);
-    {
-        let mut stmt = tx.prepare_cached("UPDATE outbox SET batch_key = ?2, attempts = attempts + 1 WHERE id = ?1")?;
-        for (id, _, _) in &rows {
-            stmt.execute(params![id, key])?;
-        }
+    let (lo, hi) = (rows[0].0, rows[rows.len() - 1].0);
+    // Every pending unkeyed row in [lo, hi] is in the batch (the superseded ones were marked).
+    let keyed = tx.execute(
+        "UPDATE outbox SET batch_key = ?3, attempts = attempts + 1
+         WHERE id BETWEEN ?1 AND ?2 AND state = 'pending' AND batch_key IS NULL",
+        params![lo, hi, key],
+    )?;
+    if keyed != rows.len() {
+        return Err(PushError::Setup(format!(
+            "outbox rows {lo}..{hi} changed while a batch was formed ({keyed} keyed, {} expected); nothing was sent, push again",
+            rows.len()
+        )));
     }
     tx.commit()?;
-    Ok((Some(Batch { key, rows }), superseded))
+    let body = encode_body(&key, &payloads, gzip);
+    let gzip = is_gzip(&body);
+    Ok((
+        Some(Batch {
+            key,
+            rows,
+            body,
+            gzip,
+        }),
+        superseded,
+    ))
 }
 
-fn acknowledge(store: &mut Store, batch: &Batch, response: &BatchResponse) -> Result<(u64, u64), PushError> {
-    let verdicts: std::collections::HashMap<&str, &EventResult> =
-        response.results.iter().map(|r| (r.event_id.as_str(), r)).collect();
-    let now = now_text();
-    let tx = store.conn_mut().transaction()?;
-    let (mut sent, mut dead) = (0, 0);
-    for (id, event_id, _) in &batch.rows {
-        match verdicts.get(event_id.as_str()) {
-            Some(r) if r.status == "rejected" => {
-                tx.execute(
-                    "UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1",
-                    params![id, r.reason],
-                )?;
-                tx.execute(
-                    "INSERT INTO dead_letters (outbox_id, event_id, code, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, event_id, r.code, r.reason.clone().unwrap_or_else(|| "rejected".into()), now],
-                )?;
-                dead += 1;
-            }
-            // accepted, duplicate, or not mentioned (the contract: a 2xx accepts what it does
-            // not list).
-            _ => {
-                tx.execute("UPDATE outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1", params![id, now])?;
-                sent += 1;
+/// The request body: `{"batch_id": key, "events": [payload, ...]}`, gzipped if asked.
+fn encode_body(key: &str, payloads: &[String], gzip: bool) -> Vec<u8> {
+    let mut body = String::with_capacity(payloads.iter().map(|p| p.len() + 1).sum::<usize>() + 64);
+    body.push_str("{\"batch_id\":");
+    body.push_str(&serde_json::Value::String(key.to_string()).to_string());
+    body.push_str(",\"events\":[");
+    for (i, payload) in payloads.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(payload);
+    }
+    body.push_str("]}");
+    if gzip {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        if enc.write_all(body.as_bytes()).is_ok() {
+            if let Ok(b) = enc.finish() {
+                return b;
             }
         }
     }
+    body.into_bytes()
+}
+
+/// The gzip flag a body was actually encoded with (a gzip stream starts with 1f 8b).
+fn is_gzip(body: &[u8]) -> bool {
+    body.starts_with(&[0x1f, 0x8b])
+}
+
+fn acknowledge(
+    store: &mut Store,
+    batch: &Batch,
+    response: &BatchResponse,
+) -> Result<(u64, u64), PushError> {
+    let rejected: std::collections::HashMap<&str, &EventResult> = response
+        .results
+        .iter()
+        .filter(|r| r.status == "rejected")
+        .map(|r| (r.event_id.as_str(), r))
+        .collect();
+    let now = now_text();
+    let (lo, hi) = batch.id_range();
+    let tx = store.conn_mut().transaction()?;
+    let mut dead = 0u64;
+    if !rejected.is_empty() {
+        let mut upd = tx.prepare_cached(
+            "UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+        )?;
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO dead_letters (outbox_id, event_id, code, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (id, event_id) in &batch.rows {
+            if let Some(r) = rejected.get(event_id.as_str()) {
+                let reason = r.reason.clone().unwrap_or_else(|| "rejected".into());
+                if upd.execute(params![id, reason])? == 1 {
+                    ins.execute(params![id, event_id, r.code, reason, now])?;
+                    dead += 1;
+                }
+            }
+        }
+    }
+    // accepted, duplicate, or not mentioned (the contract: a 2xx accepts what it does not list).
+    let sent = tx.execute(
+        "UPDATE outbox SET state = 'sent', sent_at = ?4, last_error = NULL
+         WHERE id BETWEEN ?1 AND ?2 AND batch_key = ?3 AND state = 'pending'",
+        params![lo, hi, batch.key, now],
+    )? as u64;
     tx.execute(
         "INSERT INTO push_log (at, batch_key, events, outcome, detail) VALUES (?1, ?2, ?3, 'ok', ?4)",
         params![now, batch.key, batch.rows.len() as i64, format!("{sent} sent, {dead} dead")],
@@ -395,39 +631,24 @@ fn acknowledge(store: &mut Store, batch: &Batch, response: &BatchResponse) -> Re
     Ok((sent, dead))
 }
 
-fn log_attempt(store: &Store, key: &str, n: usize, outcome: &str, detail: Option<&str>) -> Result<(), PushError> {
+fn log_failure(
+    store: &Store,
+    key: &str,
+    lo: i64,
+    hi: i64,
+    n: usize,
+    detail: &str,
+) -> Result<(), PushError> {
     store.conn().execute(
-        "INSERT INTO push_log (at, batch_key, events, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_text(), key, n as i64, outcome, detail],
+        "INSERT INTO push_log (at, batch_key, events, outcome, detail) VALUES (?1, ?2, ?3, 'failed', ?4)",
+        params![now_text(), key, n as i64, detail],
     )?;
-    store
-        .conn()
-        .execute("UPDATE outbox SET last_error = ?2 WHERE batch_key = ?1 AND state = 'pending'", params![key, detail])?;
+    store.conn().execute(
+        "UPDATE outbox SET last_error = ?4 WHERE id BETWEEN ?1 AND ?2 AND batch_key = ?3 AND state = 'pending'",
+        params![lo, hi, key, detail],
+    )?;
     Ok(())
 }
 
-/// The Authorization header for the platform (bearer or basic).
-fn platform_auth_header(config: &Config) -> Result<Option<String>, PushError> {
-    use crate::source::config::AuthConfig;
-    let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
-    let resolve = |r: &crate::source::config::SecretRef| -> Result<String, PushError> {
-        crate::source::secret::resolve(r, dir)
-            .map(|s| s.expose().to_string())
-            .map_err(|p| PushError::Setup(format!("[platform.auth]: {}", p.0)))
-    };
-    Ok(match &config.platform.auth {
-        AuthConfig::None => None,
-        AuthConfig::Bearer { token } => Some(format!("Bearer {}", resolve(token)?)),
-        AuthConfig::Basic { username, password } => {
-            use base64::Engine;
-            let raw = format!("{username}:{}", resolve(password)?);
-            Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
-        }
-        other => {
-            return Err(PushError::Setup(format!(
-                "[platform.auth]: type {:?} is not supported for the platform; use bearer or basic",
-                serde_json::to_value(other).ok().and_then(|v| v.get("type").cloned()).unwrap_or_default()
-            )))
-        }
-    })
-}
+#[cfg(test)]
+mod tests;

@@ -26,6 +26,13 @@ pub struct PlatformChaos {
     random_p: AtomicU64,
     retry_after_secs: AtomicU64,
     latency_ms: AtomicU64,
+    /// Requests to apply and then leave unanswered for `hang_ms` (an ack lost on the way back).
+    drop_after_apply: AtomicU64,
+    /// Requests to leave unanswered for `hang_ms` without applying anything.
+    hang_next: AtomicU64,
+    hang_ms: AtomicU64,
+    refuse_next: AtomicU64,
+    refuse_status: AtomicU64,
     reject: Mutex<HashSet<String>>,
     conflict: Mutex<HashSet<String>>,
     rng: Mutex<ChaCha8Rng>,
@@ -38,6 +45,11 @@ impl PlatformChaos {
             random_p: AtomicU64::new(0f64.to_bits()),
             retry_after_secs: AtomicU64::new(1),
             latency_ms: AtomicU64::new(0),
+            drop_after_apply: AtomicU64::new(0),
+            hang_next: AtomicU64::new(0),
+            hang_ms: AtomicU64::new(60_000),
+            refuse_next: AtomicU64::new(0),
+            refuse_status: AtomicU64::new(422),
             reject: Mutex::new(HashSet::new()),
             conflict: Mutex::new(HashSet::new()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x000C_4A05)),
@@ -85,9 +97,40 @@ impl PlatformChaos {
             .store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// The next `n` requests are applied (and their answer stored for replays), but the answer is
+    /// held back for the hang time (see [`PlatformChaos::set_hang`]): the client times out without
+    /// knowing the batch was applied, as when an ack is lost on the way back.
+    pub fn drop_response_after_apply(&self, n: u64) {
+        self.drop_after_apply.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` requests hang for the hang time, then fail with 503, applying nothing.
+    pub fn hang_next(&self, n: u64) {
+        self.hang_next.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` requests are refused whole with `status` (409 or 422), applying nothing.
+    pub fn refuse_next(&self, n: u64, status: u16) {
+        self.refuse_status.store(status as u64, Ordering::SeqCst);
+        self.refuse_next.store(n, Ordering::SeqCst);
+    }
+
+    /// How long a hanging request waits before it answers (default 60 s): set it past the
+    /// client's timeout.
+    pub fn set_hang(&self, d: Duration) {
+        self.hang_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn hang(&self) -> Duration {
+        Duration::from_millis(self.hang_ms.load(Ordering::SeqCst))
+    }
+
     /// Back to a well-behaved platform.
     pub fn reset(&self) {
         self.fail_next(0);
+        self.drop_response_after_apply(0);
+        self.hang_next(0);
+        self.refuse_next(0, 422);
         self.set_random_failures(0.0, 1);
         self.set_latency(Duration::ZERO);
         self.reject
@@ -98,6 +141,12 @@ impl PlatformChaos {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+
+    fn take_one(counter: &AtomicU64) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// An injected failure for this request, if any: (status, retry-after seconds).
@@ -159,6 +208,10 @@ pub struct PlatformView {
     pub rejected: u64,
     /// Events whose version was lower than the already applied one.
     pub out_of_order: u64,
+    /// Requests applied whose answer was held back (chaos `drop_response_after_apply`).
+    pub dropped_answers: u64,
+    /// Requests left hanging without applying (chaos `hang_next`).
+    pub hangs: u64,
 }
 
 #[derive(Default)]
@@ -220,7 +273,9 @@ fn version_of(v: &Value) -> Option<i64> {
 }
 
 /// Applies one event to the state; returns its result object.
-fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: &Value) -> Value {
+fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: &mut Value) -> Value {
+    let record = ev.get_mut("record").map(Value::take);
+    let ev = &*ev;
     let event_id = ev.get("event_id").and_then(Value::as_str).unwrap_or("");
     let rejected = |code: u16, reason: &str| json!({"event_id": event_id, "status": "rejected", "code": code, "reason": reason});
     if event_id.is_empty() {
@@ -239,7 +294,7 @@ fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: &Value) -> Va
         Some("op must be upsert or delete")
     } else if version.is_none() {
         Some("version must be an integer")
-    } else if op == "upsert" && !ev.get("record").is_some_and(Value::is_object) {
+    } else if op == "upsert" && !record.as_ref().is_some_and(Value::is_object) {
         Some("an upsert needs a record object")
     } else {
         None
@@ -293,9 +348,7 @@ fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: &Value) -> Va
         AppliedEntity {
             version,
             deleted: op == "delete",
-            record: (op == "upsert")
-                .then(|| ev.get("record").cloned())
-                .flatten(),
+            record: if op == "upsert" { record } else { None },
             event_id: event_id.to_string(),
             changed,
             applications,
@@ -334,6 +387,20 @@ async fn events(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
         }
         return resp;
     }
+    if PlatformChaos::take_one(&state.chaos.refuse_next) {
+        let code = state.chaos.refuse_status.load(Ordering::SeqCst) as u16;
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        return error(status, "batch_refused", "the batch is refused (chaos)");
+    }
+    if PlatformChaos::take_one(&state.chaos.hang_next) {
+        state.count(|v| v.hangs += 1);
+        tokio::time::sleep(state.chaos.hang()).await;
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "platform hung",
+        );
+    }
     let Some(idem) = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -366,37 +433,50 @@ async fn events(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
     } else {
         body.to_vec()
     };
-    let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(stored) = inner.idempotency.get(idem) {
-        let stored = stored.clone();
-        inner.view.replays += 1;
-        return json_response(StatusCode::OK, stored);
-    }
-    let parsed: Value = match serde_json::from_slice(&raw) {
-        Ok(v) => v,
-        Err(e) => {
+    // Parsed outside the state lock; a replay does not look at the body.
+    let parsed: Result<Value, String> = serde_json::from_slice(&raw).map_err(|e| e.to_string());
+    drop(raw);
+    let (body, hold) = {
+        let mut guard = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
+        if let Some(stored) = inner.idempotency.get(idem) {
+            let stored = stored.clone();
+            inner.view.replays += 1;
+            return json_response(StatusCode::OK, stored);
+        }
+        let mut parsed = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_json",
+                    &format!("body is not JSON: {e}"),
+                )
+            }
+        };
+        let Some(evs) = parsed.get_mut("events").and_then(Value::as_array_mut) else {
             return error(
                 StatusCode::BAD_REQUEST,
-                "bad_json",
-                &format!("body is not JSON: {e}"),
-            )
+                "bad_request",
+                "body must be an object with an events array",
+            );
+        };
+        let mut results = Vec::with_capacity(evs.len());
+        for ev in evs.iter_mut() {
+            inner.view.events_received += 1;
+            results.push(apply_event(&mut inner.view, &state.chaos, ev));
         }
+        let body = json!({"results": results}).to_string().into_bytes();
+        inner.idempotency.insert(idem.to_string(), body.clone());
+        let hold = PlatformChaos::take_one(&state.chaos.drop_after_apply);
+        if hold {
+            inner.view.dropped_answers += 1;
+        }
+        (body, hold)
     };
-    let Some(evs) = parsed.get("events").and_then(Value::as_array) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "body must be an object with an events array",
-        );
-    };
-    let inner = &mut *inner;
-    let mut results = Vec::with_capacity(evs.len());
-    for ev in evs {
-        inner.view.events_received += 1;
-        results.push(apply_event(&mut inner.view, &state.chaos, ev));
+    if hold {
+        tokio::time::sleep(state.chaos.hang()).await;
     }
-    let body = json!({"results": results}).to_string().into_bytes();
-    inner.idempotency.insert(idem.to_string(), body.clone());
     json_response(StatusCode::OK, body)
 }
 
@@ -427,27 +507,27 @@ mod tests {
         let chaos = PlatformChaos::new(1);
         let mut v = PlatformView::default();
         assert_eq!(
-            apply_event(&mut v, &chaos, &ev("a", "k", 2))["status"],
+            apply_event(&mut v, &chaos, &mut ev("a", "k", 2))["status"],
             "accepted"
         );
         assert_eq!(
-            apply_event(&mut v, &chaos, &ev("b", "k", 2))["status"],
+            apply_event(&mut v, &chaos, &mut ev("b", "k", 2))["status"],
             "duplicate"
         );
         assert_eq!(v.out_of_order, 0);
         assert_eq!(
-            apply_event(&mut v, &chaos, &ev("c", "k", 1))["status"],
+            apply_event(&mut v, &chaos, &mut ev("c", "k", 1))["status"],
             "duplicate"
         );
         assert_eq!(v.out_of_order, 1);
         assert_eq!(
-            apply_event(&mut v, &chaos, &ev("d", "k", 3))["status"],
+            apply_event(&mut v, &chaos, &mut ev("d", "k", 3))["status"],
             "accepted"
         );
         let applied = &v.applied[&("person".to_string(), "k".to_string())];
         assert_eq!((applied.version, applied.applications), (3, 2));
         chaos.reject_keys(["bad".to_string()]);
-        let r = apply_event(&mut v, &chaos, &ev("e", "bad", 1));
+        let r = apply_event(&mut v, &chaos, &mut ev("e", "bad", 1));
         assert_eq!(
             (r["status"].clone(), r["code"].clone()),
             (json!("rejected"), json!(422))

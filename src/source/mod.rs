@@ -2,7 +2,7 @@
 //! config declares (pagination, auth, encoding, retries, limits), and streams the pages
 //! through a bounded channel. Owns no storage: it never writes the store or the cursor.
 
-mod auth;
+pub mod auth;
 pub mod config;
 pub mod decode;
 mod error;
