@@ -173,7 +173,7 @@ pub struct PlatformConfig {
 }
 
 fn default_push_batch() -> usize {
-    500
+    2000
 }
 fn default_push_bytes() -> usize {
     4 * 1024 * 1024
