@@ -105,9 +105,10 @@ pub fn run_in_tx(
     Ok(())
 }
 
-/// Phases: ID-bearing person records (and rejected rows, which may unlink a record), then
-/// ID-less person records (so they find the residents the first phase made), then the rest.
-fn phase_queries() -> [String; 3] {
+/// Phases: person records (and rejected rows, which may unlink a record), ID-bearing first so
+/// that ID-less ones find their resident (features are stored as each record is handled, so
+/// a chunk sees the records before it); then the rest.
+fn phase_queries() -> [String; 2] {
     let in_list = EntityKind::ALL
         .iter()
         .filter(|k| k.carries_person())
@@ -119,11 +120,8 @@ fn phase_queries() -> [String; 3] {
     [
         format!(
             "SELECT {cols} FROM source_records
-             WHERE dirty = 1 AND ((entity IN ({in_list}) AND id_key IS NOT NULL) OR status = 'rejected')
-             ORDER BY id LIMIT {CHUNK}"
-        ),
-        format!(
-            "SELECT {cols} FROM source_records WHERE dirty = 1 AND entity IN ({in_list}) ORDER BY id LIMIT {CHUNK}"
+             WHERE dirty = 1 AND (entity IN ({in_list}) OR status = 'rejected')
+             ORDER BY id_key IS NULL, id LIMIT {CHUNK}"
         ),
         format!("SELECT {cols} FROM source_records WHERE dirty = 1 ORDER BY id LIMIT {CHUNK}"),
     ]
