@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod logging;
+pub mod review;
 pub mod status;
 
 use std::path::PathBuf;
@@ -73,6 +74,11 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// The review queue: what a machine should not decide.
+    #[command(subcommand)]
+    Review(review::ReviewCmd),
+    /// Why a source record belongs to its resident: candidates, feature scores, thresholds.
+    Explain { source: String, key: String },
     /// Serve the built-in simulator on 127.0.0.1:18081-18085 until Ctrl-C.
     Sim {
         #[arg(long, default_value_t = 20_000)]
@@ -201,6 +207,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 status::print(&st);
             }
             Ok(if st.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Review(cmd) => {
+            let config = load_config(&cli)?;
+            review::run(&config, cmd)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { source, key } => {
+            let config = load_config(&cli)?;
+            let store = crate::store::Store::open(&config.store.path)?;
+            print!("{}", review::explain_text(&store, &config, source, key)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Rejects { source, reason, limit } => {
             let config = load_config(&cli)?;
