@@ -68,19 +68,31 @@ fn measure(ctx: &Context, truth: &GroundTruth) -> (BTreeMap<String, Pr>, i64) {
     // (true resident, person, kind)
     let recs: Vec<(usize, i64, Option<String>)> = stmt
         .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })
         .unwrap()
         .map(|x| x.unwrap())
         .map(|(s, t, k, p)| {
             let key = (s, t, k);
-            let res = *truth.resident_of_record.get(&key).expect("every kept record is in the truth");
+            let res = *truth
+                .resident_of_record
+                .get(&key)
+                .expect("every kept record is in the truth");
             (res, p, truth.case_of_record.get(&key).cloned())
         })
         .collect();
     let review: i64 = g
         .conn()
-        .query_row("SELECT count(*) FROM review_items WHERE state = 'open'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM review_items WHERE state = 'open'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     drop(stmt);
     drop(g);
@@ -142,7 +154,10 @@ async fn run(sim: &Sim, tweak: impl FnOnce(&mut Config)) -> (BTreeMap<String, Pr
 
 fn print(label: &str, m: &BTreeMap<String, Pr>, review: i64) {
     println!("== {label} (open review items: {review})");
-    println!("{:<14} {:>9} {:>9} {:>7} {:>7} {:>7}", "kind", "true", "linked", "P", "R", "F1");
+    println!(
+        "{:<14} {:>9} {:>9} {:>7} {:>7} {:>7}",
+        "kind", "true", "linked", "P", "R", "F1"
+    );
     for (k, pr) in m {
         println!(
             "{:<14} {:>9} {:>9} {:>7.4} {:>7.4} {:>7.4}",
@@ -167,7 +182,10 @@ async fn hard_cases_precision_and_recall_with_and_without_address_and_phone_hist
     .await
     .unwrap();
     let truth = sim.truth();
-    assert!(truth.case_of_record.len() > 300, "the hard cases are in the population");
+    assert!(
+        truth.case_of_record.len() > 300,
+        "the hard cases are in the population"
+    );
 
     let (full, review) = run(&sim, |_| {}).await;
     print("all features", &full, review);
@@ -179,7 +197,11 @@ async fn hard_cases_precision_and_recall_with_and_without_address_and_phone_hist
     print("address and phone history off", &bare, review_bare);
 
     for (k, pr) in &full {
-        assert!(pr.precision() >= 0.999, "{k}: precision {:.4} (a wrong merge)", pr.precision());
+        assert!(
+            pr.precision() >= 0.999,
+            "{k}: precision {:.4} (a wrong merge)",
+            pr.precision()
+        );
         assert!(pr.recall() >= 0.99, "{k}: recall {:.4}", pr.recall());
     }
     // Twins and family members sharing a phone are never merged.
@@ -210,10 +232,21 @@ async fn hard_cases_make_one_resident_each_and_a_rerun_changes_nothing() {
     assert_eq!(persons as usize, truth.persons);
     let outbox = common::count(&ctx, "SELECT count(*) FROM outbox");
     let reviews = common::count(&ctx, "SELECT count(*) FROM review_items");
-    let report = pipeline::sync(&ctx, &SyncOptions { full: true, ..opts() }).await.unwrap();
+    let report = pipeline::sync(
+        &ctx,
+        &SyncOptions {
+            full: true,
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(report.reconcile.events, 0);
     assert_eq!(common::count(&ctx, "SELECT count(*) FROM outbox"), outbox);
-    assert_eq!(common::count(&ctx, "SELECT count(*) FROM review_items"), reviews);
+    assert_eq!(
+        common::count(&ctx, "SELECT count(*) FROM review_items"),
+        reviews
+    );
     let _ = Store::open;
     let _ = Mutex::new(());
     sim.shutdown().await;

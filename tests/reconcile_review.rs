@@ -47,7 +47,11 @@ async fn setup(dir: &std::path::Path) -> (Sim, Context) {
 fn person_of(ctx: &Context, record: i64) -> Option<i64> {
     let g = ctx.store.lock().unwrap();
     g.conn()
-        .query_row("SELECT person_id FROM source_records WHERE id = ?1", [record], |r| r.get(0))
+        .query_row(
+            "SELECT person_id FROM source_records WHERE id = ?1",
+            [record],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
@@ -64,7 +68,9 @@ fn open_match_items(ctx: &Context) -> Vec<review::Item> {
 async fn resync_everything(ctx: &Context) {
     pipeline::sync(ctx, &opts(true)).await.unwrap();
     let mut g = ctx.store.lock().unwrap();
-    g.conn().execute("UPDATE source_records SET dirty = 1", []).unwrap();
+    g.conn()
+        .execute("UPDATE source_records SET dirty = 1", [])
+        .unwrap();
     reconcile::reconcile(&mut g, &ctx.config).unwrap();
 }
 
@@ -78,7 +84,11 @@ async fn every_review_action_survives_a_full_resync() {
     let dir = tempfile::tempdir().unwrap();
     let (sim, ctx) = setup(dir.path()).await;
     let items = open_match_items(&ctx);
-    assert!(items.len() >= 4, "scored records became review items ({})", items.len());
+    assert!(
+        items.len() >= 4,
+        "scored records became review items ({})",
+        items.len()
+    );
     let outbox = || common::count(&ctx, "SELECT count(*) FROM outbox");
 
     // accept: the record joins the candidate resident, with events.
@@ -135,18 +145,35 @@ async fn every_review_action_survives_a_full_resync() {
     );
     assert_eq!(upserts, 1);
     assert_eq!(
-        common::count(&ctx, &format!("SELECT merged_into FROM persons WHERE id = {other}")),
+        common::count(
+            &ctx,
+            &format!("SELECT merged_into FROM persons WHERE id = {other}")
+        ),
         survivor
     );
 
     // split: the merged record leaves the survivor again under a new resident id.
-    decide_now(&ctx, Decision::Split { person: survivor, records: vec![m_rec] });
+    decide_now(
+        &ctx,
+        Decision::Split {
+            person: survivor,
+            records: vec![m_rec],
+        },
+    );
     let split_to = person_of(&ctx, m_rec).unwrap();
     assert!(split_to != survivor && split_to != other);
     // Splitting every record away is refused.
     {
         let mut g = ctx.store.lock().unwrap();
-        assert!(decide(&mut g, &ctx.config, &Decision::Split { person: split_to, records: vec![m_rec] }).is_err());
+        assert!(decide(
+            &mut g,
+            &ctx.config,
+            &Decision::Split {
+                person: split_to,
+                records: vec![m_rec]
+            }
+        )
+        .is_err());
     }
     let decisions = common::count(&ctx, "SELECT count(*) FROM decisions");
     assert_eq!(decisions, 4);
@@ -156,7 +183,13 @@ async fn every_review_action_survives_a_full_resync() {
     assert_eq!(person_of(&ctx, a_rec), Some(a_person));
     assert_ne!(person_of(&ctx, r_rec), Some(r_person));
     assert_eq!(person_of(&ctx, m_rec), Some(split_to));
-    assert_eq!(common::count(&ctx, &format!("SELECT retired FROM persons WHERE id = {other}")), 1);
+    assert_eq!(
+        common::count(
+            &ctx,
+            &format!("SELECT retired FROM persons WHERE id = {other}")
+        ),
+        1
+    );
     let decided_again = common::count(
         &ctx,
         &format!("SELECT count(*) FROM review_items WHERE record_id = {r_rec} AND person_id = {r_person} AND state = 'open'"),
@@ -167,9 +200,11 @@ async fn every_review_action_survives_a_full_resync() {
     let g = ctx.store.lock().unwrap();
     let key = |rec: i64| -> (String, String) {
         g.conn()
-            .query_row("SELECT source, source_key FROM source_records WHERE id = ?1", [rec], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT source, source_key FROM source_records WHERE id = ?1",
+                [rec],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap()
     };
     let (s, k): (String, String) = g
@@ -186,12 +221,27 @@ async fn every_review_action_survives_a_full_resync() {
     let item = open.iter().find(|i| i.kind == "match").unwrap();
     let (s, k) = key(item.record_id.unwrap());
     let text = explain_text(&g, &ctx.config, &s, &k).unwrap();
-    assert!(text.contains(&format!("review item #{}", item.id)), "{text}");
-    assert!(text.contains("total") && text.contains("link at >= 5.00"), "{text}");
-    assert!(text.contains(&format!("candidate {}", person_key(item.person_id.unwrap()))), "{text}");
+    assert!(
+        text.contains(&format!("review item #{}", item.id)),
+        "{text}"
+    );
+    assert!(
+        text.contains("total") && text.contains("link at >= 5.00"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "candidate {}",
+            person_key(item.person_id.unwrap())
+        )),
+        "{text}"
+    );
     let (s, k) = key(r_rec);
     let text = explain_text(&g, &ctx.config, &s, &k).unwrap();
-    assert!(text.contains(&format!("never matched with {}", person_key(r_person))), "{text}");
+    assert!(
+        text.contains(&format!("never matched with {}", person_key(r_person))),
+        "{text}"
+    );
     assert!(text.contains("a reviewer rejected this pair"), "{text}");
     drop(g);
     sim.shutdown().await;
@@ -203,12 +253,18 @@ async fn a_no_change_reconcile_writes_nothing_and_emits_nothing() {
     let (sim, ctx) = setup(dir.path()).await;
     let mut g = ctx.store.lock().unwrap();
     let before_changes = g.conn().total_changes();
-    let outbox: i64 = g.conn().query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
+    let outbox: i64 = g
+        .conn()
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
     let stats = reconcile::reconcile(&mut g, &ctx.config).unwrap();
     assert_eq!(stats.events, 0);
     assert_eq!(stats.records, 0);
     assert_eq!(g.conn().total_changes(), before_changes, "no row written");
-    let after: i64 = g.conn().query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
+    let after: i64 = g
+        .conn()
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(after, outbox);
     drop(g);
     sim.shutdown().await;

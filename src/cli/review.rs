@@ -57,7 +57,9 @@ pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
                     it.record_id.map(|r| r.to_string()).unwrap_or_default(),
                     it.person_id.map(person_key).unwrap_or_default(),
                     it.field.unwrap_or_default(),
-                    it.score.map(|s| format!("score {s:.2}")).unwrap_or_default()
+                    it.score
+                        .map(|s| format!("score {s:.2}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -103,7 +105,8 @@ pub fn decide(store: &mut Store, config: &Config, d: &Decision) -> anyhow::Resul
 
 /// `review show` text.
 pub fn show_text(store: &Store, config: &Config, id: i64) -> anyhow::Result<String> {
-    let it = review::get(store.conn(), id)?.with_context(|| format!("review item {id} does not exist"))?;
+    let it = review::get(store.conn(), id)?
+        .with_context(|| format!("review item {id} does not exist"))?;
     let mut out = String::new();
     writeln!(out, "review item #{} ({}, {})", it.id, it.kind, it.state)?;
     if let Some(f) = &it.field {
@@ -164,11 +167,22 @@ fn features(store: &Store, rec: i64) -> anyhow::Result<Option<matching::Features
     let Ok(n) = serde_json::from_str::<NormalizedRecord>(&n) else {
         return Ok(None);
     };
-    Ok(Some(matching::Features::of(codec, rec, &n.person, id_key.as_deref(), &changed)))
+    Ok(Some(matching::Features::of(
+        codec,
+        rec,
+        &n.person,
+        id_key.as_deref(),
+        &changed,
+    )))
 }
 
 /// `explain SOURCE KEY`: the record, its resident and why, and every candidate's score.
-pub fn explain_text(store: &Store, config: &Config, source: &str, key: &str) -> anyhow::Result<String> {
+pub fn explain_text(
+    store: &Store,
+    config: &Config,
+    source: &str,
+    key: &str,
+) -> anyhow::Result<String> {
     let conn = store.conn();
     let rec: i64 = conn
         .query_row(
@@ -180,10 +194,11 @@ pub fn explain_text(store: &Store, config: &Config, source: &str, key: &str) -> 
         .optional()?
         .with_context(|| format!("no person record {key:?} from source {source:?} in the store"))?;
     let mut out = record_text(store, rec)?;
-    let (pid, id_key): (Option<i64>, Option<String>) =
-        conn.query_row("SELECT person_id, id_key FROM source_records WHERE id = ?1", [rec], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    let (pid, id_key): (Option<i64>, Option<String>) = conn.query_row(
+        "SELECT person_id, id_key FROM source_records WHERE id = ?1",
+        [rec],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let pinned = review::pinned_person(conn, rec)?;
     let reason = if pinned.is_some() {
         "pinned by a review decision"
@@ -192,7 +207,11 @@ pub fn explain_text(store: &Store, config: &Config, source: &str, key: &str) -> 
     } else {
         "scored (below)"
     };
-    writeln!(out, "resident: {} ({reason})", pid.map(person_key).unwrap_or_else(|| "none".into()))?;
+    writeln!(
+        out,
+        "resident: {} ({reason})",
+        pid.map(person_key).unwrap_or_else(|| "none".into())
+    )?;
     let never: Vec<i64> = conn
         .prepare("SELECT person_id FROM never_match WHERE record_id = ?1 ORDER BY person_id")?
         .query_map([rec], |r| r.get(0))?
@@ -202,7 +221,13 @@ pub fn explain_text(store: &Store, config: &Config, source: &str, key: &str) -> 
     }
     let items = conn
         .prepare("SELECT id, kind, state FROM review_items WHERE record_id = ?1 ORDER BY id")?
-        .query_map([rec], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?
+        .query_map([rec], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     for (id, kind, state) in items {
         writeln!(out, "review item #{id} ({kind}, {state})")?;
@@ -220,7 +245,10 @@ pub fn explain_text(store: &Store, config: &Config, source: &str, key: &str) -> 
             }
         }
         if ranked.is_empty() {
-            writeln!(out, "no other candidate residents share a blocking key with this record")?;
+            writeln!(
+                out,
+                "no other candidate residents share a blocking key with this record"
+            )?;
         }
         for s in ranked {
             writeln!(out, "  candidate {}:", person_key(s.person_id))?;

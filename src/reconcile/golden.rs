@@ -156,14 +156,21 @@ pub fn refresh_person(
     if candidates.is_empty() {
         if !retired && version > 0 {
             let v = version + 1;
-            tx.prepare_cached("UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![pid, v, now])?;
-            store::enqueue_event(tx, codec, &Event::new("person", &person_key(pid), v, Op::Delete, vec![], None))?;
+            tx.prepare_cached(
+                "UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![pid, v, now])?;
+            store::enqueue_event(
+                tx,
+                codec,
+                &Event::new("person", &person_key(pid), v, Op::Delete, vec![], None),
+            )?;
             stats.persons_retired += 1;
             stats.events += 1;
         } else if version == 0 {
             // Created and emptied in the same pass: nobody ever heard of it.
-            tx.prepare_cached("UPDATE persons SET retired = 1 WHERE id = ?1")?.execute([pid])?;
+            tx.prepare_cached("UPDATE persons SET retired = 1 WHERE id = ?1")?
+                .execute([pid])?;
         }
         return Ok(());
     }
@@ -235,7 +242,14 @@ pub fn refresh_person(
     store::enqueue_event(
         tx,
         codec,
-        &Event::new("person", &person_key(pid), v, Op::Upsert, changed, Some(Value::Object(record))),
+        &Event::new(
+            "person",
+            &person_key(pid),
+            v,
+            Op::Upsert,
+            changed,
+            Some(Value::Object(record)),
+        ),
     )?;
     if version == 0 {
         // counted in persons_created
@@ -270,8 +284,12 @@ fn hard_fields(
     for field in HARD_FIELDS {
         let idx = PERSON_FIELDS.iter().position(|f| *f == field).unwrap_or(0);
         let lock: Option<(Option<i64>, Option<String>)> = tx
-            .prepare_cached("SELECT record_id, value FROM field_locks WHERE person_id = ?1 AND field = ?2")?
-            .query_row(params![pid, field], |r| Ok((r.get(0)?, codec.open(r.get_ref(1)?)?)))
+            .prepare_cached(
+                "SELECT record_id, value FROM field_locks WHERE person_id = ?1 AND field = ?2",
+            )?
+            .query_row(params![pid, field], |r| {
+                Ok((r.get(0)?, codec.open(r.get_ref(1)?)?))
+            })
             .optional()?;
         if let Some((rec, value)) = lock {
             let from_record = rec.and_then(|id| {
@@ -297,7 +315,8 @@ fn hard_fields(
             .filter_map(|c| c.person.get(field).map(|v| (v, c.record_id)))
             .collect();
         values.sort();
-        let distinct = values.windows(2).filter(|w| w[0].0 != w[1].0).count() + usize::from(!values.is_empty());
+        let distinct = values.windows(2).filter(|w| w[0].0 != w[1].0).count()
+            + usize::from(!values.is_empty());
         if distinct <= 1 {
             continue;
         }
@@ -312,15 +331,29 @@ fn hard_fields(
         let current = chosen.get(field).map(|(v, _)| v.clone());
         for (v, rec) in &values {
             if Some(v) != current.as_ref() {
-                let detail = format!("linked records disagree on {field}; the golden value is kept until decided");
-                crate::reconcile::review::raise(tx, "conflict", Some(*rec), Some(pid), Some(field), None, &detail)?;
+                let detail = format!(
+                    "linked records disagree on {field}; the golden value is kept until decided"
+                );
+                crate::reconcile::review::raise(
+                    tx,
+                    "conflict",
+                    Some(*rec),
+                    Some(pid),
+                    Some(field),
+                    None,
+                    &detail,
+                )?;
             }
         }
     }
     // A stated gender that contradicts the record's own ID number.
     for c in candidates {
         if let (Some(g), Some(id)) = (c.person.gender, c.person.id_number.as_deref()) {
-            let id_male = id.chars().nth(16).and_then(|d| d.to_digit(10)).map(|d| d % 2 == 1);
+            let id_male = id
+                .chars()
+                .nth(16)
+                .and_then(|d| d.to_digit(10))
+                .map(|d| d % 2 == 1);
             let stated_male = match g {
                 1 => Some(true),
                 2 => Some(false),

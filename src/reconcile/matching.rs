@@ -37,9 +37,19 @@ pub struct Features {
 
 impl Features {
     /// Features of a record's person fields. `id_key` is the store's blinded ID key.
-    pub fn of(codec: &Codec, record_id: i64, p: &PersonFields, id_key: Option<&str>, changed: &str) -> Features {
+    pub fn of(
+        codec: &Codec,
+        record_id: i64,
+        p: &PersonFields,
+        id_key: Option<&str>,
+        changed: &str,
+    ) -> Features {
         let name = p.name.as_deref().map(names::fold).filter(|n| !n.is_empty());
-        let py = p.name.as_deref().map(names::pinyin_key).filter(|n| !n.is_empty());
+        let py = p
+            .name
+            .as_deref()
+            .map(names::pinyin_key)
+            .filter(|n| !n.is_empty());
         let birth = p.birth_date.as_deref();
         let swapped = birth.and_then(swap_day_month);
         let addr = p.address.as_deref().map(address::parse).unwrap_or_default();
@@ -84,7 +94,8 @@ fn swap_day_month(iso: &str) -> Option<String> {
     Some(format!("{y}-{d}-{m}"))
 }
 
-const F_COLS: &str = "f.record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, \
+const F_COLS: &str =
+    "f.record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, \
                       f.bldg_k, f.comm_k, f.id_k, f.changed";
 
 fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> {
@@ -105,7 +116,11 @@ fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> {
 }
 
 /// Writes (or replaces) a record's features; `None` removes them (record gone).
-pub fn store_features(conn: &Connection, record_id: i64, f: Option<&Features>) -> Result<(), StoreError> {
+pub fn store_features(
+    conn: &Connection,
+    record_id: i64,
+    f: Option<&Features>,
+) -> Result<(), StoreError> {
     match f {
         None => {
             conn.prepare_cached("DELETE FROM match_features WHERE record_id = ?1")?
@@ -252,7 +267,10 @@ pub fn score(
         veto = Some("a reviewer rejected this pair".into());
     }
     if let Some(id) = &f.id_k {
-        if rows.iter().any(|r| r.id_k.as_ref().is_some_and(|o| o != id)) {
+        if rows
+            .iter()
+            .any(|r| r.id_k.as_ref().is_some_and(|o| o != id))
+        {
             veto = Some("different ID numbers".into());
         }
     }
@@ -278,12 +296,18 @@ pub fn score(
         let current = rows
             .iter()
             .filter(|r| r.phone_k.is_some())
-            .max_by(|a, b| a.changed.cmp(&b.changed).then(a.record_id.cmp(&b.record_id)))
+            .max_by(|a, b| {
+                a.changed
+                    .cmp(&b.changed)
+                    .then(a.record_id.cmp(&b.record_id))
+            })
             .and_then(|r| r.phone_k.as_ref());
         let earlier = cfg.use_phone_history
             && (rows.iter().any(|r| r.phone_k.as_ref() == Some(ph))
                 || conn
-                    .prepare_cached("SELECT 1 FROM phone_history WHERE person_id = ?1 AND phone_k = ?2 LIMIT 1")?
+                    .prepare_cached(
+                        "SELECT 1 FROM phone_history WHERE person_id = ?1 AND phone_k = ?2 LIMIT 1",
+                    )?
                     .query_row(params![pid, ph], |r| r.get::<_, i64>(0))
                     .optional()?
                     .is_some());
@@ -298,8 +322,20 @@ pub fn score(
                 c.push(contrib("phone", "current", w.phone_current));
             }
         } else if earlier {
-            let wt = if household { w.phone_household.min(w.phone_earlier) } else { w.phone_earlier };
-            c.push(contrib("phone", if household { "earlier household" } else { "earlier" }, wt));
+            let wt = if household {
+                w.phone_household.min(w.phone_earlier)
+            } else {
+                w.phone_earlier
+            };
+            c.push(contrib(
+                "phone",
+                if household {
+                    "earlier household"
+                } else {
+                    "earlier"
+                },
+                wt,
+            ));
         }
     }
     // Birth date.
@@ -417,7 +453,10 @@ pub fn decide(cfg: &ReconcileConfig, ranked: &[Scored]) -> Outcome {
 pub fn describe(cfg: &ReconcileConfig, s: &Scored) -> String {
     let mut out = String::new();
     for c in &s.contributions {
-        out.push_str(&format!("    {:<11} {:<22} {:+.2}\n", c.feature, c.agreement, c.weight));
+        out.push_str(&format!(
+            "    {:<11} {:<22} {:+.2}\n",
+            c.feature, c.agreement, c.weight
+        ));
     }
     out.push_str(&format!(
         "    total {:.2} (link at >= {:.2}, review at >= {:.2})",
@@ -472,19 +511,39 @@ mod tests {
     #[test]
     fn decide_links_reviews_and_creates() {
         let cfg = ReconcileConfig::default();
-        assert_eq!(decide(&cfg, &[scored(1, 1.0, NameAgreement::Exact, None)]), Outcome::Link(1));
-        assert_eq!(decide(&cfg, &[scored(1, 0.7, NameAgreement::Exact, None)]), Outcome::Review(vec![1]));
-        assert_eq!(decide(&cfg, &[scored(1, 0.2, NameAgreement::Exact, None)]), Outcome::New);
+        assert_eq!(
+            decide(&cfg, &[scored(1, 1.0, NameAgreement::Exact, None)]),
+            Outcome::Link(1)
+        );
+        assert_eq!(
+            decide(&cfg, &[scored(1, 0.7, NameAgreement::Exact, None)]),
+            Outcome::Review(vec![1])
+        );
+        assert_eq!(
+            decide(&cfg, &[scored(1, 0.2, NameAgreement::Exact, None)]),
+            Outcome::New
+        );
         // A veto never links, however high the score.
         assert_eq!(
-            decide(&cfg, &[scored(1, 1.2, NameAgreement::Exact, Some("different ID numbers"))]),
+            decide(
+                &cfg,
+                &[scored(
+                    1,
+                    1.2,
+                    NameAgreement::Exact,
+                    Some("different ID numbers")
+                )]
+            ),
             Outcome::New
         );
         // Two equally strong residents: review, not a guess.
         assert_eq!(
             decide(
                 &cfg,
-                &[scored(1, 1.0, NameAgreement::Exact, None), scored(2, 1.0, NameAgreement::Exact, None)]
+                &[
+                    scored(1, 1.0, NameAgreement::Exact, None),
+                    scored(2, 1.0, NameAgreement::Exact, None)
+                ]
             ),
             Outcome::Review(vec![1, 2])
         );
@@ -492,7 +551,10 @@ mod tests {
         assert_eq!(
             decide(
                 &cfg,
-                &[scored(1, 1.0, NameAgreement::Exact, None), scored(2, 0.95, NameAgreement::Pinyin, None)]
+                &[
+                    scored(1, 1.0, NameAgreement::Exact, None),
+                    scored(2, 0.95, NameAgreement::Pinyin, None)
+                ]
             ),
             Outcome::Link(1)
         );

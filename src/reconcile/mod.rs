@@ -115,7 +115,8 @@ fn phase_queries() -> [String; 2] {
         .map(|k| format!("'{}'", k.as_str()))
         .collect::<Vec<_>>()
         .join(",");
-    let cols = "id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
+    let cols =
+        "id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
                 link_stream, person_ref, person_id, COALESCE(updated_at, last_changed)";
     [
         format!(
@@ -206,7 +207,13 @@ fn handle_record(
         let Some(n) = normalized.as_ref() else {
             return Ok(());
         };
-        let features = matching::Features::of(codec, rec.id, &n.person, rec.id_key.as_deref(), &rec.changed);
+        let features = matching::Features::of(
+            codec,
+            rec.id,
+            &n.person,
+            rec.id_key.as_deref(),
+            &rec.changed,
+        );
         matching::store_features(tx, rec.id, Some(&features))?;
         let (pid, review_with) = resolve_person(tx, config, rec, &features)?;
         let pid = match pid {
@@ -218,7 +225,15 @@ fn handle_record(
         }
         for s in review_with {
             let detail = serde_json::to_string(&s.contributions).unwrap_or_default();
-            review::raise(tx, "match", Some(rec.id), Some(s.person_id), None, Some(s.total), &detail)?;
+            review::raise(
+                tx,
+                "match",
+                Some(rec.id),
+                Some(s.person_id),
+                None,
+                Some(s.total),
+                &detail,
+            )?;
         }
         if rec.person_id != Some(pid) {
             if let Some(old) = rec.person_id {
@@ -234,9 +249,21 @@ fn handle_record(
             .execute(params![rec.source, rec.stream, rec.source_key])?;
         }
         touched.insert(pid);
-        upsert_domain(tx, codec, entity, rec, normalized.as_ref(), Some(pid), stats)?;
+        upsert_domain(
+            tx,
+            codec,
+            entity,
+            rec,
+            normalized.as_ref(),
+            Some(pid),
+            stats,
+        )?;
     } else {
-        let pid = if live { parent_person(tx, rec)? } else { rec.person_id };
+        let pid = if live {
+            parent_person(tx, rec)?
+        } else {
+            rec.person_id
+        };
         if rec.person_id != pid {
             tx.prepare_cached("UPDATE source_records SET person_id = ?2 WHERE id = ?1")?
                 .execute(params![rec.id, pid])?;
@@ -247,7 +274,11 @@ fn handle_record(
     Ok(())
 }
 
-fn unlink(tx: &Transaction<'_>, rec: &Dirty, touched: &mut BTreeSet<i64>) -> Result<(), StoreError> {
+fn unlink(
+    tx: &Transaction<'_>,
+    rec: &Dirty,
+    touched: &mut BTreeSet<i64>,
+) -> Result<(), StoreError> {
     if let Some(pid) = rec.person_id {
         touched.insert(pid);
         tx.prepare_cached("UPDATE source_records SET person_id = NULL WHERE id = ?1")?
@@ -312,7 +343,10 @@ fn resolve_person(
         matching::Outcome::Link(p) => (Some(p), vec![]),
         matching::Outcome::Review(ps) => (
             own,
-            ranked.into_iter().filter(|s| ps.contains(&s.person_id)).collect(),
+            ranked
+                .into_iter()
+                .filter(|s| ps.contains(&s.person_id))
+                .collect(),
         ),
         matching::Outcome::New => (own, vec![]),
     })
@@ -385,7 +419,11 @@ fn upsert_domain(
                     "UPDATE {table} SET deleted = 1, version = ?2 WHERE record_id = ?1"
                 ))?
                 .execute(params![rec.id, v])?;
-                store::enqueue_event(tx, codec, &Event::new(entity.as_str(), &key, v, Op::Delete, vec![], None))?;
+                store::enqueue_event(
+                    tx,
+                    codec,
+                    &Event::new(entity.as_str(), &key, v, Op::Delete, vec![], None),
+                )?;
                 stats.domain_changed += 1;
                 stats.events += 1;
             }
@@ -421,7 +459,8 @@ fn upsert_domain(
                     1
                 }
             };
-            let placeholders: Vec<String> = (0..cols.len()).map(|i| format!("?{}", i + 4)).collect();
+            let placeholders: Vec<String> =
+                (0..cols.len()).map(|i| format!("?{}", i + 4)).collect();
             let sql = format!(
                 "INSERT INTO {table} (record_id, person_id, version, deleted, {}) VALUES (?1, ?2, ?3, 0, {})
                  ON CONFLICT (record_id) DO UPDATE SET person_id = ?2, version = ?3, deleted = 0, {}",
@@ -435,7 +474,9 @@ fn upsert_domain(
             );
             let mut params_vec: Vec<rusqlite::types::Value> = vec![
                 rec.id.into(),
-                person_id.map(rusqlite::types::Value::Integer).unwrap_or(rusqlite::types::Value::Null),
+                person_id
+                    .map(rusqlite::types::Value::Integer)
+                    .unwrap_or(rusqlite::types::Value::Null),
                 version.into(),
             ];
             params_vec.extend(new_vals.iter().map(json_to_sql));
@@ -452,7 +493,14 @@ fn upsert_domain(
             store::enqueue_event(
                 tx,
                 codec,
-                &Event::new(entity.as_str(), &key, version, Op::Upsert, changed, Some(Value::Object(record))),
+                &Event::new(
+                    entity.as_str(),
+                    &key,
+                    version,
+                    Op::Upsert,
+                    changed,
+                    Some(Value::Object(record)),
+                ),
             )?;
             stats.domain_changed += 1;
             stats.events += 1;
@@ -470,7 +518,10 @@ fn retire_domain_rows(
 ) -> Result<(), StoreError> {
     for kind in EntityKind::ALL {
         let exists: Option<i64> = tx
-            .prepare_cached(&format!("SELECT record_id FROM {} WHERE record_id = ?1", domain_table(kind)))?
+            .prepare_cached(&format!(
+                "SELECT record_id FROM {} WHERE record_id = ?1",
+                domain_table(kind)
+            ))?
             .query_row([rec.id], |r| r.get(0))
             .optional()?;
         if exists.is_some() {
@@ -514,7 +565,9 @@ pub fn persons_by_systems(store: &Store) -> Result<BTreeMap<usize, u64>, StoreEr
             GROUP BY person_id)
          GROUP BY n ORDER BY n",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as u64))
+    })?;
     let mut out = BTreeMap::new();
     for row in rows {
         let (n, c) = row?;

@@ -113,7 +113,11 @@ pub fn supersede_matches(tx: &Transaction<'_>, record_id: i64) -> Result<(), Sto
 
 /// Open items.
 pub fn open_count(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT count(*) FROM review_items WHERE state = 'open'", [], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT count(*) FROM review_items WHERE state = 'open'",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// Items, newest first; `state` `None` = open only, `Some("all")` = every item.
@@ -182,14 +186,21 @@ pub fn follow_merges(conn: &Connection, mut pid: i64) -> Result<i64, StoreError>
 
 fn live_person(tx: &Transaction<'_>, pid: i64) -> Result<(), ReviewError> {
     let ok: Option<i64> = tx
-        .query_row("SELECT id FROM persons WHERE id = ?1 AND retired = 0", [pid], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM persons WHERE id = ?1 AND retired = 0",
+            [pid],
+            |r| r.get(0),
+        )
         .optional()?;
-    ok.map(|_| ()).ok_or_else(|| ReviewError::NoPerson(person_key(pid)))
+    ok.map(|_| ())
+        .ok_or_else(|| ReviewError::NoPerson(person_key(pid)))
 }
 
 fn pin(tx: &Transaction<'_>, record_id: i64, pid: i64, decision: i64) -> Result<(), StoreError> {
-    tx.prepare_cached("INSERT OR REPLACE INTO pins (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)")?
-        .execute(params![record_id, pid, decision])?;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO pins (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![record_id, pid, decision])?;
     tx.prepare_cached("UPDATE source_records SET dirty = 1 WHERE id = ?1")?
         .execute([record_id])?;
     Ok(())
@@ -209,8 +220,12 @@ pub fn record_decision(
     let (action, item_id, p1, p2, records) = match decision {
         Decision::Accept { item } => ("accept", Some(*item), None, None, vec![]),
         Decision::Reject { item } => ("reject", Some(*item), None, None, vec![]),
-        Decision::Merge { survivor, other } => ("merge", None, Some(*survivor), Some(*other), vec![]),
-        Decision::Split { person, records } => ("split", None, Some(*person), None, records.clone()),
+        Decision::Merge { survivor, other } => {
+            ("merge", None, Some(*survivor), Some(*other), vec![])
+        }
+        Decision::Split { person, records } => {
+            ("split", None, Some(*person), None, records.clone())
+        }
     };
     let item = match item_id {
         Some(id) => {
@@ -241,7 +256,9 @@ pub fn record_decision(
     match decision {
         Decision::Accept { .. } | Decision::Reject { .. } => {
             let Some(it) = item else {
-                return Err(ReviewError::Invalid("accept and reject need a review item".into()));
+                return Err(ReviewError::Invalid(
+                    "accept and reject need a review item".into(),
+                ));
             };
             let accept = matches!(decision, Decision::Accept { .. });
             match (it.kind.as_str(), it.record_id, it.person_id) {
@@ -268,12 +285,18 @@ pub fn record_decision(
                     } else {
                         let col = match field.as_str() {
                             "birth_date" | "gender" | "id_number" => field.clone(),
-                            other => return Err(ReviewError::Invalid(format!("unknown conflict field {other:?}"))),
+                            other => {
+                                return Err(ReviewError::Invalid(format!(
+                                    "unknown conflict field {other:?}"
+                                )))
+                            }
                         };
                         let current: Option<String> = tx
-                            .query_row(&format!("SELECT {col} FROM persons WHERE id = ?1"), [p], |r| {
-                                Ok(codec.open(r.get_ref(0)?)?)
-                            })
+                            .query_row(
+                                &format!("SELECT {col} FROM persons WHERE id = ?1"),
+                                [p],
+                                |r| Ok(codec.open(r.get_ref(0)?)?),
+                            )
                             .optional()?
                             .flatten();
                         tx.execute(
@@ -293,7 +316,9 @@ pub fn record_decision(
         }
         Decision::Merge { survivor, other } => {
             if survivor == other {
-                return Err(ReviewError::Invalid("a resident cannot be merged into itself".into()));
+                return Err(ReviewError::Invalid(
+                    "a resident cannot be merged into itself".into(),
+                ));
             }
             live_person(tx, *survivor)?;
             live_person(tx, *other)?;
@@ -305,7 +330,10 @@ pub fn record_decision(
                 .query_map(params![survivor, other], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             if ids.len() > 1 {
-                return Err(ReviewError::DifferentIds(person_key(*survivor), person_key(*other)));
+                return Err(ReviewError::DifferentIds(
+                    person_key(*survivor),
+                    person_key(*other),
+                ));
             }
             let recs: Vec<i64> = tx
                 .prepare("SELECT id FROM source_records WHERE person_id = ?1")?
@@ -314,8 +342,14 @@ pub fn record_decision(
             for r in recs {
                 pin(tx, r, *survivor, did)?;
             }
-            tx.execute("UPDATE pins SET person_id = ?1 WHERE person_id = ?2", params![survivor, other])?;
-            tx.execute("UPDATE persons SET merged_into = ?1 WHERE id = ?2", params![survivor, other])?;
+            tx.execute(
+                "UPDATE pins SET person_id = ?1 WHERE person_id = ?2",
+                params![survivor, other],
+            )?;
+            tx.execute(
+                "UPDATE persons SET merged_into = ?1 WHERE id = ?2",
+                params![survivor, other],
+            )?;
             tx.execute(
                 "UPDATE OR IGNORE phone_history SET person_id = ?1 WHERE person_id = ?2",
                 params![survivor, other],
@@ -333,12 +367,18 @@ pub fn record_decision(
         Decision::Split { person, records } => {
             live_person(tx, *person)?;
             if records.is_empty() {
-                return Err(ReviewError::Invalid("split needs at least one source record id".into()));
+                return Err(ReviewError::Invalid(
+                    "split needs at least one source record id".into(),
+                ));
             }
             let mut own = 0usize;
             for r in records {
                 let on: Option<i64> = tx
-                    .query_row("SELECT person_id FROM source_records WHERE id = ?1", [r], |x| x.get(0))
+                    .query_row(
+                        "SELECT person_id FROM source_records WHERE id = ?1",
+                        [r],
+                        |x| x.get(0),
+                    )
                     .optional()?
                     .flatten();
                 if on != Some(*person) {

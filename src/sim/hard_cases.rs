@@ -56,7 +56,14 @@ const TRAD: [(char, char); 14] = [
     ('东', '東'),
     ('龙', '龍'),
 ];
-const MINORITY: [&str; 6] = ["阿卜杜·热合曼", "买买提·艾力", "艾尔肯·吐尔逊", "努尔·阿不都", "扎西·多吉", "次仁·旺堆"];
+const MINORITY: [&str; 6] = [
+    "阿卜杜·热合曼",
+    "买买提·艾力",
+    "艾尔肯·吐尔逊",
+    "努尔·阿不都",
+    "扎西·多吉",
+    "次仁·旺堆",
+];
 
 struct Ctx<'a> {
     w: &'a mut World,
@@ -134,7 +141,11 @@ impl Ctx<'_> {
             ts,
             seed: self.rng.random(),
             deleted: false,
-            id: if idless { IdDirt::Missing } else { IdDirt::Clean },
+            id: if idless {
+                IdDirt::Missing
+            } else {
+                IdDirt::Clean
+            },
             phone: PhoneDirt::Clean,
             name: NameDirt::Clean,
             over: over.map(Box::new),
@@ -174,11 +185,25 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
         let old = c.w.fresh_phone(c.rng);
         c.w.phones.entry(old).or_default().push(r);
         let t_old = c.ts(500, 700);
-        c.record(StreamId::Volunteers, r, false, t_old, over(None, Some(old), None), "old_phone");
+        c.record(
+            StreamId::Volunteers,
+            r,
+            false,
+            t_old,
+            over(None, Some(old), None),
+            "old_phone",
+        );
         let t_new = c.ts(10, 200);
         c.record(StreamId::Patients, r, false, t_new, None, "old_phone");
         let t = c.ts(200, 700);
-        c.record(StreamId::Cardholders, r, true, t, over(None, Some(old), None), "old_phone");
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(None, Some(old), None),
+            "old_phone",
+        );
 
         // homophone
         let name = c.han_name(&han);
@@ -196,7 +221,14 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
         let t = c.ts(10, 700);
         c.record(StreamId::Patients, r, false, t, None, "homophone");
         let t = c.ts(10, 700);
-        c.record(StreamId::Cardholders, r, true, t, over(Some(typo), None, None), "homophone");
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(Some(typo), None, None),
+            "homophone",
+        );
 
         // traditional
         let simp: Vec<char> = TRAD.iter().map(|(s, _)| *s).collect();
@@ -205,14 +237,26 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
         let name = format!("{s}{g}");
         let trad: String = name
             .chars()
-            .map(|ch| TRAD.iter().find(|(s, _)| *s == ch).map(|(_, t)| *t).unwrap_or(ch))
+            .map(|ch| {
+                TRAD.iter()
+                    .find(|(s, _)| *s == ch)
+                    .map(|(_, t)| *t)
+                    .unwrap_or(ch)
+            })
             .collect();
         let (b, a) = (c.birth(), c.address());
         let r = c.resident(name, false, b, None, a);
         let t = c.ts(10, 700);
         c.record(StreamId::Volunteers, r, false, t, None, "traditional");
         let t = c.ts(10, 700);
-        c.record(StreamId::Cardholders, r, true, t, over(Some(trad), None, None), "traditional");
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(Some(trad), None, None),
+            "traditional",
+        );
 
         // swapped_birth
         let name = c.han_name(&han);
@@ -226,7 +270,14 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
         let t = c.ts(10, 700);
         c.record(StreamId::Patients, r, false, t, None, "swapped_birth");
         let t = c.ts(10, 700);
-        c.record(StreamId::Cardholders, r, true, t, over(None, None, Some(swapped)), "swapped_birth");
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(None, None, Some(swapped)),
+            "swapped_birth",
+        );
 
         // shared_phone: two family members, one phone, one address.
         let a = c.address();
@@ -273,7 +324,14 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
         let t = c.ts(10, 700);
         c.record(StreamId::Patients, r, false, t, None, "minority");
         let t = c.ts(10, 700);
-        c.record(StreamId::Cardholders, r, true, t, over(Some(plain), None, None), "minority");
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(Some(plain), None, None),
+            "minority",
+        );
     }
     // common_name: a common name in one community, one group per few kinds.
     for g in 0..PER_KIND / 3 {
