@@ -197,6 +197,11 @@ async fn every_review_action_survives_a_full_resync() {
     assert_eq!(decided_again, 0, "a rejected pair is not raised again");
 
     // explain: a linked record, a review item and a rejected pair.
+    explain_checks(&ctx, r_rec, r_person);
+    sim.shutdown().await;
+}
+
+fn explain_checks(ctx: &Context, r_rec: i64, r_person: i64) {
     let g = ctx.store.lock().unwrap();
     let key = |rec: i64| -> (String, String) {
         g.conn()
@@ -243,14 +248,17 @@ async fn every_review_action_survives_a_full_resync() {
         "{text}"
     );
     assert!(text.contains("a reviewer rejected this pair"), "{text}");
-    drop(g);
-    sim.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_no_change_reconcile_writes_nothing_and_emits_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (sim, ctx) = setup(dir.path()).await;
+    no_change_checks(&ctx);
+    sim.shutdown().await;
+}
+
+fn no_change_checks(ctx: &Context) {
     let mut g = ctx.store.lock().unwrap();
     let before_changes = g.conn().total_changes();
     let outbox: i64 = g
@@ -266,6 +274,4 @@ async fn a_no_change_reconcile_writes_nothing_and_emits_nothing() {
         .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
         .unwrap();
     assert_eq!(after, outbox);
-    drop(g);
-    sim.shutdown().await;
 }

@@ -129,7 +129,8 @@ pub fn show_text(store: &Store, config: &Config, id: i64) -> anyhow::Result<Stri
 
 fn record_text(store: &Store, rec: i64) -> anyhow::Result<String> {
     let codec = store.codec();
-    let row: Option<(String, String, String, Option<i64>, Option<String>)> = store
+    type Row = (String, String, String, Option<i64>, Option<String>);
+    let row: Option<Row> = store
         .conn()
         .query_row(
             "SELECT source, stream, source_key, person_id, normalized FROM source_records WHERE id = ?1",

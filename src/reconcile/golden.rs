@@ -106,7 +106,8 @@ pub fn refresh_person(
     pid: i64,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
-    let current: Option<(i64, bool, [Option<String>; 7], String, String)> = tx
+    type Current = (i64, bool, [Option<String>; 7], String, String);
+    let current: Option<Current> = tx
         .prepare_cached(
             "SELECT version, retired, name, id_number, gender, birth_date, phone, address, community,
                     provenance, sources
