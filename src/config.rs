@@ -137,6 +137,58 @@ pub struct ReconcileConfig {
     /// Survivorship rule per person field: `most_recent` (default), `source_priority`,
     /// `most_frequent`.
     pub survivorship: BTreeMap<String, String>,
+    /// Feature weights of the match score (docs/matching.md).
+    #[serde(default)]
+    pub weights: MatchWeights,
+    /// Graded address agreement (room > building > community) as a feature.
+    #[serde(default = "default_true")]
+    pub use_address: bool,
+    /// A resident's earlier phones (any system, any time) count as weaker evidence.
+    #[serde(default = "default_true")]
+    pub use_phone_history: bool,
+    /// Toneless pinyin equality of names counts (homophone typos).
+    #[serde(default = "default_true")]
+    pub use_pinyin: bool,
+    /// A phone shared by several residents weighs `weights.phone_household` only.
+    #[serde(default = "default_true")]
+    pub household_phones: bool,
+}
+
+/// Weights of the match score's features; a score is their sum (see docs/matching.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchWeights {
+    pub name_exact: f64,
+    pub name_pinyin: f64,
+    pub phone_current: f64,
+    pub phone_earlier: f64,
+    pub phone_household: f64,
+    pub birth_equal: f64,
+    pub birth_swapped: f64,
+    pub birth_differs: f64,
+    pub gender_differs: f64,
+    pub address_room: f64,
+    pub address_building: f64,
+    pub address_community: f64,
+}
+
+impl Default for MatchWeights {
+    fn default() -> Self {
+        MatchWeights {
+            name_exact: 0.45,
+            name_pinyin: 0.30,
+            phone_current: 0.45,
+            phone_earlier: 0.25,
+            phone_household: 0.30,
+            birth_equal: 0.15,
+            birth_swapped: 0.10,
+            birth_differs: -0.30,
+            gender_differs: -0.20,
+            address_room: 0.25,
+            address_building: 0.20,
+            address_community: 0.15,
+        }
+    }
 }
 
 impl Default for ReconcileConfig {
@@ -146,6 +198,11 @@ impl Default for ReconcileConfig {
             review_threshold: 0.6,
             source_priority: Vec::new(),
             survivorship: BTreeMap::new(),
+            weights: MatchWeights::default(),
+            use_address: true,
+            use_phone_history: true,
+            use_pinyin: true,
+            household_phones: true,
         }
     }
 }

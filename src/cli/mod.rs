@@ -8,6 +8,7 @@ pub mod logging;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod review;
 pub mod status;
 
 use std::path::PathBuf;
@@ -110,6 +111,11 @@ pub enum Command {
     GenerateAssets {
         dir: PathBuf,
     },
+    /// The review queue: what a machine should not decide.
+    #[command(subcommand)]
+    Review(review::ReviewCmd),
+    /// Why a source record belongs to its resident: candidates, feature scores, thresholds.
+    Explain { source: String, key: String },
     /// Serve the built-in simulator on 127.0.0.1:18081-18085 until Ctrl-C.
     Sim {
         #[arg(long, default_value_t = 20_000)]
@@ -311,6 +317,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for f in assets::generate(dir)? {
                 println!("{}", f.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Review(cmd) => {
+            let config = load_config(&cli)?;
+            review::run(&config, cmd)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { source, key } => {
+            let config = load_config(&cli)?;
+            let store = crate::store::Store::open(&config.store.path)?;
+            print!("{}", review::explain_text(&store, &config, source, key)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Rejects { source, reason, limit } => {

@@ -36,6 +36,8 @@ pub struct Status {
     pub streams: Vec<StreamStatus>,
     pub persons: i64,
     pub persons_by_systems: BTreeMap<usize, u64>,
+    /// Open review items (`community-sync review list`).
+    pub review_open: i64,
     pub outbox_pending: i64,
     pub outbox_oldest_pending_age_secs: Option<i64>,
     pub outbox_sent: i64,
@@ -175,6 +177,7 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
         streams,
         persons,
         persons_by_systems: crate::reconcile::persons_by_systems(store)?,
+        review_open: crate::reconcile::review::open_count(store.conn())?,
         outbox_pending,
         outbox_oldest_pending_age_secs: oldest.as_deref().and_then(age_secs),
         outbox_sent,
@@ -222,6 +225,7 @@ pub fn print(st: &Status) {
         .map(|(k, v)| format!("{k} system{}: {v}", if *k == 1 { "" } else { "s" }))
         .collect();
     println!("  found in {}", overlap.join(", "));
+    println!("review queue: {} open items", st.review_open);
     println!(
         "outbox: {} pending{}, {} sent, {} dead letters",
         st.outbox_pending,

@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::model::{Event, NormalizedRecord, Op, PERSON_FIELDS};
+use crate::model::{Event, Op, PERSON_FIELDS};
 use crate::reconcile::{person_key, ReconcileStats};
 use crate::store::{self, now_text, Codec, StoreError};
 
@@ -106,7 +106,8 @@ pub fn refresh_person(
     pid: i64,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
-    let current: Option<(i64, bool, [Option<String>; 7], String, String)> = tx
+    type Current = (i64, bool, [Option<String>; 7], String, String);
+    let current: Option<Current> = tx
         .prepare_cached(
             "SELECT version, retired, name, id_number, gender, birth_date, phone, address, community,
                     provenance, sources
@@ -145,28 +146,37 @@ pub fn refresh_person(
                 source: r.get(1)?,
                 changed: r.get(3)?,
                 person: normalized
-                    .and_then(|n| serde_json::from_str::<NormalizedRecord>(&n).ok())
+                    .and_then(|n| serde_json::from_str::<PersonOnly>(&n).ok())
                     .map(|n| n.person)
                     .unwrap_or_default(),
             })
         })?
         .collect::<Result<_, _>>()?;
+    record_phone_history(tx, codec, pid, &candidates)?;
     let now = now_text();
     if candidates.is_empty() {
         if !retired && version > 0 {
             let v = version + 1;
-            tx.prepare_cached("UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![pid, v, now])?;
-            store::enqueue_event(tx, codec, &Event::new("person", &person_key(pid), v, Op::Delete, vec![], None))?;
+            tx.prepare_cached(
+                "UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![pid, v, now])?;
+            store::enqueue_event(
+                tx,
+                codec,
+                &Event::new("person", &person_key(pid), v, Op::Delete, vec![], None),
+            )?;
             stats.persons_retired += 1;
             stats.events += 1;
         } else if version == 0 {
             // Created and emptied in the same pass: nobody ever heard of it.
-            tx.prepare_cached("UPDATE persons SET retired = 1 WHERE id = ?1")?.execute([pid])?;
+            tx.prepare_cached("UPDATE persons SET retired = 1 WHERE id = ?1")?
+                .execute([pid])?;
         }
         return Ok(());
     }
-    let chosen = choose(config, &candidates);
+    let mut chosen = choose(config, &candidates);
+    hard_fields(tx, codec, pid, version, &old, &candidates, &mut chosen)?;
     let new: Vec<Option<String>> = PERSON_FIELDS
         .iter()
         .map(|f| chosen.get(f).map(|(v, _)| v.clone()))
@@ -233,7 +243,14 @@ pub fn refresh_person(
     store::enqueue_event(
         tx,
         codec,
-        &Event::new("person", &person_key(pid), v, Op::Upsert, changed, Some(Value::Object(record))),
+        &Event::new(
+            "person",
+            &person_key(pid),
+            v,
+            Op::Upsert,
+            changed,
+            Some(Value::Object(record)),
+        ),
     )?;
     if version == 0 {
         // counted in persons_created
@@ -241,5 +258,145 @@ pub fn refresh_person(
         stats.persons_changed += 1;
     }
     stats.events += 1;
+    Ok(())
+}
+
+/// Only the person part of a stored normalized record (the rest is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct PersonOnly {
+    #[serde(default)]
+    person: crate::model::PersonFields,
+}
+
+/// Fields a machine never changes on its own once set: a disagreement raises a review item
+/// and the golden value stays until a person decides.
+pub const HARD_FIELDS: [&str; 3] = ["birth_date", "gender", "id_number"];
+
+/// Applies field locks (human decisions) and the hard-field rule to the survivorship choice.
+fn hard_fields(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    pid: i64,
+    version: i64,
+    old: &[Option<String>; 7],
+    candidates: &[Candidate],
+    chosen: &mut BTreeMap<&'static str, (String, i64)>,
+) -> Result<(), StoreError> {
+    for field in HARD_FIELDS {
+        let idx = PERSON_FIELDS.iter().position(|f| *f == field).unwrap_or(0);
+        let lock: Option<(Option<i64>, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT record_id, value FROM field_locks WHERE person_id = ?1 AND field = ?2",
+            )?
+            .query_row(params![pid, field], |r| {
+                Ok((r.get(0)?, codec.open(r.get_ref(1)?)?))
+            })
+            .optional()?;
+        if let Some((rec, value)) = lock {
+            let from_record = rec.and_then(|id| {
+                candidates
+                    .iter()
+                    .find(|c| c.record_id == id)
+                    .and_then(|c| c.person.get(field).map(|v| (v, id)))
+            });
+            match (from_record, value) {
+                (Some(v), _) => {
+                    chosen.insert(field, v);
+                }
+                (None, Some(v)) => {
+                    let src = chosen.get(field).map(|(_, id)| *id).unwrap_or(0);
+                    chosen.insert(field, (v, src));
+                }
+                (None, None) => {}
+            }
+            continue;
+        }
+        let mut values: Vec<(String, i64)> = candidates
+            .iter()
+            .filter_map(|c| c.person.get(field).map(|v| (v, c.record_id)))
+            .collect();
+        values.sort();
+        let distinct = values.windows(2).filter(|w| w[0].0 != w[1].0).count()
+            + usize::from(!values.is_empty());
+        if distinct <= 1 {
+            continue;
+        }
+        // Keep the previous golden value while it is still supplied by some record.
+        let keep = old[idx]
+            .as_ref()
+            .filter(|_| version > 0)
+            .and_then(|o| values.iter().find(|(v, _)| v == o).cloned());
+        if let Some(k) = &keep {
+            chosen.insert(field, k.clone());
+        }
+        let current = chosen.get(field).map(|(v, _)| v.clone());
+        for (v, rec) in &values {
+            if Some(v) != current.as_ref() {
+                let detail = format!(
+                    "linked records disagree on {field}; the golden value is kept until decided"
+                );
+                crate::reconcile::review::raise(
+                    tx,
+                    "conflict",
+                    Some(*rec),
+                    Some(pid),
+                    Some(field),
+                    None,
+                    &detail,
+                )?;
+            }
+        }
+    }
+    // A stated gender that contradicts the record's own ID number.
+    for c in candidates {
+        if let (Some(g), Some(id)) = (c.person.gender, c.person.id_number.as_deref()) {
+            let id_male = id
+                .chars()
+                .nth(16)
+                .and_then(|d| d.to_digit(10))
+                .map(|d| d % 2 == 1);
+            let stated_male = match g {
+                1 => Some(true),
+                2 => Some(false),
+                _ => None,
+            };
+            if let (Some(a), Some(b)) = (id_male, stated_male) {
+                if a != b {
+                    crate::reconcile::review::raise(
+                        tx,
+                        "gender_id",
+                        Some(c.record_id),
+                        Some(pid),
+                        Some("gender"),
+                        None,
+                        "the stated gender contradicts the gender encoded in the ID number",
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps every phone the resident's records carry, with first and last seen per source.
+fn record_phone_history(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    pid: i64,
+    candidates: &[Candidate],
+) -> Result<(), StoreError> {
+    for c in candidates {
+        let Some(phone) = c.person.phone.as_deref() else {
+            continue;
+        };
+        tx.prepare_cached(
+            "INSERT INTO phone_history (person_id, phone_k, source, phone, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (person_id, phone_k, source) DO UPDATE
+               SET first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
+             WHERE excluded.first_seen < first_seen OR excluded.last_seen > last_seen",
+        )?
+        .execute(params![pid, codec.blind("phone", phone), c.source, codec.seal(phone), c.changed])?;
+    }
     Ok(())
 }

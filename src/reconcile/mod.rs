@@ -2,11 +2,16 @@
 //! an outbox event for every change in the same transaction. Reads and writes the store; never
 //! fetches and never pushes.
 //!
-//! Identity (this stage's deterministic core): records with a valid ID number link on it;
-//! records without one link on exact (name, phone) to a resident who has that pair; an ID-bearing
-//! record adopts an ID-less resident with its (name, phone). Different ID numbers never link.
+//! Identity (docs/matching.md): a human decision (pin) wins; then a valid ID number links;
+//! otherwise candidates found by blocking keys are scored ([`matching`]): at or above
+//! `link_threshold` the record links, between the thresholds it gets its own resident and a
+//! review item ([`review`]), below it gets its own resident. Different ID numbers never link.
+//! Only records that are dirty (new, changed, deleted, or moved by a decision) are looked at.
 
 pub mod golden;
+pub mod matching;
+pub mod names;
+pub mod review;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +23,7 @@ use crate::model::{EntityKind, Event, NormalizedRecord, Op};
 use crate::store::{self, Codec, Store, StoreError};
 
 /// Records handled per transaction.
-const CHUNK: usize = 5000;
+const CHUNK: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReconcileStats {
@@ -59,61 +64,92 @@ struct Dirty {
     normalized: Option<String>,
     deleted: bool,
     id_key: Option<String>,
-    np_key: Option<String>,
     link_stream: Option<String>,
     person_ref: Option<String>,
     person_id: Option<i64>,
+    changed: String,
 }
 
 /// Reconciles every dirty record. Running it again with nothing new changes nothing.
 pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, StoreError> {
     let mut stats = ReconcileStats::default();
-    let person_entities: Vec<&str> = EntityKind::ALL
-        .iter()
-        .filter(|k| k.carries_person())
-        .map(|k| k.as_str())
-        .collect();
-    let in_list = person_entities
-        .iter()
-        .map(|e| format!("'{e}'"))
-        .collect::<Vec<_>>()
-        .join(",");
-    // Phase 1: person-carrying records, ID-bearing first so ID-less ones find their resident.
-    // Rejected rows (entity 'unknown') are handled here too: they may unlink a record.
-    let phase1 = format!(
-        "SELECT id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
-                link_stream, person_ref, person_id
-         FROM source_records WHERE dirty = 1 AND (entity IN ({in_list}) OR status = 'rejected')
-         ORDER BY id_key IS NULL, id LIMIT {CHUNK}"
-    );
-    let phase2 = format!(
-        "SELECT id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
-                link_stream, person_ref, person_id
-         FROM source_records WHERE dirty = 1 ORDER BY id LIMIT {CHUNK}"
-    );
-    for sql in [phase1, phase2] {
+    // Index lookups dominate: a larger page cache for this connection (64 MiB).
+    store.conn().pragma_update(None, "cache_size", -65_536)?;
+    for sql in phase_queries() {
         loop {
             let codec = store.codec().clone();
             let tx = store.conn_mut().transaction()?;
-            let batch = load_dirty(&tx, &codec, &sql)?;
-            if batch.is_empty() {
-                tx.commit()?;
+            let n = run_chunk(&tx, &codec, config, &sql, &mut stats)?;
+            tx.commit()?;
+            if n == 0 {
                 break;
             }
-            let mut touched = BTreeSet::new();
-            for rec in &batch {
-                handle_record(&tx, &codec, config, rec, &mut touched, &mut stats)?;
-                tx.prepare_cached("UPDATE source_records SET dirty = 0 WHERE id = ?1")?
-                    .execute([rec.id])?;
-                stats.records += 1;
-            }
-            for pid in touched {
-                golden::refresh_person(&tx, &codec, config, pid, &mut stats)?;
-            }
-            tx.commit()?;
         }
     }
     Ok(stats)
+}
+
+/// Reconciles every dirty record inside `tx` (after a review decision), refreshing `persons`
+/// as well.
+pub fn run_in_tx(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    config: &Config,
+    persons: BTreeSet<i64>,
+    stats: &mut ReconcileStats,
+) -> Result<(), StoreError> {
+    for sql in phase_queries() {
+        while run_chunk(tx, codec, config, &sql, stats)? > 0 {}
+    }
+    for pid in persons {
+        golden::refresh_person(tx, codec, config, pid, stats)?;
+    }
+    Ok(())
+}
+
+/// Phases: person records (and rejected rows, which may unlink a record), ID-bearing first so
+/// that ID-less ones find their resident (features are stored as each record is handled, so
+/// a chunk sees the records before it); then the rest.
+fn phase_queries() -> [String; 2] {
+    let in_list = EntityKind::ALL
+        .iter()
+        .filter(|k| k.carries_person())
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cols =
+        "id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
+                link_stream, person_ref, person_id, COALESCE(updated_at, last_changed)";
+    [
+        format!(
+            "SELECT {cols} FROM source_records
+             WHERE dirty = 1 AND (entity IN ({in_list}) OR status = 'rejected')
+             ORDER BY id_key IS NULL, id_key, id LIMIT {CHUNK}"
+        ),
+        format!("SELECT {cols} FROM source_records WHERE dirty = 1 ORDER BY id LIMIT {CHUNK}"),
+    ]
+}
+
+/// One chunk of dirty records; returns how many were handled.
+fn run_chunk(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    config: &Config,
+    sql: &str,
+    stats: &mut ReconcileStats,
+) -> Result<usize, StoreError> {
+    let batch = load_dirty(tx, codec, sql)?;
+    let mut touched = BTreeSet::new();
+    for rec in &batch {
+        handle_record(tx, codec, config, rec, &mut touched, stats)?;
+        tx.prepare_cached("UPDATE source_records SET dirty = 0 WHERE id = ?1")?
+            .execute([rec.id])?;
+        stats.records += 1;
+    }
+    for pid in touched {
+        golden::refresh_person(tx, codec, config, pid, stats)?;
+    }
+    Ok(batch.len())
 }
 
 fn load_dirty(tx: &Transaction<'_>, codec: &Codec, sql: &str) -> Result<Vec<Dirty>, StoreError> {
@@ -129,10 +165,10 @@ fn load_dirty(tx: &Transaction<'_>, codec: &Codec, sql: &str) -> Result<Vec<Dirt
             normalized: codec.open(r.get_ref(6)?)?,
             deleted: r.get(7)?,
             id_key: r.get(8)?,
-            np_key: r.get(9)?,
             link_stream: r.get(10)?,
             person_ref: r.get(11)?,
             person_id: r.get(12)?,
+            changed: r.get(13)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -154,6 +190,7 @@ fn handle_record(
     let Some(entity) = rec.entity else {
         // A rejected record: it no longer vouches for anyone.
         unlink(tx, rec, touched)?;
+        matching::store_features(tx, rec.id, None)?;
         retire_domain_rows(tx, codec, rec, stats)?;
         return Ok(());
     };
@@ -165,14 +202,41 @@ fn handle_record(
             if !rec.ok {
                 unlink(tx, rec, touched)?;
             }
+            matching::store_features(tx, rec.id, None)?;
             upsert_domain(tx, codec, entity, rec, None, rec.person_id, stats)?;
             return Ok(());
         }
-        let pid = resolve_person(tx, rec)?;
+        let Some(n) = normalized.as_ref() else {
+            return Ok(());
+        };
+        let features = matching::Features::of(
+            codec,
+            rec.id,
+            &n.person,
+            rec.id_key.as_deref(),
+            &rec.changed,
+        );
+        matching::store_features(tx, rec.id, Some(&features))?;
+        let (pid, review_with) = resolve_person(tx, config, rec, &features)?;
         let pid = match pid {
             Some(p) => p,
             None => golden::create_person(tx, stats)?,
         };
+        if review_with.is_empty() {
+            review::supersede_matches(tx, rec.id)?;
+        }
+        for s in review_with {
+            let detail = serde_json::to_string(&s.contributions).unwrap_or_default();
+            review::raise(
+                tx,
+                "match",
+                Some(rec.id),
+                Some(s.person_id),
+                None,
+                Some(s.total),
+                &detail,
+            )?;
+        }
         if rec.person_id != Some(pid) {
             if let Some(old) = rec.person_id {
                 touched.insert(old);
@@ -187,9 +251,21 @@ fn handle_record(
             .execute(params![rec.source, rec.stream, rec.source_key])?;
         }
         touched.insert(pid);
-        upsert_domain(tx, codec, entity, rec, normalized.as_ref(), Some(pid), stats)?;
+        upsert_domain(
+            tx,
+            codec,
+            entity,
+            rec,
+            normalized.as_ref(),
+            Some(pid),
+            stats,
+        )?;
     } else {
-        let pid = if live { parent_person(tx, rec)? } else { rec.person_id };
+        let pid = if live {
+            parent_person(tx, rec)?
+        } else {
+            rec.person_id
+        };
         if rec.person_id != pid {
             tx.prepare_cached("UPDATE source_records SET person_id = ?2 WHERE id = ?1")?
                 .execute(params![rec.id, pid])?;
@@ -197,11 +273,14 @@ fn handle_record(
         let normalized = if live { normalized.as_ref() } else { None };
         upsert_domain(tx, codec, entity, rec, normalized, pid, stats)?;
     }
-    let _ = config;
     Ok(())
 }
 
-fn unlink(tx: &Transaction<'_>, rec: &Dirty, touched: &mut BTreeSet<i64>) -> Result<(), StoreError> {
+fn unlink(
+    tx: &Transaction<'_>,
+    rec: &Dirty,
+    touched: &mut BTreeSet<i64>,
+) -> Result<(), StoreError> {
     if let Some(pid) = rec.person_id {
         touched.insert(pid);
         tx.prepare_cached("UPDATE source_records SET person_id = NULL WHERE id = ?1")?
@@ -210,8 +289,18 @@ fn unlink(tx: &Transaction<'_>, rec: &Dirty, touched: &mut BTreeSet<i64>) -> Res
     Ok(())
 }
 
-/// Who a live person-carrying record belongs to, or `None` for a new resident.
-fn resolve_person(tx: &Transaction<'_>, rec: &Dirty) -> Result<Option<i64>, StoreError> {
+/// Who a live person-carrying record belongs to (`None`: a new resident), and the
+/// candidates to raise review items for.
+fn resolve_person(
+    tx: &Transaction<'_>,
+    config: &Config,
+    rec: &Dirty,
+    f: &matching::Features,
+) -> Result<(Option<i64>, Vec<matching::Scored>), StoreError> {
+    if let Some(p) = review::pinned_person(tx, rec.id)? {
+        return Ok((Some(p), vec![]));
+    }
+    let cfg = &config.reconcile;
     if let Some(id_key) = &rec.id_key {
         let by_id: Option<i64> = tx
             .prepare_cached(
@@ -222,7 +311,7 @@ fn resolve_person(tx: &Transaction<'_>, rec: &Dirty) -> Result<Option<i64>, Stor
             .query_row(params![id_key, rec.id], |r| r.get(0))
             .optional()?;
         if by_id.is_some() {
-            return Ok(by_id);
+            return Ok((by_id, vec![]));
         }
         // Staying put is right unless the current person carries another ID number.
         if let Some(pid) = rec.person_id {
@@ -235,44 +324,46 @@ fn resolve_person(tx: &Transaction<'_>, rec: &Dirty) -> Result<Option<i64>, Stor
                 .query_row(params![pid, rec.id, id_key], |r| r.get(0))
                 .optional()?;
             if other_id.is_none() {
-                return Ok(Some(pid));
+                return Ok((Some(pid), vec![]));
             }
         }
-        // Adopt an ID-less resident known by the same name and phone.
-        if let Some(np) = &rec.np_key {
-            return np_person_without_id(tx, np, rec.id);
-        }
-        return Ok(None);
-    }
-    if let Some(np) = &rec.np_key {
-        let by_np: Option<i64> = tx
-            .prepare_cached(
-                "SELECT person_id FROM source_records
-                 WHERE np_key = ?1 AND id != ?2 AND person_id IS NOT NULL AND status = 'ok' AND deleted = 0
-                 ORDER BY id_key IS NULL, person_id LIMIT 1",
-            )?
-            .query_row(params![np, rec.id], |r| r.get(0))
-            .optional()?;
-        if by_np.is_some() {
-            return Ok(by_np);
+    } else if let Some(pid) = rec.person_id {
+        // Already linked: stay unless the evidence for this resident is gone.
+        if has_other_records(tx, pid, rec.id)? {
+            let s = matching::score(tx, cfg, f, pid)?;
+            if s.veto.is_none() && s.total >= cfg.review_threshold {
+                return Ok((Some(pid), vec![]));
+            }
         }
     }
-    Ok(rec.person_id)
+    let own = match rec.person_id {
+        Some(p) if !has_other_records(tx, p, rec.id)? => Some(p),
+        _ => None,
+    };
+    let ranked = matching::rank(tx, cfg, f, own)?;
+    Ok(match matching::decide(cfg, &ranked) {
+        matching::Outcome::Link(p) => (Some(p), vec![]),
+        matching::Outcome::Review(ps) => (
+            own,
+            ranked
+                .into_iter()
+                .filter(|s| ps.contains(&s.person_id))
+                .collect(),
+        ),
+        matching::Outcome::New => (own, vec![]),
+    })
 }
 
-/// A resident reachable through (name, phone) none of whose records has an ID number.
-fn np_person_without_id(tx: &Transaction<'_>, np: &str, self_id: i64) -> Result<Option<i64>, StoreError> {
+/// Whether a resident has live person records other than `except`.
+fn has_other_records(tx: &Transaction<'_>, pid: i64, except: i64) -> Result<bool, StoreError> {
     Ok(tx
         .prepare_cached(
-            "SELECT s.person_id FROM source_records s
-             WHERE s.np_key = ?1 AND s.id != ?2 AND s.person_id IS NOT NULL AND s.status = 'ok' AND s.deleted = 0
-               AND NOT EXISTS (SELECT 1 FROM source_records o
-                               WHERE o.person_id = s.person_id AND o.id_key IS NOT NULL
-                                 AND o.status = 'ok' AND o.deleted = 0 AND o.id != ?2)
-             ORDER BY s.person_id LIMIT 1",
+            "SELECT 1 FROM source_records WHERE person_id = ?1 AND id != ?2 AND status = 'ok' AND deleted = 0
+               AND entity IN ('card_account', 'volunteer', 'elder', 'patient') LIMIT 1",
         )?
-        .query_row(params![np, self_id], |r| r.get(0))
-        .optional()?)
+        .query_row(params![pid, except], |r| r.get::<_, i64>(0))
+        .optional()?
+        .is_some())
 }
 
 /// The person of an activity record's parent record (same source, linked stream).
@@ -294,6 +385,41 @@ fn domain_key(rec: &Dirty) -> String {
     format!("{}/{}/{}", rec.source, rec.stream, rec.source_key)
 }
 
+/// The (select, upsert) SQL of an entity's domain table, built once.
+fn domain_sql(entity: EntityKind) -> (&'static str, &'static str) {
+    static SQL: std::sync::OnceLock<Vec<(EntityKind, String, String)>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        EntityKind::ALL
+            .iter()
+            .map(|&k| {
+                let table = domain_table(k);
+                let cols: Vec<&str> = k.domain_fields().iter().map(|f| f.name).collect();
+                let select = format!(
+                    "SELECT version, deleted, person_id, {} FROM {table} WHERE record_id = ?1",
+                    cols.join(", ")
+                );
+                let placeholders: Vec<String> = (0..cols.len()).map(|i| format!("?{}", i + 4)).collect();
+                let upsert = format!(
+                    "INSERT INTO {table} (record_id, person_id, version, deleted, {}) VALUES (?1, ?2, ?3, 0, {})
+                     ON CONFLICT (record_id) DO UPDATE SET person_id = ?2, version = ?3, deleted = 0, {}",
+                    cols.join(", "),
+                    placeholders.join(", "),
+                    cols.iter()
+                        .zip(&placeholders)
+                        .map(|(c, p)| format!("{c} = {p}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                (k, select, upsert)
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(k, _, _)| *k == entity)
+        .map(|(_, a, b)| (a.as_str(), b.as_str()))
+        .unwrap_or(("SELECT NULL WHERE 0", "SELECT NULL WHERE 0"))
+}
+
 /// Brings the record's domain row up to date; `normalized == None` means the record is gone.
 fn upsert_domain(
     tx: &Transaction<'_>,
@@ -307,12 +433,9 @@ fn upsert_domain(
     let table = domain_table(entity);
     let fields = entity.domain_fields();
     let cols: Vec<&str> = fields.iter().map(|f| f.name).collect();
-    let select = format!(
-        "SELECT version, deleted, person_id, {} FROM {table} WHERE record_id = ?1",
-        cols.join(", ")
-    );
+    let (select, upsert) = domain_sql(entity);
     let existing: Option<(i64, bool, Option<i64>, Vec<Value>)> = tx
-        .prepare_cached(&select)?
+        .prepare_cached(select)?
         .query_row([rec.id], |r| {
             let mut vals = Vec::with_capacity(cols.len());
             for i in 0..cols.len() {
@@ -330,7 +453,11 @@ fn upsert_domain(
                     "UPDATE {table} SET deleted = 1, version = ?2 WHERE record_id = ?1"
                 ))?
                 .execute(params![rec.id, v])?;
-                store::enqueue_event(tx, codec, &Event::new(entity.as_str(), &key, v, Op::Delete, vec![], None))?;
+                store::enqueue_event(
+                    tx,
+                    codec,
+                    &Event::new(entity.as_str(), &key, v, Op::Delete, vec![], None),
+                )?;
                 stats.domain_changed += 1;
                 stats.events += 1;
             }
@@ -366,25 +493,15 @@ fn upsert_domain(
                     1
                 }
             };
-            let placeholders: Vec<String> = (0..cols.len()).map(|i| format!("?{}", i + 4)).collect();
-            let sql = format!(
-                "INSERT INTO {table} (record_id, person_id, version, deleted, {}) VALUES (?1, ?2, ?3, 0, {})
-                 ON CONFLICT (record_id) DO UPDATE SET person_id = ?2, version = ?3, deleted = 0, {}",
-                cols.join(", "),
-                placeholders.join(", "),
-                cols.iter()
-                    .zip(&placeholders)
-                    .map(|(c, p)| format!("{c} = {p}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
             let mut params_vec: Vec<rusqlite::types::Value> = vec![
                 rec.id.into(),
-                person_id.map(rusqlite::types::Value::Integer).unwrap_or(rusqlite::types::Value::Null),
+                person_id
+                    .map(rusqlite::types::Value::Integer)
+                    .unwrap_or(rusqlite::types::Value::Null),
                 version.into(),
             ];
             params_vec.extend(new_vals.iter().map(json_to_sql));
-            tx.prepare_cached(&sql)?
+            tx.prepare_cached(upsert)?
                 .execute(rusqlite::params_from_iter(params_vec))?;
             let mut record = serde_json::Map::new();
             record.insert("source".into(), json!(rec.source));
@@ -397,7 +514,14 @@ fn upsert_domain(
             store::enqueue_event(
                 tx,
                 codec,
-                &Event::new(entity.as_str(), &key, version, Op::Upsert, changed, Some(Value::Object(record))),
+                &Event::new(
+                    entity.as_str(),
+                    &key,
+                    version,
+                    Op::Upsert,
+                    changed,
+                    Some(Value::Object(record)),
+                ),
             )?;
             stats.domain_changed += 1;
             stats.events += 1;
@@ -415,7 +539,10 @@ fn retire_domain_rows(
 ) -> Result<(), StoreError> {
     for kind in EntityKind::ALL {
         let exists: Option<i64> = tx
-            .prepare_cached(&format!("SELECT record_id FROM {} WHERE record_id = ?1", domain_table(kind)))?
+            .prepare_cached(&format!(
+                "SELECT record_id FROM {} WHERE record_id = ?1",
+                domain_table(kind)
+            ))?
             .query_row([rec.id], |r| r.get(0))
             .optional()?;
         if exists.is_some() {
@@ -459,7 +586,9 @@ pub fn persons_by_systems(store: &Store) -> Result<BTreeMap<usize, u64>, StoreEr
             GROUP BY person_id)
          GROUP BY n ORDER BY n",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as u64))
+    })?;
     let mut out = BTreeMap::new();
     for row in rows {
         let (n, c) = row?;

@@ -33,6 +33,7 @@
 //! (`deleted`), elders (`is_deleted`).
 
 pub mod variants;
+mod hard_cases;
 mod names;
 mod platform;
 pub(crate) mod vendors;
@@ -71,6 +72,10 @@ pub struct SimOptions {
     pub fixed_ports: bool,
     /// Lifetime of the volunteer system's OAuth tokens.
     pub token_lifetime_secs: u64,
+    /// Add the matching hard cases (see `sim::hard_cases`): old phones, homophone and
+    /// traditional-character names, swapped birth dates, shared family phones, common names,
+    /// twins, minority names. Off in the default demo population.
+    pub hard_cases: bool,
 }
 
 impl Default for SimOptions {
@@ -80,6 +85,7 @@ impl Default for SimOptions {
             residents: 20_000,
             fixed_ports: false,
             token_lifetime_secs: 3600,
+            hard_cases: false,
         }
     }
 }
@@ -158,6 +164,9 @@ pub struct GroundTruth {
     pub deleted: BTreeMap<(String, String), usize>,
     /// Every ID number (as served, 15- and 18-digit) and phone (as served and normalized).
     pub sensitive_values: Vec<String>,
+    /// (source, stream, key) -> hard-case kind, for accepted person records that are part of
+    /// a hard case (empty unless `SimOptions::hard_cases`).
+    pub case_of_record: BTreeMap<(String, String, String), String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,6 +462,10 @@ fn compute_truth(w: &World) -> GroundTruth {
                 }
                 t.resident_of_record
                     .insert((sk.0.clone(), sk.1.clone(), s.key(rec.no)), r as usize);
+                if let Some(kind) = w.case_kind.get(&(s.idx(), rec.no)) {
+                    t.case_of_record
+                        .insert((sk.0.clone(), sk.1.clone(), s.key(rec.no)), kind.to_string());
+                }
             } else {
                 accepted += 1;
                 let parent = w.stream(s.person_stream()).recs.get(rec.owner as usize);
@@ -489,6 +502,10 @@ fn compute_truth(w: &World) -> GroundTruth {
         }
         t.persons += clusters;
     }
+    if !w.case_kind.is_empty() {
+        // With hard cases a correct reconcile makes exactly one resident per resident present.
+        t.persons = t.residents_present;
+    }
     t.sensitive_values = w.sensitive_values();
     t
 }
@@ -521,6 +538,7 @@ impl Sim {
             seed: opts.seed,
             residents: opts.residents,
             anchor_ms,
+            hard_cases: opts.hard_cases,
         };
         let world = tokio::task::spawn_blocking(move || World::generate(gen))
             .await
@@ -761,6 +779,7 @@ mod tests {
             seed: 99,
             residents: n,
             anchor_ms: 1_767_196_800_000,
+            hard_cases: false,
         })
     }
 

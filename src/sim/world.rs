@@ -203,6 +203,8 @@ pub enum NameDirt {
 pub struct Overrides {
     pub name: Option<String>,
     pub phone: Option<u64>,
+    /// Birth date as this record spells it (hard cases: day/month swapped).
+    pub birth: Option<NaiveDate>,
 }
 
 /// One record of any stream. For a person stream `owner` is the resident index; for an
@@ -267,7 +269,7 @@ impl Stream {
             .is_some_and(|r| r.no == no)
             .then_some(idx)
     }
-    fn push(&mut self, rec: Rec) -> u32 {
+    pub(crate) fn push(&mut self, rec: Rec) -> u32 {
         let idx = self.recs.len() as u32;
         debug_assert_eq!(rec.no, idx + 1, "record numbers are dense from 1");
         self.recs.push(rec);
@@ -324,6 +326,8 @@ pub struct World {
     /// Per person stream (index 0..4), resident -> index of its record.
     pub person_rec: [HashMap<u32, u32>; 4],
     pub phones: HashMap<u64, Vec<u32>>,
+    /// (stream index, record number) -> hard-case kind (sim::hard_cases).
+    pub case_kind: HashMap<(usize, u32), &'static str>,
     ids: HashSet<[u8; 17]>,
     next_no: [u32; 8],
     rng: ChaCha8Rng,
@@ -392,6 +396,8 @@ pub struct GenOptions {
     pub seed: u64,
     pub residents: usize,
     pub anchor_ms: i64,
+    /// Add the matching hard cases (sim::hard_cases).
+    pub hard_cases: bool,
 }
 
 /// Default anchor: 2026-01-01 Shanghai, or the current hour if the clock is earlier.
@@ -451,6 +457,7 @@ impl World {
             streams: (0..8).map(|_| Stream::default()).collect(),
             person_rec: Default::default(),
             phones: HashMap::with_capacity(opts.residents),
+            case_kind: HashMap::new(),
             ids: HashSet::with_capacity(opts.residents),
             next_no: [1; 8],
             rng: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x005E_ED0F_5EED),
@@ -589,13 +596,16 @@ impl World {
                 }
             }
         }
+        if opts.hard_cases {
+            super::hard_cases::add(&mut w, &mut rng, opts.anchor_ms);
+        }
         for s in &mut w.streams {
             s.build_order();
         }
         w
     }
 
-    fn take_no(&mut self, s: StreamId) -> u32 {
+    pub(crate) fn take_no(&mut self, s: StreamId) -> u32 {
         let no = self.next_no[s.idx()];
         self.next_no[s.idx()] += 1;
         no
@@ -611,7 +621,7 @@ impl World {
         })
     }
 
-    fn fresh_phone(&mut self, rng: &mut ChaCha8Rng) -> u64 {
+    pub(crate) fn fresh_phone(&mut self, rng: &mut ChaCha8Rng) -> u64 {
         loop {
             let prefix = MOBILE_PREFIXES[rng.random_range(0..MOBILE_PREFIXES.len())];
             let phone = prefix * 100_000_000 + rng.random_range(0..100_000_000u64);
@@ -621,7 +631,7 @@ impl World {
         }
     }
 
-    fn fresh_id(
+    pub(crate) fn fresh_id(
         &mut self,
         rng: &mut ChaCha8Rng,
         county: &str,
@@ -749,6 +759,17 @@ impl World {
                 .residents
                 .get(rec.owner as usize)
                 .map(|r| r.name.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn rec_birth(&self, rec: &Rec) -> NaiveDate {
+        match rec.over.as_ref().and_then(|o| o.birth) {
+            Some(b) => b,
+            None => self
+                .residents
+                .get(rec.owner as usize)
+                .map(|r| r.birth)
                 .unwrap_or_default(),
         }
     }
@@ -987,7 +1008,7 @@ impl World {
             "xm": self.name_text(rec),
             "sfzh": self.id_text(rec).unwrap_or_default(),
             "xb": if r.male { "1" } else { "2" },
-            "csrq": r.birth.format("%Y-%m-%d").to_string(),
+            "csrq": self.rec_birth(rec).format("%Y-%m-%d").to_string(),
             "sjhm": self.phone_text(rec).unwrap_or_default(),
             "sqmc": self.community(r).name,
             "zz": self.address(r),
@@ -1019,7 +1040,7 @@ impl World {
             "idCardNo": self.id_text(rec),
             "mobile": self.phone_text(rec),
             "gender": if r.male { "M" } else { "F" },
-            "birthday": format!("{}/{}/{}", r.birth.year(), r.birth.month(), r.birth.day()),
+            "birthday": format!("{}/{}/{}", self.rec_birth(rec).year(), self.rec_birth(rec).month(), self.rec_birth(rec).day()),
             "community": self.community(r).name,
             "address": self.address(r),
             "registeredAt": rfc3339_local(registered),
@@ -1036,12 +1057,12 @@ impl World {
         let birth = if rec.seed % 3 == 0 {
             format!(
                 "{}年{}月{}日",
-                r.birth.year(),
-                r.birth.month(),
-                r.birth.day()
+                self.rec_birth(rec).year(),
+                self.rec_birth(rec).month(),
+                self.rec_birth(rec).day()
             )
         } else {
-            r.birth.format("%Y%m%d").to_string()
+            self.rec_birth(rec).format("%Y%m%d").to_string()
         };
         json!({
             "elder_id": key,
@@ -1077,7 +1098,7 @@ impl World {
             "identifier": identifier,
             "name": [{"text": self.name_text(rec)}],
             "gender": if r.male { "male" } else { "female" },
-            "birthDate": r.birth.format("%Y-%m-%d").to_string(),
+            "birthDate": self.rec_birth(rec).format("%Y-%m-%d").to_string(),
             "address": [{"text": self.address(r)}],
         });
         if let (Some(phone), Some(obj)) = (self.phone_text(rec), resource.as_object_mut()) {
@@ -1108,6 +1129,7 @@ impl World {
             Box::new(Overrides {
                 name: None,
                 phone: None,
+                birth: None,
             })
         });
         over.phone = Some(phone);
@@ -1138,6 +1160,7 @@ impl World {
             Box::new(Overrides {
                 name: None,
                 phone: None,
+                birth: None,
             })
         });
         over.name = Some(name);
@@ -1340,6 +1363,7 @@ mod tests {
             seed: 7,
             residents: n,
             anchor_ms: FIXED_ANCHOR_MS,
+            hard_cases: false,
         })
     }
 
@@ -1456,6 +1480,7 @@ mod scale {
             seed: 1,
             residents: 170_000,
             anchor_ms: FIXED_ANCHOR_MS,
+            hard_cases: false,
         });
         let total: usize = w.streams.iter().map(|s| s.recs.len()).sum();
         eprintln!("{total} records in {:?}", t.elapsed());

@@ -4,7 +4,7 @@
 use rusqlite_migration::{Migrations, M};
 
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V_DRIFT), M::up(V_DAEMON)])
+    Migrations::new(vec![M::up(V1), M::up(V_DRIFT), M::up(V_DAEMON), M::up(V_MATCHING)])
 }
 
 const V1: &str = r#"
@@ -238,5 +238,91 @@ CREATE TABLE schedule_state (
     last_started  TEXT,
     last_finished TEXT,
     last_ok       INTEGER
+);
+"#;
+
+/// Matching (branch `matching`): match features per record, phone history, the review queue
+/// and the human decisions reconcile re-applies on every run.
+const V_MATCHING: &str = r#"
+-- Blinded match features of live person-carrying records (equality only).
+CREATE TABLE match_features (
+    record_id     INTEGER PRIMARY KEY REFERENCES source_records (id),
+    name_k        TEXT,
+    py_k          TEXT,
+    phone_k       TEXT,
+    birth_k       TEXT,
+    birth_swap_k  TEXT,
+    gender        INTEGER,
+    room_k        TEXT,
+    bldg_k        TEXT,
+    comm_k        TEXT,
+    id_k          TEXT,
+    changed       TEXT NOT NULL
+);
+CREATE INDEX match_features_phone ON match_features (phone_k) WHERE phone_k IS NOT NULL;
+CREATE INDEX match_features_py_birth ON match_features (py_k, birth_k) WHERE py_k IS NOT NULL;
+CREATE INDEX match_features_py_comm ON match_features (py_k, comm_k) WHERE py_k IS NOT NULL;
+
+-- Every phone a resident has had in any system, with when it was seen.
+CREATE TABLE phone_history (
+    person_id     INTEGER NOT NULL,
+    phone_k       TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    phone         TEXT,
+    first_seen    TEXT NOT NULL,
+    last_seen     TEXT NOT NULL,
+    PRIMARY KEY (person_id, phone_k, source)
+);
+CREATE INDEX phone_history_phone ON phone_history (phone_k);
+
+-- The review queue.
+CREATE TABLE review_items (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('match', 'conflict', 'gender_id')),
+    record_id     INTEGER,
+    person_id     INTEGER,
+    field         TEXT NOT NULL DEFAULT '',
+    score         REAL,
+    detail        TEXT NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'open'
+                  CHECK (state IN ('open', 'accepted', 'rejected', 'superseded')),
+    created_at    TEXT NOT NULL,
+    decided_at    TEXT,
+    decided_by    TEXT,
+    decision_id   INTEGER,
+    UNIQUE (kind, record_id, person_id, field)
+);
+CREATE INDEX review_items_open ON review_items (state) WHERE state = 'open';
+
+-- Human decisions and what they pin down.
+CREATE TABLE decisions (
+    id              INTEGER PRIMARY KEY,
+    action          TEXT NOT NULL,
+    item_id         INTEGER,
+    person_id       INTEGER,
+    other_person_id INTEGER,
+    records         TEXT NOT NULL DEFAULT '[]',
+    by_user         TEXT NOT NULL,
+    at              TEXT NOT NULL
+);
+CREATE TABLE pins (
+    record_id     INTEGER PRIMARY KEY,
+    person_id     INTEGER NOT NULL,
+    decision_id   INTEGER NOT NULL
+);
+CREATE INDEX pins_person ON pins (person_id);
+CREATE TABLE never_match (
+    record_id     INTEGER NOT NULL,
+    person_id     INTEGER NOT NULL,
+    decision_id   INTEGER,
+    PRIMARY KEY (record_id, person_id)
+);
+CREATE TABLE field_locks (
+    person_id     INTEGER NOT NULL,
+    field         TEXT NOT NULL,
+    record_id     INTEGER,
+    value         TEXT,
+    decision_id   INTEGER NOT NULL,
+    PRIMARY KEY (person_id, field)
 );
 "#;

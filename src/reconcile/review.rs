@@ -1,0 +1,417 @@
+//! The review queue: what a machine should not decide.
+//!
+//! Items are raised by reconcile (`match`: a record that scored between the thresholds
+//! against a resident; `conflict`: linked records disagree on a hard field; `gender_id`: a
+//! stated gender contradicts the ID number). Human decisions are stored as pins (record →
+//! resident), never-match pairs (record, resident) and field locks, and every reconcile run
+//! applies them first, so a re-sync never undoes them.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::reconcile::{golden, person_key, ReconcileStats};
+use crate::store::{now_text, Codec, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("review item {0} does not exist (see `community-sync review list`)")]
+    NoItem(i64),
+    #[error("review item {0} was already decided ({1}); decisions are final, use merge or split to change the result")]
+    Decided(i64, String),
+    #[error("resident {0} does not exist or is retired")]
+    NoPerson(String),
+    #[error("residents {0} and {1} carry different ID numbers and are never merged")]
+    DifferentIds(String, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<rusqlite::Error> for ReviewError {
+    fn from(e: rusqlite::Error) -> Self {
+        ReviewError::Store(StoreError::from(e))
+    }
+}
+
+/// One item of the queue.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Item {
+    pub id: i64,
+    /// `match`, `conflict` or `gender_id`.
+    pub kind: String,
+    pub record_id: Option<i64>,
+    pub person_id: Option<i64>,
+    pub field: Option<String>,
+    pub score: Option<f64>,
+    pub state: String,
+    pub created_at: String,
+    pub decided_by: Option<String>,
+}
+
+/// A human decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Accept a review item: link the record (match), take the record's value (conflict),
+    /// acknowledge (gender_id).
+    Accept { item: i64 },
+    /// Reject a review item: never match this pair (match), keep the golden value (conflict),
+    /// dismiss (gender_id).
+    Reject { item: i64 },
+    /// Fold `other` into `survivor`; `other` is retired and redirected.
+    Merge { survivor: i64, other: i64 },
+    /// Detach these source records from `person` into a new resident.
+    Split { person: i64, records: Vec<i64> },
+}
+
+/// The acting OS user (`$USER`, else the numeric uid).
+pub fn acting_user() -> String {
+    if let Ok(u) = std::env::var("USER") {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| format!("uid {u}")))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Raises an item unless the same one exists (open or decided).
+pub fn raise(
+    tx: &Transaction<'_>,
+    kind: &str,
+    record_id: Option<i64>,
+    person_id: Option<i64>,
+    field: Option<&str>,
+    score: Option<f64>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO review_items (kind, record_id, person_id, field, score, detail, state, created_at)
+         VALUES (?1, ?2, ?3, COALESCE(?4, ''), ?5, ?6, 'open', ?7)",
+    )?
+    .execute(params![kind, record_id, person_id, field, score, detail, now_text()])?;
+    Ok(())
+}
+
+/// Closes a record's open match items (it was linked by other evidence).
+pub fn supersede_matches(tx: &Transaction<'_>, record_id: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE review_items SET state = 'superseded' WHERE record_id = ?1 AND kind = 'match' AND state = 'open'",
+    )?
+    .execute([record_id])?;
+    Ok(())
+}
+
+/// Open items.
+pub fn open_count(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM review_items WHERE state = 'open'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Items, newest first; `state` `None` = open only, `Some("all")` = every item.
+pub fn list(conn: &Connection, state: Option<&str>, limit: usize) -> Result<Vec<Item>, StoreError> {
+    let state = state.unwrap_or("open");
+    let mut stmt = conn.prepare(
+        "SELECT id, kind, record_id, person_id, NULLIF(field, ''), score, state, created_at, decided_by
+         FROM review_items WHERE (?1 = 'all' OR state = ?1) ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![state, limit as i64], item_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Item>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, kind, record_id, person_id, NULLIF(field, ''), score, state, created_at, decided_by
+             FROM review_items WHERE id = ?1",
+            [id],
+            item_row,
+        )
+        .optional()?)
+}
+
+fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    Ok(Item {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        record_id: r.get(2)?,
+        person_id: r.get(3)?,
+        field: r.get(4)?,
+        score: r.get(5)?,
+        state: r.get(6)?,
+        created_at: r.get(7)?,
+        decided_by: r.get(8)?,
+    })
+}
+
+/// The resident a pinned record belongs to, following merges.
+pub fn pinned_person(conn: &Connection, record_id: i64) -> Result<Option<i64>, StoreError> {
+    let pin: Option<i64> = conn
+        .prepare_cached("SELECT person_id FROM pins WHERE record_id = ?1")?
+        .query_row([record_id], |r| r.get(0))
+        .optional()?;
+    match pin {
+        Some(p) => Ok(Some(follow_merges(conn, p)?)),
+        None => Ok(None),
+    }
+}
+
+/// The surviving resident of a chain of merges.
+pub fn follow_merges(conn: &Connection, mut pid: i64) -> Result<i64, StoreError> {
+    for _ in 0..64 {
+        let next: Option<i64> = conn
+            .prepare_cached("SELECT merged_into FROM persons WHERE id = ?1")?
+            .query_row([pid], |r| r.get(0))
+            .optional()?
+            .flatten();
+        match next {
+            Some(n) if n != pid => pid = n,
+            _ => break,
+        }
+    }
+    Ok(pid)
+}
+
+fn live_person(tx: &Transaction<'_>, pid: i64) -> Result<(), ReviewError> {
+    let ok: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM persons WHERE id = ?1 AND retired = 0",
+            [pid],
+            |r| r.get(0),
+        )
+        .optional()?;
+    ok.map(|_| ())
+        .ok_or_else(|| ReviewError::NoPerson(person_key(pid)))
+}
+
+fn pin(tx: &Transaction<'_>, record_id: i64, pid: i64, decision: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO pins (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![record_id, pid, decision])?;
+    tx.prepare_cached("UPDATE source_records SET dirty = 1 WHERE id = ?1")?
+        .execute([record_id])?;
+    Ok(())
+}
+
+/// Records one human decision and applies it: stores the decision, its pins / never-match
+/// pairs / field locks, and reconciles what it changed, writing outbox events, all inside
+/// `tx`. Returns the decision id. The one place where decisions are recorded.
+pub fn record_decision(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    config: &Config,
+    decision: &Decision,
+    user: &str,
+    stats: &mut ReconcileStats,
+) -> Result<i64, ReviewError> {
+    let (action, item_id, p1, p2, records) = match decision {
+        Decision::Accept { item } => ("accept", Some(*item), None, None, vec![]),
+        Decision::Reject { item } => ("reject", Some(*item), None, None, vec![]),
+        Decision::Merge { survivor, other } => {
+            ("merge", None, Some(*survivor), Some(*other), vec![])
+        }
+        Decision::Split { person, records } => {
+            ("split", None, Some(*person), None, records.clone())
+        }
+    };
+    let item = match item_id {
+        Some(id) => {
+            let it = get(tx, id)?.ok_or(ReviewError::NoItem(id))?;
+            if it.state != "open" {
+                return Err(ReviewError::Decided(id, it.state));
+            }
+            Some(it)
+        }
+        None => None,
+    };
+    // AUDIT: the tamper-evident audit record of this decision goes here (same transaction).
+    tx.execute(
+        "INSERT INTO decisions (action, item_id, person_id, other_person_id, records, by_user, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            action,
+            item_id,
+            p1,
+            p2,
+            serde_json::to_string(&records).unwrap_or_default(),
+            user,
+            now_text()
+        ],
+    )?;
+    let did = tx.last_insert_rowid();
+    let mut refresh: BTreeSet<i64> = BTreeSet::new();
+    match decision {
+        Decision::Accept { .. } | Decision::Reject { .. } => {
+            let Some(it) = item else {
+                return Err(ReviewError::Invalid(
+                    "accept and reject need a review item".into(),
+                ));
+            };
+            let accept = matches!(decision, Decision::Accept { .. });
+            match (it.kind.as_str(), it.record_id, it.person_id) {
+                ("match", Some(rec), Some(p)) => {
+                    let p = follow_merges(tx, p)?;
+                    if accept {
+                        live_person(tx, p)?;
+                        pin(tx, rec, p, did)?;
+                    } else {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO never_match (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)",
+                            params![rec, p, did],
+                        )?;
+                    }
+                }
+                ("conflict", rec, Some(p)) => {
+                    let field = it.field.clone().unwrap_or_default();
+                    if accept {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO field_locks (person_id, field, record_id, value, decision_id)
+                             VALUES (?1, ?2, ?3, NULL, ?4)",
+                            params![p, field, rec, did],
+                        )?;
+                    } else {
+                        let col = match field.as_str() {
+                            "birth_date" | "gender" | "id_number" => field.clone(),
+                            other => {
+                                return Err(ReviewError::Invalid(format!(
+                                    "unknown conflict field {other:?}"
+                                )))
+                            }
+                        };
+                        let current: Option<String> = tx
+                            .query_row(
+                                &format!("SELECT {col} FROM persons WHERE id = ?1"),
+                                [p],
+                                |r| Ok(codec.open(r.get_ref(0)?)?),
+                            )
+                            .optional()?
+                            .flatten();
+                        tx.execute(
+                            "INSERT OR REPLACE INTO field_locks (person_id, field, record_id, value, decision_id)
+                             VALUES (?1, ?2, NULL, ?3, ?4)",
+                            params![p, field, codec.seal_opt(current.as_deref()), did],
+                        )?;
+                    }
+                    refresh.insert(follow_merges(tx, p)?);
+                }
+                _ => {}
+            }
+            tx.execute(
+                "UPDATE review_items SET state = ?2, decided_by = ?3, decided_at = ?4, decision_id = ?5 WHERE id = ?1",
+                params![it.id, if accept { "accepted" } else { "rejected" }, user, now_text(), did],
+            )?;
+        }
+        Decision::Merge { survivor, other } => {
+            if survivor == other {
+                return Err(ReviewError::Invalid(
+                    "a resident cannot be merged into itself".into(),
+                ));
+            }
+            live_person(tx, *survivor)?;
+            live_person(tx, *other)?;
+            let ids: BTreeSet<String> = tx
+                .prepare(
+                    "SELECT DISTINCT id_key FROM source_records WHERE person_id IN (?1, ?2) AND id_key IS NOT NULL
+                       AND status = 'ok' AND deleted = 0",
+                )?
+                .query_map(params![survivor, other], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if ids.len() > 1 {
+                return Err(ReviewError::DifferentIds(
+                    person_key(*survivor),
+                    person_key(*other),
+                ));
+            }
+            let recs: Vec<i64> = tx
+                .prepare("SELECT id FROM source_records WHERE person_id = ?1")?
+                .query_map([other], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for r in recs {
+                pin(tx, r, *survivor, did)?;
+            }
+            tx.execute(
+                "UPDATE pins SET person_id = ?1 WHERE person_id = ?2",
+                params![survivor, other],
+            )?;
+            tx.execute(
+                "UPDATE persons SET merged_into = ?1 WHERE id = ?2",
+                params![survivor, other],
+            )?;
+            tx.execute(
+                "UPDATE OR IGNORE phone_history SET person_id = ?1 WHERE person_id = ?2",
+                params![survivor, other],
+            )?;
+            tx.execute("DELETE FROM phone_history WHERE person_id = ?1", [other])?;
+            tx.execute(
+                "UPDATE review_items SET state = 'superseded' WHERE state = 'open' AND kind = 'match'
+                   AND ((person_id = ?1 AND record_id IN (SELECT id FROM source_records WHERE person_id = ?2))
+                     OR (person_id = ?2 AND record_id IN (SELECT id FROM source_records WHERE person_id = ?1)))",
+                params![survivor, other],
+            )?;
+            refresh.insert(*survivor);
+            refresh.insert(*other);
+        }
+        Decision::Split { person, records } => {
+            live_person(tx, *person)?;
+            if records.is_empty() {
+                return Err(ReviewError::Invalid(
+                    "split needs at least one source record id".into(),
+                ));
+            }
+            let mut own = 0usize;
+            for r in records {
+                let on: Option<i64> = tx
+                    .query_row(
+                        "SELECT person_id FROM source_records WHERE id = ?1",
+                        [r],
+                        |x| x.get(0),
+                    )
+                    .optional()?
+                    .flatten();
+                if on != Some(*person) {
+                    return Err(ReviewError::Invalid(format!(
+                        "source record {r} does not belong to resident {}",
+                        person_key(*person)
+                    )));
+                }
+                own += 1;
+            }
+            let total: i64 = tx.query_row(
+                "SELECT count(*) FROM source_records WHERE person_id = ?1 AND status = 'ok' AND deleted = 0
+                   AND entity IN ('card_account', 'volunteer', 'elder', 'patient')",
+                [person],
+                |x| x.get(0),
+            )?;
+            if own as i64 >= total {
+                return Err(ReviewError::Invalid(
+                    "split must leave at least one record with the resident".into(),
+                ));
+            }
+            let new = golden::create_person(tx, stats)?;
+            for r in records {
+                pin(tx, *r, new, did)?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO never_match (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)",
+                    params![r, person, did],
+                )?;
+            }
+            refresh.insert(*person);
+            refresh.insert(new);
+        }
+    }
+    crate::reconcile::run_in_tx(tx, codec, config, refresh, stats)?;
+    Ok(did)
+}

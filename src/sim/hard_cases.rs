@@ -1,0 +1,358 @@
+//! Matching hard cases (`SimOptions::hard_cases`), each a few dozen residents with known
+//! truth (`GroundTruth::resident_of_record`, `GroundTruth::case_of_record`):
+//!
+//! - `old_phone`: an ID-less one-card account under a phone the resident has since changed;
+//!   the old number survives in an older record of another system, the new one in a newer
+//!   record; same name and full address.
+//! - `homophone`: an ID-less record whose name has a homophone typo (张伟 → 张玮).
+//! - `traditional`: an ID-less record with the name in traditional characters.
+//! - `swapped_birth`: an ID-less record with day and month of the birth date swapped.
+//! - `shared_phone`: two family members at one address sharing one phone, both with ID-less
+//!   records (names differ).
+//! - `common_name`: several residents with one common name in one community, each with own
+//!   phone; plus one more with that name who is only known by an ID-less record (a review
+//!   item at most, never a link).
+//! - `twins`: same birth date, address and phone, different given names and ID numbers,
+//!   both with ID-less records.
+//! - `minority`: a minority name typed without its middle dot in the ID-less record.
+
+use chrono::{Datelike, NaiveDate};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::world::{IdDirt, NameDirt, Overrides, PhoneDirt, Rec, Resident, StreamId, World};
+
+const DAY_MS: i64 = 86_400_000;
+/// Residents (or families) per kind.
+const PER_KIND: usize = 30;
+
+const HOMOPHONES: [(char, char); 10] = [
+    ('伟', '玮'),
+    ('丽', '莉'),
+    ('军', '君'),
+    ('静', '靖'),
+    ('杰', '洁'),
+    ('涛', '滔'),
+    ('明', '铭'),
+    ('华', '桦'),
+    ('红', '虹'),
+    ('芳', '方'),
+];
+const SURNAMES: [char; 8] = ['张', '陈', '刘', '黄', '赵', '吴', '王', '李'];
+/// Simplified → traditional for the characters used in `traditional` names.
+const TRAD: [(char, char); 14] = [
+    ('张', '張'),
+    ('陈', '陳'),
+    ('刘', '劉'),
+    ('黄', '黃'),
+    ('赵', '趙'),
+    ('吴', '吳'),
+    ('伟', '偉'),
+    ('丽', '麗'),
+    ('华', '華'),
+    ('军', '軍'),
+    ('红', '紅'),
+    ('国', '國'),
+    ('东', '東'),
+    ('龙', '龍'),
+];
+const MINORITY: [&str; 6] = [
+    "阿卜杜·热合曼",
+    "买买提·艾力",
+    "艾尔肯·吐尔逊",
+    "努尔·阿不都",
+    "扎西·多吉",
+    "次仁·旺堆",
+];
+
+struct Ctx<'a> {
+    w: &'a mut World,
+    rng: &'a mut ChaCha8Rng,
+    anchor: i64,
+}
+
+impl Ctx<'_> {
+    fn ts(&mut self, lo_days: i64, hi_days: i64) -> i64 {
+        let t = self.anchor - self.rng.random_range(lo_days..hi_days) * DAY_MS;
+        t - t.rem_euclid(1000)
+    }
+
+    fn birth(&mut self) -> NaiveDate {
+        let y = self.rng.random_range(1940..2000);
+        let m = self.rng.random_range(1..=12);
+        let d = self.rng.random_range(1..=28);
+        NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
+    }
+
+    fn address(&mut self) -> (u32, u8, u8, u16) {
+        let n = self.w.communities.len().max(1);
+        (
+            self.rng.random_range(0..n) as u32,
+            self.rng.random_range(1..30),
+            self.rng.random_range(1..6),
+            self.rng.random_range(1..33) * 100 + self.rng.random_range(1..5),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resident(
+        &mut self,
+        name: String,
+        male: bool,
+        birth: NaiveDate,
+        phone: Option<u64>,
+        addr: (u32, u8, u8, u16),
+    ) -> u32 {
+        let id = self.w.fresh_id(self.rng, "360102", birth, male);
+        let phone = match phone {
+            Some(p) => p,
+            None => self.w.fresh_phone(self.rng),
+        };
+        let idx = self.w.residents.len() as u32;
+        self.w.phones.entry(phone).or_default().push(idx);
+        self.w.residents.push(Resident {
+            name,
+            id,
+            male,
+            birth,
+            phone,
+            community: addr.0,
+            building: addr.1,
+            unit: addr.2,
+            room: addr.3,
+        });
+        idx
+    }
+
+    /// A clean person record of `resident` in `stream` (ID-less when `idless`).
+    fn record(
+        &mut self,
+        stream: StreamId,
+        resident: u32,
+        idless: bool,
+        ts: i64,
+        over: Option<Overrides>,
+        kind: &'static str,
+    ) {
+        let no = self.w.take_no(stream);
+        let rec = Rec {
+            owner: resident,
+            no,
+            ts,
+            seed: self.rng.random(),
+            deleted: false,
+            id: if idless {
+                IdDirt::Missing
+            } else {
+                IdDirt::Clean
+            },
+            phone: PhoneDirt::Clean,
+            name: NameDirt::Clean,
+            over: over.map(Box::new),
+        };
+        let idx = self.w.streams[stream.idx()].push(rec);
+        let sys = stream.idx() / 2;
+        self.w.person_rec[sys].insert(resident, idx);
+        self.w.case_kind.insert((stream.idx(), no), kind);
+    }
+
+    fn han_name(&mut self, given: &[char]) -> String {
+        let s = SURNAMES[self.rng.random_range(0..SURNAMES.len())];
+        let g1 = given[self.rng.random_range(0..given.len())];
+        if self.rng.random_bool(0.5) {
+            format!("{s}{g1}")
+        } else {
+            let g0 = given[self.rng.random_range(0..given.len())];
+            format!("{s}{g0}{g1}")
+        }
+    }
+}
+
+fn over(name: Option<String>, phone: Option<u64>, birth: Option<NaiveDate>) -> Option<Overrides> {
+    Some(Overrides { name, phone, birth })
+}
+
+/// Adds every hard case to the world (before its order indexes are built).
+pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
+    let mut c = Ctx { w, rng, anchor };
+    let han: Vec<char> = HOMOPHONES.iter().map(|(a, _)| *a).collect();
+    for _ in 0..PER_KIND {
+        // old_phone
+        let name = c.han_name(&han);
+        let (b, a) = (c.birth(), c.address());
+        let male = c.rng.random_bool(0.5);
+        let r = c.resident(name, male, b, None, a);
+        let old = c.w.fresh_phone(c.rng);
+        c.w.phones.entry(old).or_default().push(r);
+        let t_old = c.ts(500, 700);
+        c.record(
+            StreamId::Volunteers,
+            r,
+            false,
+            t_old,
+            over(None, Some(old), None),
+            "old_phone",
+        );
+        let t_new = c.ts(10, 200);
+        c.record(StreamId::Patients, r, false, t_new, None, "old_phone");
+        let t = c.ts(200, 700);
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(None, Some(old), None),
+            "old_phone",
+        );
+
+        // homophone
+        let name = c.han_name(&han);
+        let typo: String = {
+            let mut chars: Vec<char> = name.chars().collect();
+            if let Some(last) = chars.last_mut() {
+                if let Some((_, h)) = HOMOPHONES.iter().find(|(a, _)| a == last) {
+                    *last = *h;
+                }
+            }
+            chars.into_iter().collect()
+        };
+        let (b, a) = (c.birth(), c.address());
+        let r = c.resident(name, true, b, None, a);
+        let t = c.ts(10, 700);
+        c.record(StreamId::Patients, r, false, t, None, "homophone");
+        let t = c.ts(10, 700);
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(Some(typo), None, None),
+            "homophone",
+        );
+
+        // traditional
+        let simp: Vec<char> = TRAD.iter().map(|(s, _)| *s).collect();
+        let s = ['张', '陈', '刘', '黄', '赵', '吴'][c.rng.random_range(0..6)];
+        let g = simp[6 + c.rng.random_range(0..simp.len() - 6)];
+        let name = format!("{s}{g}");
+        let trad: String = name
+            .chars()
+            .map(|ch| {
+                TRAD.iter()
+                    .find(|(s, _)| *s == ch)
+                    .map(|(_, t)| *t)
+                    .unwrap_or(ch)
+            })
+            .collect();
+        let (b, a) = (c.birth(), c.address());
+        let r = c.resident(name, false, b, None, a);
+        let t = c.ts(10, 700);
+        c.record(StreamId::Volunteers, r, false, t, None, "traditional");
+        let t = c.ts(10, 700);
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(Some(trad), None, None),
+            "traditional",
+        );
+
+        // swapped_birth
+        let name = c.han_name(&han);
+        let mut b = c.birth();
+        if b.day() > 12 || b.day() == b.month() {
+            b = NaiveDate::from_ymd_opt(b.year(), b.month(), 1 + (b.month() % 12)).unwrap_or(b);
+        }
+        let swapped = NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).unwrap_or(b);
+        let a = c.address();
+        let r = c.resident(name, true, b, None, a);
+        let t = c.ts(10, 700);
+        c.record(StreamId::Patients, r, false, t, None, "swapped_birth");
+        let t = c.ts(10, 700);
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(None, None, Some(swapped)),
+            "swapped_birth",
+        );
+
+        // shared_phone: two family members, one phone, one address.
+        let a = c.address();
+        let phone = c.w.fresh_phone(c.rng);
+        let n1 = c.han_name(&han);
+        let mut n2 = c.han_name(&han);
+        while n2 == n1 {
+            n2 = c.han_name(&han);
+        }
+        let (b1, b2) = (c.birth(), c.birth());
+        let r1 = c.resident(n1, true, b1, Some(phone), a);
+        let r2 = c.resident(n2, false, b2, Some(phone), a);
+        for r in [r1, r2] {
+            let t = c.ts(10, 700);
+            c.record(StreamId::Patients, r, false, t, None, "shared_phone");
+            let t = c.ts(10, 700);
+            c.record(StreamId::Cardholders, r, true, t, None, "shared_phone");
+        }
+
+        // twins: same birth, address and phone; different given names and IDs.
+        let a = c.address();
+        let phone = c.w.fresh_phone(c.rng);
+        let b = c.birth();
+        let s = SURNAMES[c.rng.random_range(0..SURNAMES.len())];
+        let g1 = han[c.rng.random_range(0..han.len())];
+        let mut g2 = han[c.rng.random_range(0..han.len())];
+        while g2 == g1 {
+            g2 = han[c.rng.random_range(0..han.len())];
+        }
+        let r1 = c.resident(format!("{s}{g1}"), true, b, Some(phone), a);
+        let r2 = c.resident(format!("{s}{g2}"), true, b, Some(phone), a);
+        for r in [r1, r2] {
+            let t = c.ts(10, 700);
+            c.record(StreamId::Volunteers, r, false, t, None, "twins");
+            let t = c.ts(10, 700);
+            c.record(StreamId::Cardholders, r, true, t, None, "twins");
+        }
+
+        // minority: the ID-less record drops the middle dot.
+        let name = MINORITY[c.rng.random_range(0..MINORITY.len())].to_string();
+        let plain: String = name.chars().filter(|ch| *ch != '·').collect();
+        let (b, a) = (c.birth(), c.address());
+        let r = c.resident(name, true, b, None, a);
+        let t = c.ts(10, 700);
+        c.record(StreamId::Patients, r, false, t, None, "minority");
+        let t = c.ts(10, 700);
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over(Some(plain), None, None),
+            "minority",
+        );
+    }
+    // common_name: a common name in one community, one group per few kinds.
+    for g in 0..PER_KIND / 3 {
+        let name = ["王伟", "李娜", "张敏", "刘洋", "王芳"][g % 5].to_string();
+        let community = c.address().0;
+        for _ in 0..4 {
+            let mut a = c.address();
+            a.0 = community;
+            let b = c.birth();
+            let r = c.resident(name.clone(), g % 2 == 0, b, None, a);
+            let t = c.ts(10, 700);
+            c.record(StreamId::Patients, r, false, t, None, "common_name");
+            let t = c.ts(10, 700);
+            c.record(StreamId::Cardholders, r, true, t, None, "common_name");
+        }
+        // Known only by an ID-less record with its own phone: nobody to link to.
+        let mut a = c.address();
+        a.0 = community;
+        let b = c.birth();
+        let r = c.resident(name.clone(), g % 2 == 0, b, None, a);
+        let t = c.ts(10, 700);
+        c.record(StreamId::Cardholders, r, true, t, None, "common_name");
+    }
+}

@@ -1,0 +1,253 @@
+//! Pairwise precision and recall of the person clustering against the simulator's ground
+//! truth, on a population with every matching hard case, overall and per case kind; and the
+//! same with the address and phone-history features switched off, to show what they add.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use community_sync::config::Config;
+use community_sync::pipeline::{self, Context, SyncOptions};
+use community_sync::sim::{GroundTruth, Sim, SimOptions};
+use community_sync::store::Store;
+
+fn opts() -> SyncOptions {
+    SyncOptions {
+        progress: None,
+        sources: vec![],
+        full: false,
+        trigger: "test".into(),
+        push: false,
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Pr {
+    tp: u64,
+    predicted: u64,
+    actual: u64,
+}
+
+impl Pr {
+    fn precision(&self) -> f64 {
+        if self.predicted == 0 {
+            1.0
+        } else {
+            self.tp as f64 / self.predicted as f64
+        }
+    }
+    fn recall(&self) -> f64 {
+        if self.actual == 0 {
+            1.0
+        } else {
+            self.tp as f64 / self.actual as f64
+        }
+    }
+    fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
+    }
+}
+
+/// Pairwise counts overall ("all") and per case kind (pairs with at least one record of
+/// that kind), plus open review items.
+fn measure(ctx: &Context, truth: &GroundTruth) -> (BTreeMap<String, Pr>, i64) {
+    let g = ctx.store.lock().unwrap();
+    let mut stmt = g
+        .conn()
+        .prepare(
+            "SELECT source, stream, source_key, person_id FROM source_records
+             WHERE status = 'ok' AND deleted = 0 AND entity IN ('card_account', 'volunteer', 'elder', 'patient')",
+        )
+        .unwrap();
+    // (true resident, person, kind)
+    let recs: Vec<(usize, i64, Option<String>)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .unwrap()
+        .map(|x| x.unwrap())
+        .map(|(s, t, k, p)| {
+            let key = (s, t, k);
+            let res = *truth
+                .resident_of_record
+                .get(&key)
+                .expect("every kept record is in the truth");
+            (res, p, truth.case_of_record.get(&key).cloned())
+        })
+        .collect();
+    let review: i64 = g
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM review_items WHERE state = 'open'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(stmt);
+    drop(g);
+    let mut out: BTreeMap<String, Pr> = BTreeMap::new();
+    // Enumerate pairs inside true clusters and inside predicted clusters (both small).
+    let mut by_res: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut by_person: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, (r, p, _)) in recs.iter().enumerate() {
+        by_res.entry(*r).or_default().push(i);
+        by_person.entry(*p).or_default().push(i);
+    }
+    let kinds = |a: usize, b: usize| {
+        let mut k = vec!["all".to_string()];
+        for x in [&recs[a].2, &recs[b].2].into_iter().flatten() {
+            if !k.contains(x) {
+                k.push(x.clone());
+            }
+        }
+        k
+    };
+    for members in by_res.values() {
+        for (i, &a) in members.iter().enumerate() {
+            for &b in &members[i + 1..] {
+                for k in kinds(a, b) {
+                    let e = out.entry(k).or_default();
+                    e.actual += 1;
+                    if recs[a].1 == recs[b].1 {
+                        e.tp += 1;
+                    }
+                }
+            }
+        }
+    }
+    for members in by_person.values() {
+        for (i, &a) in members.iter().enumerate() {
+            for &b in &members[i + 1..] {
+                for k in kinds(a, b) {
+                    out.entry(k).or_default().predicted += 1;
+                }
+            }
+        }
+    }
+    (out, review)
+}
+
+async fn run(sim: &Sim, tweak: impl FnOnce(&mut Config)) -> (BTreeMap<String, Pr>, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::context(sim, dir.path());
+    let mut config = (*base.config).clone();
+    tweak(&mut config);
+    let ctx = Context {
+        config: Arc::new(config),
+        store: base.store.clone(),
+    };
+    pipeline::sync(&ctx, &opts()).await.unwrap();
+    let truth = sim.truth();
+    measure(&ctx, &truth)
+}
+
+fn print(label: &str, m: &BTreeMap<String, Pr>, review: i64) {
+    println!("== {label} (open review items: {review})");
+    println!(
+        "{:<14} {:>9} {:>9} {:>7} {:>7} {:>7}",
+        "kind", "true", "linked", "P", "R", "F1"
+    );
+    for (k, pr) in m {
+        println!(
+            "{:<14} {:>9} {:>9} {:>7.4} {:>7.4} {:>7.4}",
+            k,
+            pr.actual,
+            pr.predicted,
+            pr.precision(),
+            pr.recall(),
+            pr.f1()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_cases_precision_and_recall_with_and_without_address_and_phone_history() {
+    let sim = Sim::start(SimOptions {
+        seed: common::SEED,
+        residents: 1500,
+        hard_cases: true,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let truth = sim.truth();
+    assert!(
+        truth.case_of_record.len() > 300,
+        "the hard cases are in the population"
+    );
+
+    let (full, review) = run(&sim, |_| {}).await;
+    print("all features", &full, review);
+    let (bare, review_bare) = run(&sim, |c| {
+        c.reconcile.use_address = false;
+        c.reconcile.use_phone_history = false;
+    })
+    .await;
+    print("address and phone history off", &bare, review_bare);
+
+    for (k, pr) in &full {
+        assert!(
+            pr.precision() >= 0.999,
+            "{k}: precision {:.4} (a wrong merge)",
+            pr.precision()
+        );
+        assert!(pr.recall() >= 0.99, "{k}: recall {:.4}", pr.recall());
+    }
+    // Twins and family members sharing a phone are never merged.
+    assert_eq!(full["twins"].predicted, full["twins"].tp);
+    assert_eq!(full["shared_phone"].predicted, full["shared_phone"].tp);
+    // The old-phone accounts need the phone history (and the address) to link.
+    assert!(bare["old_phone"].recall() < full["old_phone"].recall());
+    // The lone common-name records are reviewed, not linked.
+    assert!(review > 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_cases_make_one_resident_each_and_a_rerun_changes_nothing() {
+    let sim = Sim::start(SimOptions {
+        seed: 11,
+        residents: 300,
+        hard_cases: true,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(&sim, dir.path());
+    pipeline::sync(&ctx, &opts()).await.unwrap();
+    let truth = sim.truth();
+    let persons = common::count(&ctx, "SELECT count(*) FROM persons WHERE retired = 0");
+    assert_eq!(persons as usize, truth.persons);
+    let outbox = common::count(&ctx, "SELECT count(*) FROM outbox");
+    let reviews = common::count(&ctx, "SELECT count(*) FROM review_items");
+    let report = pipeline::sync(
+        &ctx,
+        &SyncOptions {
+            full: true,
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.reconcile.events, 0);
+    assert_eq!(common::count(&ctx, "SELECT count(*) FROM outbox"), outbox);
+    assert_eq!(
+        common::count(&ctx, "SELECT count(*) FROM review_items"),
+        reviews
+    );
+    let _ = Store::open;
+    let _ = Mutex::new(());
+    sim.shutdown().await;
+}
