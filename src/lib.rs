@@ -5,7 +5,9 @@
 //! built-in simulator of the department systems and the platform. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod audit;
 pub mod config;
+pub mod crypto;
 pub mod mask;
 pub mod model;
 pub mod normalize;
@@ -16,3 +18,4 @@ pub mod reconcile;
 pub mod sim;
 pub mod source;
 pub mod store;
+pub mod tls;

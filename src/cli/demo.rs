@@ -84,6 +84,16 @@ pub fn write_sim_config(sim: &Sim, dir: &Path, store: &Path) -> anyhow::Result<P
             &format!("{{ file = {:?} }}", path.display().to_string()),
         );
     }
+    // The store key: generated once per demo directory, owner-only.
+    let key_path = dir.join("credentials").join("store-key");
+    if !key_path.exists() {
+        crate::crypto::write_new_key_file(&key_path)
+            .with_context(|| format!("cannot write {}", key_path.display()))?;
+    }
+    text = text.replace(
+        "\"${CREDENTIALS_DIRECTORY}/store-key\"",
+        &format!("{:?}", key_path.display().to_string()),
+    );
     let path = dir.join("community-sync.toml");
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     set_private(&path, 0o600)?;

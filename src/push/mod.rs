@@ -70,12 +70,7 @@ pub struct Pusher {
 impl Pusher {
     pub fn new(config: &Config) -> Result<Pusher, PushError> {
         let p = &config.platform;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs_f64(p.http.connect_timeout_secs))
-            .timeout(Duration::from_secs_f64(p.http.timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| PushError::Setup(format!("cannot build HTTP client: {e}")))?;
+        let client = crate::tls::platform_client(config).map_err(PushError::Setup)?;
         let auth_header = platform_auth_header(config)?;
         let path = url::Url::parse(&p.url)
             .map(|u| u.path().to_string())
