@@ -116,10 +116,15 @@ fn dump(path: &Path) -> Vec<u8> {
 fn leaked(bytes: &[u8], secrets: &[String]) -> Vec<String> {
     let set: HashSet<&[u8]> = secrets.iter().map(|s| s.as_bytes()).collect();
     let lens: BTreeSet<usize> = secrets.iter().map(|s| s.len()).collect();
-    let firsts: HashSet<u8> = secrets.iter().filter_map(|s| s.as_bytes().first().copied()).collect();
+    let mut firsts = [false; 256];
+    for s in secrets {
+        if let Some(&b) = s.as_bytes().first() {
+            firsts[b as usize] = true;
+        }
+    }
     let mut found = BTreeSet::new();
     for i in 0..bytes.len() {
-        if !firsts.contains(&bytes[i]) {
+        if !firsts[bytes[i] as usize] {
             continue;
         }
         for &l in &lens {
