@@ -42,6 +42,23 @@ pub fn append(tx: &Transaction<'_>, kind: &str, actor: &str, details: &serde_jso
     Ok(())
 }
 
+/// The details of a push-batch row: destination URL, idempotency key, event ids and the SHA-256
+/// of the payloads in order (content, not personal data, is what the hash commits to).
+pub fn push_batch_details(destination: &str, idempotency_key: &str, events: &[(&str, &str)]) -> serde_json::Value {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for (_, payload) in events {
+        h.update(payload.as_bytes());
+        h.update([0u8]);
+    }
+    serde_json::json!({
+        "destination": destination,
+        "idempotency_key": idempotency_key,
+        "event_ids": events.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        "content_sha256": hex::encode(h.finalize()),
+    })
+}
+
 /// The operating-system user running this process (for review decisions).
 pub fn os_user() -> String {
     for var in ["USER", "LOGNAME"] {
@@ -155,6 +172,15 @@ mod tests {
         s.conn()
             .execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
             .unwrap();
+    }
+
+    #[test]
+    fn push_batch_details_commit_to_content_not_personal_data() {
+        let a = push_batch_details("https://p/x", "k1", &[("e1", "{\"phone\":\"13800138000\"}")]);
+        let b = push_batch_details("https://p/x", "k1", &[("e1", "{\"phone\":\"13800138001\"}")]);
+        assert_ne!(a["content_sha256"], b["content_sha256"]);
+        assert!(!a.to_string().contains("13800138000"));
+        assert_eq!(a["event_ids"][0], "e1");
     }
 
     #[test]
