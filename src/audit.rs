@@ -15,19 +15,35 @@ use crate::store::{now_text, StoreError};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The hash of one row: SM3 over its canonical JSON `[id, at, kind, actor, details, prev_hash]`.
-pub fn row_hash(id: i64, at: &str, kind: &str, actor: &str, details: &str, prev_hash: &str) -> String {
+pub fn row_hash(
+    id: i64,
+    at: &str,
+    kind: &str,
+    actor: &str,
+    details: &str,
+    prev_hash: &str,
+) -> String {
     let canonical = serde_json::json!([id, at, kind, actor, details, prev_hash]).to_string();
     hex::encode(Sm3::digest(canonical.as_bytes()))
 }
 
 /// Appends one row in the caller's transaction (so it commits with the change it records).
-pub fn append(tx: &Transaction<'_>, kind: &str, actor: &str, details: &serde_json::Value) -> Result<(), StoreError> {
+pub fn append(
+    tx: &Transaction<'_>,
+    kind: &str,
+    actor: &str,
+    details: &serde_json::Value,
+) -> Result<(), StoreError> {
     let last: Option<(i64, String)> = tx
         .prepare_cached("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let seq: i64 = tx
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'audit'", [], |r| r.get(0))
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0);
     let prev = last.map(|l| l.1).unwrap_or_else(|| GENESIS.to_string());
@@ -44,7 +60,11 @@ pub fn append(tx: &Transaction<'_>, kind: &str, actor: &str, details: &serde_jso
 
 /// The details of a push-batch row: destination URL, idempotency key, event ids and the SHA-256
 /// of the payloads in order (content, not personal data, is what the hash commits to).
-pub fn push_batch_details(destination: &str, idempotency_key: &str, events: &[(&str, &str)]) -> serde_json::Value {
+pub fn push_batch_details(
+    destination: &str,
+    idempotency_key: &str,
+    events: &[(&str, &str)],
+) -> serde_json::Value {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
     for (_, payload) in events {
@@ -103,7 +123,8 @@ impl VerifyReport {
 /// previous row's hash, ids must be consecutive from 1, and no row may be missing at the end.
 pub fn verify(conn: &Connection) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
-    let mut stmt = conn.prepare("SELECT id, at, kind, actor, details, prev_hash, hash FROM audit ORDER BY id")?;
+    let mut stmt = conn
+        .prepare("SELECT id, at, kind, actor, details, prev_hash, hash FROM audit ORDER BY id")?;
     let mut rows = stmt.query([])?;
     let mut expected_id = 1i64;
     let mut prev = GENESIS.to_string();
@@ -138,7 +159,11 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport, StoreError> {
         expected_id = id + 1;
     }
     let seq: i64 = conn
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'audit'", [], |r| r.get(0))
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0);
     if seq >= expected_id {
@@ -176,8 +201,16 @@ mod tests {
 
     #[test]
     fn push_batch_details_commit_to_content_not_personal_data() {
-        let a = push_batch_details("https://p/x", "k1", &[("e1", "{\"phone\":\"13800138000\"}")]);
-        let b = push_batch_details("https://p/x", "k1", &[("e1", "{\"phone\":\"13800138001\"}")]);
+        let a = push_batch_details(
+            "https://p/x",
+            "k1",
+            &[("e1", "{\"phone\":\"13800138000\"}")],
+        );
+        let b = push_batch_details(
+            "https://p/x",
+            "k1",
+            &[("e1", "{\"phone\":\"13800138001\"}")],
+        );
         assert_ne!(a["content_sha256"], b["content_sha256"]);
         assert!(!a.to_string().contains("13800138000"));
         assert_eq!(a["event_ids"][0], "e1");
@@ -194,7 +227,10 @@ mod tests {
     #[test]
     fn table_refuses_update_and_delete() {
         let (_d, s) = store_with_rows(2);
-        assert!(s.conn().execute("UPDATE audit SET actor = 'x'", []).is_err());
+        assert!(s
+            .conn()
+            .execute("UPDATE audit SET actor = 'x'", [])
+            .is_err());
         assert!(s.conn().execute("DELETE FROM audit", []).is_err());
     }
 
@@ -203,25 +239,48 @@ mod tests {
         let (_d, s) = store_with_rows(5);
         unguard(&s);
         s.conn()
-            .execute("UPDATE audit SET details = '{\"batch\":99}' WHERE id = 3", [])
+            .execute(
+                "UPDATE audit SET details = '{\"batch\":99}' WHERE id = 3",
+                [],
+            )
             .unwrap();
         let r = verify(s.conn()).unwrap();
-        assert!(r.problems.iter().any(|p| p.id == 3 && p.what.contains("edited")), "{:?}", r.problems);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.id == 3 && p.what.contains("edited")),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]
     fn deleted_middle_and_last_rows_are_detected() {
         let (_d, s) = store_with_rows(5);
         unguard(&s);
-        s.conn().execute("DELETE FROM audit WHERE id = 2", []).unwrap();
+        s.conn()
+            .execute("DELETE FROM audit WHERE id = 2", [])
+            .unwrap();
         let r = verify(s.conn()).unwrap();
         assert!(!r.ok());
-        assert!(r.problems.iter().any(|p| p.id == 2 && p.what.contains("missing")), "{:?}", r.problems);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.id == 2 && p.what.contains("missing")),
+            "{:?}",
+            r.problems
+        );
         let (_d2, s2) = store_with_rows(5);
         unguard(&s2);
-        s2.conn().execute("DELETE FROM audit WHERE id = 5", []).unwrap();
+        s2.conn()
+            .execute("DELETE FROM audit WHERE id = 5", [])
+            .unwrap();
         let r2 = verify(s2.conn()).unwrap();
-        assert!(r2.problems.iter().any(|p| p.what.contains("at the end")), "{:?}", r2.problems);
+        assert!(
+            r2.problems.iter().any(|p| p.what.contains("at the end")),
+            "{:?}",
+            r2.problems
+        );
     }
 
     #[test]
@@ -231,13 +290,18 @@ mod tests {
         // The attacker recomputes row 2's own hash but cannot fix row 3 without rewriting it.
         let (at, kind, actor, prev): (String, String, String, String) = s
             .conn()
-            .query_row("SELECT at, kind, actor, prev_hash FROM audit WHERE id = 2", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
+            .query_row(
+                "SELECT at, kind, actor, prev_hash FROM audit WHERE id = 2",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
             .unwrap();
         let h = row_hash(2, &at, &kind, &actor, "{}", &prev);
         s.conn()
-            .execute("UPDATE audit SET details = '{}', hash = ?1 WHERE id = 2", [h])
+            .execute(
+                "UPDATE audit SET details = '{}', hash = ?1 WHERE id = 2",
+                [h],
+            )
             .unwrap();
         let r = verify(s.conn()).unwrap();
         assert!(r.problems.iter().any(|p| p.id == 3), "{:?}", r.problems);

@@ -129,7 +129,8 @@ pub enum OpenProblem {
 }
 
 fn derive(master: &[u8], label: &str) -> Zeroizing<[u8; 32]> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master).unwrap_or_else(|_| unreachable_hmac());
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(master).unwrap_or_else(|_| unreachable_hmac());
     mac.update(label.as_bytes());
     let mut out = Zeroizing::new([0u8; 32]);
     out.copy_from_slice(&mac.finalize().into_bytes());
@@ -143,7 +144,11 @@ fn unreachable_hmac() -> Hmac<Sha256> {
 
 impl StoreKey {
     /// Derives a store key from 32 bytes of key material.
-    pub fn from_bytes(master: &[u8; 32], algorithm: Algorithm, blind_algorithm: BlindAlgorithm) -> StoreKey {
+    pub fn from_bytes(
+        master: &[u8; 32],
+        algorithm: Algorithm,
+        blind_algorithm: BlindAlgorithm,
+    ) -> StoreKey {
         let mut h = Sha256::new();
         h.update(b"community-sync key id\0");
         h.update(blind_algorithm.as_str().as_bytes());
@@ -153,15 +158,24 @@ impl StoreKey {
         id.copy_from_slice(&digest[..4]);
         let sm4_key = derive(master, "community-sync/seal/sm4-gcm");
         let aes_key = derive(master, "community-sync/seal/aes-256-gcm");
-        let mac_key = derive(master, &format!("community-sync/blind/{}", blind_algorithm.as_str()));
-        let sm4 = Sm4Gcm::new(aes_gcm::aead::generic_array::GenericArray::from_slice(&sm4_key[..16]));
-        let aes = Aes256Gcm::new(aes_gcm::aead::generic_array::GenericArray::from_slice(&aes_key[..]));
+        let mac_key = derive(
+            master,
+            &format!("community-sync/blind/{}", blind_algorithm.as_str()),
+        );
+        let sm4 = Sm4Gcm::new(aes_gcm::aead::generic_array::GenericArray::from_slice(
+            &sm4_key[..16],
+        ));
+        let aes = Aes256Gcm::new(aes_gcm::aead::generic_array::GenericArray::from_slice(
+            &aes_key[..],
+        ));
         let blinder = match blind_algorithm {
             BlindAlgorithm::HmacSm3 => Blinder::Sm3(
-                <Hmac<sm3::Sm3> as Mac>::new_from_slice(&mac_key[..]).unwrap_or_else(|_| unreachable!()),
+                <Hmac<sm3::Sm3> as Mac>::new_from_slice(&mac_key[..])
+                    .unwrap_or_else(|_| unreachable!()),
             ),
             BlindAlgorithm::HmacSha256 => Blinder::Sha256(
-                <Hmac<Sha256> as Mac>::new_from_slice(&mac_key[..]).unwrap_or_else(|_| unreachable!()),
+                <Hmac<Sha256> as Mac>::new_from_slice(&mac_key[..])
+                    .unwrap_or_else(|_| unreachable!()),
             ),
         };
         StoreKey {
@@ -182,18 +196,22 @@ impl StoreKey {
         algorithm: Algorithm,
         blind_algorithm: BlindAlgorithm,
     ) -> Result<StoreKey, KeyError> {
-        let path = crate::source::secret::expand_path(file, base_dir).map_err(|p| KeyError::Path {
-            file: file.to_string(),
-            message: p.0,
-        })?;
+        let path =
+            crate::source::secret::expand_path(file, base_dir).map_err(|p| KeyError::Path {
+                file: file.to_string(),
+                message: p.0,
+            })?;
         check_private(&path, 0o077).map_err(|mode| KeyError::Permissions {
             path: path.clone(),
             mode,
         })?;
-        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|source| KeyError::Read {
-            path: path.clone(),
-            source,
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(&path).map_err(|source| KeyError::Read {
+                    path: path.clone(),
+                    source,
+                })?,
+            );
         let master = parse_key(text.trim()).map_err(|message| KeyError::Format {
             path: path.clone(),
             message,
@@ -248,7 +266,8 @@ impl StoreKey {
         if sealed[2..HEADER] != self.id {
             return Err(OpenProblem::UnknownKey(hex::encode(&sealed[2..HEADER])));
         }
-        let nonce = aes_gcm::aead::generic_array::GenericArray::from_slice(&sealed[HEADER..HEADER + NONCE]);
+        let nonce =
+            aes_gcm::aead::generic_array::GenericArray::from_slice(&sealed[HEADER..HEADER + NONCE]);
         let payload = Payload {
             msg: &sealed[HEADER + NONCE..],
             aad: &sealed[..HEADER],
@@ -300,15 +319,20 @@ pub fn sealed_key_id(sealed: &[u8]) -> Option<[u8; 4]> {
 /// Parses 32 bytes of key material from hex (64 digits) or base64.
 pub fn parse_key(text: &str) -> Result<Zeroizing<[u8; 32]>, String> {
     use base64::Engine;
-    let bytes = Zeroizing::new(if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(text).map_err(|e| format!("not valid hex: {e}"))?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| "holds neither 64 hex digits nor base64 of 32 bytes".to_string())?
-    });
+    let bytes = Zeroizing::new(
+        if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(text).map_err(|e| format!("not valid hex: {e}"))?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| "holds neither 64 hex digits nor base64 of 32 bytes".to_string())?
+        },
+    );
     if bytes.len() != 32 {
-        return Err(format!("holds {} bytes of key material, 32 are needed", bytes.len()));
+        return Err(format!(
+            "holds {} bytes of key material, 32 are needed",
+            bytes.len()
+        ));
     }
     let mut out = Zeroizing::new([0u8; 32]);
     out.copy_from_slice(&bytes);
@@ -369,7 +393,10 @@ mod tests {
             assert_ne!(a, b, "a fresh nonce per value");
             assert_eq!(k.open(&a).unwrap(), b"110101199003071234");
             assert_eq!(sealed_key_id(&a), Some(k.id()));
-            assert!(!a.windows(4).any(|w| w == b"1101"), "no plaintext in the blob");
+            assert!(
+                !a.windows(4).any(|w| w == b"1101"),
+                "no plaintext in the blob"
+            );
         }
     }
 
@@ -395,10 +422,17 @@ mod tests {
         let k = key(1, Algorithm::Sm4Gcm);
         assert_eq!(k.blind("id", "X"), k.blind("id", "X"));
         assert_ne!(k.blind("id", "X"), k.blind("np", "X"));
-        assert_ne!(k.blind("id", "X"), key(2, Algorithm::Sm4Gcm).blind("id", "X"));
+        assert_ne!(
+            k.blind("id", "X"),
+            key(2, Algorithm::Sm4Gcm).blind("id", "X")
+        );
         let sha = StoreKey::from_bytes(&[1; 32], Algorithm::Sm4Gcm, BlindAlgorithm::HmacSha256);
         assert_ne!(k.blind("id", "X"), sha.blind("id", "X"));
-        assert_ne!(k.id(), sha.id(), "the blind algorithm is part of the key id");
+        assert_ne!(
+            k.id(),
+            sha.id(),
+            "the blind algorithm is part of the key id"
+        );
         assert!(k.blind("id", "X").starts_with(&k.id_hex()));
     }
 
@@ -407,30 +441,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         write_new_key_file(&p).unwrap();
-        let k = StoreKey::load("k", dir.path(), Algorithm::Sm4Gcm, BlindAlgorithm::HmacSm3).unwrap();
-        let again = StoreKey::load(p.to_str().unwrap(), dir.path(), Algorithm::Sm4Gcm, BlindAlgorithm::HmacSm3).unwrap();
+        let k =
+            StoreKey::load("k", dir.path(), Algorithm::Sm4Gcm, BlindAlgorithm::HmacSm3).unwrap();
+        let again = StoreKey::load(
+            p.to_str().unwrap(),
+            dir.path(),
+            Algorithm::Sm4Gcm,
+            BlindAlgorithm::HmacSm3,
+        )
+        .unwrap();
         assert_eq!(k.id(), again.id());
         assert!(write_new_key_file(&p).is_err(), "never overwrites a key");
         use base64::Engine;
         let b64 = dir.path().join("b64");
-        std::fs::write(&b64, base64::engine::general_purpose::STANDARD.encode([3u8; 32])).unwrap();
+        std::fs::write(
+            &b64,
+            base64::engine::general_purpose::STANDARD.encode([3u8; 32]),
+        )
+        .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&b64, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let e = StoreKey::load("b64", dir.path(), Algorithm::Sm4Gcm, BlindAlgorithm::HmacSm3).unwrap_err();
+            let e = StoreKey::load(
+                "b64",
+                dir.path(),
+                Algorithm::Sm4Gcm,
+                BlindAlgorithm::HmacSm3,
+            )
+            .unwrap_err();
             assert!(e.to_string().contains("chmod 600"), "{e}");
             std::fs::set_permissions(&b64, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        let k3 = StoreKey::load("b64", dir.path(), Algorithm::Sm4Gcm, BlindAlgorithm::HmacSm3).unwrap();
+        let k3 = StoreKey::load(
+            "b64",
+            dir.path(),
+            Algorithm::Sm4Gcm,
+            BlindAlgorithm::HmacSm3,
+        )
+        .unwrap();
         assert_eq!(k3.id(), key(3, Algorithm::Sm4Gcm).id());
         std::fs::write(dir.path().join("bad"), "abc").unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path().join("bad"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::set_permissions(
+                dir.path().join("bad"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
         }
-        let e = StoreKey::load("bad", dir.path(), Algorithm::Sm4Gcm, BlindAlgorithm::HmacSm3).unwrap_err();
+        let e = StoreKey::load(
+            "bad",
+            dir.path(),
+            Algorithm::Sm4Gcm,
+            BlindAlgorithm::HmacSm3,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("keygen"), "{e}");
     }
 }

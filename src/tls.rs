@@ -52,7 +52,9 @@ pub fn platform_client(config: &Config) -> Result<reqwest::Client, String> {
         if v.is_finite() && v > 0.0 {
             Ok(Duration::from_secs_f64(v))
         } else {
-            Err(format!("platform.http.{key} must be a positive number of seconds"))
+            Err(format!(
+                "platform.http.{key} must be a positive number of seconds"
+            ))
         }
     };
     let mut builder = reqwest::Client::builder()
@@ -65,10 +67,17 @@ pub fn platform_client(config: &Config) -> Result<reqwest::Client, String> {
         let path = resolve(ca, dir)?;
         let pem = std::fs::read(&path)
             .map_err(|e| format!("cannot read platform.http.ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("platform.http.ca_file {} is not a PEM certificate bundle: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "platform.http.ca_file {} is not a PEM certificate bundle: {e}",
+                path.display()
+            )
+        })?;
         if certs.is_empty() {
-            return Err(format!("platform.http.ca_file {} holds no certificate", path.display()));
+            return Err(format!(
+                "platform.http.ca_file {} holds no certificate",
+                path.display()
+            ));
         }
         for c in certs {
             builder = builder.add_root_certificate(c);
@@ -85,12 +94,18 @@ pub fn platform_client(config: &Config) -> Result<reqwest::Client, String> {
                     key_path.display()
                 ));
             }
-            let mut pem = std::fs::read(&cert_path)
-                .map_err(|e| format!("cannot read platform.client_cert {}: {e}", cert_path.display()))?;
-            let key_pem = zeroize::Zeroizing::new(
-                std::fs::read(&key_path)
-                    .map_err(|e| format!("cannot read platform.client_key {}: {e}", key_path.display()))?,
-            );
+            let mut pem = std::fs::read(&cert_path).map_err(|e| {
+                format!(
+                    "cannot read platform.client_cert {}: {e}",
+                    cert_path.display()
+                )
+            })?;
+            let key_pem = zeroize::Zeroizing::new(std::fs::read(&key_path).map_err(|e| {
+                format!(
+                    "cannot read platform.client_key {}: {e}",
+                    key_path.display()
+                )
+            })?);
             pem.push(b'\n');
             pem.extend_from_slice(&key_pem);
             let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
@@ -104,7 +119,11 @@ pub fn platform_client(config: &Config) -> Result<reqwest::Client, String> {
             builder = builder.identity(identity?);
         }
         (None, None) => {}
-        _ => return Err("platform.client_cert and platform.client_key must be given together".into()),
+        _ => {
+            return Err(
+                "platform.client_cert and platform.client_key must be given together".into(),
+            )
+        }
     }
     builder
         .build()

@@ -13,7 +13,11 @@ fn bin() -> Command {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[cfg(unix)]
@@ -59,7 +63,10 @@ fn audit_verify_catches_an_edited_and_a_deleted_row() {
     let config = write_config(dir.path(), "");
     let mut store = Store::open(&dir.path().join("store.db")).unwrap();
     append_rows(&mut store, 6);
-    let ok = bin().args(["--config", config.to_str().unwrap(), "audit", "verify"]).output().unwrap();
+    let ok = bin()
+        .args(["--config", config.to_str().unwrap(), "audit", "verify"])
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(text(&ok).contains("intact: 6 rows"), "{}", text(&ok));
 
@@ -72,9 +79,16 @@ fn audit_verify_catches_an_edited_and_a_deleted_row() {
         .conn()
         .execute("UPDATE audit SET actor = 'someone-else' WHERE id = 2", [])
         .unwrap();
-    let edited = bin().args(["--config", config.to_str().unwrap(), "audit", "verify"]).output().unwrap();
+    let edited = bin()
+        .args(["--config", config.to_str().unwrap(), "audit", "verify"])
+        .output()
+        .unwrap();
     assert_eq!(edited.status.code(), Some(1), "{}", text(&edited));
-    assert!(text(&edited).contains("row 2") && text(&edited).contains("edited"), "{}", text(&edited));
+    assert!(
+        text(&edited).contains("row 2") && text(&edited).contains("edited"),
+        "{}",
+        text(&edited)
+    );
 
     // A fresh chain with a deleted row.
     let dir2 = tempfile::tempdir().unwrap();
@@ -86,12 +100,25 @@ fn audit_verify_catches_an_edited_and_a_deleted_row() {
         .execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 4;")
         .unwrap();
     let deleted = bin()
-        .args(["--config", config2.to_str().unwrap(), "audit", "verify", "--json"])
+        .args([
+            "--config",
+            config2.to_str().unwrap(),
+            "audit",
+            "verify",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert_eq!(deleted.status.code(), Some(1), "{}", text(&deleted));
     let report: serde_json::Value = serde_json::from_slice(&deleted.stdout).unwrap();
-    assert!(report["problems"].as_array().unwrap().iter().any(|p| p["id"] == 4), "{report}");
+    assert!(
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == 4),
+        "{report}"
+    );
 }
 
 #[cfg(unix)]
@@ -101,15 +128,27 @@ fn keygen_and_rotate_key_from_the_command_line() {
     let k1 = dir.path().join("k1");
     let k2 = dir.path().join("k2");
     for k in [&k1, &k2] {
-        let o = bin().args(["keygen", "--out", k.to_str().unwrap()]).output().unwrap();
+        let o = bin()
+            .args(["keygen", "--out", k.to_str().unwrap()])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", text(&o));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(k).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(k).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
-    let again = bin().args(["keygen", "--out", k1.to_str().unwrap()]).output().unwrap();
+    let again = bin()
+        .args(["keygen", "--out", k1.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!again.status.success(), "keygen never overwrites a key");
 
-    let c1 = write_config(dir.path(), &format!("[security]\nkey_file = {:?}\n", k1.display().to_string()));
+    let c1 = write_config(
+        dir.path(),
+        &format!("[security]\nkey_file = {:?}\n", k1.display().to_string()),
+    );
     let config = Config::load(&c1).unwrap();
     {
         let store = Store::open_configured(&config).unwrap();
@@ -123,7 +162,13 @@ fn keygen_and_rotate_key_from_the_command_line() {
             .unwrap();
     }
     let o = bin()
-        .args(["--config", c1.to_str().unwrap(), "rotate-key", "--new-key", k2.to_str().unwrap()])
+        .args([
+            "--config",
+            c1.to_str().unwrap(),
+            "rotate-key",
+            "--new-key",
+            k2.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -133,11 +178,16 @@ fn keygen_and_rotate_key_from_the_command_line() {
     // The old key is refused now, with a message naming both key ids; the new one reads.
     let e = Store::open_configured(&config).err().unwrap().to_string();
     assert!(e.contains("key_file holds key id"), "{e}");
-    let c2 = write_config(dir.path(), &format!("[security]\nkey_file = {:?}\n", k2.display().to_string()));
+    let c2 = write_config(
+        dir.path(),
+        &format!("[security]\nkey_file = {:?}\n", k2.display().to_string()),
+    );
     let store = Store::open_configured(&Config::load(&c2).unwrap()).unwrap();
     let phone = store
         .conn()
-        .query_row("SELECT phone FROM persons", [], |r| Ok(store.codec().open(r.get_ref(0)?)?))
+        .query_row("SELECT phone FROM persons", [], |r| {
+            Ok(store.codec().open(r.get_ref(0)?)?)
+        })
         .unwrap();
     assert_eq!(phone.as_deref(), Some("13912345678"));
 }
@@ -149,8 +199,14 @@ fn key_file_readable_by_others_is_refused_with_chmod_advice() {
     let k = dir.path().join("k");
     community_sync::crypto::write_new_key_file(&k).unwrap();
     chmod(&k, 0o644);
-    let c = write_config(dir.path(), &format!("[security]\nkey_file = {:?}\n", k.display().to_string()));
-    let o = bin().args(["--config", c.to_str().unwrap(), "status"]).output().unwrap();
+    let c = write_config(
+        dir.path(),
+        &format!("[security]\nkey_file = {:?}\n", k.display().to_string()),
+    );
+    let o = bin()
+        .args(["--config", c.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains(&format!("chmod 600 {}", k.display())),
@@ -166,7 +222,10 @@ fn config_file_permissions_are_checked() {
     let c = write_config(dir.path(), "");
     chmod(&c, 0o666);
     let e = Config::load(&c).unwrap_err().to_string();
-    assert!(e.contains("writable by others") && e.contains("chmod 600"), "{e}");
+    assert!(
+        e.contains("writable by others") && e.contains("chmod 600"),
+        "{e}"
+    );
     // Readable by others with an inline secret: refused.
     let path = dir.path().join("inline.toml");
     std::fs::write(
@@ -176,7 +235,10 @@ fn config_file_permissions_are_checked() {
     .unwrap();
     chmod(&path, 0o644);
     let e = Config::load(&path).unwrap_err().to_string();
-    assert!(e.contains("inline secret") && e.contains("chmod 600"), "{e}");
+    assert!(
+        e.contains("inline secret") && e.contains("chmod 600"),
+        "{e}"
+    );
     assert!(!e.contains("platform-demo-token"));
     chmod(&path, 0o600);
     assert!(Config::load(&path).is_ok());
@@ -186,17 +248,31 @@ fn config_file_permissions_are_checked() {
 fn plain_http_to_a_non_loopback_platform_is_refused() {
     let text = "[platform]\nurl = \"http://10.1.2.3/api/v1/events\"\n";
     let config = Config::from_toml(text, Path::new("p.toml")).unwrap();
-    let e = community_sync::push::Pusher::new(&config).err().expect("refused").to_string();
-    assert!(e.contains("plain http") && e.contains("allow_insecure_http"), "{e}");
+    let e = community_sync::push::Pusher::new(&config)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("plain http") && e.contains("allow_insecure_http"),
+        "{e}"
+    );
     let allowed = Config::from_toml(
         &format!("{text}[platform.http]\nallow_insecure_http = true\n"),
         Path::new("p.toml"),
     )
     .unwrap();
     assert!(community_sync::push::Pusher::new(&allowed).is_ok());
-    let loopback = Config::from_toml("[platform]\nurl = \"http://127.0.0.1:9/x\"\n", Path::new("p.toml")).unwrap();
+    let loopback = Config::from_toml(
+        "[platform]\nurl = \"http://127.0.0.1:9/x\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap();
     assert!(community_sync::push::Pusher::new(&loopback).is_ok());
-    let https = Config::from_toml("[platform]\nurl = \"https://platform.example/x\"\n", Path::new("p.toml")).unwrap();
+    let https = Config::from_toml(
+        "[platform]\nurl = \"https://platform.example/x\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap();
     assert!(community_sync::push::Pusher::new(&https).is_ok());
 }
 
@@ -207,7 +283,8 @@ fn platform_tls_files_are_checked() {
     std::fs::write(&bad_ca, "not a certificate").unwrap();
     let base = "[platform]\nurl = \"https://platform.example/x\"\n";
     let cfg = |extra: &str| {
-        let mut c = Config::from_toml(&format!("{base}{extra}"), &dir.path().join("c.toml")).unwrap();
+        let mut c =
+            Config::from_toml(&format!("{base}{extra}"), &dir.path().join("c.toml")).unwrap();
         c.path = dir.path().join("c.toml");
         c
     };
@@ -221,9 +298,11 @@ fn platform_tls_files_are_checked() {
         .unwrap()
         .to_string();
     assert!(e.contains("together"), "{e}");
-    let e = community_sync::push::Pusher::new(&cfg("client_cert = \"c.pem\"\nclient_key = \"nokey.pem\"\n"))
-        .err()
-        .unwrap()
-        .to_string();
+    let e = community_sync::push::Pusher::new(&cfg(
+        "client_cert = \"c.pem\"\nclient_key = \"nokey.pem\"\n",
+    ))
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("client_cert"), "{e}");
 }

@@ -67,7 +67,9 @@ fn clusters(store: &Store) -> Clusters {
         .prepare("SELECT person_id, source, stream, source_key FROM source_records WHERE person_id IS NOT NULL")
         .unwrap();
     let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+        })
         .unwrap();
     for row in rows {
         let (p, k) = row.unwrap();
@@ -79,7 +81,11 @@ fn clusters(store: &Store) -> Clusters {
 fn persons(store: &Store) -> i64 {
     store
         .conn()
-        .query_row("SELECT count(*) FROM persons WHERE retired = 0 AND merged_into IS NULL", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM persons WHERE retired = 0 AND merged_into IS NULL",
+            [],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
@@ -101,8 +107,12 @@ fn dump(path: &Path) -> Vec<u8> {
         while let Some(r) = rows.next().unwrap() {
             for i in 0..n {
                 match r.get_ref(i).unwrap() {
-                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => out.extend_from_slice(b),
-                    rusqlite::types::ValueRef::Integer(v) => out.extend_from_slice(v.to_string().as_bytes()),
+                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                        out.extend_from_slice(b)
+                    }
+                    rusqlite::types::ValueRef::Integer(v) => {
+                        out.extend_from_slice(v.to_string().as_bytes())
+                    }
                     _ => {}
                 }
                 out.push(0);
@@ -140,7 +150,9 @@ fn leaked(bytes: &[u8], secrets: &[String]) -> Vec<String> {
 
 fn checkpoint(ctx: &Context) {
     let g = ctx.store.lock().unwrap();
-    g.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    g.conn()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,60 +163,108 @@ async fn encrypted_store_hides_pii_matches_like_plain_and_survives_rotation() {
 
     // Plain: the check itself must be able to see personal data.
     let plain_dir = tempfile::tempdir().unwrap();
-    let plain = context(config_for(&sim, plain_dir.path(), |c| c.security.encrypt = Some(false)));
+    let plain = context(config_for(&sim, plain_dir.path(), |c| {
+        c.security.encrypt = Some(false)
+    }));
     sync(&plain, false).await;
     checkpoint(&plain);
     let plain_leaks = leaked(&dump(&plain_dir.path().join("store.db")), &secrets);
-    assert!(plain_leaks.len() > RESIDENTS / 2, "a plain store shows ID numbers and phones");
+    assert!(
+        plain_leaks.len() > RESIDENTS / 2,
+        "a plain store shows ID numbers and phones"
+    );
     let (plain_clusters, plain_persons, plain_by_systems) = {
         let g = plain.store.lock().unwrap();
-        (clusters(&g), persons(&g), community_sync::reconcile::persons_by_systems(&g).unwrap())
+        (
+            clusters(&g),
+            persons(&g),
+            community_sync::reconcile::persons_by_systems(&g).unwrap(),
+        )
     };
 
     // Encrypted (the example config's default): nothing readable without the key.
     let enc_dir = tempfile::tempdir().unwrap();
     let enc_config = config_for(&sim, enc_dir.path(), |_| {});
-    assert!(enc_config.security.encrypt_enabled(), "the example config encrypts");
+    assert!(
+        enc_config.security.encrypt_enabled(),
+        "the example config encrypts"
+    );
     let enc = context(enc_config.clone());
-    assert!(matches!(enc.store.lock().unwrap().codec(), Codec::Sealed(_)));
+    assert!(matches!(
+        enc.store.lock().unwrap().codec(),
+        Codec::Sealed(_)
+    ));
     sync(&enc, false).await;
     checkpoint(&enc);
     let store_path = enc_dir.path().join("store.db");
     let leaks = leaked(&dump(&store_path), &secrets);
-    assert!(leaks.is_empty(), "{} sensitive values readable without the key", leaks.len());
+    assert!(
+        leaks.is_empty(),
+        "{} sensitive values readable without the key",
+        leaks.len()
+    );
     // Nor in the raw file bytes (free pages, WAL).
     let raw_file = std::fs::read(&store_path).unwrap();
-    assert!(leaked(&raw_file, &secrets).is_empty(), "sensitive values in the store file's bytes");
+    assert!(
+        leaked(&raw_file, &secrets).is_empty(),
+        "sensitive values in the store file's bytes"
+    );
     {
         let g = enc.store.lock().unwrap();
-        assert_eq!(clusters(&g), plain_clusters, "matching identical with encryption on and off");
+        assert_eq!(
+            clusters(&g),
+            plain_clusters,
+            "matching identical with encryption on and off"
+        );
         assert_eq!(persons(&g), plain_persons);
-        assert_eq!(community_sync::reconcile::persons_by_systems(&g).unwrap(), plain_by_systems);
+        assert_eq!(
+            community_sync::reconcile::persons_by_systems(&g).unwrap(),
+            plain_by_systems
+        );
     }
 
     // Without the key, or with another key, the store does not open.
-    let e = Store::open_configured(&config_for(&sim, enc_dir.path(), |c| c.security.encrypt = Some(false)))
-        .err()
-        .expect("no key: refused")
-        .to_string();
+    let e = Store::open_configured(&config_for(&sim, enc_dir.path(), |c| {
+        c.security.encrypt = Some(false)
+    }))
+    .err()
+    .expect("no key: refused")
+    .to_string();
     assert!(e.contains("encrypted") && e.contains("key_file"), "{e}");
 
     // Rotation, online: the context's connection stays open meanwhile.
     let new_key = enc_dir.path().join("credentials").join("store-key.new");
     community_sync::crypto::write_new_key_file(&new_key).unwrap();
     let s = &enc_config.security;
-    let load = |p: &Path| StoreKey::load(p.to_str().unwrap(), Path::new("."), s.algorithm, s.blind_algorithm).unwrap();
+    let load = |p: &Path| {
+        StoreKey::load(
+            p.to_str().unwrap(),
+            Path::new("."),
+            s.algorithm,
+            s.blind_algorithm,
+        )
+        .unwrap()
+    };
     let old_key_path = enc_dir.path().join("credentials").join("store-key");
     let report = {
         let mut rot = Store::open(&store_path).unwrap();
-        codec::rotate(&mut rot, Some(Keyring::new(load(&old_key_path), vec![])), load(&new_key), 97).unwrap()
+        codec::rotate(
+            &mut rot,
+            Some(Keyring::new(load(&old_key_path), vec![])),
+            load(&new_key),
+            97,
+        )
+        .unwrap()
     };
     assert!(report.rows_rewritten > RESIDENTS as u64);
     assert!(report.blinds_recomputed > 0);
     drop(enc);
 
     // The old key no longer opens the store; the new one does, and every value opens.
-    let e = Store::open_configured(&enc_config).err().expect("old key refused").to_string();
+    let e = Store::open_configured(&enc_config)
+        .err()
+        .expect("old key refused")
+        .to_string();
     assert!(e.contains("key id"), "{e}");
     let rotated_config = config_for(&sim, enc_dir.path(), |c| {
         c.security.key_file = Some(new_key.display().to_string());
@@ -214,11 +274,16 @@ async fn encrypted_store_hides_pii_matches_like_plain_and_survives_rotation() {
         let g = rotated.store.lock().unwrap();
         let codec = g.codec().clone();
         for (table, cols) in SEALED_COLUMNS {
-            let mut stmt = g.conn().prepare(&format!("SELECT {} FROM {table}", cols.join(", "))).unwrap();
+            let mut stmt = g
+                .conn()
+                .prepare(&format!("SELECT {} FROM {table}", cols.join(", ")))
+                .unwrap();
             let mut rows = stmt.query([]).unwrap();
             while let Some(r) = rows.next().unwrap() {
                 for i in 0..cols.len() {
-                    codec.open(r.get_ref(i).unwrap()).unwrap_or_else(|e| panic!("{table}.{}: {e}", cols[i]));
+                    codec
+                        .open(r.get_ref(i).unwrap())
+                        .unwrap_or_else(|e| panic!("{table}.{}: {e}", cols[i]));
                 }
             }
         }
@@ -233,7 +298,13 @@ async fn encrypted_store_hides_pii_matches_like_plain_and_survives_rotation() {
             let n = codec.open(r.get_ref(0).unwrap()).unwrap().unwrap();
             let rec: NormalizedRecord = serde_json::from_str(&n).unwrap();
             let id_key: Option<String> = r.get(1).unwrap();
-            assert_eq!(id_key, rec.person.id_number.as_deref().map(|i| codec.blind("id", i)));
+            assert_eq!(
+                id_key,
+                rec.person
+                    .id_number
+                    .as_deref()
+                    .map(|i| codec.blind("id", i))
+            );
             let np_key: Option<String> = r.get(2).unwrap();
             if let (Some(nm), Some(ph)) = (&rec.person.name, &rec.person.phone) {
                 assert_eq!(np_key, Some(codec.blind("np", &format!("{nm}|{ph}"))));

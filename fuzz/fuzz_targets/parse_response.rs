@@ -16,11 +16,16 @@ fn mappings() -> &'static Vec<(String, Option<String>, Mapping)> {
     static M: OnceLock<Vec<(String, Option<String>, Mapping)>> = OnceLock::new();
     M.get_or_init(|| {
         let text = community_sync::cli::demo::EXAMPLE_CONFIG;
-        let config = Config::from_toml(text, Path::new("example.toml")).expect("example config is valid");
+        let config =
+            Config::from_toml(text, Path::new("example.toml")).expect("example config is valid");
         let mut out = Vec::new();
         for s in &config.sources {
             for t in &s.streams {
-                out.push((t.records.clone(), t.record_pointer.clone(), Mapping::compile(&config, t)));
+                out.push((
+                    t.records.clone(),
+                    t.record_pointer.clone(),
+                    Mapping::compile(&config, t),
+                ));
             }
         }
         out

@@ -22,8 +22,12 @@ pub enum AuditCommand {
 
 /// `community-sync keygen --out FILE`: a new random store key, mode 0600.
 pub fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
-    crate::crypto::write_new_key_file(out)
-        .with_context(|| format!("cannot create key file {} (it must not exist yet)", out.display()))?;
+    crate::crypto::write_new_key_file(out).with_context(|| {
+        format!(
+            "cannot create key file {} (it must not exist yet)",
+            out.display()
+        )
+    })?;
     println!(
         "wrote a new store key to {} (mode 0600). Keep a copy offline: without it the store cannot be read.",
         out.display()
@@ -35,7 +39,12 @@ pub fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
 pub fn rotate_key(config: &Config, new_key: &Path, chunk: usize) -> anyhow::Result<ExitCode> {
     let s = &config.security;
     let base = config.path.parent().unwrap_or(Path::new("."));
-    let new = StoreKey::load(&new_key.display().to_string(), base, s.algorithm, s.blind_algorithm)?;
+    let new = StoreKey::load(
+        &new_key.display().to_string(),
+        base,
+        s.algorithm,
+        s.blind_algorithm,
+    )?;
     let old = match Codec::from_config(config)? {
         Codec::Plain => None,
         Codec::Sealed(_) => {
@@ -91,7 +100,11 @@ pub fn audit(config: &Config, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
                     println!("  row {}: {}", p.id, p.what);
                 }
             }
-            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

@@ -121,7 +121,9 @@ impl Codec {
     pub fn seal(&self, plaintext: &str) -> ToSqlOutput<'static> {
         match self {
             Codec::Plain => ToSqlOutput::Owned(Value::Text(plaintext.to_string())),
-            Codec::Sealed(k) => ToSqlOutput::Owned(Value::Blob(k.active.seal(plaintext.as_bytes()))),
+            Codec::Sealed(k) => {
+                ToSqlOutput::Owned(Value::Blob(k.active.seal(plaintext.as_bytes())))
+            }
         }
     }
 
@@ -197,7 +199,15 @@ pub const SEALED_COLUMNS: &[(&str, &[&str])] = &[
     ("rejects", &["raw_value"]),
     (
         "persons",
-        &["name", "id_number", "gender", "birth_date", "phone", "address", "community"],
+        &[
+            "name",
+            "id_number",
+            "gender",
+            "birth_date",
+            "phone",
+            "address",
+            "community",
+        ],
     ),
     ("outbox", &["payload"]),
 ];
@@ -205,10 +215,18 @@ pub const SEALED_COLUMNS: &[(&str, &[&str])] = &[
 fn store_state(store: &Store) -> Result<(Option<String>, Option<String>), SecurityError> {
     let c = store.conn();
     let active = c
-        .query_row("SELECT key_id FROM security_keys WHERE state = 'active'", [], |r| r.get(0))
+        .query_row(
+            "SELECT key_id FROM security_keys WHERE state = 'active'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     let rotating = c
-        .query_row("SELECT key_id FROM security_keys WHERE state = 'rotating'", [], |r| r.get(0))
+        .query_row(
+            "SELECT key_id FROM security_keys WHERE state = 'rotating'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok((active, rotating))
 }
@@ -326,7 +344,12 @@ pub fn rotate(
     let (active, _) = store_state(store)?;
     let old_ids: Vec<String> = old
         .as_ref()
-        .map(|k| std::iter::once(&k.active).chain(k.previous.iter()).map(|k| k.id_hex()).collect())
+        .map(|k| {
+            std::iter::once(&k.active)
+                .chain(k.previous.iter())
+                .map(|k| k.id_hex())
+                .collect()
+        })
         .unwrap_or_default();
     match (&active, &old) {
         (Some(a), None) if *a != new_id => {
@@ -386,7 +409,10 @@ pub fn rotate(
                 "UPDATE security_keys SET state = 'retired', retired_at = ?2 WHERE key_id != ?1 AND state != 'retired'",
                 params![new_id, now],
             )?;
-            tx.execute("UPDATE security_keys SET state = 'active' WHERE key_id = ?1", [&new_id])?;
+            tx.execute(
+                "UPDATE security_keys SET state = 'active' WHERE key_id = ?1",
+                [&new_id],
+            )?;
             tx.commit()?;
             break;
         }
@@ -398,13 +424,18 @@ pub fn rotate(
     }
     store.set_codec(Codec::Sealed(match reader {
         Codec::Sealed(r) => {
-            let r = Arc::try_unwrap(r).map_err(|_| SecurityError::Rotate("keyring still shared".into()))?;
+            let r = Arc::try_unwrap(r)
+                .map_err(|_| SecurityError::Rotate("keyring still shared".into()))?;
             Arc::new(Keyring {
                 accept_plaintext: false,
                 ..r
             })
         }
-        Codec::Plain => return Err(SecurityError::Rotate("internal: reader is not sealed".into())),
+        Codec::Plain => {
+            return Err(SecurityError::Rotate(
+                "internal: reader is not sealed".into(),
+            ))
+        }
     }));
     Ok(report)
 }
@@ -437,7 +468,11 @@ fn rotate_table(
         "SELECT id, {}{extra} FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2",
         cols.join(", ")
     );
-    let sets: Vec<String> = cols.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 2)).collect();
+    let sets: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 2))
+        .collect();
     let update = if is_records {
         format!(
             "UPDATE {table} SET {}, id_key = ?{}, np_key = ?{} WHERE id = ?1",
@@ -482,11 +517,14 @@ fn rotate_table(
                 }
                 let mut values: Vec<Option<String>> = Vec::with_capacity(cols.len());
                 for i in 0..cols.len() {
-                    values.push(reader.open(r.get_ref(i + 1)?).map_err(|e| {
-                        SecurityError::Rotate(format!("{table} row {rid}: {e}"))
-                    })?);
+                    values.push(
+                        reader.open(r.get_ref(i + 1)?).map_err(|e| {
+                            SecurityError::Rotate(format!("{table} row {rid}: {e}"))
+                        })?,
+                    );
                 }
-                let mut bound: Vec<ToSqlOutput<'static>> = vec![ToSqlOutput::Owned(Value::Integer(rid))];
+                let mut bound: Vec<ToSqlOutput<'static>> =
+                    vec![ToSqlOutput::Owned(Value::Integer(rid))];
                 for v in &values {
                     if v.is_some() {
                         report.values_resealed += 1;
@@ -494,7 +532,8 @@ fn rotate_table(
                     bound.push(reader.seal_opt(v.as_deref()));
                 }
                 if is_records {
-                    let (new_id_key, new_np_key) = blinds_of(reader, values.get(1).cloned().flatten().as_deref());
+                    let (new_id_key, new_np_key) =
+                        blinds_of(reader, values.get(1).cloned().flatten().as_deref());
                     if idk.is_some() || npk.is_some() {
                         report.blinds_recomputed += 1;
                     }
@@ -523,7 +562,9 @@ fn opt_text(v: Option<String>) -> ToSqlOutput<'static> {
 
 /// The match keys of a normalized record, exactly as the ingest computes them.
 fn blinds_of(codec: &Codec, normalized: Option<&str>) -> (Option<String>, Option<String>) {
-    let Some(rec) = normalized.and_then(|n| serde_json::from_str::<crate::model::NormalizedRecord>(n).ok()) else {
+    let Some(rec) =
+        normalized.and_then(|n| serde_json::from_str::<crate::model::NormalizedRecord>(n).ok())
+    else {
         return (None, None);
     };
     let p = &rec.person;
@@ -542,20 +583,33 @@ mod tests {
     use crate::crypto::{Algorithm, BlindAlgorithm};
 
     fn ring(b: u8) -> Keyring {
-        Keyring::new(StoreKey::from_bytes(&[b; 32], Algorithm::Sm4Gcm, BlindAlgorithm::HmacSm3), vec![])
+        Keyring::new(
+            StoreKey::from_bytes(&[b; 32], Algorithm::Sm4Gcm, BlindAlgorithm::HmacSm3),
+            vec![],
+        )
     }
 
     #[test]
     fn sealed_codec_round_trips_and_plain_cannot_read_it() {
         let c = Codec::Sealed(Arc::new(ring(1)));
-        let ToSqlOutput::Owned(v) = c.seal("110101199003071234") else { panic!() };
-        let Value::Blob(b) = &v else { panic!("sealed values are blobs") };
-        assert_eq!(c.open(ValueRef::Blob(b)).unwrap().as_deref(), Some("110101199003071234"));
+        let ToSqlOutput::Owned(v) = c.seal("110101199003071234") else {
+            panic!()
+        };
+        let Value::Blob(b) = &v else {
+            panic!("sealed values are blobs")
+        };
+        assert_eq!(
+            c.open(ValueRef::Blob(b)).unwrap().as_deref(),
+            Some("110101199003071234")
+        );
         assert!(Codec::Plain.open(ValueRef::Blob(b)).is_err());
         let other = Codec::Sealed(Arc::new(ring(2)));
         let e = other.open(ValueRef::Blob(b)).unwrap_err().to_string();
         assert!(e.contains("key id"), "{e}");
-        assert!(c.open(ValueRef::Text(b"plain")).is_err(), "unencrypted text in an encrypted store is an error");
+        assert!(
+            c.open(ValueRef::Text(b"plain")).is_err(),
+            "unencrypted text in an encrypted store is an error"
+        );
         assert_eq!(c.blind("id", "a"), c.blind("id", "a"));
         assert_ne!(c.blind("id", "a"), "a");
     }
@@ -600,14 +654,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.rows_rewritten, 1);
-        let kind: String = s.conn().query_row("SELECT typeof(name) FROM persons", [], |r| r.get(0)).unwrap();
+        let kind: String = s
+            .conn()
+            .query_row("SELECT typeof(name) FROM persons", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(kind, "blob");
         drop(s);
         let mut s = Store::open(&path).unwrap();
         attach(&mut s, Codec::Sealed(Arc::new(ring(1)))).unwrap();
         let name = s
             .conn()
-            .query_row("SELECT name FROM persons", [], |r| Ok(s.codec().open(r.get_ref(0)?)?))
+            .query_row("SELECT name FROM persons", [], |r| {
+                Ok(s.codec().open(r.get_ref(0)?)?)
+            })
             .unwrap();
         assert_eq!(name.as_deref(), Some("张三"));
     }
