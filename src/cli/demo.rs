@@ -32,6 +32,9 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep personal data unencrypted in the demo store (for comparison; the default encrypts).
+    #[arg(long)]
+    pub no_encrypt: bool,
 }
 
 /// What the demo found, beside what the simulator knows to be true.
@@ -139,7 +142,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
     .await
     .context("cannot start the simulator")?;
-    let summary = run_with(&sim, &args.dir).await;
+    let summary = run_with_options(&sim, &args.dir, !args.no_encrypt).await;
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
@@ -163,6 +166,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs the full job against a running simulator with a fresh store in `dir`.
 pub async fn run_with(sim: &Sim, dir: &Path) -> anyhow::Result<DemoSummary> {
+    run_with_options(sim, dir, true).await
+}
+
+/// [`run_with`], choosing whether the store encrypts personal data.
+pub async fn run_with_options(sim: &Sim, dir: &Path, encrypt: bool) -> anyhow::Result<DemoSummary> {
     let started = Instant::now();
     let store_path = dir.join("store.db");
     for suffix in ["", "-wal", "-shm"] {
@@ -172,7 +180,10 @@ pub async fn run_with(sim: &Sim, dir: &Path) -> anyhow::Result<DemoSummary> {
         }
     }
     let config_path = write_sim_config(sim, dir, &store_path)?;
-    let config = Config::load(&config_path)?;
+    let mut config = Config::load(&config_path)?;
+    if !encrypt {
+        config.security.encrypt = Some(false);
+    }
     let ctx = Context::open(config)?;
     let opts = SyncOptions {
         progress: None,
