@@ -468,6 +468,12 @@ impl Config {
                 format!("unknown time zone {:?}; use an IANA name such as \"Asia/Shanghai\"", self.timezone),
             ));
         }
+        if self.security.encrypt == Some(true) && self.security.key_file.is_none() {
+            return Err(self.invalid(
+                "security.key_file",
+                "security.encrypt = true needs a key_file; make one with `community-sync keygen --out FILE`",
+            ));
+        }
         check_url(&self.platform.url).map_err(|m| self.invalid("platform.url", m))?;
         parse_schedule(&self.platform.schedule)
             .map_err(|m| self.invalid("platform.schedule", m))?;

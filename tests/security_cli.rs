@@ -306,3 +306,19 @@ fn platform_tls_files_are_checked() {
     .to_string();
     assert!(e.contains("client_cert"), "{e}");
 }
+
+#[test]
+fn encrypt_without_a_key_file_is_a_config_error() {
+    let e = Config::from_toml(
+        "[security]\nencrypt = true\n[platform]\nurl = \"http://127.0.0.1:9/x\"\n",
+        Path::new("c.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("security.key_file") && e.contains("keygen"), "{e}");
+    let bad_alg = Config::from_toml(
+        "[security]\nalgorithm = \"des\"\n[platform]\nurl = \"http://127.0.0.1:9/x\"\n",
+        Path::new("c.toml"),
+    );
+    assert!(bad_alg.is_err());
+}
