@@ -163,7 +163,7 @@ fn context_for(sim: &Sim, dir: &Path) -> anyhow::Result<(Context, PathBuf)> {
             }
         }
     }
-    let store = Store::open(&config.store.path)?;
+    let store = Store::open_configured(&config)?;
     Ok((
         Context {
             config: Arc::new(config),

@@ -23,6 +23,12 @@ pub enum ConfigError {
     },
     #[error("config file {path} is not valid TOML or has a wrong key/type: {message}. Fix the line shown and run `community-sync check`.")]
     Parse { path: PathBuf, message: String },
+    #[error("config file {path} is {why} (mode {mode:04o}); run `chmod 600 {path}`")]
+    Insecure {
+        path: PathBuf,
+        mode: u32,
+        why: String,
+    },
     #[error("config file {path}: `{key}`: {message}")]
     Invalid {
         path: PathBuf,
@@ -42,6 +48,9 @@ pub struct Config {
     pub daemon: DaemonConfig,
     #[serde(default)]
     pub reconcile: ReconcileConfig,
+    /// Encryption of personal data at rest (docs/security.md).
+    #[serde(default)]
+    pub security: SecurityConfig,
     pub platform: PlatformConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -207,6 +216,29 @@ impl Default for ReconcileConfig {
     }
 }
 
+/// `[security]`: how personal data is protected at rest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Encrypt personal data in the store; default: true when `key_file` is set.
+    pub encrypt: Option<bool>,
+    /// The store key: 32 bytes as hex or base64 in a 0600 file, or a systemd credential
+    /// (`${CREDENTIALS_DIRECTORY}/store-key`). Relative paths are relative to the config file.
+    pub key_file: Option<String>,
+    /// Older keys, only for reading values not yet re-encrypted by `rotate-key`.
+    pub previous_key_files: Vec<String>,
+    /// `sm4-gcm` (default) or `aes-256-gcm`.
+    pub algorithm: crate::crypto::Algorithm,
+    /// Keyed hash of match keys: `hmac-sm3` (default) or `hmac-sha256`.
+    pub blind_algorithm: crate::crypto::BlindAlgorithm,
+}
+
+impl SecurityConfig {
+    pub fn encrypt_enabled(&self) -> bool {
+        self.encrypt.unwrap_or(self.key_file.is_some())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformConfig {
@@ -227,6 +259,12 @@ pub struct PlatformConfig {
     /// Cron schedule of the push in `run`.
     #[serde(default = "default_push_schedule")]
     pub schedule: String,
+    /// PEM client certificate (chain) for mutual TLS with the platform.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// PEM private key of `client_cert` (file must not be readable by others).
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 fn default_push_batch() -> usize {
@@ -403,14 +441,61 @@ impl FieldMapping {
     }
 }
 
+/// A secret reference is serialised as an object with `value` set when given inline.
+fn contains_inline_value(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(m) => m.iter().any(|(k, v)| {
+            (k == "value" && v.is_string() && m.len() <= 3 && (m.contains_key("env") || m.contains_key("file")))
+                || contains_inline_value(v)
+        }),
+        serde_json::Value::Array(a) => a.iter().any(contains_inline_value),
+        _ => false,
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
+    /// A config writable by others is refused; one readable by others is refused when it
+    /// holds an inline secret (`value = ...`) and warned about otherwise.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_toml(&text, path)
+        let config = Config::from_toml(&text, path)?;
+        if let Err(mode) = crate::crypto::check_private(path, 0o002) {
+            return Err(ConfigError::Insecure {
+                path: path.to_path_buf(),
+                mode,
+                why: "writable by others: anybody could redirect the agent or its data".into(),
+            });
+        }
+        if let Err(mode) = crate::crypto::check_private(path, 0o004) {
+            if config.has_inline_secret() {
+                return Err(ConfigError::Insecure {
+                    path: path.to_path_buf(),
+                    mode,
+                    why: "readable by others and it holds an inline secret (`value = ...`)".into(),
+                });
+            }
+            tracing::warn!(
+                config = %path.display(),
+                mode = format!("{mode:04o}"),
+                "config file is readable by others; run `chmod 640` on it"
+            );
+        }
+        Ok(config)
+    }
+
+    /// True when any auth block carries a secret inline rather than by env or file.
+    pub fn has_inline_secret(&self) -> bool {
+        let mut auths = vec![&self.platform.auth];
+        auths.extend(self.sources.iter().map(|s| &s.auth));
+        auths.iter().any(|a| {
+            serde_json::to_value(a)
+                .map(|v| contains_inline_value(&v))
+                .unwrap_or(false)
+        })
     }
 
     /// Parses and validates config text; `path` is only used in messages.
@@ -438,6 +523,12 @@ impl Config {
             return Err(self.invalid(
                 "timezone",
                 format!("unknown time zone {:?}; use an IANA name such as \"Asia/Shanghai\"", self.timezone),
+            ));
+        }
+        if self.security.encrypt == Some(true) && self.security.key_file.is_none() {
+            return Err(self.invalid(
+                "security.key_file",
+                "security.encrypt = true needs a key_file; make one with `community-sync keygen --out FILE`",
             ));
         }
         check_url(&self.platform.url).map_err(|m| self.invalid("platform.url", m))?;

@@ -6,8 +6,10 @@
 
 pub mod bench;
 pub mod cli;
+pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod crypto;
 pub mod mask;
 pub mod model;
 pub mod normalize;
@@ -19,3 +21,4 @@ pub mod report;
 pub mod sim;
 pub mod source;
 pub mod store;
+pub mod tls;

@@ -32,7 +32,7 @@ pub struct Context {
 
 impl Context {
     pub fn open(config: Config) -> anyhow::Result<Context> {
-        let store = Store::open(&config.store.path)?;
+        let store = Store::open_configured(&config)?;
         store.mark_interrupted_runs()?;
         Ok(Context {
             config: Arc::new(config),

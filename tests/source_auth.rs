@@ -301,6 +301,12 @@ token = { env = "CS_TEST_NEVER_SET_TOKEN_VAR" }"#,
 async fn secret_file_relative_to_config_dir() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "tok-right\n").unwrap();
+    #[cfg(unix)]
+    {
+        // Secret files readable by others are refused (issue 10).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join("token"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let v = sim(SimAuth::Bearer("tok-right".into())).await;
     let src = source(
         &v.base_url,

@@ -32,6 +32,9 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep personal data unencrypted in the demo store (for comparison; the default encrypts).
+    #[arg(long)]
+    pub no_encrypt: bool,
 }
 
 /// What the demo found, beside what the simulator knows to be true.
@@ -84,6 +87,16 @@ pub fn write_sim_config(sim: &Sim, dir: &Path, store: &Path) -> anyhow::Result<P
             &format!("{{ file = {:?} }}", path.display().to_string()),
         );
     }
+    // The store key: generated once per demo directory, owner-only.
+    let key_path = dir.join("credentials").join("store-key");
+    if !key_path.exists() {
+        crate::crypto::write_new_key_file(&key_path)
+            .with_context(|| format!("cannot write {}", key_path.display()))?;
+    }
+    text = text.replace(
+        "\"${CREDENTIALS_DIRECTORY}/store-key\"",
+        &format!("{:?}", key_path.display().to_string()),
+    );
     let path = dir.join("community-sync.toml");
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     set_private(&path, 0o600)?;
@@ -129,7 +142,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
     .await
     .context("cannot start the simulator")?;
-    let summary = run_with_progress(&sim, &args.dir, Some(super::progress::auto())).await;
+    let summary = run_with_options(
+        &sim,
+        &args.dir,
+        !args.no_encrypt,
+        Some(super::progress::auto()),
+    )
+    .await;
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
@@ -153,11 +172,25 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs the full job against a running simulator with a fresh store in `dir`.
 pub async fn run_with(sim: &Sim, dir: &Path) -> anyhow::Result<DemoSummary> {
-    run_with_progress(sim, dir, None).await
+    run_with_options(sim, dir, true, None).await
 }
 
 /// [`run_with`], reporting progress as it goes.
-pub async fn run_with_progress(sim: &Sim, dir: &Path, progress: Option<crate::progress::Progress>) -> anyhow::Result<DemoSummary> {
+pub async fn run_with_progress(
+    sim: &Sim,
+    dir: &Path,
+    progress: Option<crate::progress::Progress>,
+) -> anyhow::Result<DemoSummary> {
+    run_with_options(sim, dir, true, progress).await
+}
+
+/// [`run_with`], choosing whether the store encrypts personal data, with optional progress.
+pub async fn run_with_options(
+    sim: &Sim,
+    dir: &Path,
+    encrypt: bool,
+    progress: Option<crate::progress::Progress>,
+) -> anyhow::Result<DemoSummary> {
     let started = Instant::now();
     let store_path = dir.join("store.db");
     for suffix in ["", "-wal", "-shm"] {
@@ -167,7 +200,10 @@ pub async fn run_with_progress(sim: &Sim, dir: &Path, progress: Option<crate::pr
         }
     }
     let config_path = write_sim_config(sim, dir, &store_path)?;
-    let config = Config::load(&config_path)?;
+    let mut config = Config::load(&config_path)?;
+    if !encrypt {
+        config.security.encrypt = Some(false);
+    }
     let ctx = Context::open(config)?;
     let opts = SyncOptions {
         progress,

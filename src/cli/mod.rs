@@ -9,6 +9,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod review;
+pub mod security;
 pub mod status;
 
 use std::path::PathBuf;
@@ -116,6 +117,23 @@ pub enum Command {
     Review(review::ReviewCmd),
     /// Why a source record belongs to its resident: candidates, feature scores, thresholds.
     Explain { source: String, key: String },
+    /// Write a new random store key (0600) for [security] key_file.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-encrypt the store (and re-key its match keys) under a new key, online.
+    RotateKey {
+        /// The new key file (make it with `keygen`).
+        #[arg(long)]
+        new_key: PathBuf,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        chunk: usize,
+    },
+    /// The tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(security::AuditCommand),
     /// Serve the built-in simulator on 127.0.0.1:18081-18085 until Ctrl-C.
     Sim {
         #[arg(long, default_value_t = 20_000)]
@@ -294,7 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { json } => {
             let config = load_config(&cli)?;
-            let store = crate::store::Store::open(&config.store.path)?;
+            let store = crate::store::Store::open_configured(&config)?;
             let st = status::collect(&config, &store)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
@@ -326,13 +344,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Explain { source, key } => {
             let config = load_config(&cli)?;
-            let store = crate::store::Store::open(&config.store.path)?;
+            let store = crate::store::Store::open_configured(&config)?;
             print!("{}", review::explain_text(&store, &config, source, key)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keygen { out } => security::keygen(out),
+        Command::RotateKey { new_key, chunk } => {
+            let config = load_config(&cli)?;
+            init_logging(&cli, Some(&config));
+            security::rotate_key(&config, new_key, *chunk)
+        }
+        Command::Audit(cmd) => {
+            let config = load_config(&cli)?;
+            security::audit(&config, cmd)
+        }
         Command::Rejects { source, reason, limit } => {
             let config = load_config(&cli)?;
-            let store = crate::store::Store::open(&config.store.path)?;
+            let store = crate::store::Store::open_configured(&config)?;
             status::print_rejects(&store, source.as_deref(), reason.as_deref(), *limit)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -19,7 +19,7 @@ pub struct ReportArgs {
 
 /// Builds the report from the configured store, prints it and writes the HTML if asked.
 pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
-    let store = open_existing(&config.store.path)?;
+    let store = open_existing(config)?;
     let report = crate::report::collect(config, &store)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -41,14 +41,15 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
 
 /// Opens a store that must already exist (a report or backup of a mistyped path should not
 /// create an empty store there).
-pub fn open_existing(path: &std::path::Path) -> anyhow::Result<Store> {
+pub fn open_existing(config: &crate::config::Config) -> anyhow::Result<Store> {
+    let path = &config.store.path;
     if !path.exists() {
         anyhow::bail!(
             "store {} does not exist. Check [store] path in the config (or --config), or run `community-sync sync` first",
             path.display()
         );
     }
-    Ok(Store::open(path)?)
+    Ok(Store::open_configured(config)?)
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

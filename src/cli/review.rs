@@ -43,7 +43,7 @@ pub fn parse_person(s: &str) -> anyhow::Result<i64> {
 }
 
 pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
-    let mut store = Store::open(&config.store.path)?;
+    let mut store = Store::open_configured(config)?;
     match cmd {
         ReviewCmd::List { state, limit } => {
             let items = review::list(store.conn(), state.as_deref(), *limit)?;

@@ -135,7 +135,7 @@ async fn sync_here(config: Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
 /// Opens the store for an in-process sync. Runs left `running` are marked interrupted only
 /// for sources no other process holds a lease on: otherwise they may be that process's live runs.
 fn open_context(config: Config) -> anyhow::Result<Context> {
-    let store = crate::store::Store::open(&config.store.path)?;
+    let store = crate::store::Store::open_configured(&config)?;
     store.mark_interrupted_unleased_runs()?;
     Ok(Context {
         config: std::sync::Arc::new(config),

@@ -51,12 +51,14 @@ pub enum DaemonError {
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Security(#[from] crate::store::codec::SecurityError),
     #[error("cannot install the {0} signal handler: {1}")]
     Signal(&'static str, std::io::Error),
 }
 
 fn poisoned() -> StoreError {
-    StoreError::Sql(rusqlite::Error::InvalidQuery)
+    StoreError::Poisoned
 }
 
 /// Fetch + reconcile the selected sources under their leases, then push under the push
@@ -227,7 +229,7 @@ fn spawn_job<T: Send + 'static>(
 /// Runs the daemon until SIGTERM/SIGINT. `config` was loaded (and validated) from `config_path`.
 pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
     let mut jobs = scheduler::jobs(&config)?;
-    let store = Store::open(&config.store.path)?;
+    let store = Store::open_configured(&config)?;
     let interrupted = store.mark_interrupted_unleased_runs()?;
     if interrupted > 0 {
         tracing::warn!(runs = interrupted, "runs left unfinished by the previous process marked interrupted; they resume from their cursors");

@@ -98,13 +98,9 @@ struct StoreStep {
 
 /// The one place the platform's HTTP client is built (timeouts, redirects; TLS options go here).
 pub fn build_client(config: &Config) -> Result<reqwest::Client, PushError> {
-    let h = &config.platform.http;
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs_f64(h.connect_timeout_secs))
-        .timeout(Duration::from_secs_f64(h.timeout_secs))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| PushError::Setup(format!("cannot build the platform HTTP client: {e}")))
+    // Timeouts, no redirects, certificate checks always on, optional CA bundle and client
+    // certificate (mTLS): see crate::tls.
+    crate::tls::platform_client(config).map_err(PushError::Setup)
 }
 
 pub struct Pusher {

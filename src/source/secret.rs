@@ -54,6 +54,13 @@ pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProb
     }
     if let Some(file) = &secret.file {
         let path = expand_path(file, base_dir)?;
+        if let Err(mode) = crate::crypto::check_private(&path, 0o007) {
+            return Err(SecretProblem(format!(
+                "secret file {} is readable by others (mode {mode:04o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )));
+        }
         return match std::fs::read_to_string(&path) {
             Ok(v) => {
                 let v = trim_newline(v);
@@ -80,7 +87,8 @@ pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProb
     ))
 }
 
-fn expand_path(file: &str, base_dir: &Path) -> Result<PathBuf, SecretProblem> {
+/// Expands `${CREDENTIALS_DIRECTORY}` and resolves a relative path against `base_dir`.
+pub(crate) fn expand_path(file: &str, base_dir: &Path) -> Result<PathBuf, SecretProblem> {
     let rest = file
         .strip_prefix("${CREDENTIALS_DIRECTORY}")
         .or_else(|| file.strip_prefix("$CREDENTIALS_DIRECTORY"));
@@ -136,8 +144,28 @@ mod tests {
     fn file_relative_to_config_dir_and_trailing_newline_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sec"), "abc\r\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path().join("sec"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let s = resolve(&sref(None, Some("sec"), None), dir.path()).unwrap();
         assert_eq!(s.expose(), "abc");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sec");
+        std::fs::write(&p, "abc").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = resolve(&sref(None, Some("sec"), None), dir.path()).unwrap_err();
+        assert!(e.0.contains("chmod 600") && e.0.contains("sec"), "{}", e.0);
+        assert!(!e.0.contains("abc"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(resolve(&sref(None, Some("sec"), None), dir.path()).unwrap().expose(), "abc");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use rusqlite_migration::{Migrations, M};
 
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V_DRIFT), M::up(V_DAEMON), M::up(V_MATCHING)])
+    Migrations::new(vec![M::up(V1), M::up(V_DRIFT), M::up(V_DAEMON), M::up(V_MATCHING), M::up(V_SECURITY)])
 }
 
 const V1: &str = r#"
@@ -325,4 +325,33 @@ CREATE TABLE field_locks (
     decision_id   INTEGER NOT NULL,
     PRIMARY KEY (person_id, field)
 );
+"#;
+
+/// Security: which store key is active (values record their key id; the key itself is never
+/// stored), and the hash-chained, append-only audit trail.
+const V_SECURITY: &str = r#"
+CREATE TABLE security_keys (
+    key_id          TEXT PRIMARY KEY,
+    algorithm       TEXT,
+    blind_algorithm TEXT,
+    state           TEXT NOT NULL CHECK (state IN ('active', 'rotating', 'retired')),
+    added_at        TEXT NOT NULL,
+    retired_at      TEXT
+);
+
+-- AUTOINCREMENT: ids are never reused, so a deleted last row still leaves a trace in
+-- sqlite_sequence.
+CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    details     TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
 "#;

@@ -34,7 +34,7 @@ pub fn context(sim: &Sim, dir: &Path) -> Context {
             }
         }
     }
-    let store = Store::open(&config.store.path).expect("store opens");
+    let store = Store::open_configured(&config).expect("store opens");
     Context {
         config: Arc::new(config),
         store: Arc::new(Mutex::new(store)),

@@ -1,0 +1,110 @@
+//! `keygen`, `rotate-key` and `audit verify`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::crypto::StoreKey;
+use crate::store::codec::{self, Codec, Keyring};
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit trail's hash chain; exit 1 when a row was edited or deleted.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `community-sync keygen --out FILE`: a new random store key, mode 0600.
+pub fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
+    crate::crypto::write_new_key_file(out).with_context(|| {
+        format!(
+            "cannot create key file {} (it must not exist yet)",
+            out.display()
+        )
+    })?;
+    println!(
+        "wrote a new store key to {} (mode 0600). Keep a copy offline: without it the store cannot be read.",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `community-sync rotate-key --new-key FILE`: re-encrypts the store online.
+pub fn rotate_key(config: &Config, new_key: &Path, chunk: usize) -> anyhow::Result<ExitCode> {
+    let s = &config.security;
+    let base = config.path.parent().unwrap_or(Path::new("."));
+    let new = StoreKey::load(
+        &new_key.display().to_string(),
+        base,
+        s.algorithm,
+        s.blind_algorithm,
+    )?;
+    let old = match Codec::from_config(config)? {
+        Codec::Plain => None,
+        Codec::Sealed(_) => {
+            let active = StoreKey::load(
+                s.key_file.as_deref().unwrap_or_default(),
+                base,
+                s.algorithm,
+                s.blind_algorithm,
+            )?;
+            let mut previous = Vec::new();
+            for f in &s.previous_key_files {
+                previous.push(StoreKey::load(f, base, s.algorithm, s.blind_algorithm)?);
+            }
+            Some(Keyring::new(active, previous))
+        }
+    };
+    let new_id = new.id_hex();
+    let mut store = Store::open(&config.store.path)?;
+    eprintln!(
+        "re-encrypting {} under key id {new_id} ({} rows per transaction) …",
+        store.path().display(),
+        chunk
+    );
+    let report = codec::rotate(&mut store, old, new, chunk)?;
+    println!(
+        "rotated to key id {}: {} rows rewritten ({} values re-encrypted, {} records re-blinded) in {} pass(es).",
+        report.new_key, report.rows_rewritten, report.values_resealed, report.blinds_recomputed, report.passes
+    );
+    println!(
+        "Now set [security] key_file to {} (keep the old key in previous_key_files until a running daemon was restarted) and restart the daemon.",
+        new_key.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `community-sync audit verify`.
+pub fn audit(config: &Config, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { json } => {
+            let store = Store::open(&config.store.path)?;
+            let report = crate::audit::verify(store.conn())?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if report.ok() {
+                println!(
+                    "audit trail intact: {} rows, head {}",
+                    report.rows,
+                    report.head.as_deref().unwrap_or("-")
+                );
+            } else {
+                println!("audit trail BROKEN ({} rows checked):", report.rows);
+                for p in &report.problems {
+                    println!("  row {}: {}", p.id, p.what);
+                }
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
