@@ -103,7 +103,10 @@ fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn total_changes(ctx: &Context) -> u64 {
-    ctx.store.lock().map(|g| g.conn().total_changes()).unwrap_or(0)
+    ctx.store
+        .lock()
+        .map(|g| g.conn().total_changes())
+        .unwrap_or(0)
 }
 
 fn opts(push: bool) -> SyncOptions {
@@ -119,7 +122,10 @@ fn opts(push: bool) -> SyncOptions {
 pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let residents = ((args.records as f64) / RECORDS_PER_RESIDENT).ceil() as usize;
     fresh_dir(&args.dir)?;
-    eprintln!("bench: generating {residents} residents (~{} source records) …", args.records);
+    eprintln!(
+        "bench: generating {residents} residents (~{} source records) …",
+        args.records
+    );
     let sim = Sim::start(SimOptions {
         residents,
         ..SimOptions::default()
@@ -131,7 +137,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let mut report = report?;
     if !args.no_rss && args.rss_records > 0 {
         let large = ((args.rss_records as f64) / RECORDS_PER_RESIDENT).ceil() as usize;
-        eprintln!("bench: peak RSS at {large} residents (~{} records) …", args.rss_records);
+        eprintln!(
+            "bench: peak RSS at {large} residents (~{} records) …",
+            args.rss_records
+        );
         let sim = Sim::start(SimOptions {
             residents: large,
             ..SimOptions::default()
@@ -219,7 +228,11 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     let t = Instant::now();
     let ingest = pipeline::ingest_sources(&ctx, &opts(false)).await?;
     r.ingest_secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(ingest.failed_streams() == 0, "initial sync failed: {:?}", ingest.streams);
+    anyhow::ensure!(
+        ingest.failed_streams() == 0,
+        "initial sync failed: {:?}",
+        ingest.streams
+    );
     let t2 = Instant::now();
     pipeline::run_reconcile(&ctx).await?;
     r.reconcile_secs = t2.elapsed().as_secs_f64();
@@ -251,7 +264,11 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     let report = pipeline::sync(&ctx, &opts(true)).await?;
     r.no_change_wall_ms = t.elapsed().as_secs_f64() * 1000.0;
     r.no_change_cpu_ms = (cpu_secs() - cpu) * 1000.0;
-    r.no_change_rows_written = report.streams.iter().map(|s| s.stats.written()).sum::<u64>()
+    r.no_change_rows_written = report
+        .streams
+        .iter()
+        .map(|s| s.stats.written())
+        .sum::<u64>()
         + report.reconcile.events;
     let _ = before;
 
@@ -300,13 +317,18 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
 fn write_limit(ctx: &Context, path: &Path) -> anyhow::Result<(u64, f64)> {
     let _ = std::fs::remove_file(path);
     let target = Store::open(path)?;
-    let src = ctx.store.lock().map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+    let src = ctx
+        .store
+        .lock()
+        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
     let tables: Vec<String> = {
         let mut stmt = src.conn().prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
              AND name NOT IN ('runs', 'sync_state', 'push_log', 'stream_fields', 'schema_drift')",
         )?;
-        let names = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let names = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         names
     };
     // Load everything first, so the timed loop does only the writes.
@@ -331,7 +353,10 @@ fn write_limit(ctx: &Context, path: &Path) -> anyhow::Result<(u64, f64)> {
     let tx = conn.transaction()?;
     let mut rows = 0u64;
     for (table, cols, data_rows) in &data {
-        let placeholders = (1..=*cols).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
+        let placeholders = (1..=*cols)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut stmt = tx.prepare(&format!("INSERT INTO {table} VALUES ({placeholders})"))?;
         for row in data_rows {
             stmt.execute(rusqlite::params_from_iter(row.iter()))?;
@@ -367,7 +392,10 @@ async fn child_peak_rss(sim: &Sim, dir: &Path) -> anyhow::Result<f64> {
 
 pub fn print(r: &BenchReport) {
     println!();
-    println!("community-sync bench — {} source records, {} residents", r.source_records, r.residents);
+    println!(
+        "community-sync bench — {} source records, {} residents",
+        r.source_records, r.residents
+    );
     println!(
         "initial sync          {:>8.2} s  {:>10.0} records/s   (ingest {:.2} s + reconcile {:.2} s)",
         r.initial_sync_secs, r.initial_records_per_sec, r.ingest_secs, r.reconcile_secs
@@ -396,7 +424,10 @@ pub fn print(r: &BenchReport) {
         r.change_1pct_vs_initial * 100.0
     );
     if let Some(m) = r.peak_rss_mb {
-        println!("peak RSS (sync child)  {m:>7.1} MiB at {} records", r.source_records);
+        println!(
+            "peak RSS (sync child)  {m:>7.1} MiB at {} records",
+            r.source_records
+        );
     }
     if let (Some(m), Some(n)) = (r.peak_rss_mb_large, r.large_records) {
         println!("peak RSS (sync child)  {m:>7.1} MiB at {n} records");

@@ -445,7 +445,10 @@ impl FieldMapping {
 fn contains_inline_value(v: &serde_json::Value) -> bool {
     match v {
         serde_json::Value::Object(m) => m.iter().any(|(k, v)| {
-            (k == "value" && v.is_string() && m.len() <= 3 && (m.contains_key("env") || m.contains_key("file")))
+            (k == "value"
+                && v.is_string()
+                && m.len() <= 3
+                && (m.contains_key("env") || m.contains_key("file")))
                 || contains_inline_value(v)
         }),
         serde_json::Value::Array(a) => a.iter().any(contains_inline_value),
@@ -522,7 +525,10 @@ impl Config {
         if chrono_tz::Tz::from_str(&self.timezone).is_err() {
             return Err(self.invalid(
                 "timezone",
-                format!("unknown time zone {:?}; use an IANA name such as \"Asia/Shanghai\"", self.timezone),
+                format!(
+                    "unknown time zone {:?}; use an IANA name such as \"Asia/Shanghai\"",
+                    self.timezone
+                ),
             ));
         }
         if self.security.encrypt == Some(true) && self.security.key_file.is_none() {
@@ -554,13 +560,18 @@ impl Config {
             if !PERSON_FIELDS.contains(&field.as_str()) {
                 return Err(self.invalid(
                     format!("reconcile.survivorship.{field}"),
-                    format!("unknown person field; expected one of {}", PERSON_FIELDS.join(", ")),
+                    format!(
+                        "unknown person field; expected one of {}",
+                        PERSON_FIELDS.join(", ")
+                    ),
                 ));
             }
             if !["most_recent", "source_priority", "most_frequent"].contains(&rule.as_str()) {
                 return Err(self.invalid(
                     format!("reconcile.survivorship.{field}"),
-                    format!("unknown rule {rule:?}; use most_recent, source_priority or most_frequent"),
+                    format!(
+                        "unknown rule {rule:?}; use most_recent, source_priority or most_frequent"
+                    ),
                 ));
             }
         }
@@ -574,13 +585,19 @@ impl Config {
                 ));
             }
             if !names.insert(s.name.clone()) {
-                return Err(self.invalid(format!("{key}.name"), format!("duplicate source name {:?}", s.name)));
+                return Err(self.invalid(
+                    format!("{key}.name"),
+                    format!("duplicate source name {:?}", s.name),
+                ));
             }
             let key = format!("sources[{}]", s.name);
             check_url(&s.base_url).map_err(|m| self.invalid(format!("{key}.base_url"), m))?;
             parse_schedule(&s.schedule).map_err(|m| self.invalid(format!("{key}.schedule"), m))?;
             if s.streams.is_empty() {
-                return Err(self.invalid(format!("{key}.streams"), "a source needs at least one stream"));
+                return Err(self.invalid(
+                    format!("{key}.streams"),
+                    "a source needs at least one stream",
+                ));
             }
             let stream_names: BTreeSet<&str> = s.streams.iter().map(|t| t.name.as_str()).collect();
             if stream_names.len() != s.streams.len() {
@@ -602,12 +619,18 @@ impl Config {
     ) -> Result<(), ConfigError> {
         let key = format!("{source_key}.streams[{}]", t.name);
         if !is_identifier(&t.name) {
-            return Err(self.invalid(format!("{key}.name"), "must use only letters, digits, '-' and '_'"));
+            return Err(self.invalid(
+                format!("{key}.name"),
+                "must use only letters, digits, '-' and '_'",
+            ));
         }
         if !t.path.starts_with('/') {
             return Err(self.invalid(format!("{key}.path"), "must start with '/'"));
         }
-        for (pointer_key, p) in [("records", Some(&t.records)), ("record_pointer", t.record_pointer.as_ref())] {
+        for (pointer_key, p) in [
+            ("records", Some(&t.records)),
+            ("record_pointer", t.record_pointer.as_ref()),
+        ] {
             if let Some(p) = p {
                 if !p.is_empty() && !p.starts_with('/') {
                     return Err(self.invalid(
@@ -663,7 +686,10 @@ impl Config {
         {
             return Err(self.invalid(
                 format!("{key}.fields"),
-                format!("entity {} carries a person: map id_number, or name and phone", t.entity),
+                format!(
+                    "entity {} carries a person: map id_number, or name and phone",
+                    t.entity
+                ),
             ));
         }
         match (&t.link, t.entity.carries_person()) {
@@ -716,7 +742,9 @@ impl Config {
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn check_url(u: &str) -> Result<(), String> {

@@ -4,12 +4,12 @@
 //! stages for one run, `daemon` schedules runs, `cli` is the command line, `sim` is the
 //! built-in simulator of the department systems and the platform. See ARCHITECTURE.md.
 
+pub mod audit;
 pub mod bench;
 pub mod cli;
-pub mod audit;
 pub mod config;
-pub mod daemon;
 pub mod crypto;
+pub mod daemon;
 pub mod mask;
 pub mod model;
 pub mod normalize;

@@ -65,7 +65,10 @@ impl EntityKind {
     pub fn carries_person(self) -> bool {
         matches!(
             self,
-            EntityKind::CardAccount | EntityKind::Volunteer | EntityKind::Elder | EntityKind::Patient
+            EntityKind::CardAccount
+                | EntityKind::Volunteer
+                | EntityKind::Elder
+                | EntityKind::Patient
         )
     }
 
@@ -74,46 +77,130 @@ impl EntityKind {
         use FieldType::*;
         match self {
             EntityKind::CardAccount => &[
-                DomainField { name: "card_no", ty: Text },
-                DomainField { name: "balance_fen", ty: Money },
-                DomainField { name: "card_status", ty: Text },
-                DomainField { name: "opened_at", ty: DateTime },
+                DomainField {
+                    name: "card_no",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "balance_fen",
+                    ty: Money,
+                },
+                DomainField {
+                    name: "card_status",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "opened_at",
+                    ty: DateTime,
+                },
             ],
             EntityKind::CardTransaction => &[
-                DomainField { name: "card_no", ty: Text },
-                DomainField { name: "amount_fen", ty: Money },
-                DomainField { name: "occurred_at", ty: DateTime },
-                DomainField { name: "merchant", ty: Text },
+                DomainField {
+                    name: "card_no",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "amount_fen",
+                    ty: Money,
+                },
+                DomainField {
+                    name: "occurred_at",
+                    ty: DateTime,
+                },
+                DomainField {
+                    name: "merchant",
+                    ty: Text,
+                },
             ],
             EntityKind::Volunteer => &[
-                DomainField { name: "volunteer_no", ty: Text },
-                DomainField { name: "registered_at", ty: DateTime },
-                DomainField { name: "volunteer_status", ty: Text },
+                DomainField {
+                    name: "volunteer_no",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "registered_at",
+                    ty: DateTime,
+                },
+                DomainField {
+                    name: "volunteer_status",
+                    ty: Text,
+                },
             ],
             EntityKind::VolunteerService => &[
-                DomainField { name: "volunteer_no", ty: Text },
-                DomainField { name: "activity", ty: Text },
-                DomainField { name: "service_date", ty: Date },
-                DomainField { name: "minutes", ty: Minutes },
+                DomainField {
+                    name: "volunteer_no",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "activity",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "service_date",
+                    ty: Date,
+                },
+                DomainField {
+                    name: "minutes",
+                    ty: Minutes,
+                },
             ],
             EntityKind::Elder => &[
-                DomainField { name: "elder_no", ty: Text },
-                DomainField { name: "care_level", ty: Integer },
+                DomainField {
+                    name: "elder_no",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "care_level",
+                    ty: Integer,
+                },
             ],
             EntityKind::EldercareOrder => &[
-                DomainField { name: "elder_no", ty: Text },
-                DomainField { name: "service_type", ty: Text },
-                DomainField { name: "amount_fen", ty: Money },
-                DomainField { name: "served_at", ty: DateTime },
-                DomainField { name: "order_status", ty: Text },
+                DomainField {
+                    name: "elder_no",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "service_type",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "amount_fen",
+                    ty: Money,
+                },
+                DomainField {
+                    name: "served_at",
+                    ty: DateTime,
+                },
+                DomainField {
+                    name: "order_status",
+                    ty: Text,
+                },
             ],
-            EntityKind::Patient => &[DomainField { name: "health_record_no", ty: Text }],
+            EntityKind::Patient => &[DomainField {
+                name: "health_record_no",
+                ty: Text,
+            }],
             EntityKind::HealthFollowup => &[
-                DomainField { name: "patient_ref", ty: Text },
-                DomainField { name: "followup_type", ty: Text },
-                DomainField { name: "followup_date", ty: Date },
-                DomainField { name: "systolic", ty: Integer },
-                DomainField { name: "diastolic", ty: Integer },
+                DomainField {
+                    name: "patient_ref",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "followup_type",
+                    ty: Text,
+                },
+                DomainField {
+                    name: "followup_date",
+                    ty: Date,
+                },
+                DomainField {
+                    name: "systolic",
+                    ty: Integer,
+                },
+                DomainField {
+                    name: "diastolic",
+                    ty: Integer,
+                },
             ],
         }
     }
@@ -145,7 +232,6 @@ pub struct DomainField {
     pub name: &'static str,
     pub ty: FieldType,
 }
-
 
 /// The person fields a record may carry. Names of the canonical person fields in config.
 pub const PERSON_FIELDS: [&str; 7] = [
@@ -431,7 +517,14 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(entity: &str, key: &str, version: i64, op: Op, changed: Vec<String>, record: Option<serde_json::Value>) -> Event {
+    pub fn new(
+        entity: &str,
+        key: &str,
+        version: i64,
+        op: Op,
+        changed: Vec<String>,
+        record: Option<serde_json::Value>,
+    ) -> Event {
         Event {
             event_id: format!("{entity}:{key}:{version}"),
             entity: entity.to_string(),

@@ -41,7 +41,10 @@ impl Context {
     }
 
     pub fn tz(&self) -> Tz {
-        self.config.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+        self.config
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai)
     }
 }
 
@@ -125,20 +128,32 @@ pub async fn sync(ctx: &Context, opts: &SyncOptions) -> Result<SyncReport, Pipel
 }
 
 /// The selected enabled sources, or an error naming an unknown one.
-pub fn select_sources<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a SourceConfig>, PipelineError> {
+pub fn select_sources<'a>(
+    config: &'a Config,
+    names: &[String],
+) -> Result<Vec<&'a SourceConfig>, PipelineError> {
     if names.is_empty() {
         return Ok(config.sources.iter().filter(|s| s.enabled).collect());
     }
     names
         .iter()
-        .map(|n| config.source(n).ok_or_else(|| PipelineError::UnknownSource(n.clone())))
+        .map(|n| {
+            config
+                .source(n)
+                .ok_or_else(|| PipelineError::UnknownSource(n.clone()))
+        })
         .collect()
 }
 
 /// Fetch + ingest only (no reconcile): every stream of every selected source.
-pub async fn ingest_sources(ctx: &Context, opts: &SyncOptions) -> Result<SyncReport, PipelineError> {
+pub async fn ingest_sources(
+    ctx: &Context,
+    opts: &SyncOptions,
+) -> Result<SyncReport, PipelineError> {
     let sources = select_sources(&ctx.config, &opts.sources)?;
-    let jobs = sources.into_iter().map(|s| sync_source(ctx, s.name.clone(), opts));
+    let jobs = sources
+        .into_iter()
+        .map(|s| sync_source(ctx, s.name.clone(), opts));
     let mut report = SyncReport::default();
     for streams in futures::future::join_all(jobs).await {
         report.streams.extend(streams);
@@ -151,7 +166,11 @@ pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> V
     let Some(src) = ctx.config.source(&source).cloned() else {
         return Vec::new();
     };
-    let config_dir = ctx.config.path.parent().unwrap_or(std::path::Path::new("."));
+    let config_dir = ctx
+        .config
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
     let client = match SourceClient::with_config_dir(&src, config_dir) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -190,7 +209,9 @@ fn parse_cursor(cursor: &str) -> Option<CursorBound> {
     if let Ok(i) = cursor.parse::<i64>() {
         return Some(CursorBound::Integer(i));
     }
-    DateTime::parse_from_rfc3339(cursor).ok().map(CursorBound::Time)
+    DateTime::parse_from_rfc3339(cursor)
+        .ok()
+        .map(CursorBound::Time)
 }
 
 fn later(a: &str, b: &str) -> bool {
@@ -202,7 +223,12 @@ fn later(a: &str, b: &str) -> bool {
 }
 
 /// The window for this run: from the stored cursor (minus lookback) to now minus settle.
-pub fn fetch_plan(ctx: &Context, stream: &StreamConfig, cursor: Option<&str>, full: bool) -> FetchPlan {
+pub fn fetch_plan(
+    ctx: &Context,
+    stream: &StreamConfig,
+    cursor: Option<&str>,
+    full: bool,
+) -> FetchPlan {
     let mut plan = FetchPlan::default();
     let Some(inc) = &stream.incremental else {
         return plan;
@@ -212,7 +238,8 @@ pub fn fetch_plan(ctx: &Context, stream: &StreamConfig, cursor: Option<&str>, fu
     }
     let tz = ctx.tz();
     let to_tz = |d: DateTime<Utc>| -> DateTime<FixedOffset> { d.with_timezone(&tz).fixed_offset() };
-    let is_integer = inc.request.format == "integer" || inc.cursor_format.as_deref() == Some("integer");
+    let is_integer =
+        inc.request.format == "integer" || inc.cursor_format.as_deref() == Some("integer");
     if !is_integer {
         plan.upper = Some(CursorBound::Time(to_tz(
             Utc::now() - ChronoDuration::seconds(inc.settle_secs as i64),
@@ -254,14 +281,16 @@ async fn sync_stream_run(
     let begun = {
         let store = ctx.store.clone();
         let (s, t, trig) = (src.name.clone(), stream.name.clone(), opts.trigger.clone());
-        tokio::task::spawn_blocking(move || -> Result<(i64, Option<String>), crate::store::StoreError> {
-            let mut g = store.lock().map_err(|_| poisoned())?;
-            let run = g.begin_run(&s, &t, "sync", &trig)?;
-            if full_refresh {
-                g.begin_full_refresh(run)?;
-            }
-            Ok((run, g.cursor(&s, &t)?))
-        })
+        tokio::task::spawn_blocking(
+            move || -> Result<(i64, Option<String>), crate::store::StoreError> {
+                let mut g = store.lock().map_err(|_| poisoned())?;
+                let run = g.begin_run(&s, &t, "sync", &trig)?;
+                if full_refresh {
+                    g.begin_full_refresh(run)?;
+                }
+                Ok((run, g.cursor(&s, &t)?))
+            },
+        )
         .await
     };
     let (run_id, cursor) = match begun {
@@ -300,13 +329,23 @@ async fn sync_stream_run(
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
-                write_pages(&ctx, &src_name, &stream, run_id, &run_started, full_refresh, rx, progress)
+                write_pages(
+                    &ctx,
+                    &src_name,
+                    &stream,
+                    run_id,
+                    &run_started,
+                    full_refresh,
+                    rx,
+                    progress,
+                )
             })
         })
     };
     let fetched = fetch.await;
     let written = writer.await;
-    let (pages, records, totals, max_cursor, pending, write_error, profile, shifted) = match written {
+    let (pages, records, totals, max_cursor, pending, write_error, profile, shifted) = match written
+    {
         Ok(w) => w,
         Err(e) => (
             0,
@@ -528,7 +567,11 @@ fn write_pages(
                             max_cursor = Some(c.clone());
                         }
                     }
-                    Ingest::Ok { record, deleted, raw }
+                    Ingest::Ok {
+                        record,
+                        deleted,
+                        raw,
+                    }
                 }
                 Mapped::Rejected(reject) => Ingest::Rejected { reject, raw },
             };
@@ -570,7 +613,9 @@ fn write_pages(
         }
     }
     let shifted = first_total.is_some() && first_total != last_total;
-    (pages, records, totals, max_cursor, batch, None, profile, shifted)
+    (
+        pages, records, totals, max_cursor, batch, None, profile, shifted,
+    )
 }
 
 fn poisoned() -> crate::store::StoreError {
@@ -582,21 +627,28 @@ pub async fn run_reconcile(ctx: &Context) -> Result<ReconcileStats, PipelineErro
     let store = ctx.store.clone();
     let config = ctx.config.clone();
     let started = Instant::now();
-    let stats = tokio::task::spawn_blocking(move || -> Result<ReconcileStats, crate::store::StoreError> {
-        let mut g = store.lock().map_err(|_| poisoned())?;
-        let r = reconcile::reconcile(&mut g, &config);
-        match &r {
-            Ok(_) => g.record_run("*", "reconcile", "auto", true, None)?,
-            Err(e) => g.record_run("*", "reconcile", "auto", false, Some(&e.to_string()))?,
-        }
-        r
-    })
+    let stats = tokio::task::spawn_blocking(
+        move || -> Result<ReconcileStats, crate::store::StoreError> {
+            let mut g = store.lock().map_err(|_| poisoned())?;
+            let r = reconcile::reconcile(&mut g, &config);
+            match &r {
+                Ok(_) => g.record_run("*", "reconcile", "auto", true, None)?,
+                Err(e) => g.record_run("*", "reconcile", "auto", false, Some(&e.to_string()))?,
+            }
+            r
+        },
+    )
     .await
     .map_err(|e| PipelineError::Internal(e.to_string()))??;
     tracing::info!(
-        records = stats.records, persons_created = stats.persons_created, persons_changed = stats.persons_changed,
-        persons_retired = stats.persons_retired, domain_changed = stats.domain_changed, events = stats.events,
-        seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "reconcile finished"
+        records = stats.records,
+        persons_created = stats.persons_created,
+        persons_changed = stats.persons_changed,
+        persons_retired = stats.persons_retired,
+        domain_changed = stats.domain_changed,
+        events = stats.events,
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "reconcile finished"
     );
     Ok(stats)
 }
@@ -608,8 +660,13 @@ pub async fn push(ctx: &Context) -> Result<PushStats, crate::push::PushError> {
     let r = pusher.drain(&ctx.store, None).await;
     match &r {
         Ok(s) => tracing::info!(
-            batches = s.batches, sent = s.sent, dead = s.dead, superseded = s.superseded, retries = s.retries,
-            seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "push finished"
+            batches = s.batches,
+            sent = s.sent,
+            dead = s.dead,
+            superseded = s.superseded,
+            retries = s.retries,
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            "push finished"
         ),
         Err(e) => tracing::error!("push failed: {e}"),
     }

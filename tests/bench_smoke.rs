@@ -7,7 +7,15 @@ use std::process::Command;
 fn bench_produces_every_figure_on_a_small_population() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_community-sync"))
-        .args(["--log-level", "warn", "bench", "--records", "3000", "--json", "--dir"])
+        .args([
+            "--log-level",
+            "warn",
+            "bench",
+            "--records",
+            "3000",
+            "--json",
+            "--dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -17,13 +25,25 @@ fn bench_produces_every_figure_on_a_small_population() {
         "bench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for figure in ["initial sync", "parse limit", "write limit", "push drain", "no-change cycle", "1% change cycle", "peak RSS"] {
+    for figure in [
+        "initial sync",
+        "parse limit",
+        "write limit",
+        "push drain",
+        "no-change cycle",
+        "1% change cycle",
+        "peak RSS",
+    ] {
         assert!(stdout.contains(figure), "missing {figure:?} in:\n{stdout}");
     }
     let json_start = stdout.find('{').unwrap();
     let v: serde_json::Value = serde_json::from_str(&stdout[json_start..]).unwrap();
     assert!(v["source_records"].as_u64().unwrap() > 2000);
-    assert_eq!(v["no_change_rows_written"].as_u64(), Some(0), "a no-change cycle writes nothing");
+    assert_eq!(
+        v["no_change_rows_written"].as_u64(),
+        Some(0),
+        "a no-change cycle writes nothing"
+    );
     assert!(v["rows_written"].as_u64().unwrap() > v["source_records"].as_u64().unwrap());
     assert!(v["change_1pct_records"].as_u64().unwrap() > 0);
     assert!(v["change_1pct_rows_written"].as_u64().unwrap() > 0);

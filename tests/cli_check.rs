@@ -11,10 +11,18 @@ const EXAMPLE: &str = include_str!("../config/community-sync.toml");
 #[test]
 fn check_accepts_the_example_config() {
     let out = bin()
-        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/community-sync.toml"), "check"])
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/community-sync.toml"),
+            "check",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("4 sources"));
 }
 
@@ -22,7 +30,10 @@ fn check_broken(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.toml");
     std::fs::write(&path, text).unwrap();
-    let out = bin().args(["--config", path.to_str().unwrap(), "check"]).output().unwrap();
+    let out = bin()
+        .args(["--config", path.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "a broken config must fail check");
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("broken.toml"), "error names the file: {err}");
@@ -31,14 +42,21 @@ fn check_broken(text: &str) -> String {
 
 #[test]
 fn check_names_the_key_of_a_bad_schedule() {
-    let err = check_broken(&EXAMPLE.replacen("schedule = \"*/5 * * * *\"", "schedule = \"every five minutes\"", 1));
+    let err = check_broken(&EXAMPLE.replacen(
+        "schedule = \"*/5 * * * *\"",
+        "schedule = \"every five minutes\"",
+        1,
+    ));
     assert!(err.contains("sources[onecard].schedule"), "{err}");
 }
 
 #[test]
 fn check_names_an_unknown_canonical_field() {
     let err = check_broken(&EXAMPLE.replacen("card_no = \"kh\"", "card_number = \"kh\"", 1));
-    assert!(err.contains("sources[onecard].streams[cardholders].fields.card_number"), "{err}");
+    assert!(
+        err.contains("sources[onecard].streams[cardholders].fields.card_number"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -67,16 +85,33 @@ async fn check_connect_reaches_every_stream_and_names_a_bad_secret() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = community_sync::cli::demo::write_sim_config(&sim, dir.path(), &dir.path().join("s.db")).unwrap();
+    let config =
+        community_sync::cli::demo::write_sim_config(&sim, dir.path(), &dir.path().join("s.db"))
+            .unwrap();
     let out = bin()
         .args(["--config", config.to_str().unwrap(), "check", "--connect"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for stream in ["cardholders", "transactions", "volunteers", "service_records", "elders", "service_orders", "patients", "followups"] {
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stream in [
+        "cardholders",
+        "transactions",
+        "volunteers",
+        "service_records",
+        "elders",
+        "service_orders",
+        "patients",
+        "followups",
+    ] {
         assert!(
-            stdout.lines().any(|l| l.contains(stream) && l.contains(" ok ")),
+            stdout
+                .lines()
+                .any(|l| l.contains(stream) && l.contains(" ok ")),
             "{stream} not ok in:\n{stdout}"
         );
     }
@@ -89,8 +124,16 @@ async fn check_connect_reaches_every_stream_and_names_a_bad_secret() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let elders = stdout.lines().find(|l| l.contains("elders")).unwrap();
-    assert!(elders.contains("FAILED") && elders.contains("credentials"), "{elders}");
-    assert!(stdout.lines().any(|l| l.contains("patients") && l.contains(" ok ")));
-    assert!(!stdout.contains("wrong-key"), "the secret must not be printed");
+    assert!(
+        elders.contains("FAILED") && elders.contains("credentials"),
+        "{elders}"
+    );
+    assert!(stdout
+        .lines()
+        .any(|l| l.contains("patients") && l.contains(" ok ")));
+    assert!(
+        !stdout.contains("wrong-key"),
+        "the secret must not be printed"
+    );
     sim.shutdown().await;
 }

@@ -18,13 +18,25 @@ fn opts() -> SyncOptions {
 async fn full_sync_matches_ground_truth_and_platform_gets_every_event() {
     let sim = common::sim(1500).await;
     let dir = tempfile::tempdir().unwrap();
-    let summary = community_sync::cli::demo::run_with(&sim, dir.path()).await.unwrap();
+    let summary = community_sync::cli::demo::run_with(&sim, dir.path())
+        .await
+        .unwrap();
     let truth = &summary.truth;
     for (stream, [_, kept, _]) in &summary.records {
-        assert_eq!(truth.accepted.get(stream), Some(kept), "kept records of {stream}");
+        assert_eq!(
+            truth.accepted.get(stream),
+            Some(kept),
+            "kept records of {stream}"
+        );
     }
-    assert_eq!(summary.rejected_records_by_reason, truth.rejected_records_by_reason);
-    assert_eq!(summary.rejected_fields_by_reason, truth.rejected_fields_by_reason);
+    assert_eq!(
+        summary.rejected_records_by_reason,
+        truth.rejected_records_by_reason
+    );
+    assert_eq!(
+        summary.rejected_fields_by_reason,
+        truth.rejected_fields_by_reason
+    );
     assert_eq!(summary.persons, truth.persons);
     assert_eq!(summary.persons_by_systems, truth.persons_by_systems);
     assert!(summary.matches_truth);
@@ -34,6 +46,18 @@ async fn full_sync_matches_ground_truth_and_platform_gets_every_event() {
     assert_eq!(platform.applications.len() as u64, summary.events_pushed);
     assert_eq!(platform.applications.values().max(), Some(&1));
     assert_eq!(platform.out_of_order, 0);
+    // Every acknowledged batch left a link in the audit chain, and the chain verifies.
+    let conn = rusqlite::Connection::open(&summary.store).unwrap();
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE kind = 'push_batch'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(audited > 0, "push batches are audited");
+    let report = community_sync::audit::verify(&conn).unwrap();
+    assert!(report.ok(), "{report:?}");
     sim.shutdown().await;
 }
 
@@ -49,14 +73,23 @@ async fn second_sync_writes_nothing_and_emits_nothing() {
     let second = pipeline::sync(&ctx, &opts()).await.unwrap();
     assert_eq!(second.failed_streams(), 0);
     for s in &second.streams {
-        assert_eq!(s.stats.written(), 0, "{}/{} wrote records on a no-change sync", s.source, s.stream);
+        assert_eq!(
+            s.stats.written(),
+            0,
+            "{}/{} wrote records on a no-change sync",
+            s.source,
+            s.stream
+        );
     }
     assert_eq!(second.reconcile.events, 0);
     assert_eq!(second.push.map(|p| p.sent), Some(0));
     assert_eq!(common::table_counts(&ctx), before);
     // Only bookkeeping rows (runs, cursors of empty runs) may be written.
     let data_changes = ctx.store.lock().unwrap().conn().total_changes() - changes_before;
-    assert!(data_changes <= 3 * second.streams.len() as u64 + 4, "{data_changes} row changes");
+    assert!(
+        data_changes <= 3 * second.streams.len() as u64 + 4,
+        "{data_changes} row changes"
+    );
     sim.shutdown().await;
 }
 
@@ -79,13 +112,18 @@ async fn one_change_yields_one_new_version_and_one_event() {
     assert_eq!(changed, 1, "exactly the changed record is rewritten");
     assert_eq!(report.reconcile.persons_changed, 1);
     assert_eq!(report.reconcile.events, 1);
-    assert_eq!(common::count(&ctx, "SELECT count(*) FROM outbox") - outbox_before, 1);
+    assert_eq!(
+        common::count(&ctx, "SELECT count(*) FROM outbox") - outbox_before,
+        1
+    );
     let (entity, version): (String, i64) = {
         let g = ctx.store.lock().unwrap();
         g.conn()
-            .query_row("SELECT entity, version FROM outbox ORDER BY id DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT entity, version FROM outbox ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap()
     };
     assert_eq!(entity, "person");

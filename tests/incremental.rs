@@ -57,7 +57,10 @@ async fn records_changed_between_pages_are_neither_lost_nor_duplicated() {
     let pick = |source: &str| {
         sim.residents_in(source)
             .into_iter()
-            .find(|r| sim.record_info(source, *r).is_some_and(|i| i.has_valid_id && !i.rejected))
+            .find(|r| {
+                sim.record_info(source, *r)
+                    .is_some_and(|i| i.has_valid_id && !i.rejected)
+            })
             .unwrap()
     };
     let changes = [
@@ -79,7 +82,9 @@ async fn records_changed_between_pages_are_neither_lost_nor_duplicated() {
         .unwrap();
     }
     // A record of the first page is touched after page 3: it moves to the end of the order.
-    let early_key = sim.record_key("eldercare", "elders", sim.residents_in("eldercare")[0]).unwrap();
+    let early_key = sim
+        .record_key("eldercare", "elders", sim.residents_in("eldercare")[0])
+        .unwrap();
     sim.after_pages(
         "eldercare",
         "service_orders",
@@ -94,14 +99,21 @@ async fn records_changed_between_pages_are_neither_lost_nor_duplicated() {
     let first = pipeline::sync(&ctx, &opts()).await.unwrap();
     assert_eq!(first.failed_streams(), 0, "{:?}", first.streams);
     for (source, stream, _) in changes {
-        assert!(sim.pages_served(source, stream).unwrap() > 3, "{source}/{stream} must span pages");
+        assert!(
+            sim.pages_served(source, stream).unwrap() > 3,
+            "{source}/{stream} must span pages"
+        );
     }
     // The changes happened after the first run's window closed: the next run catches them.
     let second = pipeline::sync(&ctx, &opts()).await.unwrap();
     assert_eq!(second.failed_streams(), 0, "{:?}", second.streams);
     let truth = sim.truth();
     for ((source, stream), n) in &truth.accepted {
-        assert_eq!(kept(&ctx, source, stream), *n, "{source}/{stream}: store differs from the system");
+        assert_eq!(
+            kept(&ctx, source, stream),
+            *n,
+            "{source}/{stream}: store differs from the system"
+        );
     }
     let persons = common::count(&ctx, "SELECT count(*) FROM persons WHERE retired = 0") as usize;
     assert_eq!(persons, truth.persons);
@@ -117,7 +129,10 @@ async fn records_changed_between_pages_are_neither_lost_nor_duplicated() {
                 |r| r.get(0),
             )
             .unwrap();
-        assert!(updated.as_str() > "2026", "{source}/{stream}/{key}: change lost ({updated})");
+        assert!(
+            updated.as_str() > "2026",
+            "{source}/{stream}/{key}: change lost ({updated})"
+        );
     }
     // Exactly one source record per key: nothing duplicated.
     let dupes = common::count(
@@ -127,7 +142,11 @@ async fn records_changed_between_pages_are_neither_lost_nor_duplicated() {
     assert_eq!(dupes, 0);
     // And a third run finds nothing new.
     let third = pipeline::sync(&ctx, &opts()).await.unwrap();
-    assert!(third.streams.iter().all(|s| s.stats.written() == 0), "{:?}", third.streams);
+    assert!(
+        third.streams.iter().all(|s| s.stats.written() == 0),
+        "{:?}",
+        third.streams
+    );
     assert_eq!(third.reconcile.events, 0);
     sim.shutdown().await;
 }
@@ -148,7 +167,10 @@ async fn a_late_commit_stamped_at_the_cursor_is_still_caught() {
     let resident = sim
         .residents_in("volunteer")
         .into_iter()
-        .find(|r| sim.record_info("volunteer", *r).is_some_and(|i| i.has_valid_id && !i.rejected))
+        .find(|r| {
+            sim.record_info("volunteer", *r)
+                .is_some_and(|i| i.has_valid_id && !i.rejected)
+        })
         .unwrap();
     let at = chrono::DateTime::parse_from_rfc3339(&cursor).unwrap();
     sim.mutate_at(
@@ -160,7 +182,11 @@ async fn a_late_commit_stamped_at_the_cursor_is_still_caught() {
     )
     .unwrap();
     let second = pipeline::sync(&ctx, &opts()).await.unwrap();
-    let vols = second.streams.iter().find(|s| s.stream == "volunteers").unwrap();
+    let vols = second
+        .streams
+        .iter()
+        .find(|s| s.stream == "volunteers")
+        .unwrap();
     assert_eq!(vols.stats.updated, 1, "{vols:?}");
     assert_eq!(second.reconcile.persons_changed, 1);
     sim.shutdown().await;

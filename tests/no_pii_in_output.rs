@@ -27,14 +27,34 @@ async fn demo_output_at_trace_level_has_no_id_number_or_phone() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "demo failed:\n{text}");
-    assert!(text.lines().count() > 50, "expected debug output, got:\n{text}");
+    assert!(
+        text.lines().count() > 50,
+        "expected debug output, got:\n{text}"
+    );
     // The same seed gives the same population: its truth lists every sensitive value.
     let sim = common::sim(residents).await;
     let secrets = sim.truth().sensitive_values;
-    assert!(secrets.len() > residents, "truth lists ID numbers and phones");
-    let leaked: Vec<&String> = secrets.iter().filter(|s| text.contains(s.as_str())).collect();
-    assert!(leaked.is_empty(), "{} sensitive values leaked, e.g. a value of length {}", leaked.len(), leaked[0].len());
-    for secret in ["ykt-demo-secret", "vol-demo-secret", "eld-demo-key", "health-demo-pass", "platform-demo-token"] {
+    assert!(
+        secrets.len() > residents,
+        "truth lists ID numbers and phones"
+    );
+    let leaked: Vec<&String> = secrets
+        .iter()
+        .filter(|s| text.contains(s.as_str()))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "{} sensitive values leaked, e.g. a value of length {}",
+        leaked.len(),
+        leaked[0].len()
+    );
+    for secret in [
+        "ykt-demo-secret",
+        "vol-demo-secret",
+        "eld-demo-key",
+        "health-demo-pass",
+        "platform-demo-token",
+    ] {
         assert!(!text.contains(secret), "a secret leaked into the output");
     }
     sim.shutdown().await;

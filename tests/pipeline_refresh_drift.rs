@@ -75,7 +75,12 @@ fn opts() -> SyncOptions {
 }
 
 fn count(ctx: &Context, sql: &str) -> i64 {
-    ctx.store.lock().unwrap().conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    ctx.store
+        .lock()
+        .unwrap()
+        .conn()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
 }
 
 async fn serve(records: Vec<Value>) -> Variant {
@@ -96,7 +101,10 @@ async fn full_refresh_marks_vanished_records_deleted_and_pushes_deletions() {
     let ctx = context(&config_text(&v1.base_url, &store, ""), dir.path());
     let r1 = pipeline::sync(&ctx, &opts()).await.unwrap();
     assert_eq!(r1.failed_streams(), 0, "{:?}", r1.streams);
-    assert_eq!(count(&ctx, "SELECT count(*) FROM persons WHERE retired = 0"), 30);
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM persons WHERE retired = 0"),
+        30
+    );
 
     // Three records vanish from the system; a fourth changes.
     let mut fewer: Vec<Value> = all.iter().skip(3).cloned().collect();
@@ -108,14 +116,29 @@ async fn full_refresh_marks_vanished_records_deleted_and_pushes_deletions() {
     assert_eq!(r2.failed_streams(), 0, "{:?}", r2.streams);
     assert_eq!(r2.streams[0].stats.deleted, 3);
     assert_eq!(r2.streams[0].stats.updated, 1);
-    assert_eq!(count(&ctx, "SELECT count(*) FROM source_records WHERE deleted = 1"), 3);
-    assert_eq!(count(&ctx, "SELECT count(*) FROM persons WHERE retired = 1"), 3);
     assert_eq!(
-        count(&ctx, "SELECT count(*) FROM outbox WHERE op = 'delete' AND entity = 'person'"),
+        count(
+            &ctx,
+            "SELECT count(*) FROM source_records WHERE deleted = 1"
+        ),
         3
     );
     assert_eq!(
-        count(&ctx, "SELECT count(*) FROM outbox WHERE op = 'delete' AND entity = 'card_account'"),
+        count(&ctx, "SELECT count(*) FROM persons WHERE retired = 1"),
+        3
+    );
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM outbox WHERE op = 'delete' AND entity = 'person'"
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM outbox WHERE op = 'delete' AND entity = 'card_account'"
+        ),
         3
     );
     // 3 person deletions + 3 card deletions + 1 card balance change.
@@ -135,7 +158,13 @@ async fn full_refresh_marks_vanished_records_deleted_and_pushes_deletions() {
     let ctx = context(&config_text(&v3.base_url, &store, ""), dir.path());
     let r3 = pipeline::sync(&ctx, &opts()).await.unwrap();
     assert_eq!(r3.failed_streams(), 1);
-    assert_eq!(count(&ctx, "SELECT count(*) FROM source_records WHERE deleted = 1"), 3);
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM source_records WHERE deleted = 1"
+        ),
+        3
+    );
     drop((v1, v2, v3));
 }
 
@@ -166,10 +195,17 @@ async fn schema_drift_is_reported_once_and_can_fail_the_stream() {
     let v2 = serve(drifted).await;
     let ctx = context(&config_text(&v2.base_url, &store, ""), dir.path());
     let r = pipeline::sync(&ctx, &opts()).await.unwrap();
-    assert_eq!(r.failed_streams(), 0, "warn is the default: the stream still succeeds");
+    assert_eq!(
+        r.failed_streams(),
+        0,
+        "warn is the default: the stream still succeeds"
+    );
     let kinds: Vec<(String, String)> = {
         let g = ctx.store.lock().unwrap();
-        let mut stmt = g.conn().prepare("SELECT field, kind FROM schema_drift ORDER BY field").unwrap();
+        let mut stmt = g
+            .conn()
+            .prepare("SELECT field, kind FROM schema_drift ORDER BY field")
+            .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
@@ -205,6 +241,9 @@ async fn schema_drift_is_reported_once_and_can_fail_the_stream() {
     let r = pipeline::sync(&ctx, &opts()).await.unwrap();
     assert_eq!(r.failed_streams(), 1);
     let err = r.streams[0].error.clone().unwrap();
-    assert!(err.contains("schema drift") && err.contains("name"), "{err}");
+    assert!(
+        err.contains("schema drift") && err.contains("name"),
+        "{err}"
+    );
     drop((v1, v2, v3));
 }

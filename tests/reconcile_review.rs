@@ -177,6 +177,14 @@ async fn every_review_action_survives_a_full_resync() {
     }
     let decisions = common::count(&ctx, "SELECT count(*) FROM decisions");
     assert_eq!(decisions, 4);
+    // Each decision is in the tamper-evident audit chain, with who made it.
+    assert_eq!(
+        common::count(
+            &ctx,
+            "SELECT count(*) FROM audit WHERE kind = 'review_decision' AND actor != ''"
+        ),
+        4
+    );
 
     // Nothing a re-sync or a full re-reconcile does undoes a decision.
     resync_everything(&ctx).await;

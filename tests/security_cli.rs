@@ -315,7 +315,10 @@ fn encrypt_without_a_key_file_is_a_config_error() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("security.key_file") && e.contains("keygen"), "{e}");
+    assert!(
+        e.contains("security.key_file") && e.contains("keygen"),
+        "{e}"
+    );
     let bad_alg = Config::from_toml(
         "[security]\nalgorithm = \"des\"\n[platform]\nurl = \"http://127.0.0.1:9/x\"\n",
         Path::new("c.toml"),

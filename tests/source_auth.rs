@@ -305,7 +305,11 @@ async fn secret_file_relative_to_config_dir() {
     {
         // Secret files readable by others are refused (issue 10).
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path().join("token"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("token"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
     let v = sim(SimAuth::Bearer("tok-right".into())).await;
     let src = source(

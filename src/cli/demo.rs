@@ -72,7 +72,11 @@ pub fn write_sim_config(sim: &Sim, dir: &Path, store: &Path) -> anyhow::Result<P
     set_private(&dir.join("credentials"), 0o700)?;
     let secrets = [
         ("ONECARD_SECRET", "onecard", crate::sim::ONECARD_SECRET),
-        ("VOLUNTEER_SECRET", "volunteer", crate::sim::VOLUNTEER_SECRET),
+        (
+            "VOLUNTEER_SECRET",
+            "volunteer",
+            crate::sim::VOLUNTEER_SECRET,
+        ),
         ("ELDERCARE_KEY", "eldercare", crate::sim::ELDERCARE_KEY),
         ("HEALTH_PASSWORD", "health", crate::sim::HEALTH_PASSWORD),
         ("PLATFORM_TOKEN", "platform", crate::sim::PLATFORM_TOKEN),
@@ -196,7 +200,8 @@ pub async fn run_with_options(
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", store_path.display()));
         if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("cannot remove old {}", p.display()))?;
+            std::fs::remove_file(&p)
+                .with_context(|| format!("cannot remove old {}", p.display()))?;
         }
     }
     let config_path = write_sim_config(sim, dir, &store_path)?;
@@ -221,14 +226,33 @@ pub async fn run_with_options(
             .streams
             .iter()
             .filter(|s| !s.ok)
-            .map(|s| format!("{}/{}: {}", s.source, s.stream, s.error.clone().unwrap_or_default()))
+            .map(|s| {
+                format!(
+                    "{}/{}: {}",
+                    s.source,
+                    s.stream,
+                    s.error.clone().unwrap_or_default()
+                )
+            })
             .collect();
         anyhow::bail!("some streams failed:\n  {}", failed.join("\n  "));
     }
-    summarize(&ctx, &report, sim, started.elapsed().as_secs_f64(), &config_path)
+    summarize(
+        &ctx,
+        &report,
+        sim,
+        started.elapsed().as_secs_f64(),
+        &config_path,
+    )
 }
 
-fn summarize(ctx: &Context, report: &SyncReport, sim: &Sim, seconds: f64, config_path: &Path) -> anyhow::Result<DemoSummary> {
+fn summarize(
+    ctx: &Context,
+    report: &SyncReport,
+    sim: &Sim,
+    seconds: f64,
+    config_path: &Path,
+) -> anyhow::Result<DemoSummary> {
     let store = ctx
         .store
         .lock()
@@ -246,21 +270,32 @@ fn summarize(ctx: &Context, report: &SyncReport, sim: &Sim, seconds: f64, config
             [&s.source, &s.stream],
             |r| r.get(0),
         )?;
-        records.insert(format!("{}/{}", s.source, s.stream), [s.fetched, kept as u64, rejected as u64]);
+        records.insert(
+            format!("{}/{}", s.source, s.stream),
+            [s.fetched, kept as u64, rejected as u64],
+        );
     }
     let by_reason = |whole: bool| -> anyhow::Result<BTreeMap<String, u64>> {
-        let mut stmt = c.prepare("SELECT reason, count(*) FROM rejects WHERE whole_record = ?1 GROUP BY reason")?;
-        let rows = stmt.query_map([whole], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let mut stmt = c.prepare(
+            "SELECT reason, count(*) FROM rejects WHERE whole_record = ?1 GROUP BY reason",
+        )?;
+        let rows = stmt.query_map([whole], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     };
-    let persons: i64 = c.query_row("SELECT count(*) FROM persons WHERE retired = 0", [], |r| r.get(0))?;
+    let persons: i64 = c.query_row("SELECT count(*) FROM persons WHERE retired = 0", [], |r| {
+        r.get(0)
+    })?;
     let persons_by_systems = crate::reconcile::persons_by_systems(&store)?;
     let events_pushed = report.push.map(|p| p.sent).unwrap_or(0);
     let platform = sim.platform();
     let truth = truth_summary(&sim.truth());
     let rejected_records_by_reason = by_reason(true)?;
     let rejected_fields_by_reason = by_reason(false)?;
-    let accepted_match = records.iter().all(|(k, v)| truth.accepted.get(k).copied() == Some(v[1]));
+    let accepted_match = records
+        .iter()
+        .all(|(k, v)| truth.accepted.get(k).copied() == Some(v[1]));
     let matches_truth = accepted_match
         && rejected_records_by_reason == truth.rejected_records_by_reason
         && rejected_fields_by_reason == truth.rejected_fields_by_reason
@@ -288,7 +323,12 @@ fn truth_summary(t: &GroundTruth) -> TruthSummary {
             .map(|((s, t), v)| (format!("{s}/{t}"), *v as u64))
             .collect::<BTreeMap<_, _>>()
     };
-    let counts = |m: &BTreeMap<String, usize>| m.iter().filter(|(_, v)| **v > 0).map(|(k, v)| (k.clone(), *v as u64)).collect();
+    let counts = |m: &BTreeMap<String, usize>| {
+        m.iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| (k.clone(), *v as u64))
+            .collect()
+    };
     TruthSummary {
         served: flat(&t.served),
         accepted: flat(&t.accepted),
@@ -321,7 +361,15 @@ pub fn print_summary(s: &DemoSummary) {
     println!("Records per system                     fetched      kept  rejected   truth(kept)");
     for (k, v) in &s.records {
         let t = s.truth.accepted.get(k).copied().unwrap_or(0);
-        println!("  {:<34} {:>9} {:>9} {:>9} {:>9} {}", k, v[0], v[1], v[2], t, mark(t == v[1]));
+        println!(
+            "  {:<34} {:>9} {:>9} {:>9} {:>9} {}",
+            k,
+            v[0],
+            v[1],
+            v[2],
+            t,
+            mark(t == v[1])
+        );
     }
     println!();
     println!("Rejected (quarantined), by reason               found     truth");
@@ -332,8 +380,19 @@ pub fn print_summary(s: &DemoSummary) {
         .collect();
     for r in reasons {
         let f = s.rejected_records_by_reason.get(r).copied().unwrap_or(0);
-        let t = s.truth.rejected_records_by_reason.get(r).copied().unwrap_or(0);
-        println!("  whole record  {:<30} {:>9} {:>9} {}", r, f, t, mark(f == t));
+        let t = s
+            .truth
+            .rejected_records_by_reason
+            .get(r)
+            .copied()
+            .unwrap_or(0);
+        println!(
+            "  whole record  {:<30} {:>9} {:>9} {}",
+            r,
+            f,
+            t,
+            mark(f == t)
+        );
     }
     let reasons: std::collections::BTreeSet<&String> = s
         .rejected_fields_by_reason
@@ -342,8 +401,19 @@ pub fn print_summary(s: &DemoSummary) {
         .collect();
     for r in reasons {
         let f = s.rejected_fields_by_reason.get(r).copied().unwrap_or(0);
-        let t = s.truth.rejected_fields_by_reason.get(r).copied().unwrap_or(0);
-        println!("  one field     {:<30} {:>9} {:>9} {}", r, f, t, mark(f == t));
+        let t = s
+            .truth
+            .rejected_fields_by_reason
+            .get(r)
+            .copied()
+            .unwrap_or(0);
+        println!(
+            "  one field     {:<30} {:>9} {:>9} {}",
+            r,
+            f,
+            t,
+            mark(f == t)
+        );
     }
     println!();
     println!(
@@ -355,7 +425,13 @@ pub fn print_summary(s: &DemoSummary) {
     for k in 1..=4 {
         let f = s.persons_by_systems.get(&k).copied().unwrap_or(0);
         let t = s.truth.persons_by_systems.get(&k).copied().unwrap_or(0);
-        println!("  found in {k} system{:<2}                        {:>9} {:>9} {}", if k == 1 { "" } else { "s" }, f, t, mark(f == t));
+        println!(
+            "  found in {k} system{:<2}                        {:>9} {:>9} {}",
+            if k == 1 { "" } else { "s" },
+            f,
+            t,
+            mark(f == t)
+        );
     }
     println!();
     println!(
@@ -366,7 +442,10 @@ pub fn print_summary(s: &DemoSummary) {
     println!("Store left on disk: {}", s.store);
     println!("Config written to:  {}", s.config);
     println!("Look around:  community-sync --config {} status", s.config);
-    println!("              community-sync --config {} rejects --reason id_number.check_digit", s.config);
+    println!(
+        "              community-sync --config {} rejects --reason id_number.check_digit",
+        s.config
+    );
     println!();
     println!(
         "{}",

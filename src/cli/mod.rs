@@ -7,8 +7,8 @@ pub mod demo;
 pub mod logging;
 pub mod progress;
 pub mod report;
-pub mod run;
 pub mod review;
+pub mod run;
 pub mod security;
 pub mod status;
 
@@ -109,9 +109,7 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Write the man page and shell completions into DIR (used by packaging).
     #[command(hide = true)]
-    GenerateAssets {
-        dir: PathBuf,
-    },
+    GenerateAssets { dir: PathBuf },
     /// The review queue: what a machine should not decide.
     #[command(subcommand)]
     Review(review::ReviewCmd),
@@ -182,7 +180,12 @@ async fn check_connect(config: &Config) -> bool {
             Ok(c) => c,
             Err(e) => {
                 all_ok = false;
-                println!("{:<10} {:<16} FAILED  {}", src.name, "*", crate::mask::scrub_text(&e.to_string()));
+                println!(
+                    "{:<10} {:<16} FAILED  {}",
+                    src.name,
+                    "*",
+                    crate::mask::scrub_text(&e.to_string())
+                );
                 continue;
             }
         };
@@ -242,7 +245,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     fixed_ports: true,
                     ..Default::default()
                 };
-                crate::sim::serve_forever(opts).await.map_err(anyhow::Error::from)
+                crate::sim::serve_forever(opts)
+                    .await
+                    .map_err(anyhow::Error::from)
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -252,7 +257,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}: ok ({} sources, {} streams)",
                 cli.config.display(),
                 config.sources.len(),
-                config.sources.iter().map(|s| s.streams.len()).sum::<usize>()
+                config
+                    .sources
+                    .iter()
+                    .map(|s| s.streams.len())
+                    .sum::<usize>()
             );
             if !connect {
                 return Ok(ExitCode::SUCCESS);
@@ -260,7 +269,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&cli, Some(&config));
             let rt = runtime()?;
             let all_ok = rt.block_on(check_connect(&config));
-            Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Run => {
             let config = load_config(&cli)?;
@@ -319,7 +332,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 status::print(&st);
             }
-            Ok(if st.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if st.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Report(args) => {
             let config = load_config(&cli)?;
@@ -358,7 +375,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             security::audit(&config, cmd)
         }
-        Command::Rejects { source, reason, limit } => {
+        Command::Rejects {
+            source,
+            reason,
+            limit,
+        } => {
             let config = load_config(&cli)?;
             let store = crate::store::Store::open_configured(&config)?;
             status::print_rejects(&store, source.as_deref(), reason.as_deref(), *limit)?;

@@ -88,7 +88,8 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
                     })
                 })?
                 .collect::<Result<_, _>>()?;
-            let consecutive_failures = runs.iter().take_while(|r| r.status == "failed").count() as u32;
+            let consecutive_failures =
+                runs.iter().take_while(|r| r.status == "failed").count() as u32;
             let last_success: Option<String> = c
                 .query_row(
                     "SELECT finished_at FROM runs WHERE source = ?1 AND stream = ?2 AND kind = 'sync' AND status = 'ok'
@@ -114,7 +115,10 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
                 ));
             }
             if stale {
-                problems.push(format!("{}/{}: no successful run within max_lag_secs", src.name, t.name));
+                problems.push(format!(
+                    "{}/{}: no successful run within max_lag_secs",
+                    src.name, t.name
+                ));
             }
             let schema_drift: Vec<String> = {
                 let mut stmt = c.prepare_cached(
@@ -134,7 +138,9 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
                 last_run_finished: last.and_then(|r| r.finished.clone()),
                 last_success,
                 consecutive_failures,
-                last_error: last.and_then(|r| r.error.clone()).map(|e| crate::mask::scrub_text(&e)),
+                last_error: last
+                    .and_then(|r| r.error.clone())
+                    .map(|e| crate::mask::scrub_text(&e)),
                 fetched: last.map_or(0, |r| r.fetched),
                 inserted: last.map_or(0, |r| r.inserted),
                 updated: last.map_or(0, |r| r.updated),
@@ -146,9 +152,19 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
             });
         }
     }
-    let persons: i64 = c.query_row("SELECT count(*) FROM persons WHERE retired = 0", [], |r| r.get(0))?;
-    let outbox_pending: i64 = c.query_row("SELECT count(*) FROM outbox WHERE state = 'pending'", [], |r| r.get(0))?;
-    let outbox_sent: i64 = c.query_row("SELECT count(*) FROM outbox WHERE state = 'sent'", [], |r| r.get(0))?;
+    let persons: i64 = c.query_row("SELECT count(*) FROM persons WHERE retired = 0", [], |r| {
+        r.get(0)
+    })?;
+    let outbox_pending: i64 = c.query_row(
+        "SELECT count(*) FROM outbox WHERE state = 'pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    let outbox_sent: i64 = c.query_row(
+        "SELECT count(*) FROM outbox WHERE state = 'sent'",
+        [],
+        |r| r.get(0),
+    )?;
     let oldest: Option<String> = c
         .query_row(
             "SELECT created_at FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1",
@@ -166,7 +182,8 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
         .optional()?;
     let mut rejects_by_reason = BTreeMap::new();
     {
-        let mut stmt = c.prepare("SELECT reason, count(*) FROM rejects GROUP BY reason ORDER BY reason")?;
+        let mut stmt =
+            c.prepare("SELECT reason, count(*) FROM rejects GROUP BY reason ORDER BY reason")?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             let (k, v) = row?;
             rejects_by_reason.insert(k, v);
@@ -193,7 +210,15 @@ pub fn print(st: &Status) {
     println!("store: {}", st.store);
     println!(
         "{:<10} {:<16} {:<8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<26} cursor",
-        "source", "stream", "last", "fetched", "new", "changed", "rejected", "records", "last success"
+        "source",
+        "stream",
+        "last",
+        "fetched",
+        "new",
+        "changed",
+        "rejected",
+        "records",
+        "last success"
     );
     for s in &st.streams {
         println!(
@@ -239,7 +264,11 @@ pub fn print(st: &Status) {
         println!("last push: {p}");
     }
     if !st.rejects_by_reason.is_empty() {
-        let r: Vec<String> = st.rejects_by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let r: Vec<String> = st
+            .rejects_by_reason
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         println!("quarantine: {}", r.join(", "));
     }
     if st.healthy {
@@ -255,7 +284,16 @@ pub fn print(st: &Status) {
 pub fn print_sync_report(r: &SyncReport) {
     println!(
         "{:<10} {:<16} {:<6} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
-        "source", "stream", "result", "pages", "fetched", "new", "changed", "unchanged", "rejected", "deleted"
+        "source",
+        "stream",
+        "result",
+        "pages",
+        "fetched",
+        "new",
+        "changed",
+        "unchanged",
+        "rejected",
+        "deleted"
     );
     for s in &r.streams {
         println!(
@@ -281,14 +319,22 @@ pub fn print_sync_report(r: &SyncReport) {
         rc.records, rc.persons_created, rc.persons_changed, rc.persons_retired, rc.domain_changed, rc.events
     );
     if let Some(p) = &r.push {
-        println!("push: {} events sent in {} batches, {} dead letters", p.sent, p.batches, p.dead);
+        println!(
+            "push: {} events sent in {} batches, {} dead letters",
+            p.sent, p.batches, p.dead
+        );
     }
     if let Some(e) = &r.push_error {
         println!("push FAILED: {e}");
     }
 }
 
-pub fn print_rejects(store: &Store, source: Option<&str>, reason: Option<&str>, limit: usize) -> Result<(), StoreError> {
+pub fn print_rejects(
+    store: &Store,
+    source: Option<&str>,
+    reason: Option<&str>,
+    limit: usize,
+) -> Result<(), StoreError> {
     let mut stmt = store.conn().prepare(
         "SELECT source, stream, COALESCE(source_key, '-'), field, reason, detail, raw_value, whole_record, at
          FROM rejects WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR reason = ?2)

@@ -38,7 +38,9 @@ impl FieldPath {
         let text = path.to_string();
         let mut segments = Vec::new();
         let parts: Vec<String> = if let Some(p) = path.strip_prefix('/') {
-            p.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect()
+            p.split('/')
+                .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                .collect()
         } else {
             split_dotted(path)
         };
@@ -140,7 +142,13 @@ fn json_type_bit(v: &Value) -> u8 {
 
 /// Names of the JSON types in a type bit set, e.g. `string|number`.
 pub fn json_type_name(types: u8) -> String {
-    let names = [(1, "boolean"), (2, "number"), (4, "string"), (8, "array"), (16, "object")];
+    let names = [
+        (1, "boolean"),
+        (2, "number"),
+        (4, "string"),
+        (8, "array"),
+        (16, "object"),
+    ];
     let v: Vec<&str> = names
         .iter()
         .filter(|(b, _)| types & b != 0)
@@ -214,7 +222,11 @@ impl Mapping {
                 CompiledField {
                     name: name.clone(),
                     path: FieldPath::parse(&spec.path),
-                    code_table: spec.map.as_ref().and_then(|t| config.code_tables.get(t)).cloned(),
+                    code_table: spec
+                        .map
+                        .as_ref()
+                        .and_then(|t| config.code_tables.get(t))
+                        .cloned(),
                     spec,
                     ty,
                 }
@@ -298,7 +310,10 @@ impl Mapping {
                         rec.field_rejects.push(FieldReject {
                             field: f.name.clone(),
                             reason: RejectReason::RecordMalformed,
-                            detail: format!("{:?} is an object or array, expected a value", f.path.as_str()),
+                            detail: format!(
+                                "{:?} is an object or array, expected a value",
+                                f.path.as_str()
+                            ),
                             raw: truncate(&v.to_string(), 64),
                         });
                         continue;
@@ -316,11 +331,9 @@ impl Mapping {
             }
             let result = match f.ty {
                 FieldKind::Person => self.person_field(&mut rec.person, &f.name, &value, &f.spec),
-                FieldKind::Domain(ty) => self
-                    .domain_value(ty, &value, f)
-                    .map(|v| {
-                        rec.fields.insert(f.name.clone(), v);
-                    }),
+                FieldKind::Domain(ty) => self.domain_value(ty, &value, f).map(|v| {
+                    rec.fields.insert(f.name.clone(), v);
+                }),
             };
             if let Err(reject) = result {
                 if f.name == "id_number" {
@@ -396,7 +409,12 @@ impl Mapping {
         Ok(())
     }
 
-    fn domain_value(&self, ty: FieldType, value: &str, f: &CompiledField) -> Result<FieldValue, Reject> {
+    fn domain_value(
+        &self,
+        ty: FieldType,
+        value: &str,
+        f: &CompiledField,
+    ) -> Result<FieldValue, Reject> {
         let value = map_code(value, &f.spec, f.code_table.as_ref())?;
         Ok(match ty {
             FieldType::Text => FieldValue::Text(text::clean(&value)),
@@ -412,9 +430,9 @@ impl Mapping {
                 };
                 FieldValue::Int(money::to_fen(&value, unit)?)
             }
-            FieldType::Date => {
-                FieldValue::Text(datetime::parse_date(&value, f.spec.format.as_deref())?.to_string())
-            }
+            FieldType::Date => FieldValue::Text(
+                datetime::parse_date(&value, f.spec.format.as_deref())?.to_string(),
+            ),
             FieldType::DateTime => FieldValue::Text(
                 datetime::parse_datetime(&value, f.spec.format.as_deref(), self.tz)?.to_rfc3339(),
             ),
@@ -458,9 +476,14 @@ fn hours_to_minutes(value: &str) -> Result<i64, Reject> {
 /// A cursor value in canonical text: RFC 3339 for times, decimal for integer versions.
 pub fn cursor_text(value: &str, format: Option<&str>, tz: Tz) -> Option<String> {
     if format == Some("integer") {
-        return text::clean(value).parse::<i64>().ok().map(|i| i.to_string());
+        return text::clean(value)
+            .parse::<i64>()
+            .ok()
+            .map(|i| i.to_string());
     }
-    datetime::parse_datetime(value, format, tz).ok().map(|d| d.to_rfc3339())
+    datetime::parse_datetime(value, format, tz)
+        .ok()
+        .map(|d| d.to_rfc3339())
 }
 
 /// A JSON scalar as text; `None` for objects and arrays.
@@ -478,7 +501,10 @@ fn is_truthy(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
         Value::Number(n) => n.as_i64().unwrap_or(0) != 0,
-        Value::String(s) => matches!(s.trim().to_lowercase().as_str(), "1" | "true" | "y" | "yes" | "deleted" | "是"),
+        Value::String(s) => matches!(
+            s.trim().to_lowercase().as_str(),
+            "1" | "true" | "y" | "yes" | "deleted" | "是"
+        ),
         _ => false,
     }
 }
@@ -495,13 +521,22 @@ mod tests {
     #[test]
     fn paths_pointer_dotted_and_filter() {
         let v = json!({"identifier": [{"system": "a", "value": "1"}, {"system": "urn:oid:2.16.156", "value": "2"}], "name": [{"text": "张三"}]});
-        assert_eq!(FieldPath::parse("/name/0/text").get(&v), Some(&json!("张三")));
-        assert_eq!(FieldPath::parse("name.0.text").get(&v), Some(&json!("张三")));
+        assert_eq!(
+            FieldPath::parse("/name/0/text").get(&v),
+            Some(&json!("张三"))
+        );
+        assert_eq!(
+            FieldPath::parse("name.0.text").get(&v),
+            Some(&json!("张三"))
+        );
         assert_eq!(
             FieldPath::parse("identifier[system=urn:oid:2.16.156].value").get(&v),
             Some(&json!("2"))
         );
-        assert_eq!(FieldPath::parse("identifier[system=zzz].value").get(&v), None);
+        assert_eq!(
+            FieldPath::parse("identifier[system=zzz].value").get(&v),
+            None
+        );
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl Pusher {
         let size = self.config.batch_size.max(1);
         let bytes = self.config.batch_bytes.max(1);
         let gzip = self.config.gzip;
-        let first = store_step(store, None, Some(0), size, bytes, gzip).await?;
+        let first = store_step(store, &self.path, None, Some(0), size, bytes, gzip).await?;
         stats.superseded += first.superseded;
         let mut current = first.next;
         let mut unacked: Option<(Batch, BatchResponse)> = None;
@@ -153,7 +153,15 @@ impl Pusher {
             let form_next = max_batches
                 .is_none_or(|m| stats.batches + 1 < m)
                 .then(|| batch.id_range().1);
-            let step = store_step(store, unacked.take(), form_next, size, bytes, gzip);
+            let step = store_step(
+                store,
+                &self.path,
+                unacked.take(),
+                form_next,
+                size,
+                bytes,
+                gzip,
+            );
             let ((response, retries), step) = tokio::join!(self.send(&batch), step);
             stats.retries += retries;
             let step = step?;
@@ -184,7 +192,7 @@ impl Pusher {
             }
         }
         if let Some(done) = unacked {
-            let step = store_step(store, Some(done), None, size, bytes, gzip).await?;
+            let step = store_step(store, &self.path, Some(done), None, size, bytes, gzip).await?;
             stats.sent += step.sent;
             stats.dead += step.dead;
         }
@@ -363,8 +371,10 @@ pub fn backoff_delay(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
 
 /// One blocking store transaction: stores the acknowledgement of `ack` (if any), then forms the
 /// next batch after outbox id `after` (if asked).
+#[allow(clippy::too_many_arguments)]
 async fn store_step(
     store: &Arc<Mutex<Store>>,
+    destination: &str,
     ack: Option<(Batch, BatchResponse)>,
     after: Option<i64>,
     size: usize,
@@ -375,13 +385,14 @@ async fn store_step(
         return Ok(StoreStep::default());
     }
     let store = store.clone();
+    let destination = destination.to_string();
     tokio::task::spawn_blocking(move || -> Result<StoreStep, PushError> {
         let mut guard = store
             .lock()
             .map_err(|_| PushError::Setup("store lock poisoned".into()))?;
         let mut step = StoreStep::default();
         if let Some((batch, response)) = &ack {
-            let (sent, dead) = acknowledge(&mut guard, batch, response)?;
+            let (sent, dead) = acknowledge(&mut guard, &destination, batch, response)?;
             step.sent = sent;
             step.dead = dead;
         }
@@ -583,6 +594,7 @@ fn is_gzip(body: &[u8]) -> bool {
 
 fn acknowledge(
     store: &mut Store,
+    destination: &str,
     batch: &Batch,
     response: &BatchResponse,
 ) -> Result<(u64, u64), PushError> {
@@ -623,6 +635,19 @@ fn acknowledge(
         "INSERT INTO push_log (at, batch_key, events, outcome, detail) VALUES (?1, ?2, ?3, 'ok', ?4)",
         params![now, batch.key, batch.rows.len() as i64, format!("{sent} sent, {dead} dead")],
     )?;
+    // The tamper-evident trail of what left the store: in the acknowledging transaction.
+    {
+        use sha2::Digest as _;
+        let details = serde_json::json!({
+            "destination": destination,
+            "idempotency_key": batch.key,
+            "event_ids": batch.rows.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>(),
+            "content_sha256": hex::encode(sha2::Sha256::digest(&batch.body)),
+            "sent": sent,
+            "dead": dead,
+        });
+        crate::audit::append(&tx, "push_batch", "community-sync", &details)?;
+    }
     tx.commit()?;
     Ok((sent, dead))
 }

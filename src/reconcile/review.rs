@@ -237,7 +237,19 @@ pub fn record_decision(
         }
         None => None,
     };
-    // AUDIT: the tamper-evident audit record of this decision goes here (same transaction).
+    // The tamper-evident audit record of this decision, in the same transaction.
+    crate::audit::append(
+        tx,
+        "review_decision",
+        user,
+        &serde_json::json!({
+            "action": action,
+            "item": item_id,
+            "person": p1,
+            "other_person": p2,
+            "records": records,
+        }),
+    )?;
     tx.execute(
         "INSERT INTO decisions (action, item_id, person_id, other_person_id, records, by_user, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

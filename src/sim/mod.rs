@@ -32,10 +32,10 @@
 //! Deleting is possible where the vendor API has a flag: cardholders (`scbz`), volunteers
 //! (`deleted`), elders (`is_deleted`).
 
-pub mod variants;
 mod hard_cases;
 mod names;
 mod platform;
+pub mod variants;
 pub(crate) mod vendors;
 pub(crate) mod world;
 
@@ -463,8 +463,10 @@ fn compute_truth(w: &World) -> GroundTruth {
                 t.resident_of_record
                     .insert((sk.0.clone(), sk.1.clone(), s.key(rec.no)), r as usize);
                 if let Some(kind) = w.case_kind.get(&(s.idx(), rec.no)) {
-                    t.case_of_record
-                        .insert((sk.0.clone(), sk.1.clone(), s.key(rec.no)), kind.to_string());
+                    t.case_of_record.insert(
+                        (sk.0.clone(), sk.1.clone(), s.key(rec.no)),
+                        kind.to_string(),
+                    );
                 }
             } else {
                 accepted += 1;

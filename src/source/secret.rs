@@ -147,7 +147,11 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path().join("sec"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::set_permissions(
+                dir.path().join("sec"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
         }
         let s = resolve(&sref(None, Some("sec"), None), dir.path()).unwrap();
         assert_eq!(s.expose(), "abc");
@@ -165,7 +169,12 @@ mod tests {
         assert!(e.0.contains("chmod 600") && e.0.contains("sec"), "{}", e.0);
         assert!(!e.0.contains("abc"));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert_eq!(resolve(&sref(None, Some("sec"), None), dir.path()).unwrap().expose(), "abc");
+        assert_eq!(
+            resolve(&sref(None, Some("sec"), None), dir.path())
+                .unwrap()
+                .expose(),
+            "abc"
+        );
     }
 
     #[test]

@@ -221,7 +221,13 @@ impl Store {
         )?)
     }
 
-    pub fn begin_run(&mut self, source: &str, stream: &str, kind: &str, trigger: &str) -> Result<i64> {
+    pub fn begin_run(
+        &mut self,
+        source: &str,
+        stream: &str,
+        kind: &str,
+        trigger: &str,
+    ) -> Result<i64> {
         let cursor = self.cursor(source, stream)?;
         self.conn.execute(
             "INSERT INTO runs (source, stream, kind, trigger, started_at, status, cursor_before)
@@ -253,7 +259,12 @@ impl Store {
 
     /// Writes one batch in one transaction; with `finish`, the cursor advances and the run
     /// closes in that same transaction.
-    pub fn ingest(&mut self, at: &StreamRef<'_>, batch: &[Ingest], finish: Option<&Finish>) -> Result<IngestStats> {
+    pub fn ingest(
+        &mut self,
+        at: &StreamRef<'_>,
+        batch: &[Ingest],
+        finish: Option<&Finish>,
+    ) -> Result<IngestStats> {
         let now = now_text();
         let tx = self.conn.transaction().map_err(classify)?;
         let mut stats = ingest_in(&tx, &self.codec, at, batch, &now)?;
@@ -265,7 +276,11 @@ impl Store {
             totals.add(&stats);
             // A record that changed under the run's feet may have shifted a neighbour past a
             // page boundary: keep the old cursor so the next run reads the window again.
-            let cursor = if totals.moved > 0 { None } else { f.cursor.as_ref() };
+            let cursor = if totals.moved > 0 {
+                None
+            } else {
+                f.cursor.as_ref()
+            };
             if let Some(cursor) = cursor {
                 tx.execute(
                     "INSERT INTO sync_state (source, stream, cursor, last_run_id, updated_at)
@@ -302,7 +317,14 @@ impl Store {
     }
 
     /// Closes a failed run; its cursor stays where it was.
-    pub fn fail_run(&mut self, run_id: i64, error: &str, pages: u64, fetched: u64, totals: &IngestStats) -> Result<()> {
+    pub fn fail_run(
+        &mut self,
+        run_id: i64,
+        error: &str,
+        pages: u64,
+        fetched: u64,
+        totals: &IngestStats,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE runs SET status = 'failed', finished_at = ?2, error = ?3, pages = ?4, fetched = ?5,
              inserted = ?6, updated = ?7, unchanged = ?8, rejected = ?9, deleted = ?10 WHERE id = ?1",
@@ -343,7 +365,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut drifts = Vec::new();
         for (i, field) in fields.iter().enumerate() {
-            let Some(seen) = profile.fields.get(i) else { continue };
+            let Some(seen) = profile.fields.get(i) else {
+                continue;
+            };
             let stored: Option<u8> = tx
                 .query_row(
                     "SELECT json_types FROM stream_fields WHERE source = ?1 AND stream = ?2 AND field = ?3",
@@ -353,18 +377,28 @@ impl Store {
                 .optional()?;
             let (kind, detail, new_types) = match stored {
                 None if seen.present > 0 => (None, String::new(), Some(seen.types)),
-                Some(old) if old != 0 && seen.present == 0 && profile.records >= MIN_RECORDS_FOR_MISSING => (
-                    Some("missing"),
-                    format!(
-                        "absent from all {} records of this run (was {})",
-                        profile.records,
-                        json_type_name(old)
-                    ),
-                    Some(0),
-                ),
+                Some(old)
+                    if old != 0
+                        && seen.present == 0
+                        && profile.records >= MIN_RECORDS_FOR_MISSING =>
+                {
+                    (
+                        Some("missing"),
+                        format!(
+                            "absent from all {} records of this run (was {})",
+                            profile.records,
+                            json_type_name(old)
+                        ),
+                        Some(0),
+                    )
+                }
                 Some(old) if seen.present > 0 && old != 0 && seen.types & !old != 0 => (
                     Some("type_changed"),
-                    format!("now {}, was {}", json_type_name(seen.types), json_type_name(old)),
+                    format!(
+                        "now {}, was {}",
+                        json_type_name(seen.types),
+                        json_type_name(old)
+                    ),
                     Some(old | seen.types),
                 ),
                 Some(0) if seen.present > 0 => (None, String::new(), Some(seen.types)),
@@ -395,7 +429,14 @@ impl Store {
     }
 
     /// Records a finished non-stream run (reconcile, push) for status.
-    pub fn record_run(&mut self, source: &str, kind: &str, trigger: &str, ok: bool, error: Option<&str>) -> Result<()> {
+    pub fn record_run(
+        &mut self,
+        source: &str,
+        kind: &str,
+        trigger: &str,
+        ok: bool,
+        error: Option<&str>,
+    ) -> Result<()> {
         let now = now_text();
         self.conn.execute(
             "INSERT INTO runs (source, stream, kind, trigger, started_at, finished_at, status, error)
@@ -435,7 +476,10 @@ fn ingest_in(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     let mut seen = if at.full_refresh {
-        Some(tx.prepare_cached(&format!("INSERT OR IGNORE INTO temp.seen_{} (id) VALUES (?1)", at.run_id))?)
+        Some(tx.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO temp.seen_{} (id) VALUES (?1)",
+            at.run_id
+        ))?)
     } else {
         None
     };
@@ -474,12 +518,18 @@ fn ingest_in(
             }
         }
         let (status, normalized, updated_at, deleted, id_key, np_key, person_ref) = match item {
-            Ingest::Ok { record, deleted, .. } => (
+            Ingest::Ok {
+                record, deleted, ..
+            } => (
                 "ok",
                 Some(serde_json::to_string(record).unwrap_or_default()),
                 record.updated_at.clone(),
                 *deleted,
-                record.person.id_number.as_deref().map(|i| codec.blind("id", i)),
+                record
+                    .person
+                    .id_number
+                    .as_deref()
+                    .map(|i| codec.blind("id", i)),
                 match (&record.person.name, &record.person.phone) {
                     (Some(n), Some(p)) => Some(codec.blind("np", &format!("{n}|{p}"))),
                     _ => None,
@@ -584,7 +634,11 @@ fn ingest_in(
 }
 
 /// Appends an event to the outbox. Call it inside the transaction that makes the change.
-pub fn enqueue_event(tx: &Transaction<'_>, codec: &Codec, event: &crate::model::Event) -> Result<()> {
+pub fn enqueue_event(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    event: &crate::model::Event,
+) -> Result<()> {
     let payload = serde_json::to_string(event).unwrap_or_default();
     tx.prepare_cached(
         "INSERT INTO outbox (event_id, entity, entity_key, version, op, payload, created_at)
@@ -618,7 +672,9 @@ fn mark_unseen_deleted(tx: &Transaction<'_>, at: &StreamRef<'_>, now: &str) -> R
 
 fn classify(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => StoreError::Locked(e),
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Locked(e)
+        }
         _ => StoreError::Sql(e),
     }
 }
@@ -695,10 +751,22 @@ mod tests {
         let s2 = store.ingest(&at, &batch, None).unwrap();
         assert_eq!(s2.unchanged, 2);
         assert_eq!(s2.written(), 0);
-        assert_eq!(store.conn().total_changes(), changes_before, "no row may be written");
-        let s3 = store.ingest(&at, &[rec("1", "13900000000").0], None).unwrap();
+        assert_eq!(
+            store.conn().total_changes(),
+            changes_before,
+            "no row may be written"
+        );
+        let s3 = store
+            .ingest(&at, &[rec("1", "13900000000").0], None)
+            .unwrap();
         assert_eq!(s3.updated, 1);
-        assert_eq!(count(&store, "SELECT count(*) FROM source_records WHERE dirty = 1"), 2);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM source_records WHERE dirty = 1"
+            ),
+            2
+        );
     }
 
     #[test]
@@ -715,7 +783,9 @@ mod tests {
             entity: EntityKind::CardAccount,
             run_started: "2000-01-01T00:00:00.000Z",
         };
-        store.ingest(&at, &[rec("1", "13800000000").0], None).unwrap();
+        store
+            .ingest(&at, &[rec("1", "13800000000").0], None)
+            .unwrap();
         assert_eq!(store.cursor("a", "b").unwrap(), None);
         let finish = Finish {
             cursor: Some("2024-05-01T10:00:00+08:00".into()),
@@ -725,10 +795,18 @@ mod tests {
             complete_full_refresh: false,
         };
         store.ingest(&at, &[], Some(&finish)).unwrap();
-        assert_eq!(store.cursor("a", "b").unwrap().as_deref(), Some("2024-05-01T10:00:00+08:00"));
+        assert_eq!(
+            store.cursor("a", "b").unwrap().as_deref(),
+            Some("2024-05-01T10:00:00+08:00")
+        );
         let run2 = store.begin_run("a", "b", "sync", "test").unwrap();
-        store.fail_run(run2, "boom", 0, 0, &IngestStats::default()).unwrap();
-        assert_eq!(store.cursor("a", "b").unwrap().as_deref(), Some("2024-05-01T10:00:00+08:00"));
+        store
+            .fail_run(run2, "boom", 0, 0, &IngestStats::default())
+            .unwrap();
+        assert_eq!(
+            store.cursor("a", "b").unwrap().as_deref(),
+            Some("2024-05-01T10:00:00+08:00")
+        );
     }
 
     #[test]
@@ -747,7 +825,11 @@ mod tests {
         };
         store.begin_full_refresh(run).unwrap();
         store
-            .ingest(&at, &[rec("1", "13800000000").0, rec("2", "13800000001").0], None)
+            .ingest(
+                &at,
+                &[rec("1", "13800000000").0, rec("2", "13800000001").0],
+                None,
+            )
             .unwrap();
         let finish = Finish {
             cursor: None,
@@ -760,10 +842,18 @@ mod tests {
         let run2 = store.begin_run("a", "b", "sync", "test").unwrap();
         let at2 = StreamRef { run_id: run2, ..at };
         store.begin_full_refresh(run2).unwrap();
-        store.ingest(&at2, &[rec("1", "13800000000").0], None).unwrap();
+        store
+            .ingest(&at2, &[rec("1", "13800000000").0], None)
+            .unwrap();
         let s = store.ingest(&at2, &[], Some(&finish)).unwrap();
         assert_eq!(s.deleted, 1);
-        assert_eq!(count(&store, "SELECT count(*) FROM source_records WHERE deleted = 1"), 1);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM source_records WHERE deleted = 1"
+            ),
+            1
+        );
         assert_eq!(count(&store, "SELECT deleted FROM runs WHERE id = 2"), 1);
     }
 }

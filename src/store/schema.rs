@@ -4,7 +4,13 @@
 use rusqlite_migration::{Migrations, M};
 
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V_DRIFT), M::up(V_DAEMON), M::up(V_MATCHING), M::up(V_SECURITY)])
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V_DRIFT),
+        M::up(V_DAEMON),
+        M::up(V_MATCHING),
+        M::up(V_SECURITY),
+    ])
 }
 
 const V1: &str = r#"

@@ -25,7 +25,8 @@ pub async fn sim(residents: usize) -> Sim {
 /// A context on a fresh store in `dir`, configured from the example config for `sim`, with
 /// the settle delay set to 0 so that changes made a moment ago are fetched.
 pub fn context(sim: &Sim, dir: &Path) -> Context {
-    let config_path = demo::write_sim_config(sim, dir, &dir.join("store.db")).expect("config written");
+    let config_path =
+        demo::write_sim_config(sim, dir, &dir.join("store.db")).expect("config written");
     let mut config = Config::load(&config_path).expect("config valid");
     for s in &mut config.sources {
         for t in &mut s.streams {
@@ -64,6 +65,11 @@ pub fn table_counts(ctx: &Context) -> Vec<(String, i64)> {
         "dead_letters",
     ]
     .iter()
-    .map(|t| (t.to_string(), count(ctx, &format!("SELECT count(*) FROM {t}"))))
+    .map(|t| {
+        (
+            t.to_string(),
+            count(ctx, &format!("SELECT count(*) FROM {t}")),
+        )
+    })
     .collect()
 }
