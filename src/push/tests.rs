@@ -137,7 +137,10 @@ fn acknowledge_marks_sent_and_dead_letters_rejections() {
             {"event_id":"person:P2:1","status":"rejected","code":422,"reason":"bad phone"}]}"#,
     )
     .unwrap();
-    assert_eq!(acknowledge(&mut s, "/api/v1/events", &b, &resp).unwrap(), (2, 1));
+    assert_eq!(
+        acknowledge(&mut s, "/api/v1/events", &b, &resp).unwrap(),
+        (2, 1)
+    );
     let st: Vec<String> = states(&s).into_iter().map(|r| r.1).collect();
     assert_eq!(st, ["sent", "dead", "sent"]);
     let (code, reason): (i64, String) = s
@@ -148,7 +151,10 @@ fn acknowledge_marks_sent_and_dead_letters_rejections() {
         .unwrap();
     assert_eq!((code, reason.as_str()), (422, "bad phone"));
     // A second acknowledgement (replay) changes nothing.
-    assert_eq!(acknowledge(&mut s, "/api/v1/events", &b, &resp).unwrap(), (0, 0));
+    assert_eq!(
+        acknowledge(&mut s, "/api/v1/events", &b, &resp).unwrap(),
+        (0, 0)
+    );
     assert_eq!(
         form_batch(&mut s, 0, 10, 1 << 20, false)
             .unwrap()
