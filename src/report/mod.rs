@@ -480,19 +480,21 @@ mod tests {
     fn review_summary_reads_whatever_table_exists() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
-        assert!(!table_exists(&store, "review_items").unwrap());
+        assert!(table_exists(&store, "review_items").unwrap());
         store
             .conn()
             .execute_batch(
-                "CREATE TABLE review_items (id INTEGER PRIMARY KEY, kind TEXT, status TEXT);
-                 INSERT INTO review_items (kind, status) VALUES ('conflict','open'),('near_match','open'),('conflict','resolved');",
+                "INSERT INTO review_items (kind, record_id, person_id, detail, state, created_at) VALUES
+                   ('conflict', 1, 1, 'birth_date differs', 'open', '2026-01-01'),
+                   ('match', 2, 1, 'score 0.7', 'open', '2026-01-01'),
+                   ('conflict', 3, 2, 'gender differs', 'accepted', '2026-01-01');",
             )
             .unwrap();
         let s = review_summary(&store).unwrap();
         assert_eq!(s.total, 3);
         assert_eq!(s.open, 2);
         assert_eq!(s.by_kind.get("conflict"), Some(&2));
-        assert_eq!(s.by_status.get("resolved"), Some(&1));
+        assert_eq!(s.by_status.get("accepted"), Some(&1));
     }
 
     #[test]
