@@ -3,13 +3,13 @@
 //! source machinery (`source::auth::Auth`), applied here to the push requests.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use url::Url;
 
 use super::PushError;
-use crate::source::auth::{token_margin, Auth, CachedToken};
+use crate::source::auth::{Auth, CachedToken};
 use crate::source::config::AuthConfig;
 use crate::source::secret::Secret;
 use crate::source::SourceError;
@@ -152,23 +152,7 @@ impl PlatformAuth {
                 crate::mask::scrub_text(&e.to_string())
             ))
         })?;
-        let body = body
-            .strip_prefix(b"\xEF\xBB\xBF".as_slice())
-            .unwrap_or(&body);
-        let doc: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|_| err("the token response is not JSON".into()))?;
-        let token = doc
-            .get("access_token")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| err("the token response has no access_token".into()))?;
-        let expires_in = match doc.get("expires_in") {
-            Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3600),
-            Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(3600),
-            _ => 3600,
-        };
-        let lifetime = Duration::from_secs(expires_in).saturating_sub(token_margin(expires_in));
-        let token = Secret::new(token);
+        let (token, lifetime) = crate::source::auth::parse_token_response(&body).map_err(err)?;
         *guard = Some(CachedToken {
             token: token.clone(),
             valid_until: Instant::now() + lifetime,

@@ -156,6 +156,30 @@ pub fn nonce() -> String {
     format!("{n:016x}")
 }
 
+/// Reads an OAuth2 token endpoint's answer: the token and how long to use it (its lifetime
+/// less a safety margin). A UTF-8 BOM is tolerated (vendors that send one on data endpoints
+/// send it here too). The error says what was wrong, never the body.
+pub fn parse_token_response(body: &[u8]) -> Result<(Secret, std::time::Duration), String> {
+    let body = body
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(body);
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "the token response is not JSON".to_string())?;
+    let token = doc
+        .get("access_token")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| "the token response has no access_token".to_string())?;
+    let expires_in = match doc.get("expires_in") {
+        Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3600),
+        Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(3600),
+        _ => 3600,
+    };
+    let lifetime =
+        std::time::Duration::from_secs(expires_in).saturating_sub(token_margin(expires_in));
+    Ok((Secret::new(token), lifetime))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -565,31 +565,14 @@ impl Http {
         if !status.is_success() {
             return Err(token_err(format!("HTTP {}", status.as_u16())));
         }
-        // Token endpoints of the same vendor share its quirks: a UTF-8 BOM is tolerated here too.
-        let body = fetched_resp
-            .strip_prefix(b"\xEF\xBB\xBF".as_slice())
-            .unwrap_or(&fetched_resp);
-        let doc: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|_| token_err("the token response is not JSON".into()))?;
-        let token = doc
-            .get("access_token")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| token_err("the token response has no access_token".into()))?;
-        let expires_in = match doc.get("expires_in") {
-            Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3600),
-            Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(3600),
-            _ => 3600,
-        };
-        let lifetime =
-            Duration::from_secs(expires_in).saturating_sub(super::auth::token_margin(expires_in));
-        let token = Secret::new(token);
+        let (token, lifetime) =
+            super::auth::parse_token_response(&fetched_resp).map_err(token_err)?;
         *guard = Some(CachedToken {
             token: token.clone(),
             valid_until: Instant::now() + lifetime,
         });
         fetched.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(source = %self.cfg.name, path = %path, expires_in, "fetched OAuth2 token");
+        tracing::debug!(source = %self.cfg.name, path = %path, lifetime_secs = lifetime.as_secs(), "fetched OAuth2 token");
         Ok(token)
     }
 
