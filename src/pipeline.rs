@@ -392,18 +392,14 @@ async fn sync_stream_run(
         let error = error.clone();
         let new_cursor = new_cursor.clone();
         let entity = stream.entity;
-        let mapping_fields: Vec<String> = Mapping::compile(&ctx.config, stream)
-            .field_names()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
         let drift_action = stream.schema_drift;
         let run_started = run_started.clone();
         tokio::task::spawn_blocking(move || -> Result<(IngestStats, Option<String>), crate::store::StoreError> {
             let mut g = store.lock().map_err(|_| poisoned())?;
             let mut error = error;
             if error.is_none() && records > 0 {
-                let names: Vec<&str> = mapping_fields.iter().map(String::as_str).collect();
+                // The writer's compiled mapping recorded the field names in the profile.
+                let names: Vec<&str> = profile.names.iter().map(String::as_str).collect();
                 let drifts = g.check_drift(&s, &t, run_id, &names, &profile)?;
                 for d in &drifts {
                     tracing::warn!(source = %s, stream = %t, run_id, field = %d.field, kind = %d.kind, "schema drift: {}", d.detail);

@@ -118,6 +118,8 @@ fn split_dotted(path: &str) -> Vec<String> {
 #[derive(Debug, Clone, Default)]
 pub struct FieldProfile {
     pub records: u64,
+    /// Canonical field names, in the order of `fields`.
+    pub names: Vec<String>,
     pub fields: Vec<FieldSeen>,
 }
 
@@ -256,6 +258,7 @@ impl Mapping {
     pub fn observe(&self, raw: &Value, profile: &mut FieldProfile) {
         if profile.fields.len() != self.fields.len() {
             profile.fields = vec![FieldSeen::default(); self.fields.len()];
+            profile.names = self.fields.iter().map(|f| f.name.clone()).collect();
         }
         profile.records += 1;
         for (f, seen) in self.fields.iter().zip(profile.fields.iter_mut()) {
