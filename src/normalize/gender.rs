@@ -38,9 +38,36 @@ pub fn contradicts_id(gender: Gender, id: &IdNumber) -> bool {
     matches!(gender, Gender::Male | Gender::Female) && gender != id.gender
 }
 
+/// The same check on an already normalized 18-digit number (its 17th digit: odd = male),
+/// without parsing it again.
+pub fn contradicts_id_number(gender: Gender, id18: &str) -> bool {
+    let encoded = match id18.as_bytes().get(16) {
+        Some(d) if d.is_ascii_digit() => {
+            if (d - b'0') % 2 == 1 {
+                Gender::Male
+            } else {
+                Gender::Female
+            }
+        }
+        _ => return false,
+    };
+    matches!(gender, Gender::Male | Gender::Female) && gender != encoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contradiction_on_a_normalized_number() {
+        assert!(contradicts_id_number(Gender::Female, "11010519491231001X"));
+        assert!(!contradicts_id_number(Gender::Male, "11010519491231001X"));
+        assert!(!contradicts_id_number(
+            Gender::Unknown,
+            "11010519491231001X"
+        ));
+        assert!(!contradicts_id_number(Gender::Male, "short"));
+    }
 
     #[test]
     fn spellings() {

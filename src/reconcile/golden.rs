@@ -350,28 +350,18 @@ fn hard_fields(
     // A stated gender that contradicts the record's own ID number.
     for c in candidates {
         if let (Some(g), Some(id)) = (c.person.gender, c.person.id_number.as_deref()) {
-            let id_male = id
-                .chars()
-                .nth(16)
-                .and_then(|d| d.to_digit(10))
-                .map(|d| d % 2 == 1);
-            let stated_male = match g {
-                1 => Some(true),
-                2 => Some(false),
-                _ => None,
-            };
-            if let (Some(a), Some(b)) = (id_male, stated_male) {
-                if a != b {
-                    crate::reconcile::review::raise(
-                        tx,
-                        "gender_id",
-                        Some(c.record_id),
-                        Some(pid),
-                        Some("gender"),
-                        None,
-                        "the stated gender contradicts the gender encoded in the ID number",
-                    )?;
-                }
+            let stated =
+                crate::model::Gender::from_code(g).unwrap_or(crate::model::Gender::Unknown);
+            if crate::normalize::gender::contradicts_id_number(stated, id) {
+                crate::reconcile::review::raise(
+                    tx,
+                    "gender_id",
+                    Some(c.record_id),
+                    Some(pid),
+                    Some("gender"),
+                    None,
+                    "the stated gender contradicts the gender encoded in the ID number",
+                )?;
             }
         }
     }
