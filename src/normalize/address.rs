@@ -143,13 +143,13 @@ fn to_string(s: &[char]) -> String {
 }
 
 fn strip_province(s: &[char]) -> &[char] {
-    for (_, name) in divisions::provinces() {
+    for &(_, name) in divisions::provinces() {
         if let Some(r) = strip_str(s, name) {
             return r;
         }
     }
     // Short province names ("江西南昌...") only before a city name.
-    for (_, name) in divisions::provinces() {
+    for &(_, name) in divisions::provinces() {
         let short = name
             .trim_end_matches("省")
             .trim_end_matches("自治区")
@@ -169,7 +169,12 @@ fn strip_province(s: &[char]) -> &[char] {
 /// followed by 县/区/市, so `南昌县` stays a county).
 fn city_prefix(s: &[char]) -> Option<usize> {
     let mut best: Option<usize> = None;
-    for (_, name) in divisions::cities() {
+    let first = s.first().copied()?;
+    for &(_, name) in divisions::cities() {
+        // Full and short forms share the first character: most names are skipped here.
+        if !name.starts_with(first) {
+            continue;
+        }
         if matches!(
             name,
             "市辖区" | "县" | "省直辖县级行政区划" | "自治区直辖县级行政区划"

@@ -96,17 +96,24 @@ pub fn county_codes_by_name(name: &str) -> &'static [&'static str] {
 }
 
 /// All provinces as (code, name), in code order.
-pub fn provinces() -> Vec<(&'static str, &'static str)> {
-    let mut v: Vec<_> = tables().provinces.iter().map(|(c, n)| (*c, *n)).collect();
-    v.sort();
-    v
+pub fn provinces() -> &'static [(&'static str, &'static str)] {
+    // Sorted once: address parsing walks this list for every record.
+    static SORTED: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+    SORTED.get_or_init(|| {
+        let mut v: Vec<_> = tables().provinces.iter().map(|(c, n)| (*c, *n)).collect();
+        v.sort();
+        v
+    })
 }
 
 /// All prefectures as (code, name), in code order.
-pub fn cities() -> Vec<(&'static str, &'static str)> {
-    let mut v: Vec<_> = tables().cities.iter().map(|(c, n)| (*c, *n)).collect();
-    v.sort();
-    v
+pub fn cities() -> &'static [(&'static str, &'static str)] {
+    static SORTED: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+    SORTED.get_or_init(|| {
+        let mut v: Vec<_> = tables().cities.iter().map(|(c, n)| (*c, *n)).collect();
+        v.sort();
+        v
+    })
 }
 
 /// All county codes, in code order (for generating realistic ID numbers).
