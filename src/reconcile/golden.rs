@@ -104,6 +104,7 @@ pub fn refresh_person(
     codec: &Codec,
     config: &Config,
     pid: i64,
+    out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
     type Current = (i64, bool, [Option<String>; 7], String, String);
@@ -161,11 +162,14 @@ pub fn refresh_person(
                 "UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1",
             )?
             .execute(params![pid, v, now])?;
-            store::enqueue_event(
-                tx,
-                codec,
-                &Event::new("person", &person_key(pid), v, Op::Delete, vec![], None),
-            )?;
+            out.push(Event::new(
+                "person",
+                &person_key(pid),
+                v,
+                Op::Delete,
+                vec![],
+                None,
+            ));
             stats.persons_retired += 1;
             stats.events += 1;
         } else if version == 0 {
@@ -240,18 +244,14 @@ pub fn refresh_person(
     if sources_changed {
         changed.push("sources".into());
     }
-    store::enqueue_event(
-        tx,
-        codec,
-        &Event::new(
-            "person",
-            &person_key(pid),
-            v,
-            Op::Upsert,
-            changed,
-            Some(Value::Object(record)),
-        ),
-    )?;
+    out.push(Event::new(
+        "person",
+        &person_key(pid),
+        v,
+        Op::Upsert,
+        changed,
+        Some(Value::Object(record)),
+    ));
     if version == 0 {
         // counted in persons_created
     } else {

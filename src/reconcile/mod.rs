@@ -23,7 +23,7 @@ use crate::model::{EntityKind, Event, NormalizedRecord, Op};
 use crate::store::{self, Codec, Store, StoreError};
 
 /// Records handled per transaction.
-const CHUNK: usize = 10_000;
+const CHUNK: usize = 5_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReconcileStats {
@@ -61,7 +61,11 @@ struct Dirty {
     source_key: String,
     entity: Option<EntityKind>,
     ok: bool,
-    normalized: Option<String>,
+    /// The stored normalized record, still sealed (opened in parallel by `prepare`).
+    sealed: rusqlite::types::Value,
+    normalized: Option<NormalizedRecord>,
+    /// Match features of a live person-carrying record.
+    features: Option<matching::Features>,
     deleted: bool,
     id_key: Option<String>,
     link_stream: Option<String>,
@@ -73,21 +77,30 @@ struct Dirty {
 /// Reconciles every dirty record. Running it again with nothing new changes nothing.
 pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, StoreError> {
     let mut stats = ReconcileStats::default();
-    // Index lookups dominate: a larger page cache for this connection (64 MiB).
-    store.conn().pragma_update(None, "cache_size", -65_536)?;
-    for sql in phase_queries() {
+    store
+        .conn()
+        .pragma_update(None, "cache_size", RECONCILE_CACHE_KIB)?;
+    let codec = store.codec().clone();
+    for phase in Phase::ALL {
+        let mut at = Keyset::START;
         loop {
-            let codec = store.codec().clone();
             let tx = store.conn_mut().transaction()?;
-            let n = run_chunk(&tx, &codec, config, &sql, &mut stats)?;
+            let next = run_chunk(&tx, &codec, config, phase, &at, &mut stats)?;
             tx.commit()?;
-            if n == 0 {
-                break;
+            match next {
+                Some(k) => at = k,
+                // A record made dirty behind the keyset is found by one more pass from the start.
+                None if at != Keyset::START => at = Keyset::START,
+                None => break,
             }
         }
     }
     Ok(stats)
 }
+
+/// Page cache of the reconcile connection, in KiB (SQLite's negative `cache_size`): enough for
+/// the indexes a chunk touches; the daemon must stay small.
+const RECONCILE_CACHE_KIB: i64 = -16_384;
 
 /// Reconciles every dirty record inside `tx` (after a review decision), refreshing `persons`
 /// as well.
@@ -98,63 +111,178 @@ pub fn run_in_tx(
     persons: BTreeSet<i64>,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
-    for sql in phase_queries() {
-        while run_chunk(tx, codec, config, &sql, stats)? > 0 {}
+    for phase in Phase::ALL {
+        let mut at = Keyset::START;
+        loop {
+            match run_chunk(tx, codec, config, phase, &at, stats)? {
+                Some(k) => at = k,
+                None if at != Keyset::START => at = Keyset::START,
+                None => break,
+            }
+        }
     }
+    let mut out = store::OutboxBatch::default();
     for pid in persons {
-        golden::refresh_person(tx, codec, config, pid, stats)?;
+        golden::refresh_person(tx, codec, config, pid, &mut out, stats)?;
     }
-    Ok(())
+    out.flush(tx, codec)
 }
 
-/// Phases: person records (and rejected rows, which may unlink a record), ID-bearing first so
-/// that ID-less ones find their resident (features are stored as each record is handled, so
-/// a chunk sees the records before it); then the rest.
-fn phase_queries() -> [String; 2] {
-    let in_list = EntityKind::ALL
-        .iter()
-        .filter(|k| k.carries_person())
-        .map(|k| format!("'{}'", k.as_str()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let cols =
-        "id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
-                link_stream, person_ref, person_id, COALESCE(updated_at, last_changed)";
-    [
-        format!(
-            "SELECT {cols} FROM source_records
-             WHERE dirty = 1 AND (entity IN ({in_list}) OR status = 'rejected')
-             ORDER BY id_key IS NULL, id_key, id LIMIT {CHUNK}"
-        ),
-        format!("SELECT {cols} FROM source_records WHERE dirty = 1 ORDER BY id LIMIT {CHUNK}"),
-    ]
+/// Phases: person records (and rejected rows, which may unlink a record), ID-bearing first
+/// and in ID order (one resident's records adjacent in a chunk) so that ID-less ones find
+/// their resident (features are stored as each record is handled, so a chunk sees the
+/// records before it); then the rest. A person chunk that runs out of ID-bearing records
+/// fills up with ID-less ones, so a small population is one chunk and one version per
+/// resident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Persons,
+    Rest,
 }
 
-/// One chunk of dirty records; returns how many were handled.
+impl Phase {
+    const ALL: [Phase; 2] = [Phase::Persons, Phase::Rest];
+}
+
+/// The chunk queries (`?1` = id key, `?2` = record id after which to read, `?3` = limit).
+/// Each walks an index of dirty rows in order from its keyset, so a chunk costs its own size,
+/// not a scan and sort of every dirty row.
+struct ChunkSql {
+    persons_with_id: String,
+    persons_without_id: String,
+    rest: String,
+}
+
+fn chunk_sql() -> &'static ChunkSql {
+    static SQL: std::sync::OnceLock<ChunkSql> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let in_list = EntityKind::ALL
+            .iter()
+            .filter(|k| k.carries_person())
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cols =
+            "id, source, stream, source_key, entity, status, normalized, deleted, id_key, np_key,
+                    link_stream, person_ref, person_id, COALESCE(updated_at, last_changed)";
+        let persons = format!("(entity IN ({in_list}) OR status = 'rejected')");
+        ChunkSql {
+            // Without statistics the planner would rather scan the dirty index and sort.
+            persons_with_id: format!(
+                "SELECT {cols} FROM source_records INDEXED BY source_records_dirty_id_key
+                 WHERE dirty = 1 AND id_key IS NOT NULL AND (id_key, id) > (?1, ?2) AND {persons}
+                 ORDER BY id_key, id LIMIT ?3"
+            ),
+            // source_records_dirty (dirty) WHERE dirty = 1: rowid order.
+            persons_without_id: format!(
+                "SELECT {cols} FROM source_records
+                 WHERE dirty = 1 AND id_key IS NULL AND id > ?2 AND {persons} AND ?1 = ?1
+                 ORDER BY id LIMIT ?3"
+            ),
+            rest: format!(
+                "SELECT {cols} FROM source_records WHERE dirty = 1 AND id > ?2 AND ?1 = ?1
+                 ORDER BY id LIMIT ?3"
+            ),
+        }
+    })
+}
+
+/// Where a phase has got to: the last ID-bearing record handled (`id_key`, `id`) and the last
+/// ID-less one (`idless`), each in its query's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Keyset {
+    id_key: String,
+    id: i64,
+    idless: i64,
+}
+
+impl Keyset {
+    /// Before every record (ID keys are never empty).
+    const START: Keyset = Keyset {
+        id_key: String::new(),
+        id: 0,
+        idless: 0,
+    };
+}
+
+/// One chunk of dirty records after `at`; returns where the next chunk starts (`None`: the
+/// phase found nothing more after `at`).
 fn run_chunk(
     tx: &Transaction<'_>,
     codec: &Codec,
     config: &Config,
-    sql: &str,
+    phase: Phase,
+    at: &Keyset,
     stats: &mut ReconcileStats,
-) -> Result<usize, StoreError> {
-    let batch = load_dirty(tx, codec, sql)?;
+) -> Result<Option<Keyset>, StoreError> {
+    let sql = chunk_sql();
+    let mut next = at.clone();
+    let mut batch = match phase {
+        Phase::Persons => {
+            let mut batch = load_dirty(tx, &sql.persons_with_id, &at.id_key, at.id, CHUNK)?;
+            if let Some(last) = batch.last() {
+                next.id_key = last.id_key.clone().unwrap_or_default();
+                next.id = last.id;
+            }
+            if batch.len() < CHUNK {
+                let idless = load_dirty(
+                    tx,
+                    &sql.persons_without_id,
+                    "",
+                    at.idless,
+                    CHUNK - batch.len(),
+                )?;
+                if let Some(last) = idless.last() {
+                    next.idless = last.id;
+                }
+                batch.extend(idless);
+            }
+            batch
+        }
+        Phase::Rest => {
+            let batch = load_dirty(tx, &sql.rest, "", at.idless, CHUNK)?;
+            if let Some(last) = batch.last() {
+                next.idless = last.id;
+            }
+            batch
+        }
+    };
+    if batch.is_empty() {
+        return Ok(None);
+    }
+    prepare(codec, &mut batch)?;
     let mut touched = BTreeSet::new();
+    let mut out = store::OutboxBatch::default();
     for rec in &batch {
-        handle_record(tx, codec, config, rec, &mut touched, stats)?;
-        tx.prepare_cached("UPDATE source_records SET dirty = 0 WHERE id = ?1")?
-            .execute([rec.id])?;
+        // The record is clean once handled; a new person link is written in the same step.
+        match handle_record(tx, config, rec, &mut touched, &mut out, stats)? {
+            Some(pid) => tx
+                .prepare_cached(
+                    "UPDATE source_records SET dirty = 0, person_id = ?2 WHERE id = ?1",
+                )?
+                .execute(params![rec.id, pid])?,
+            None => tx
+                .prepare_cached("UPDATE source_records SET dirty = 0 WHERE id = ?1")?
+                .execute([rec.id])?,
+        };
         stats.records += 1;
     }
     for pid in touched {
-        golden::refresh_person(tx, codec, config, pid, stats)?;
+        golden::refresh_person(tx, codec, config, pid, &mut out, stats)?;
     }
-    Ok(batch.len())
+    out.flush(tx, codec)?;
+    Ok(Some(next))
 }
 
-fn load_dirty(tx: &Transaction<'_>, codec: &Codec, sql: &str) -> Result<Vec<Dirty>, StoreError> {
+fn load_dirty(
+    tx: &Transaction<'_>,
+    sql: &str,
+    id_key: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<Dirty>, StoreError> {
     let mut stmt = tx.prepare_cached(sql)?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map(params![id_key, after, limit as i64], |r| {
         Ok(Dirty {
             id: r.get(0)?,
             source: r.get(1)?,
@@ -162,7 +290,9 @@ fn load_dirty(tx: &Transaction<'_>, codec: &Codec, sql: &str) -> Result<Vec<Dirt
             source_key: r.get(3)?,
             entity: EntityKind::parse(&r.get::<_, String>(4)?),
             ok: r.get::<_, String>(5)? == "ok",
-            normalized: codec.open(r.get_ref(6)?)?,
+            sealed: r.get(6)?,
+            normalized: None,
+            features: None,
             deleted: r.get(7)?,
             id_key: r.get(8)?,
             link_stream: r.get(10)?,
@@ -174,50 +304,70 @@ fn load_dirty(tx: &Transaction<'_>, codec: &Codec, sql: &str) -> Result<Vec<Dirt
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Opens and parses each record's normalized form and computes the match features of live
+/// person-carrying records: pure CPU work (decryption, keyed hashes), done on every core
+/// before the chunk's sequential SQL.
+fn prepare(codec: &Codec, batch: &mut [Dirty]) -> Result<(), StoreError> {
+    use rayon::prelude::*;
+    batch.par_iter_mut().try_for_each(|rec| {
+        let sealed = std::mem::replace(&mut rec.sealed, rusqlite::types::Value::Null);
+        let text = codec
+            .open(rusqlite::types::ValueRef::from(&sealed))
+            .map_err(rusqlite::Error::from)?;
+        rec.normalized = text
+            .as_deref()
+            .and_then(|n| serde_json::from_str::<NormalizedRecord>(n).ok());
+        let live_person =
+            rec.ok && !rec.deleted && rec.entity.is_some_and(EntityKind::carries_person);
+        if live_person {
+            if let Some(n) = &rec.normalized {
+                rec.features = Some(matching::Features::of(
+                    codec,
+                    rec.id,
+                    &n.person,
+                    rec.id_key.as_deref(),
+                    &rec.changed,
+                ));
+            }
+        }
+        Ok::<(), StoreError>(())
+    })
+}
+
+/// Handles one dirty record; returns its new person link when it changed (`Some(None)`:
+/// unlinked), which the caller writes together with clearing the dirty flag.
 fn handle_record(
     tx: &Transaction<'_>,
-    codec: &Codec,
     config: &Config,
     rec: &Dirty,
     touched: &mut BTreeSet<i64>,
+    out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
-) -> Result<(), StoreError> {
+) -> Result<Option<Option<i64>>, StoreError> {
     let live = rec.ok && !rec.deleted;
-    let normalized: Option<NormalizedRecord> = rec
-        .normalized
-        .as_deref()
-        .and_then(|n| serde_json::from_str(n).ok());
+    let normalized = rec.normalized.as_ref();
     let Some(entity) = rec.entity else {
         // A rejected record: it no longer vouches for anyone.
-        unlink(tx, rec, touched)?;
+        let unlinked = unlink(rec, touched);
         matching::store_features(tx, rec.id, None)?;
-        retire_domain_rows(tx, codec, rec, stats)?;
-        return Ok(());
+        retire_domain_rows(tx, rec, out, stats)?;
+        return Ok(unlinked);
     };
     if entity.carries_person() {
         if !live {
             if let Some(pid) = rec.person_id {
                 touched.insert(pid);
             }
-            if !rec.ok {
-                unlink(tx, rec, touched)?;
-            }
+            let unlinked = if rec.ok { None } else { unlink(rec, touched) };
             matching::store_features(tx, rec.id, None)?;
-            upsert_domain(tx, codec, entity, rec, None, rec.person_id, stats)?;
-            return Ok(());
+            upsert_domain(tx, entity, rec, None, rec.person_id, out, stats)?;
+            return Ok(unlinked);
         }
-        let Some(n) = normalized.as_ref() else {
-            return Ok(());
+        let (Some(n), Some(features)) = (normalized, rec.features.as_ref()) else {
+            return Ok(None);
         };
-        let features = matching::Features::of(
-            codec,
-            rec.id,
-            &n.person,
-            rec.id_key.as_deref(),
-            &rec.changed,
-        );
-        matching::store_features(tx, rec.id, Some(&features))?;
-        let (pid, review_with) = resolve_person(tx, config, rec, &features)?;
+        matching::store_features(tx, rec.id, Some(features))?;
+        let (pid, review_with) = resolve_person(tx, config, rec, features)?;
         let pid = match pid {
             Some(p) => p,
             None => golden::create_person(tx, stats)?,
@@ -237,56 +387,40 @@ fn handle_record(
                 &detail,
             )?;
         }
-        if rec.person_id != Some(pid) {
+        let moved = rec.person_id != Some(pid);
+        if moved {
             if let Some(old) = rec.person_id {
                 touched.insert(old);
             }
-            tx.prepare_cached("UPDATE source_records SET person_id = ?2 WHERE id = ?1")?
-                .execute(params![rec.id, pid])?;
-            // Activity records that point at this record follow it to its new person.
+            // Activity records that point at this record follow it to its new person
+            // (those already dirty are handled anyway: leave them unwritten).
             tx.prepare_cached(
                 "UPDATE source_records SET dirty = 1
-                 WHERE source = ?1 AND link_stream = ?2 AND person_ref = ?3",
+                 WHERE source = ?1 AND link_stream = ?2 AND person_ref = ?3 AND dirty = 0",
             )?
             .execute(params![rec.source, rec.stream, rec.source_key])?;
         }
         touched.insert(pid);
-        upsert_domain(
-            tx,
-            codec,
-            entity,
-            rec,
-            normalized.as_ref(),
-            Some(pid),
-            stats,
-        )?;
+        upsert_domain(tx, entity, rec, Some(n), Some(pid), out, stats)?;
+        Ok(moved.then_some(Some(pid)))
     } else {
         let pid = if live {
             parent_person(tx, rec)?
         } else {
             rec.person_id
         };
-        if rec.person_id != pid {
-            tx.prepare_cached("UPDATE source_records SET person_id = ?2 WHERE id = ?1")?
-                .execute(params![rec.id, pid])?;
-        }
-        let normalized = if live { normalized.as_ref() } else { None };
-        upsert_domain(tx, codec, entity, rec, normalized, pid, stats)?;
+        let normalized = if live { normalized } else { None };
+        upsert_domain(tx, entity, rec, normalized, pid, out, stats)?;
+        Ok((rec.person_id != pid).then_some(pid))
     }
-    Ok(())
 }
 
-fn unlink(
-    tx: &Transaction<'_>,
-    rec: &Dirty,
-    touched: &mut BTreeSet<i64>,
-) -> Result<(), StoreError> {
-    if let Some(pid) = rec.person_id {
-        touched.insert(pid);
-        tx.prepare_cached("UPDATE source_records SET person_id = NULL WHERE id = ?1")?
-            .execute([rec.id])?;
-    }
-    Ok(())
+/// A record that stops vouching for its resident: the resident is looked at again and the
+/// link is to be cleared (`Some(None)`), if there was one.
+fn unlink(rec: &Dirty, touched: &mut BTreeSet<i64>) -> Option<Option<i64>> {
+    let pid = rec.person_id?;
+    touched.insert(pid);
+    Some(None)
 }
 
 /// Who a live person-carrying record belongs to (`None`: a new resident), and the
@@ -423,11 +557,11 @@ fn domain_sql(entity: EntityKind) -> (&'static str, &'static str) {
 /// Brings the record's domain row up to date; `normalized == None` means the record is gone.
 fn upsert_domain(
     tx: &Transaction<'_>,
-    codec: &Codec,
     entity: EntityKind,
     rec: &Dirty,
     normalized: Option<&NormalizedRecord>,
     person_id: Option<i64>,
+    out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
     let table = domain_table(entity);
@@ -453,11 +587,14 @@ fn upsert_domain(
                     "UPDATE {table} SET deleted = 1, version = ?2 WHERE record_id = ?1"
                 ))?
                 .execute(params![rec.id, v])?;
-                store::enqueue_event(
-                    tx,
-                    codec,
-                    &Event::new(entity.as_str(), &key, v, Op::Delete, vec![], None),
-                )?;
+                out.push(Event::new(
+                    entity.as_str(),
+                    &key,
+                    v,
+                    Op::Delete,
+                    vec![],
+                    None,
+                ));
                 stats.domain_changed += 1;
                 stats.events += 1;
             }
@@ -511,18 +648,14 @@ fn upsert_domain(
             for (f, v) in fields.iter().zip(new_vals) {
                 record.insert(f.name.into(), v);
             }
-            store::enqueue_event(
-                tx,
-                codec,
-                &Event::new(
-                    entity.as_str(),
-                    &key,
-                    version,
-                    Op::Upsert,
-                    changed,
-                    Some(Value::Object(record)),
-                ),
-            )?;
+            out.push(Event::new(
+                entity.as_str(),
+                &key,
+                version,
+                Op::Upsert,
+                changed,
+                Some(Value::Object(record)),
+            ));
             stats.domain_changed += 1;
             stats.events += 1;
         }
@@ -533,8 +666,8 @@ fn upsert_domain(
 /// A record that became rejected takes its domain row with it.
 fn retire_domain_rows(
     tx: &Transaction<'_>,
-    codec: &Codec,
     rec: &Dirty,
+    out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
     for kind in EntityKind::ALL {
@@ -546,7 +679,7 @@ fn retire_domain_rows(
             .query_row([rec.id], |r| r.get(0))
             .optional()?;
         if exists.is_some() {
-            upsert_domain(tx, codec, kind, rec, None, rec.person_id, stats)?;
+            upsert_domain(tx, kind, rec, None, rec.person_id, out, stats)?;
         }
     }
     Ok(())

@@ -173,6 +173,9 @@ impl Store {
             set_mode(path, 0o600)?;
         }
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Reconcile alone uses a few dozen distinct statements per record; with rusqlite's
+        // default of 16 cached statements they would be re-parsed over and over.
+        conn.set_prepared_statement_cache_capacity(128);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(classify)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -455,54 +458,124 @@ fn ingest_in(
     now: &str,
 ) -> Result<IngestStats> {
     let mut stats = IngestStats::default();
-    let mut lookup = tx.prepare_cached(
-        "SELECT id, content_hash, status, last_changed FROM source_records
-         WHERE source = ?1 AND stream = ?2 AND source_key = ?3",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO source_records (source, stream, source_key, entity, status, raw, normalized, content_hash,
-             updated_at, deleted, id_key, np_key, link_stream, person_ref, dirty, first_seen, last_changed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15, ?15)",
-    )?;
-    let mut update = tx.prepare_cached(
-        "UPDATE source_records SET entity = ?2, status = ?3, raw = ?4, normalized = ?5, content_hash = ?6,
-             updated_at = ?7, deleted = ?8, id_key = ?9, np_key = ?10, link_stream = ?11, person_ref = ?12,
-             dirty = 1, last_changed = ?13
-         WHERE id = ?1",
-    )?;
-    let mut clear_rejects = tx.prepare_cached("DELETE FROM rejects WHERE record_id = ?1")?;
-    let mut add_reject = tx.prepare_cached(
-        "INSERT INTO rejects (record_id, source, stream, source_key, field, whole_record, reason, detail, raw_value, run_id, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
-    let mut seen = if at.full_refresh {
-        Some(tx.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO temp.seen_{} (id) VALUES (?1)",
-            at.run_id
-        ))?)
-    } else {
-        None
+    let mut statements = IngestStatements {
+        lookup: tx.prepare_cached(
+            "SELECT id, content_hash, status, last_changed FROM source_records
+             WHERE source = ?1 AND stream = ?2 AND source_key = ?3",
+        )?,
+        insert: tx.prepare_cached(
+            "INSERT INTO source_records (source, stream, source_key, entity, status, raw, normalized, content_hash,
+                 updated_at, deleted, id_key, np_key, link_stream, person_ref, dirty, first_seen, last_changed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15, ?15)",
+        )?,
+        update: tx.prepare_cached(
+            "UPDATE source_records SET entity = ?2, status = ?3, raw = ?4, normalized = ?5, content_hash = ?6,
+                 updated_at = ?7, deleted = ?8, id_key = ?9, np_key = ?10, link_stream = ?11, person_ref = ?12,
+                 dirty = 1, last_changed = ?13
+             WHERE id = ?1",
+        )?,
+        clear_rejects: tx.prepare_cached("DELETE FROM rejects WHERE record_id = ?1")?,
+        add_reject: tx.prepare_cached(
+            "INSERT INTO rejects (record_id, source, stream, source_key, field, whole_record, reason, detail, raw_value, run_id, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?,
+        seen: if at.full_refresh {
+            Some(tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO temp.seen_{} (id) VALUES (?1)",
+                at.run_id
+            ))?)
+        } else {
+            None
+        },
     };
-    for item in batch {
-        let (raw, key) = match item {
-            Ingest::Ok { record, raw, .. } => (raw, record.source_key.clone()),
-            Ingest::Rejected { reject, raw } => (
-                raw,
-                reject
-                    .source_key
-                    .clone()
-                    .unwrap_or_else(|| format!("#{}", hex::encode(content_hash(raw)))),
-            ),
-        };
-        // Serialised once: hashed here, stored below if it changed.
-        let raw_text = raw.to_string();
-        let hash = hash_text(&raw_text);
+    // Pure CPU first, on every core: each record's key, raw text and content hash.
+    let keyed: Vec<(String, String, [u8; 16])> = {
+        use rayon::prelude::*;
+        batch
+            .par_iter()
+            .map(|item| {
+                let (raw, key) = match item {
+                    Ingest::Ok { record, raw, .. } => (raw, record.source_key.clone()),
+                    Ingest::Rejected { reject, raw } => (
+                        raw,
+                        reject
+                            .source_key
+                            .clone()
+                            .unwrap_or_else(|| format!("#{}", hex::encode(content_hash(raw)))),
+                    ),
+                };
+                // Serialised once: hashed here, stored below if it changed.
+                let raw_text = raw.to_string();
+                let hash = hash_text(&raw_text);
+                (key, raw_text, hash)
+            })
+            .collect()
+    };
+    // Then, segment by segment, the lookups; only what changed is sealed (again on every core)
+    // and written. A key seen twice in one batch (it moved between pages) starts a new
+    // segment, so its second lookup sees the first write.
+    let mut start = 0;
+    while start < keyed.len() {
+        let mut keys = std::collections::HashSet::new();
+        let end = keyed[start..]
+            .iter()
+            .position(|(k, _, _)| !keys.insert(k.as_str()))
+            .map_or(keyed.len(), |n| start + n);
+        ingest_segment(
+            tx,
+            codec,
+            at,
+            batch,
+            &keyed,
+            start..end,
+            now,
+            &mut stats,
+            &mut statements,
+        )?;
+        start = end;
+    }
+    Ok(stats)
+}
+
+/// The prepared statements of one ingest.
+struct IngestStatements<'t> {
+    lookup: rusqlite::CachedStatement<'t>,
+    insert: rusqlite::CachedStatement<'t>,
+    update: rusqlite::CachedStatement<'t>,
+    clear_rejects: rusqlite::CachedStatement<'t>,
+    add_reject: rusqlite::CachedStatement<'t>,
+    seen: Option<rusqlite::CachedStatement<'t>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ingest_segment(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    at: &StreamRef<'_>,
+    batch: &[Ingest],
+    keyed: &[(String, String, [u8; 16])],
+    range: std::ops::Range<usize>,
+    now: &str,
+    stats: &mut IngestStats,
+    st: &mut IngestStatements<'_>,
+) -> Result<()> {
+    let IngestStatements {
+        lookup,
+        insert,
+        update,
+        clear_rejects,
+        add_reject,
+        seen,
+    } = st;
+    let mut changed: Vec<(usize, Option<(i64, String)>)> = Vec::new();
+    for i in range {
+        let (key, _, hash) = &keyed[i];
         let existing: Option<(i64, Vec<u8>, String, String)> = lookup
             .query_row(params![at.source, at.stream, key], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        if let Some((id, old_hash, old_status, last_changed)) = &existing {
+        if let Some((id, old_hash, old_status, last_changed)) = existing {
             if let Some(seen) = seen.as_mut() {
                 seen.execute([id])?;
             }
@@ -516,37 +589,41 @@ fn ingest_in(
             if last_changed.as_str() >= at.run_started {
                 stats.moved += 1;
             }
+            changed.push((i, Some((id, last_changed))));
+        } else {
+            changed.push((i, None));
         }
-        let (status, normalized, updated_at, deleted, id_key, np_key, person_ref) = match item {
-            Ingest::Ok {
-                record, deleted, ..
-            } => (
-                "ok",
-                Some(serde_json::to_string(record).unwrap_or_default()),
-                record.updated_at.clone(),
-                *deleted,
-                record
-                    .person
-                    .id_number
-                    .as_deref()
-                    .map(|i| codec.blind("id", i)),
-                match (&record.person.name, &record.person.phone) {
-                    (Some(n), Some(p)) => Some(codec.blind("np", &format!("{n}|{p}"))),
-                    _ => None,
-                },
-                record.person_ref.clone(),
-            ),
-            Ingest::Rejected { .. } => ("rejected", None, None, false, None, None, None),
-        };
+    }
+    let sealed: Vec<Sealed> = {
+        use rayon::prelude::*;
+        changed
+            .par_iter()
+            .map(|(i, _)| Sealed::of(codec, &batch[*i], &keyed[*i].1))
+            .collect()
+    };
+    for ((i, existing), sealed) in changed.into_iter().zip(sealed) {
+        let item = &batch[i];
+        let (key, _, hash) = &keyed[i];
+        let Sealed {
+            status,
+            raw,
+            normalized,
+            updated_at,
+            deleted,
+            id_key,
+            np_key,
+            person_ref,
+            rejects,
+        } = sealed;
         let entity = at.entity.as_str();
         let id = match &existing {
-            Some((id, _, _, _)) => {
+            Some((id, _)) => {
                 update.execute(params![
                     id,
                     entity,
                     status,
-                    codec.seal(&raw_text),
-                    codec.seal_opt(normalized.as_deref()),
+                    raw,
+                    normalized,
                     hash.as_slice(),
                     updated_at,
                     deleted,
@@ -571,8 +648,8 @@ fn ingest_in(
                     key,
                     entity,
                     status,
-                    codec.seal(&raw_text),
-                    codec.seal_opt(normalized.as_deref()),
+                    raw,
+                    normalized,
                     hash.as_slice(),
                     updated_at,
                     deleted,
@@ -594,44 +671,120 @@ fn ingest_in(
                 id
             }
         };
-        match item {
-            Ingest::Rejected { reject, .. } => {
-                stats.rejected += 1;
-                add_reject.execute(params![
-                    id,
-                    at.source,
-                    at.stream,
-                    reject.source_key,
-                    reject.field,
-                    true,
-                    reject.reason.code(),
-                    reject.detail,
-                    codec.seal(&reject.raw),
-                    at.run_id,
-                    now
-                ])?;
-            }
-            Ingest::Ok { record, .. } => {
-                for fr in &record.field_rejects {
-                    add_reject.execute(params![
-                        id,
-                        at.source,
-                        at.stream,
-                        record.source_key,
-                        fr.field,
-                        false,
-                        fr.reason.code(),
-                        fr.detail,
-                        codec.seal(&fr.raw),
-                        at.run_id,
-                        now
-                    ])?;
-                }
-            }
+        if matches!(item, Ingest::Rejected { .. }) {
+            stats.rejected += 1;
+        }
+        for (reject, raw_value) in rejects {
+            add_reject.execute(params![
+                id,
+                at.source,
+                at.stream,
+                reject.source_key,
+                reject.field,
+                reject.whole_record,
+                reject.reason,
+                reject.detail,
+                raw_value,
+                at.run_id,
+                now
+            ])?;
         }
     }
-    Ok(stats)
+    Ok(())
 }
+
+/// A quarantine row, borrowed from the batch.
+struct RejectRow<'a> {
+    source_key: Option<&'a str>,
+    field: &'a str,
+    whole_record: bool,
+    reason: &'static str,
+    detail: &'a str,
+}
+
+/// What a changed record writes, computed off the SQL path: its sealed payloads, match keys
+/// and quarantine rows.
+struct Sealed<'a> {
+    status: &'static str,
+    raw: rusqlite::types::ToSqlOutput<'static>,
+    normalized: rusqlite::types::ToSqlOutput<'static>,
+    updated_at: Option<&'a str>,
+    deleted: bool,
+    id_key: Option<String>,
+    np_key: Option<String>,
+    person_ref: Option<&'a str>,
+    rejects: Vec<(RejectRow<'a>, rusqlite::types::ToSqlOutput<'static>)>,
+}
+
+impl<'a> Sealed<'a> {
+    fn of(codec: &Codec, item: &'a Ingest, raw_text: &str) -> Sealed<'a> {
+        match item {
+            Ingest::Ok {
+                record, deleted, ..
+            } => {
+                let normalized = serde_json::to_string(record).unwrap_or_default();
+                Sealed {
+                    status: "ok",
+                    raw: codec.seal(raw_text),
+                    normalized: codec.seal(&normalized),
+                    updated_at: record.updated_at.as_deref(),
+                    deleted: *deleted,
+                    id_key: record
+                        .person
+                        .id_number
+                        .as_deref()
+                        .map(|i| codec.blind("id", i)),
+                    np_key: match (&record.person.name, &record.person.phone) {
+                        (Some(n), Some(p)) => Some(codec.blind("np", &format!("{n}|{p}"))),
+                        _ => None,
+                    },
+                    person_ref: record.person_ref.as_deref(),
+                    rejects: record
+                        .field_rejects
+                        .iter()
+                        .map(|fr| {
+                            (
+                                RejectRow {
+                                    source_key: Some(record.source_key.as_str()),
+                                    field: &fr.field,
+                                    whole_record: false,
+                                    reason: fr.reason.code(),
+                                    detail: &fr.detail,
+                                },
+                                codec.seal(&fr.raw),
+                            )
+                        })
+                        .collect(),
+                }
+            }
+            Ingest::Rejected { reject, .. } => Sealed {
+                status: "rejected",
+                raw: codec.seal(raw_text),
+                normalized: rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Null),
+                updated_at: None,
+                deleted: false,
+                id_key: None,
+                np_key: None,
+                person_ref: None,
+                rejects: vec![(
+                    RejectRow {
+                        source_key: reject.source_key.as_deref(),
+                        field: &reject.field,
+                        whole_record: true,
+                        reason: reject.reason.code(),
+                        detail: &reject.detail,
+                    },
+                    codec.seal(&reject.raw),
+                )],
+            },
+        }
+    }
+}
+
+const OUTBOX_INSERT: &str =
+    "INSERT INTO outbox (event_id, entity, entity_key, version, op, payload, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT (event_id) DO NOTHING";
 
 /// Appends an event to the outbox. Call it inside the transaction that makes the change.
 pub fn enqueue_event(
@@ -640,21 +793,61 @@ pub fn enqueue_event(
     event: &crate::model::Event,
 ) -> Result<()> {
     let payload = serde_json::to_string(event).unwrap_or_default();
-    tx.prepare_cached(
-        "INSERT INTO outbox (event_id, entity, entity_key, version, op, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (event_id) DO NOTHING",
-    )?
-    .execute(params![
+    insert_event(tx, event, codec.seal(&payload))
+}
+
+fn insert_event(
+    tx: &Transaction<'_>,
+    event: &crate::model::Event,
+    payload: rusqlite::types::ToSqlOutput<'static>,
+) -> Result<()> {
+    tx.prepare_cached(OUTBOX_INSERT)?.execute(params![
         event.event_id,
         event.entity,
         event.key,
         event.version,
         event.op.as_str(),
-        codec.seal(&payload),
+        payload,
         event.emitted_at
     ])?;
     Ok(())
+}
+
+/// The events of one transaction, appended to the outbox together just before it commits
+/// ([`OutboxBatch::flush`]), in the order they were pushed. Serialising and sealing them is
+/// the CPU-heavy part of the outbox, and done this way it runs on every core.
+#[derive(Debug, Default)]
+pub struct OutboxBatch {
+    events: Vec<crate::model::Event>,
+}
+
+impl OutboxBatch {
+    pub fn push(&mut self, event: crate::model::Event) {
+        self.events.push(event);
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Writes the buffered events into the outbox inside `tx` (which must be the transaction
+    /// of the changes they announce) and empties the buffer.
+    pub fn flush(&mut self, tx: &Transaction<'_>, codec: &Codec) -> Result<()> {
+        use rayon::prelude::*;
+        let events = std::mem::take(&mut self.events);
+        let payloads: Vec<rusqlite::types::ToSqlOutput<'static>> = events
+            .par_iter()
+            .map(|e| codec.seal(&serde_json::to_string(e).unwrap_or_default()))
+            .collect();
+        for (event, payload) in events.iter().zip(payloads) {
+            insert_event(tx, event, payload)?;
+        }
+        Ok(())
+    }
 }
 
 fn mark_unseen_deleted(tx: &Transaction<'_>, at: &StreamRef<'_>, now: &str) -> Result<u64> {

@@ -10,6 +10,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_DAEMON),
         M::up(V_MATCHING),
         M::up(V_SECURITY),
+        M::up(V_DIRTY_BY_ID),
     ])
 }
 
@@ -360,4 +361,16 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
+"#;
+
+/// Reconcile reads dirty ID-bearing person records in ID order, a chunk at a time: this index
+/// hands them over in that order (and holds only dirty rows), instead of a scan and sort of
+/// every dirty row per chunk.
+///
+/// `outbox_entity` goes: nothing reads the outbox by entity, and it cost every event a fourth
+/// b-tree insert.
+const V_DIRTY_BY_ID: &str = r#"
+CREATE INDEX source_records_dirty_id_key ON source_records (id_key, id)
+    WHERE dirty = 1 AND id_key IS NOT NULL;
+DROP INDEX outbox_entity;
 "#;
