@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, PlatformConfig};
-use crate::store::{now_text, Store, StoreError};
+use crate::store::codec::CodecError;
+use crate::store::{now_text, Codec, Store, StoreError};
 
 pub use auth::PlatformAuth;
 
@@ -433,7 +434,7 @@ fn form_batch(
     };
     if let Some(key) = first_key {
         let mut rows = Vec::new();
-        let mut payloads = Vec::new();
+        let mut sealed = Vec::new();
         {
             let mut stmt = tx.prepare_cached(
                 "SELECT id, event_id, payload FROM outbox
@@ -442,14 +443,10 @@ fn form_batch(
             let mut q = stmt.query(params![first_id, key])?;
             while let Some(r) = q.next()? {
                 rows.push((r.get(0)?, r.get(1)?));
-                payloads.push(
-                    codec
-                        .open(r.get_ref(2)?)
-                        .map_err(rusqlite::Error::from)?
-                        .unwrap_or_default(),
-                );
+                sealed.push(r.get::<_, rusqlite::types::Value>(2)?);
             }
         }
+        let payloads = open_all(&codec, sealed)?;
         tx.commit()?;
         tracing::info!(key = %key, events = rows.len(), "re-sending a batch formed before (same Idempotency-Key)");
         let body = encode_body(&key, &payloads, gzip);
@@ -466,6 +463,7 @@ fn form_batch(
     }
     // Candidates: pending rows from `first_id` on, stopping at the first keyed one.
     let mut candidates: Vec<(i64, String, String, String, String)> = Vec::with_capacity(size);
+    let mut sealed = Vec::with_capacity(size);
     {
         let mut stmt = tx.prepare_cached(
             "SELECT id, event_id, payload, entity, entity_key, batch_key FROM outbox
@@ -476,17 +474,12 @@ fn form_batch(
             if r.get::<_, Option<String>>(5)?.is_some() {
                 break;
             }
-            candidates.push((
-                r.get(0)?,
-                r.get(1)?,
-                codec
-                    .open(r.get_ref(2)?)
-                    .map_err(rusqlite::Error::from)?
-                    .unwrap_or_default(),
-                r.get(3)?,
-                r.get(4)?,
-            ));
+            sealed.push(r.get::<_, rusqlite::types::Value>(2)?);
+            candidates.push((r.get(0)?, r.get(1)?, String::new(), r.get(3)?, r.get(4)?));
         }
+    }
+    for (c, payload) in candidates.iter_mut().zip(open_all(&codec, sealed)?) {
+        c.2 = payload;
     }
     // Coalesce: keep the newest pending version per entity; older ones are superseded.
     let mut newest: std::collections::HashMap<(&str, &str), i64> = std::collections::HashMap::new();
@@ -557,6 +550,16 @@ fn form_batch(
         }),
         superseded,
     ))
+}
+
+/// Opens stored payloads on every core (decryption is most of the cost of forming a batch).
+fn open_all(codec: &Codec, sealed: Vec<rusqlite::types::Value>) -> Result<Vec<String>, PushError> {
+    use rayon::prelude::*;
+    let opened: Result<Vec<String>, CodecError> = sealed
+        .par_iter()
+        .map(|v| codec.open(v.into()).map(Option::unwrap_or_default))
+        .collect();
+    Ok(opened.map_err(rusqlite::Error::from)?)
 }
 
 /// The request body: `{"batch_id": key, "events": [payload, ...]}`, gzipped if asked.
