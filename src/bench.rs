@@ -41,9 +41,17 @@ pub struct BenchArgs {
     /// Print the figures as JSON too.
     #[arg(long)]
     pub json: bool,
+    /// Repeat the whole measurement this many times (a fresh simulator and store each time)
+    /// and print each figure's median, minimum and maximum.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// How the store seals personal data: `sm4-gcm` (the shipped default), `aes-256-gcm`, or
+    /// `none` (no encryption; to see what sealing costs).
+    #[arg(long, default_value = "sm4-gcm", value_parser = ["sm4-gcm", "aes-256-gcm", "none"])]
+    pub cipher: String,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct BenchReport {
     pub source_records: u64,
     pub residents: usize,
@@ -119,22 +127,44 @@ fn opts(push: bool) -> SyncOptions {
     }
 }
 
-pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+/// Every run's figures, and per figure the median, minimum and maximum over the runs.
+#[derive(Debug, Serialize)]
+pub struct BenchSummary {
+    /// The median of each figure (each figure on its own: the medians may come from
+    /// different runs).
+    #[serde(flatten)]
+    pub median: BenchReport,
+    pub min: BenchReport,
+    pub max: BenchReport,
+    pub runs: Vec<BenchReport>,
+    pub cipher: String,
+}
+
+pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchSummary> {
     let residents = ((args.records as f64) / RECORDS_PER_RESIDENT).ceil() as usize;
     fresh_dir(&args.dir)?;
-    eprintln!(
-        "bench: generating {residents} residents (~{} source records) …",
-        args.records
-    );
-    let sim = Sim::start(SimOptions {
-        residents,
-        ..SimOptions::default()
-    })
-    .await
-    .context("cannot start the simulator")?;
-    let report = measure(&sim, residents, args).await;
-    sim.shutdown().await;
-    let mut report = report?;
+    let runs = args.runs.max(1);
+    let mut reports = Vec::with_capacity(runs);
+    for i in 1..=runs {
+        eprintln!(
+            "bench: run {i}/{runs}: generating {residents} residents (~{} source records) …",
+            args.records
+        );
+        let sim = Sim::start(SimOptions {
+            residents,
+            ..SimOptions::default()
+        })
+        .await
+        .context("cannot start the simulator")?;
+        let report = measure(&sim, residents, args).await;
+        sim.shutdown().await;
+        let report = report?;
+        if runs > 1 {
+            print(&report);
+        }
+        reports.push(report);
+    }
+    let mut summary = summarize(reports, &args.cipher)?;
     if !args.no_rss && args.rss_records > 0 {
         let large = ((args.rss_records as f64) / RECORDS_PER_RESIDENT).ceil() as usize;
         eprintln!(
@@ -149,21 +179,77 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         .context("cannot start the large simulator")?;
         let dir = args.dir.join("large");
         fresh_dir(&dir)?;
-        let rss = child_peak_rss(&sim, &dir).await;
+        let rss = child_peak_rss(&sim, &dir, &args.cipher).await;
         sim.shutdown().await;
-        report.peak_rss_mb_large = Some(rss?);
-        report.large_records = Some(args.rss_records);
+        let rss = rss?;
+        for r in [&mut summary.median, &mut summary.min, &mut summary.max] {
+            r.peak_rss_mb_large = Some(rss);
+            r.large_records = Some(args.rss_records);
+        }
     }
-    print(&report);
+    print_summary(&summary);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
     }
-    Ok(report)
+    Ok(summary)
 }
 
-fn context_for(sim: &Sim, dir: &Path) -> anyhow::Result<(Context, PathBuf)> {
+/// Median, minimum and maximum of every figure, field by field (the median of an even count is
+/// the upper middle value, so every figure is one that was measured).
+fn summarize(runs: Vec<BenchReport>, cipher: &str) -> anyhow::Result<BenchSummary> {
+    let values: Vec<serde_json::Value> = runs
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    let pick =
+        |choose: fn(&[serde_json::Value]) -> serde_json::Value| -> anyhow::Result<BenchReport> {
+            let mut out = serde_json::Map::new();
+            if let Some(first) = values.first().and_then(|v| v.as_object()) {
+                for key in first.keys() {
+                    let mut xs: Vec<serde_json::Value> = values
+                        .iter()
+                        .filter_map(|v| v.get(key).filter(|x| x.is_number()).cloned())
+                        .collect();
+                    xs.sort_by(|a, b| {
+                        let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+                        a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal)
+                    });
+                    let v = if xs.is_empty() {
+                        serde_json::Value::Null
+                    } else {
+                        choose(&xs)
+                    };
+                    out.insert(key.clone(), v);
+                }
+            }
+            Ok(serde_json::from_value(serde_json::Value::Object(out))?)
+        };
+    Ok(BenchSummary {
+        median: pick(|xs| xs[xs.len() / 2].clone())?,
+        min: pick(|xs| xs[0].clone())?,
+        max: pick(|xs| xs[xs.len() - 1].clone())?,
+        runs,
+        cipher: cipher.to_string(),
+    })
+}
+
+/// The simulator's config, with the store sealed as `--cipher` asks.
+fn write_config(sim: &Sim, dir: &Path, store: &Path, cipher: &str) -> anyhow::Result<PathBuf> {
+    let path = demo::write_sim_config(sim, dir, store)?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text = match cipher {
+        "aes-256-gcm" => text.replace("algorithm = \"sm4-gcm\"", "algorithm = \"aes-256-gcm\""),
+        "none" => text.replace("# encrypt = true", "encrypt = false"),
+        _ => text,
+    };
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn context_for(sim: &Sim, dir: &Path, cipher: &str) -> anyhow::Result<(Context, PathBuf)> {
     let store_path = dir.join("store.db");
-    let config_path = demo::write_sim_config(sim, dir, &store_path)?;
+    let config_path = write_config(sim, dir, &store_path, cipher)?;
     let mut config = Config::load(&config_path)?;
     for s in &mut config.sources {
         for t in &mut s.streams {
@@ -189,7 +275,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     };
     let dir = args.dir.join("main");
     fresh_dir(&dir)?;
-    let (ctx, config_path) = context_for(sim, &dir)?;
+    let (ctx, config_path) = context_for(sim, &dir, &args.cipher)?;
 
     // The parse limit: every page of every stream fetched and parsed, nothing else.
     eprintln!("bench: parse limit …");
@@ -304,7 +390,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
         eprintln!("bench: peak RSS of a separate sync process …");
         let rss_dir = args.dir.join("rss");
         fresh_dir(&rss_dir)?;
-        r.peak_rss_mb = Some(child_peak_rss(sim, &rss_dir).await?);
+        r.peak_rss_mb = Some(child_peak_rss(sim, &rss_dir, &args.cipher).await?);
     }
     Ok(r)
 }
@@ -366,8 +452,8 @@ fn write_limit(ctx: &Context, path: &Path) -> anyhow::Result<(u64, f64)> {
 
 /// Runs `community-sync sync --no-push --json` as a child process against `sim` and returns
 /// the child's own peak RSS (it reports VmHWM in its JSON).
-async fn child_peak_rss(sim: &Sim, dir: &Path) -> anyhow::Result<f64> {
-    let config_path = demo::write_sim_config(sim, dir, &dir.join("store.db"))?;
+async fn child_peak_rss(sim: &Sim, dir: &Path, cipher: &str) -> anyhow::Result<f64> {
+    let config_path = write_config(sim, dir, &dir.join("store.db"), cipher)?;
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let out = tokio::process::Command::new(exe)
         .args(["--config"])
@@ -387,6 +473,84 @@ async fn child_peak_rss(sim: &Sim, dir: &Path) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow::anyhow!("sync --json did not report peak_rss_mb"))
 }
 
+/// The summary: each figure's median with its range over the runs.
+pub fn print_summary(s: &BenchSummary) {
+    let (m, lo, hi) = (&s.median, &s.min, &s.max);
+    let n = s.runs.len();
+    println!();
+    println!(
+        "community-sync bench — {} source records, {} residents, store sealed with {}; {n} run(s): median (min … max)",
+        m.source_records, m.residents, s.cipher
+    );
+    let row = |name: &str, unit: &str, get: fn(&BenchReport) -> f64, digits: usize| {
+        println!(
+            "{name:<30} {:>12.digits$} {unit:<10} ({:.digits$} … {:.digits$})",
+            get(m),
+            get(lo),
+            get(hi)
+        );
+    };
+    row("initial sync", "s", |r| r.initial_sync_secs, 2);
+    row(
+        "initial sync",
+        "records/s",
+        |r| r.initial_records_per_sec,
+        0,
+    );
+    row("  ingest", "s", |r| r.ingest_secs, 2);
+    row("  reconcile", "s", |r| r.reconcile_secs, 2);
+    row(
+        "parse limit",
+        "records/s",
+        |r| r.parse_limit_records_per_sec,
+        0,
+    );
+    row("  ours / parse limit", "", |r| r.ratio_to_parse_limit, 3);
+    row("write limit", "s", |r| r.write_limit_secs, 2);
+    row("  rows written", "rows", |r| r.rows_written as f64, 0);
+    row(
+        "  write limit / our time",
+        "",
+        |r| r.ratio_to_write_limit,
+        3,
+    );
+    row("push drain", "events/s", |r| r.push_events_per_sec, 0);
+    row("  events", "events", |r| r.push_events as f64, 0);
+    row("no-change cycle", "ms wall", |r| r.no_change_wall_ms, 1);
+    row("no-change cycle", "ms CPU", |r| r.no_change_cpu_ms, 1);
+    row(
+        "  rows written",
+        "rows",
+        |r| r.no_change_rows_written as f64,
+        0,
+    );
+    row("1% change cycle", "s", |r| r.change_1pct_wall_secs, 3);
+    row(
+        "  of the initial sync",
+        "%",
+        |r| r.change_1pct_vs_initial * 100.0,
+        2,
+    );
+    row(
+        "  rows written",
+        "rows",
+        |r| r.change_1pct_rows_written as f64,
+        0,
+    );
+    if m.peak_rss_mb.is_some() {
+        row(
+            "peak RSS (sync child)",
+            "MiB",
+            |r| r.peak_rss_mb.unwrap_or(0.0),
+            1,
+        );
+    }
+    if let (Some(mb), Some(n)) = (m.peak_rss_mb_large, m.large_records) {
+        println!("peak RSS (sync child) at {n} records: {mb:.1} MiB (one run)");
+    }
+}
+
+/// One run's figures.
 pub fn print(r: &BenchReport) {
     println!();
     println!(
