@@ -166,6 +166,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchSummary> {
     }
     let mut summary = summarize(reports, &args.cipher)?;
     if !args.no_rss && args.rss_records > 0 {
+        // The runs' figures first: the large population takes long and must not lose them.
+        print_summary(&summary);
         let large = ((args.rss_records as f64) / RECORDS_PER_RESIDENT).ceil() as usize;
         eprintln!(
             "bench: peak RSS at {large} residents (~{} records) …",

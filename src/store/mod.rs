@@ -72,16 +72,18 @@ pub struct Store {
     codec: Codec,
 }
 
-/// One fetched record on its way into the store.
+/// One fetched record on its way into the store. `raw` is the record's JSON text as
+/// serde_json writes it (object keys sorted): what is hashed and stored. Text, not a
+/// `Value`: a batch of parsed trees would be several times its size in memory.
 pub enum Ingest {
     Ok {
         record: Box<NormalizedRecord>,
         deleted: bool,
-        raw: Value,
+        raw: String,
     },
     Rejected {
         reject: RecordReject,
-        raw: Value,
+        raw: String,
     },
 }
 
@@ -488,8 +490,8 @@ fn ingest_in(
             None
         },
     };
-    // Pure CPU first, on every core: each record's key, raw text and content hash.
-    let keyed: Vec<(String, String, [u8; 16])> = {
+    // Pure CPU first, on every core: each record's key and content hash.
+    let keyed: Vec<(String, &str, [u8; 16])> = {
         use rayon::prelude::*;
         batch
             .par_iter()
@@ -501,13 +503,10 @@ fn ingest_in(
                         reject
                             .source_key
                             .clone()
-                            .unwrap_or_else(|| format!("#{}", hex::encode(content_hash(raw)))),
+                            .unwrap_or_else(|| format!("#{}", hex::encode(hash_text(raw)))),
                     ),
                 };
-                // Serialised once: hashed here, stored below if it changed.
-                let raw_text = raw.to_string();
-                let hash = hash_text(&raw_text);
-                (key, raw_text, hash)
+                (key, raw.as_str(), hash_text(raw))
             })
             .collect()
     };
@@ -553,7 +552,7 @@ fn ingest_segment(
     codec: &Codec,
     at: &StreamRef<'_>,
     batch: &[Ingest],
-    keyed: &[(String, String, [u8; 16])],
+    keyed: &[(String, &str, [u8; 16])],
     range: std::ops::Range<usize>,
     now: &str,
     stats: &mut IngestStats,
@@ -598,7 +597,7 @@ fn ingest_segment(
         use rayon::prelude::*;
         changed
             .par_iter()
-            .map(|(i, _)| Sealed::of(codec, &batch[*i], &keyed[*i].1))
+            .map(|(i, _)| Sealed::of(codec, &batch[*i], keyed[*i].1))
             .collect()
     };
     for ((i, existing), sealed) in changed.into_iter().zip(sealed) {
@@ -913,7 +912,7 @@ mod tests {
             Ingest::Ok {
                 record: Box::new(record),
                 deleted: false,
-                raw: raw.clone(),
+                raw: raw.to_string(),
             },
             raw,
         )
