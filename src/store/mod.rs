@@ -923,6 +923,42 @@ mod tests {
     }
 
     #[test]
+    fn a_key_twice_in_one_batch_is_one_row_with_the_later_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let run = store.begin_run("a", "b", "sync", "test").unwrap();
+        let at = StreamRef {
+            source: "a",
+            stream: "b",
+            run_id: run,
+            link_stream: None,
+            full_refresh: false,
+            entity: EntityKind::CardAccount,
+            run_started: "2000-01-01T00:00:00.000Z",
+        };
+        // Moved between two pages of one batch: once unchanged-in-batch, once changed.
+        let batch = vec![
+            rec("1", "13800000000").0,
+            rec("2", "13800000001").0,
+            rec("1", "13800000000").0,
+            rec("1", "13900000009").0,
+        ];
+        let s = store.ingest(&at, &batch, None).unwrap();
+        assert_eq!((s.inserted, s.unchanged, s.updated), (2, 1, 1));
+        assert_eq!(s.moved, 1, "the second version arrived in the same run");
+        assert_eq!(count(&store, "SELECT count(*) FROM source_records"), 2);
+        let normalized: String = store
+            .conn()
+            .query_row(
+                "SELECT normalized FROM source_records WHERE source_key = '1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(normalized.contains("13900000009"), "{normalized}");
+    }
+
+    #[test]
     fn refetch_of_unchanged_record_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
