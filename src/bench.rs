@@ -484,67 +484,71 @@ pub fn print_summary(s: &BenchSummary) {
         "community-sync bench — {} source records, {} residents, store sealed with {}; {n} run(s): median (min … max)",
         m.source_records, m.residents, s.cipher
     );
-    let row = |name: &str, unit: &str, get: fn(&BenchReport) -> f64, digits: usize| {
+    type Figure = (&'static str, &'static str, fn(&BenchReport) -> f64, usize);
+    let figures: [Figure; 17] = [
+        ("initial sync", "s", |r| r.initial_sync_secs, 2),
+        (
+            "initial sync",
+            "records/s",
+            |r| r.initial_records_per_sec,
+            0,
+        ),
+        ("  ingest", "s", |r| r.ingest_secs, 2),
+        ("  reconcile", "s", |r| r.reconcile_secs, 2),
+        (
+            "parse limit",
+            "records/s",
+            |r| r.parse_limit_records_per_sec,
+            0,
+        ),
+        ("  ours / parse limit", "", |r| r.ratio_to_parse_limit, 3),
+        ("write limit", "s", |r| r.write_limit_secs, 2),
+        ("  rows written", "rows", |r| r.rows_written as f64, 0),
+        (
+            "  write limit / our time",
+            "",
+            |r| r.ratio_to_write_limit,
+            3,
+        ),
+        ("push drain", "events/s", |r| r.push_events_per_sec, 0),
+        ("  events", "events", |r| r.push_events as f64, 0),
+        ("no-change cycle", "ms wall", |r| r.no_change_wall_ms, 1),
+        ("no-change cycle", "ms CPU", |r| r.no_change_cpu_ms, 1),
+        (
+            "  rows written",
+            "rows",
+            |r| r.no_change_rows_written as f64,
+            0,
+        ),
+        ("1% change cycle", "s", |r| r.change_1pct_wall_secs, 3),
+        (
+            "  of the initial sync",
+            "%",
+            |r| r.change_1pct_vs_initial * 100.0,
+            2,
+        ),
+        (
+            "  rows written",
+            "rows",
+            |r| r.change_1pct_rows_written as f64,
+            0,
+        ),
+    ];
+    let rss: Figure = (
+        "peak RSS (sync child)",
+        "MiB",
+        |r| r.peak_rss_mb.unwrap_or(0.0),
+        1,
+    );
+    let shown = figures
+        .iter()
+        .chain(m.peak_rss_mb.is_some().then_some(&rss));
+    for (name, unit, get, digits) in shown {
         println!(
             "{name:<30} {:>12.digits$} {unit:<10} ({:.digits$} … {:.digits$})",
             get(m),
             get(lo),
             get(hi)
-        );
-    };
-    row("initial sync", "s", |r| r.initial_sync_secs, 2);
-    row(
-        "initial sync",
-        "records/s",
-        |r| r.initial_records_per_sec,
-        0,
-    );
-    row("  ingest", "s", |r| r.ingest_secs, 2);
-    row("  reconcile", "s", |r| r.reconcile_secs, 2);
-    row(
-        "parse limit",
-        "records/s",
-        |r| r.parse_limit_records_per_sec,
-        0,
-    );
-    row("  ours / parse limit", "", |r| r.ratio_to_parse_limit, 3);
-    row("write limit", "s", |r| r.write_limit_secs, 2);
-    row("  rows written", "rows", |r| r.rows_written as f64, 0);
-    row(
-        "  write limit / our time",
-        "",
-        |r| r.ratio_to_write_limit,
-        3,
-    );
-    row("push drain", "events/s", |r| r.push_events_per_sec, 0);
-    row("  events", "events", |r| r.push_events as f64, 0);
-    row("no-change cycle", "ms wall", |r| r.no_change_wall_ms, 1);
-    row("no-change cycle", "ms CPU", |r| r.no_change_cpu_ms, 1);
-    row(
-        "  rows written",
-        "rows",
-        |r| r.no_change_rows_written as f64,
-        0,
-    );
-    row("1% change cycle", "s", |r| r.change_1pct_wall_secs, 3);
-    row(
-        "  of the initial sync",
-        "%",
-        |r| r.change_1pct_vs_initial * 100.0,
-        2,
-    );
-    row(
-        "  rows written",
-        "rows",
-        |r| r.change_1pct_rows_written as f64,
-        0,
-    );
-    if m.peak_rss_mb.is_some() {
-        row(
-            "peak RSS (sync child)",
-            "MiB",
-            |r| r.peak_rss_mb.unwrap_or(0.0),
-            1,
         );
     }
     if let (Some(mb), Some(n)) = (m.peak_rss_mb_large, m.large_records) {

@@ -143,13 +143,13 @@ fn to_string(s: &[char]) -> String {
 }
 
 fn strip_province(s: &[char]) -> &[char] {
-    for &(_, name) in divisions::provinces() {
+    for (_, name) in divisions::provinces() {
         if let Some(r) = strip_str(s, name) {
             return r;
         }
     }
     // Short province names ("江西南昌...") only before a city name.
-    for &(_, name) in divisions::provinces() {
+    for (_, name) in divisions::provinces() {
         let short = name
             .trim_end_matches("省")
             .trim_end_matches("自治区")
@@ -170,7 +170,7 @@ fn strip_province(s: &[char]) -> &[char] {
 fn city_prefix(s: &[char]) -> Option<usize> {
     let mut best: Option<usize> = None;
     let first = s.first().copied()?;
-    for &(_, name) in divisions::cities() {
+    for (_, name) in divisions::cities() {
         // Full and short forms share the first character: most names are skipped here.
         if !name.starts_with(first) {
             continue;

@@ -3,7 +3,7 @@
 //!
 //! Tables are parsed once, on first use, into slices that borrow from the embedded text.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 static PROVINCES_CSV: &str = include_str!("../../data/divisions/provinces.csv");
@@ -23,8 +23,9 @@ fn rows(csv: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
 }
 
 struct Tables {
-    provinces: HashMap<&'static str, &'static str>,
-    cities: HashMap<&'static str, &'static str>,
+    /// Ordered by code: address parsing walks these for every record.
+    provinces: BTreeMap<&'static str, &'static str>,
+    cities: BTreeMap<&'static str, &'static str>,
     /// county code -> (name, city code)
     areas: HashMap<&'static str, (&'static str, &'static str)>,
     area_names: HashMap<&'static str, Vec<&'static str>>,
@@ -96,24 +97,13 @@ pub fn county_codes_by_name(name: &str) -> &'static [&'static str] {
 }
 
 /// All provinces as (code, name), in code order.
-pub fn provinces() -> &'static [(&'static str, &'static str)] {
-    // Sorted once: address parsing walks this list for every record.
-    static SORTED: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
-    SORTED.get_or_init(|| {
-        let mut v: Vec<_> = tables().provinces.iter().map(|(c, n)| (*c, *n)).collect();
-        v.sort();
-        v
-    })
+pub fn provinces() -> impl Iterator<Item = (&'static str, &'static str)> {
+    tables().provinces.iter().map(|(c, n)| (*c, *n))
 }
 
 /// All prefectures as (code, name), in code order.
-pub fn cities() -> &'static [(&'static str, &'static str)] {
-    static SORTED: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
-    SORTED.get_or_init(|| {
-        let mut v: Vec<_> = tables().cities.iter().map(|(c, n)| (*c, *n)).collect();
-        v.sort();
-        v
-    })
+pub fn cities() -> impl Iterator<Item = (&'static str, &'static str)> {
+    tables().cities.iter().map(|(c, n)| (*c, *n))
 }
 
 /// All county codes, in code order (for generating realistic ID numbers).
@@ -150,7 +140,7 @@ mod tests {
             None,
             "Taiwan is not in the statistical table"
         );
-        assert_eq!(provinces().len(), 31);
+        assert_eq!(provinces().count(), 31);
         assert_eq!(county_name("360102"), Some("东湖区"));
         assert_eq!(county_name("110105"), Some("朝阳区"));
         assert_eq!(county_name("360122"), None, "新建县 became 新建区 360112");

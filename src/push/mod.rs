@@ -462,7 +462,7 @@ fn form_batch(
         ));
     }
     // Candidates: pending rows from `first_id` on, stopping at the first keyed one.
-    let mut candidates: Vec<(i64, String, String, String, String)> = Vec::with_capacity(size);
+    let mut rows_read: Vec<(i64, String, String, String)> = Vec::with_capacity(size);
     let mut sealed = Vec::with_capacity(size);
     {
         let mut stmt = tx.prepare_cached(
@@ -475,12 +475,14 @@ fn form_batch(
                 break;
             }
             sealed.push(r.get::<_, rusqlite::types::Value>(2)?);
-            candidates.push((r.get(0)?, r.get(1)?, String::new(), r.get(3)?, r.get(4)?));
+            rows_read.push((r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?));
         }
     }
-    for (c, payload) in candidates.iter_mut().zip(open_all(&codec, sealed)?) {
-        c.2 = payload;
-    }
+    let candidates: Vec<(i64, String, String, String, String)> = rows_read
+        .into_iter()
+        .zip(open_all(&codec, sealed)?)
+        .map(|((id, event_id, entity, key), payload)| (id, event_id, payload, entity, key))
+        .collect();
     // Coalesce: keep the newest pending version per entity; older ones are superseded.
     let mut newest: std::collections::HashMap<(&str, &str), i64> = std::collections::HashMap::new();
     for (id, _, _, entity, key) in &candidates {

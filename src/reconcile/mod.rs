@@ -75,6 +75,13 @@ struct Dirty {
     changed: String,
 }
 
+impl Dirty {
+    /// A kept record that still exists at its source.
+    fn live(&self) -> bool {
+        self.ok && !self.deleted
+    }
+}
+
 /// Reconciles every dirty record. Running it again with nothing new changes nothing.
 pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, StoreError> {
     let mut stats = ReconcileStats::default();
@@ -83,20 +90,31 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         .pragma_update(None, "cache_size", RECONCILE_CACHE_KIB)?;
     let codec = store.codec().clone();
     for phase in Phase::ALL {
-        let mut at = Keyset::START;
-        loop {
+        // One transaction per chunk.
+        each_chunk(|at| {
             let tx = store.conn_mut().transaction()?;
-            let next = run_chunk(&tx, &codec, config, phase, &at, &mut stats)?;
+            let next = run_chunk(&tx, &codec, config, phase, at, &mut stats)?;
             tx.commit()?;
-            match next {
-                Some(k) => at = k,
-                // A record made dirty behind the keyset is found by one more pass from the start.
-                None if at != Keyset::START => at = Keyset::START,
-                None => break,
-            }
-        }
+            Ok(next)
+        })?;
     }
     Ok(stats)
+}
+
+/// Runs a phase chunk by chunk (`chunk` handles the records after a keyset and returns the
+/// next one) until a pass from the start finds nothing: a record made dirty behind the
+/// keyset is found by that last pass.
+fn each_chunk(
+    mut chunk: impl FnMut(&Keyset) -> Result<Option<Keyset>, StoreError>,
+) -> Result<(), StoreError> {
+    let mut at = Keyset::START;
+    loop {
+        match chunk(&at)? {
+            Some(next) => at = next,
+            None if at != Keyset::START => at = Keyset::START,
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Page cache of the reconcile connection, in KiB (SQLite's negative `cache_size`): enough for
@@ -113,14 +131,7 @@ pub fn run_in_tx(
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
     for phase in Phase::ALL {
-        let mut at = Keyset::START;
-        loop {
-            match run_chunk(tx, codec, config, phase, &at, stats)? {
-                Some(k) => at = k,
-                None if at != Keyset::START => at = Keyset::START,
-                None => break,
-            }
-        }
+        each_chunk(|at| run_chunk(tx, codec, config, phase, at, stats))?;
     }
     let mut out = store::OutboxBatch::default();
     for pid in persons {
@@ -177,24 +188,24 @@ fn chunk_sql() -> &'static ChunkSql {
             // source_records_dirty (dirty) WHERE dirty = 1: rowid order.
             persons_without_id: format!(
                 "SELECT {cols} FROM source_records
-                 WHERE dirty = 1 AND id_key IS NULL AND id > ?2 AND {persons} AND ?1 = ?1
+                 WHERE dirty = 1 AND id_key IS NULL AND id > ?2 AND {persons}
                  ORDER BY id LIMIT ?3"
             ),
             rest: format!(
-                "SELECT {cols} FROM source_records WHERE dirty = 1 AND id > ?2 AND ?1 = ?1
+                "SELECT {cols} FROM source_records WHERE dirty = 1 AND id > ?2
                  ORDER BY id LIMIT ?3"
             ),
         }
     })
 }
 
-/// Where a phase has got to: the last ID-bearing record handled (`id_key`, `id`) and the last
-/// ID-less one (`idless`), each in its query's order.
+/// Where a phase has got to: the last ID-bearing record read in ID order (`id_key`, `id`) and
+/// the last record read in id order (`by_id`: ID-less persons, or the rest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Keyset {
     id_key: String,
     id: i64,
-    idless: i64,
+    by_id: i64,
 }
 
 impl Keyset {
@@ -202,7 +213,7 @@ impl Keyset {
     const START: Keyset = Keyset {
         id_key: String::new(),
         id: 0,
-        idless: 0,
+        by_id: 0,
     };
 }
 
@@ -230,20 +241,20 @@ fn run_chunk(
                     tx,
                     &sql.persons_without_id,
                     "",
-                    at.idless,
+                    at.by_id,
                     CHUNK - batch.len(),
                 )?;
                 if let Some(last) = idless.last() {
-                    next.idless = last.id;
+                    next.by_id = last.id;
                 }
                 batch.extend(idless);
             }
             batch
         }
         Phase::Rest => {
-            let batch = load_dirty(tx, &sql.rest, "", at.idless, CHUNK)?;
+            let batch = load_dirty(tx, &sql.rest, "", at.by_id, CHUNK)?;
             if let Some(last) = batch.last() {
-                next.idless = last.id;
+                next.by_id = last.id;
             }
             batch
         }
@@ -318,9 +329,7 @@ fn prepare(codec: &Codec, batch: &mut [Dirty]) -> Result<(), StoreError> {
         rec.normalized = text
             .as_deref()
             .and_then(|n| serde_json::from_str::<NormalizedRecord>(n).ok());
-        let live_person =
-            rec.ok && !rec.deleted && rec.entity.is_some_and(EntityKind::carries_person);
-        if live_person {
+        if rec.live() && rec.entity.is_some_and(EntityKind::carries_person) {
             if let Some(n) = &rec.normalized {
                 rec.features = Some(matching::Features::of(
                     codec,
@@ -345,7 +354,7 @@ fn handle_record(
     out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
 ) -> Result<Option<Option<i64>>, StoreError> {
-    let live = rec.ok && !rec.deleted;
+    let live = rec.live();
     let normalized = rec.normalized.as_ref();
     let Some(entity) = rec.entity else {
         // A rejected record: it no longer vouches for anyone.

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::model::NormalizedRecord;
@@ -53,12 +52,7 @@ pub fn now_text() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// 16 bytes of SHA-256 over the raw record's canonical JSON (serde_json sorts object keys).
-pub fn content_hash(raw: &Value) -> [u8; 16] {
-    hash_text(&raw.to_string())
-}
-
-/// 16 bytes of SHA-256 over a raw record's JSON text.
+/// 16 bytes of SHA-256 over a raw record's JSON text (serde_json writes object keys sorted).
 fn hash_text(text: &str) -> [u8; 16] {
     let digest = Sha256::digest(text.as_bytes());
     let mut out = [0u8; 16];
@@ -85,6 +79,15 @@ pub enum Ingest {
         reject: RecordReject,
         raw: String,
     },
+}
+
+impl Ingest {
+    /// The record's JSON text.
+    pub fn raw(&self) -> &str {
+        match self {
+            Ingest::Ok { raw, .. } | Ingest::Rejected { raw, .. } => raw,
+        }
+    }
 }
 
 /// What an ingest batch did.
@@ -491,22 +494,20 @@ fn ingest_in(
         },
     };
     // Pure CPU first, on every core: each record's key and content hash.
-    let keyed: Vec<(String, &str, [u8; 16])> = {
+    let keyed: Vec<(String, [u8; 16])> = {
         use rayon::prelude::*;
         batch
             .par_iter()
             .map(|item| {
-                let (raw, key) = match item {
-                    Ingest::Ok { record, raw, .. } => (raw, record.source_key.clone()),
-                    Ingest::Rejected { reject, raw } => (
-                        raw,
-                        reject
-                            .source_key
-                            .clone()
-                            .unwrap_or_else(|| format!("#{}", hex::encode(hash_text(raw)))),
-                    ),
+                let hash = hash_text(item.raw());
+                let key = match item {
+                    Ingest::Ok { record, .. } => record.source_key.clone(),
+                    Ingest::Rejected { reject, .. } => reject
+                        .source_key
+                        .clone()
+                        .unwrap_or_else(|| format!("#{}", hex::encode(hash))),
                 };
-                (key, raw.as_str(), hash_text(raw))
+                (key, hash)
             })
             .collect()
     };
@@ -518,7 +519,7 @@ fn ingest_in(
         let mut keys = std::collections::HashSet::new();
         let end = keyed[start..]
             .iter()
-            .position(|(k, _, _)| !keys.insert(k.as_str()))
+            .position(|(k, _)| !keys.insert(k.as_str()))
             .map_or(keyed.len(), |n| start + n);
         ingest_segment(
             tx,
@@ -552,7 +553,7 @@ fn ingest_segment(
     codec: &Codec,
     at: &StreamRef<'_>,
     batch: &[Ingest],
-    keyed: &[(String, &str, [u8; 16])],
+    keyed: &[(String, [u8; 16])],
     range: std::ops::Range<usize>,
     now: &str,
     stats: &mut IngestStats,
@@ -568,7 +569,7 @@ fn ingest_segment(
     } = st;
     let mut changed: Vec<(usize, Option<(i64, String)>)> = Vec::new();
     for i in range {
-        let (key, _, hash) = &keyed[i];
+        let (key, hash) = &keyed[i];
         let existing: Option<(i64, Vec<u8>, String, String)> = lookup
             .query_row(params![at.source, at.stream, key], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -597,12 +598,12 @@ fn ingest_segment(
         use rayon::prelude::*;
         changed
             .par_iter()
-            .map(|(i, _)| Sealed::of(codec, &batch[*i], keyed[*i].1))
+            .map(|(i, _)| Sealed::of(codec, &batch[*i]))
             .collect()
     };
     for ((i, existing), sealed) in changed.into_iter().zip(sealed) {
         let item = &batch[i];
-        let (key, _, hash) = &keyed[i];
+        let (key, hash) = &keyed[i];
         let Sealed {
             status,
             raw,
@@ -716,7 +717,8 @@ struct Sealed<'a> {
 }
 
 impl<'a> Sealed<'a> {
-    fn of(codec: &Codec, item: &'a Ingest, raw_text: &str) -> Sealed<'a> {
+    fn of(codec: &Codec, item: &'a Ingest) -> Sealed<'a> {
+        let raw_text = item.raw();
         match item {
             Ingest::Ok {
                 record, deleted, ..
@@ -825,14 +827,6 @@ impl OutboxBatch {
         self.events.push(event);
     }
 
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
     /// Writes the buffered events into the outbox inside `tx` (which must be the transaction
     /// of the changes they announce) and empties the buffer.
     pub fn flush(&mut self, tx: &Transaction<'_>, codec: &Codec) -> Result<()> {
@@ -893,7 +887,7 @@ mod tests {
     use crate::model::{EntityKind, PersonFields};
     use serde_json::json;
 
-    fn rec(key: &str, phone: &str) -> (Ingest, Value) {
+    fn rec(key: &str, phone: &str) -> (Ingest, serde_json::Value) {
         let raw = json!({"k": key, "p": phone});
         let record = NormalizedRecord {
             entity: EntityKind::CardAccount,
@@ -918,6 +912,19 @@ mod tests {
         )
     }
 
+    /// Stream `a/b` of card accounts, in run `run`.
+    fn stream_ref(run: i64, full_refresh: bool) -> StreamRef<'static> {
+        StreamRef {
+            source: "a",
+            stream: "b",
+            run_id: run,
+            link_stream: None,
+            full_refresh,
+            entity: EntityKind::CardAccount,
+            run_started: "2000-01-01T00:00:00.000Z",
+        }
+    }
+
     fn count(store: &Store, sql: &str) -> i64 {
         store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
     }
@@ -927,15 +934,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let run = store.begin_run("a", "b", "sync", "test").unwrap();
-        let at = StreamRef {
-            source: "a",
-            stream: "b",
-            run_id: run,
-            link_stream: None,
-            full_refresh: false,
-            entity: EntityKind::CardAccount,
-            run_started: "2000-01-01T00:00:00.000Z",
-        };
+        let at = stream_ref(run, false);
         // Moved between two pages of one batch: once unchanged-in-batch, once changed.
         let batch = vec![
             rec("1", "13800000000").0,
@@ -963,15 +962,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let run = store.begin_run("a", "b", "sync", "test").unwrap();
-        let at = StreamRef {
-            source: "a",
-            stream: "b",
-            run_id: run,
-            link_stream: None,
-            full_refresh: false,
-            entity: EntityKind::CardAccount,
-            run_started: "2000-01-01T00:00:00.000Z",
-        };
+        let at = stream_ref(run, false);
         let batch = vec![rec("1", "13800000000").0, rec("2", "13800000001").0];
         let s1 = store.ingest(&at, &batch, None).unwrap();
         assert_eq!(s1.inserted, 2);
@@ -1002,15 +993,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let run = store.begin_run("a", "b", "sync", "test").unwrap();
-        let at = StreamRef {
-            source: "a",
-            stream: "b",
-            run_id: run,
-            link_stream: None,
-            full_refresh: false,
-            entity: EntityKind::CardAccount,
-            run_started: "2000-01-01T00:00:00.000Z",
-        };
+        let at = stream_ref(run, false);
         store
             .ingest(&at, &[rec("1", "13800000000").0], None)
             .unwrap();
@@ -1042,15 +1025,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let run = store.begin_run("a", "b", "sync", "test").unwrap();
-        let at = StreamRef {
-            source: "a",
-            stream: "b",
-            run_id: run,
-            link_stream: None,
-            full_refresh: true,
-            entity: EntityKind::CardAccount,
-            run_started: "2000-01-01T00:00:00.000Z",
-        };
+        let at = stream_ref(run, true);
         store.begin_full_refresh(run).unwrap();
         store
             .ingest(
