@@ -290,7 +290,10 @@ async fn encrypted_store_hides_pii_matches_like_plain_and_survives_rotation() {
         // Blinds are what the ingest computes with the new key.
         let mut stmt = g
             .conn()
-            .prepare("SELECT normalized, id_key, np_key FROM source_records WHERE status = 'ok'")
+            .prepare(
+                "SELECT p.normalized, s.id_key, s.np_key FROM source_records s
+                 JOIN record_payloads p ON p.id = s.id WHERE s.status = 'ok'",
+            )
             .unwrap();
         let mut rows = stmt.query([]).unwrap();
         let mut checked = 0;

@@ -133,9 +133,19 @@ fn record_text(store: &Store, rec: i64) -> anyhow::Result<String> {
     let row: Option<Row> = store
         .conn()
         .query_row(
-            "SELECT source, stream, source_key, person_id, normalized FROM source_records WHERE id = ?1",
+            "SELECT source, stream, source_key, person_id,
+                    (SELECT normalized FROM record_payloads p WHERE p.id = source_records.id)
+             FROM source_records WHERE id = ?1",
             [rec],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, codec.open(r.get_ref(4)?)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    codec.open(r.get_ref(4)?)?,
+                ))
+            },
         )
         .optional()?;
     let Some((source, stream, key, pid, normalized)) = row else {
@@ -157,7 +167,9 @@ fn features(store: &Store, rec: i64) -> anyhow::Result<Option<matching::Features
     let row: Option<(Option<String>, Option<String>, String)> = store
         .conn()
         .query_row(
-            "SELECT normalized, id_key, COALESCE(updated_at, last_changed) FROM source_records WHERE id = ?1",
+            "SELECT (SELECT normalized FROM record_payloads p WHERE p.id = source_records.id),
+                    id_key, COALESCE(updated_at, last_changed)
+             FROM source_records WHERE id = ?1",
             [rec],
             |r| Ok((codec.open(r.get_ref(0)?)?, r.get(1)?, r.get(2)?)),
         )

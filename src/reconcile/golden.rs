@@ -136,7 +136,7 @@ pub fn refresh_person(
         return Ok(());
     };
     let mut stmt = tx.prepare_cached(
-        "SELECT id, source, normalized, COALESCE(updated_at, last_changed) FROM source_records
+        "SELECT id, source, (SELECT normalized FROM record_payloads p WHERE p.id = source_records.id), COALESCE(updated_at, last_changed) FROM source_records
          WHERE person_id = ?1 AND status = 'ok' AND deleted = 0 ORDER BY id",
     )?;
     let candidates: Vec<Candidate> = stmt

@@ -195,7 +195,7 @@ impl From<CodecError> for rusqlite::Error {
 
 /// Columns that hold sealed personal data, per table (fixed names, never from input).
 pub const SEALED_COLUMNS: &[(&str, &[&str])] = &[
-    ("source_records", &["raw", "normalized"]),
+    ("record_payloads", &["raw", "normalized"]),
     ("rejects", &["raw_value"]),
     (
         "persons",
@@ -461,11 +461,20 @@ fn rotate_table(
     };
     let id = key.id();
     let prefix = format!("{}:", key.id_hex());
-    let is_records = table == "source_records";
-    let extra = if is_records { ", id_key, np_key" } else { "" };
+    // The payloads' match keys live beside them in source_records and are recomputed with
+    // the new key in the same transaction.
+    let is_records = table == "record_payloads";
+    let (extra, from) = if is_records {
+        (
+            ", s.id_key, s.np_key",
+            "record_payloads JOIN source_records s USING (id)",
+        )
+    } else {
+        ("", table)
+    };
     // Table and column names come from SEALED_COLUMNS, a fixed list.
     let select = format!(
-        "SELECT id, {}{extra} FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, {}{extra} FROM {from} WHERE id > ?1 ORDER BY id LIMIT ?2",
         cols.join(", ")
     );
     let sets: Vec<String> = cols
@@ -473,16 +482,8 @@ fn rotate_table(
         .enumerate()
         .map(|(i, c)| format!("{c} = ?{}", i + 2))
         .collect();
-    let update = if is_records {
-        format!(
-            "UPDATE {table} SET {}, id_key = ?{}, np_key = ?{} WHERE id = ?1",
-            sets.join(", "),
-            cols.len() + 2,
-            cols.len() + 3
-        )
-    } else {
-        format!("UPDATE {table} SET {} WHERE id = ?1", sets.join(", "))
-    };
+    let update = format!("UPDATE {table} SET {} WHERE id = ?1", sets.join(", "));
+    let update_blinds = "UPDATE source_records SET id_key = ?2, np_key = ?3 WHERE id = ?1";
     let mut last = 0i64;
     let mut changed = 0u64;
     loop {
@@ -491,6 +492,7 @@ fn rotate_table(
         {
             let mut sel = tx.prepare(&select)?;
             let mut upd = tx.prepare(&update)?;
+            let mut upd_blinds = tx.prepare(update_blinds)?;
             let mut rows = sel.query(params![last, chunk as i64])?;
             while let Some(r) = rows.next()? {
                 rows_seen += 1;
@@ -537,8 +539,7 @@ fn rotate_table(
                     if idk.is_some() || npk.is_some() {
                         report.blinds_recomputed += 1;
                     }
-                    bound.push(opt_text(new_id_key));
-                    bound.push(opt_text(new_np_key));
+                    upd_blinds.execute(params![rid, new_id_key, new_np_key])?;
                 }
                 upd.execute(rusqlite::params_from_iter(bound.iter()))?;
                 report.rows_rewritten += 1;
@@ -551,13 +552,6 @@ fn rotate_table(
         }
     }
     Ok(changed)
-}
-
-fn opt_text(v: Option<String>) -> ToSqlOutput<'static> {
-    match v {
-        Some(s) => ToSqlOutput::Owned(Value::Text(s)),
-        None => ToSqlOutput::Owned(Value::Null),
-    }
 }
 
 /// The match keys of a normalized record, exactly as the ingest computes them.
