@@ -133,9 +133,11 @@ fn record_text(store: &Store, rec: i64) -> anyhow::Result<String> {
     let row: Option<Row> = store
         .conn()
         .query_row(
-            "SELECT source, stream, source_key, person_id,
-                    (SELECT normalized FROM record_payloads p WHERE p.id = source_records.id)
-             FROM source_records WHERE id = ?1",
+            concat!(
+                "SELECT source, stream, source_key, person_id, ",
+                crate::store::normalized_of_record!(),
+                " FROM source_records WHERE id = ?1"
+            ),
             [rec],
             |r| {
                 Ok((
@@ -167,9 +169,11 @@ fn features(store: &Store, rec: i64) -> anyhow::Result<Option<matching::Features
     let row: Option<(Option<String>, Option<String>, String)> = store
         .conn()
         .query_row(
-            "SELECT (SELECT normalized FROM record_payloads p WHERE p.id = source_records.id),
-                    id_key, COALESCE(updated_at, last_changed)
-             FROM source_records WHERE id = ?1",
+            concat!(
+                "SELECT ",
+                crate::store::normalized_of_record!(),
+                ", id_key, COALESCE(updated_at, last_changed) FROM source_records WHERE id = ?1"
+            ),
             [rec],
             |r| Ok((codec.open(r.get_ref(0)?)?, r.get(1)?, r.get(2)?)),
         )

@@ -135,10 +135,12 @@ pub fn refresh_person(
     let Some((version, retired, old, old_provenance, old_sources)) = current else {
         return Ok(());
     };
-    let mut stmt = tx.prepare_cached(
-        "SELECT id, source, (SELECT normalized FROM record_payloads p WHERE p.id = source_records.id), COALESCE(updated_at, last_changed) FROM source_records
-         WHERE person_id = ?1 AND status = 'ok' AND deleted = 0 ORDER BY id",
-    )?;
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT id, source, ",
+        store::normalized_of_record!(),
+        ", COALESCE(updated_at, last_changed) FROM source_records
+             WHERE person_id = ?1 AND status = 'ok' AND deleted = 0 ORDER BY id"
+    ))?;
     let candidates: Vec<Candidate> = stmt
         .query_map([pid], |r| {
             let normalized: Option<String> = codec.open(r.get_ref(2)?)?;

@@ -174,10 +174,12 @@ fn chunk_sql() -> &'static ChunkSql {
             .map(|k| format!("'{}'", k.as_str()))
             .collect::<Vec<_>>()
             .join(",");
-        let cols = "id, source, stream, source_key, entity, status,
-                    (SELECT normalized FROM record_payloads p WHERE p.id = source_records.id),
-                    deleted, id_key, np_key,
-                    link_stream, person_ref, person_id, COALESCE(updated_at, last_changed)";
+        let cols = concat!(
+            "id, source, stream, source_key, entity, status, ",
+            store::normalized_of_record!(),
+            ", deleted, id_key, np_key, link_stream, person_ref, person_id,
+             COALESCE(updated_at, last_changed)"
+        );
         let persons = format!("(entity IN ({in_list}) OR status = 'rejected')");
         ChunkSql {
             // Without statistics the planner would rather scan the dirty index and sort.

@@ -60,6 +60,16 @@ fn hash_text(text: &str) -> [u8; 16] {
     out
 }
 
+/// SQL for a `source_records` row's sealed normalized record, which lives beside it in
+/// `record_payloads`: the one place a query outside the store names that table. A macro so
+/// that it can be spliced into `concat!` statement literals (no string built per call).
+macro_rules! normalized_of_record {
+    () => {
+        "(SELECT normalized FROM record_payloads p WHERE p.id = source_records.id)"
+    };
+}
+pub(crate) use normalized_of_record;
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
