@@ -81,7 +81,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("/var/lib/community-sync/store.db"),
-            batch_size: 2000,
+            batch_size: 500,
         }
     }
 }

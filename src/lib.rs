@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod mask;
+pub mod memory;
 pub mod model;
 pub mod normalize;
 pub mod pipeline;

@@ -597,6 +597,7 @@ fn write_pages(
                     tracing::debug!(source, stream = %stream.name, run_id, records = batch.len(), inserted = s.inserted, updated = s.updated, unchanged = s.unchanged, "batch written");
                     totals.add(&s);
                     batch.clear();
+                    crate::memory::release_free();
                 }
                 Err(e) => {
                     return (

@@ -1,0 +1,29 @@
+//! The process's allocator settings: the daemon must fit a small VM, and glibc's defaults are
+//! tuned for throughput on many cores, not for a bounded footprint.
+
+/// glibc gives every thread that allocates its own arena (up to 8 per core), each keeping
+/// what it freed: with the tokio workers, the blocking pool and the rayon pool, that was a
+/// third of the daemon's resident memory. Two arenas cost no measurable speed here; one was
+/// ~10 % slower (malloc lock contention between the writers and the fetchers, BENCHMARKS.md).
+/// `MALLOC_ARENA_MAX` in the environment still wins. Call before any other thread exists.
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; the caller runs it before any
+        // other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+/// Hands memory freed by a finished batch back to the system. glibc returns a freed block to
+/// the kernel only when it sits at the top of its arena; the rest stays resident until reused,
+/// so a peak of in-flight batches would otherwise stay the process's size for good.
+pub fn release_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
