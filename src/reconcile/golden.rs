@@ -1,13 +1,13 @@
 //! Golden records: each person field chosen from the linked source records by a survivorship
 //! rule, with provenance (which source record supplied it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::model::{Event, Op, PERSON_FIELDS};
+use crate::model::{Event, Op, PersonFields, PERSON_FIELDS};
 use crate::reconcile::{person_key, ReconcileStats};
 use crate::store::{self, now_text, Codec, StoreError};
 
@@ -99,11 +99,15 @@ pub fn choose(config: &Config, candidates: &[Candidate]) -> BTreeMap<&'static st
 }
 
 /// Recomputes one person's golden record; on change bumps the version and enqueues an event.
+/// `opened` holds the person fields of records the caller already opened in this transaction
+/// (a reconcile chunk: most of a resident's records are in the same chunk); only the others
+/// are read from `record_payloads` and decrypted.
 pub fn refresh_person(
     tx: &Transaction<'_>,
     codec: &Codec,
     config: &Config,
     pid: i64,
+    opened: &HashMap<i64, &PersonFields>,
     out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
@@ -135,26 +139,38 @@ pub fn refresh_person(
     let Some((version, retired, old, old_provenance, old_sources)) = current else {
         return Ok(());
     };
-    let mut stmt = tx.prepare_cached(concat!(
-        "SELECT id, source, ",
-        store::normalized_of_record!(),
-        ", COALESCE(updated_at, last_changed) FROM source_records
-             WHERE person_id = ?1 AND status = 'ok' AND deleted = 0 ORDER BY id"
-    ))?;
-    let candidates: Vec<Candidate> = stmt
-        .query_map([pid], |r| {
-            let normalized: Option<String> = codec.open(r.get_ref(2)?)?;
-            Ok(Candidate {
-                record_id: r.get(0)?,
-                source: r.get(1)?,
-                changed: r.get(3)?,
-                person: normalized
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, source, COALESCE(updated_at, last_changed) FROM source_records
+         WHERE person_id = ?1 AND status = 'ok' AND deleted = 0 ORDER BY id",
+    )?;
+    let mut payload = tx.prepare_cached(store::SELECT_NORMALIZED_BY_ID)?;
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut rows = stmt.query([pid])?;
+    while let Some(r) = rows.next()? {
+        let record_id: i64 = r.get(0)?;
+        let person = match opened.get(&record_id) {
+            Some(p) => (*p).clone(),
+            None => {
+                let sealed: Option<rusqlite::types::Value> =
+                    payload.query_row([record_id], |p| p.get(0)).optional()?;
+                let normalized = match &sealed {
+                    Some(v) => codec.open(v.into()).map_err(rusqlite::Error::from)?,
+                    None => None,
+                };
+                normalized
                     .and_then(|n| serde_json::from_str::<PersonOnly>(&n).ok())
                     .map(|n| n.person)
-                    .unwrap_or_default(),
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+                    .unwrap_or_default()
+            }
+        };
+        candidates.push(Candidate {
+            record_id,
+            source: r.get(1)?,
+            changed: r.get(2)?,
+            person,
+        });
+    }
+    drop(rows);
     record_phone_history(tx, codec, pid, &candidates)?;
     let now = now_text();
     if candidates.is_empty() {

@@ -13,7 +13,7 @@ pub mod matching;
 pub mod names;
 pub mod review;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::{json, Value};
@@ -135,7 +135,7 @@ pub fn run_in_tx(
     }
     let mut out = store::OutboxBatch::default();
     for pid in persons {
-        golden::refresh_person(tx, codec, config, pid, &mut out, stats)?;
+        golden::refresh_person(tx, codec, config, pid, &HashMap::new(), &mut out, stats)?;
     }
     out.flush(tx, codec)
 }
@@ -282,8 +282,13 @@ fn run_chunk(
         };
         stats.records += 1;
     }
+    // The chunk's records are already open: the golden refresh reads only the others.
+    let opened: HashMap<i64, &crate::model::PersonFields> = batch
+        .iter()
+        .filter_map(|r| r.normalized.as_ref().map(|n| (r.id, &n.person)))
+        .collect();
     for pid in touched {
-        golden::refresh_person(tx, codec, config, pid, &mut out, stats)?;
+        golden::refresh_person(tx, codec, config, pid, &opened, &mut out, stats)?;
     }
     out.flush(tx, codec)?;
     Ok(Some(next))

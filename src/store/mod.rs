@@ -70,6 +70,10 @@ macro_rules! normalized_of_record {
 }
 pub(crate) use normalized_of_record;
 
+/// One record's sealed normalized payload by record id (`?1`).
+pub(crate) const SELECT_NORMALIZED_BY_ID: &str =
+    "SELECT normalized FROM record_payloads WHERE id = ?1";
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
