@@ -79,14 +79,35 @@ pub async fn acquire(
         loop {
             let (n, h) = (name.clone(), holder.to_string());
             let got = blocking(&store, move |s| s.try_acquire_lease(&n, &h, LEASE_TTL)).await?;
+            let n = name.clone();
+            let who = if got {
+                None
+            } else {
+                blocking(&store, move |s| s.lease_holder(&n)).await?
+            };
+            // A holder killed mid-run (`kill -9`, OOM) keeps its lease until it expires; one
+            // whose process is gone is taken over now instead of waited out.
+            let got = match who.as_ref().filter(|h| h.is_dead()) {
+                Some(dead) => {
+                    let (n, d, h) = (name.clone(), dead.holder.clone(), holder.to_string());
+                    let taken =
+                        blocking(&store, move |s| s.take_over_lease(&n, &d, &h, LEASE_TTL)).await?;
+                    if taken {
+                        tracing::warn!(
+                            lease = %name, holder_pid = dead.pid,
+                            "took over the lease of a process that is no longer running (killed mid-run?)"
+                        );
+                    }
+                    taken
+                }
+                None => got,
+            };
             if got {
                 held.push(name.clone());
                 guard.names = held.clone();
                 break;
             }
             if !told {
-                let n = name.clone();
-                let who = blocking(&store, move |s| s.lease_holder(&n)).await?;
                 on_wait(name, who.as_ref());
                 told = true;
             }
@@ -149,5 +170,90 @@ mod tests {
         );
         drop(first);
         assert_eq!(second.await.unwrap().unwrap(), "two");
+    }
+
+    /// A lease as a process `pid` of our PID namespace would have left it: unexpired.
+    fn leave_lease(store: &Arc<Mutex<Store>>, name: &str, pid: u32) -> String {
+        let link = std::fs::read_link("/proc/self/ns/pid").unwrap();
+        let ns = link
+            .to_str()
+            .unwrap()
+            .trim_start_matches("pid:[")
+            .trim_end_matches(']')
+            .to_string();
+        let holder = format!("{pid}@{ns}:cli:00000000000000aa");
+        store
+            .lock()
+            .unwrap()
+            .conn()
+            .execute(
+                "INSERT INTO leases (name, holder, pid, acquired_at, expires_at)
+                 VALUES (?1, ?2, ?3, '2026-01-01T00:00:00.000Z', '2999-01-01T00:00:00.000Z')",
+                rusqlite::params![name, holder, pid],
+            )
+            .unwrap();
+        holder
+    }
+
+    #[tokio::test]
+    async fn the_lease_of_a_killed_process_is_taken_over_not_waited_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Mutex::new(Store::open(&dir.path().join("s.db")).unwrap()));
+        let mut alive = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut killed = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let alive_holder = leave_lease(&store, "source:alive", alive.id());
+        leave_lease(&store, "source:killed", killed.id());
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+
+        // The killed holder's lease (it would expire in centuries) is ours straight away.
+        let guard = tokio::time::timeout(
+            Duration::from_secs(20),
+            acquire(
+                store.clone(),
+                &["source:killed".to_string()],
+                "me",
+                |_, _| {},
+            ),
+        )
+        .await
+        .expect("a dead holder's lease is not waited out")
+        .unwrap();
+        assert_eq!(
+            store
+                .lock()
+                .unwrap()
+                .lease_holder("source:killed")
+                .unwrap()
+                .unwrap()
+                .holder,
+            "me"
+        );
+        drop(guard);
+
+        // A live holder's lease is waited for, and the waiter hears who holds it.
+        let mut heard = None;
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(600),
+            acquire(
+                store.clone(),
+                &["source:alive".to_string()],
+                "me",
+                |_, h| {
+                    heard = h.map(|h| h.holder.clone());
+                },
+            ),
+        )
+        .await;
+        assert!(waiting.is_err(), "a live holder keeps its lease");
+        assert_eq!(heard, Some(alive_holder));
+        alive.kill().unwrap();
+        alive.wait().unwrap();
     }
 }

@@ -3,8 +3,11 @@
 //! sync handed to it, or a `community-sync sync` run in its own process against the same store.
 //!
 //! A holder renews its lease while it works; a holder that dies stops renewing and its lease
-//! expires, so a crash never blocks a source for longer than the time to live. Acquisition is
-//! one conditional upsert, atomic across processes (SQLite serialises writers).
+//! expires, so a crash never blocks a source for longer than the time to live. A holder seen
+//! to be dead sooner (its process is gone, in our PID namespace) is taken over at once: an
+//! operator who `kill -9`s a stuck sync and starts another does not wait out the lease.
+//! Acquisition and take-over are each one conditional statement, atomic across processes
+//! (SQLite serialises writers).
 //!
 //! The daemon also keeps, per scheduled job, when it was last due and last finished
 //! (`schedule_state`), so after downtime an overdue job runs once at start.
@@ -19,11 +22,46 @@ pub fn source_lease(source: &str) -> String {
     format!("source:{source}")
 }
 
-/// A unique holder token for this process and purpose.
+/// A unique holder token for this process and purpose: `pid@pidns:purpose:random`. The PID
+/// namespace says whether another process can judge the pid (a container sharing the store
+/// file sees other pids).
 pub fn holder_token(purpose: &str) -> String {
     use rand::Rng as _;
     let n: u64 = rand::rng().random();
-    format!("{}:{purpose}:{n:016x}", std::process::id())
+    format!(
+        "{}@{}:{purpose}:{n:016x}",
+        std::process::id(),
+        pid_namespace().unwrap_or("?")
+    )
+}
+
+/// This process's PID namespace (the inode number of `/proc/self/ns/pid`), if readable.
+fn pid_namespace() -> Option<&'static str> {
+    static NS: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NS.get_or_init(|| {
+        let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let text = link.to_str()?;
+        let inode = text.strip_prefix("pid:[")?.strip_suffix(']')?;
+        inode
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| inode.to_string())
+    })
+    .as_deref()
+}
+
+/// Whether the process behind `pid` is gone: only when asking the kernel is meaningful (same
+/// PID namespace) and it says "no such process". A process we may not signal is alive.
+fn process_is_gone(pid: i64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is delivered.
+    let r = unsafe { libc::kill(pid, 0) };
+    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 fn stamp(t: DateTime<Utc>) -> String {
@@ -37,6 +75,27 @@ pub struct LeaseHolder {
     pub pid: i64,
     pub acquired_at: String,
     pub expires_at: String,
+}
+
+impl LeaseHolder {
+    /// The holder's process has died (it was killed, or the machine lost it) though its lease
+    /// has not expired yet: judged only for a holder in our PID namespace (see
+    /// `holder_token`), never for one we cannot see.
+    pub fn is_dead(&self) -> bool {
+        let Some(ours) = pid_namespace() else {
+            return false;
+        };
+        let Some((pid_part, _)) = self.holder.split_once(':') else {
+            return false;
+        };
+        let Some((pid, ns)) = pid_part.split_once('@') else {
+            return false;
+        };
+        ns == ours
+            && pid.parse::<i64>().ok() == Some(self.pid)
+            && self.pid != i64::from(std::process::id())
+            && process_is_gone(self.pid)
+    }
 }
 
 /// When a scheduled job was last due, started and finished.
@@ -66,6 +125,33 @@ impl Store {
                  expires_at = excluded.expires_at
              WHERE leases.expires_at < ?4 OR leases.holder = ?2",
             params![name, holder, std::process::id() as i64, stamp(now), stamp(expires)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Takes the lease `name` from `dead` (a holder whose process is gone, see
+    /// `LeaseHolder::is_dead`) for `holder`. Returns false if `dead` no longer holds it
+    /// (someone else took it first, or it was released).
+    pub fn take_over_lease(
+        &self,
+        name: &str,
+        dead: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let now = Utc::now();
+        let expires = now + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
+        let n = self.conn().execute(
+            "UPDATE leases SET holder = ?3, pid = ?4, acquired_at = ?5, expires_at = ?6
+             WHERE name = ?1 AND holder = ?2",
+            params![
+                name,
+                dead,
+                holder,
+                std::process::id() as i64,
+                stamp(now),
+                stamp(expires)
+            ],
         )?;
         Ok(n == 1)
     }
@@ -232,6 +318,76 @@ mod tests {
             .unwrap());
         assert!(!s.renew_lease("x", "dead", Duration::from_secs(60)).unwrap());
         assert_eq!(s.release_leases_of_pid(std::process::id()).unwrap(), 1);
+    }
+
+    /// A pid that was just in use and is gone (its process exited and was reaped).
+    fn gone_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_lease_of_a_dead_process_is_taken_over_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let ns = pid_namespace().expect("tests run on Linux with /proc");
+        let insert = |name: &str, holder: &str, pid: i64| {
+            s.conn()
+                .execute(
+                    "INSERT INTO leases (name, holder, pid, acquired_at, expires_at)
+                     VALUES (?1, ?2, ?3, '2026-01-01T00:00:00.000Z', '2999-01-01T00:00:00.000Z')",
+                    params![name, holder, pid],
+                )
+                .unwrap();
+        };
+        let dead = gone_pid();
+        insert("source:a", &format!("{dead}@{ns}:cli:01"), dead.into());
+        // Same dead pid, but seen from another PID namespace: not ours to judge.
+        insert("source:b", &format!("{dead}@1:cli:02"), dead.into());
+        // A live process: pid 1 (init) always exists.
+        insert("source:c", &format!("1@{ns}:job1:03"), 1);
+        // A token from before namespaces were recorded.
+        insert("source:d", &format!("{dead}:cli:04"), dead.into());
+        let holder = |name: &str| s.lease_holder(name).unwrap().unwrap();
+        assert!(holder("source:a").is_dead());
+        assert!(!holder("source:b").is_dead(), "another namespace");
+        assert!(!holder("source:c").is_dead(), "a live process");
+        assert!(!holder("source:d").is_dead(), "no namespace in the token");
+        // Not free by the ordinary rule: it has not expired.
+        assert!(!s
+            .try_acquire_lease("source:a", "me", Duration::from_secs(60))
+            .unwrap());
+        let old = holder("source:a").holder;
+        assert!(s
+            .take_over_lease("source:a", &old, "me", Duration::from_secs(60))
+            .unwrap());
+        assert_eq!(holder("source:a").holder, "me");
+        assert_eq!(holder("source:a").pid, i64::from(std::process::id()));
+        // A second taker racing on the same stale view finds it gone.
+        assert!(!s
+            .take_over_lease("source:a", &old, "you", Duration::from_secs(60))
+            .unwrap());
+        assert_eq!(holder("source:a").holder, "me");
+    }
+
+    #[test]
+    fn our_own_holder_tokens_name_our_pid_and_namespace() {
+        let token = holder_token("cli");
+        let (pid_ns, rest) = token.split_once(':').unwrap();
+        assert_eq!(
+            pid_ns,
+            format!("{}@{}", std::process::id(), pid_namespace().unwrap())
+        );
+        assert!(rest.starts_with("cli:"), "{token}");
+        let me = LeaseHolder {
+            holder: token,
+            pid: i64::from(std::process::id()),
+            acquired_at: String::new(),
+            expires_at: String::new(),
+        };
+        assert!(!me.is_dead(), "this process is alive");
     }
 
     #[test]
