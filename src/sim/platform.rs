@@ -1,7 +1,8 @@
 //! The simulated platform (一平台): `POST /api/v1/events`, idempotent by Idempotency-Key,
 //! versioned per (entity, key), with chaos knobs for failure tests.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,8 @@ use axum::routing::post;
 use axum::Router;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{Shared, PLATFORM_TOKEN};
@@ -180,8 +183,10 @@ impl PlatformChaos {
 pub struct AppliedEntity {
     pub version: i64,
     pub deleted: bool,
-    /// The record of the last applied upsert (None after a delete).
-    pub record: Option<Value>,
+    /// The record of the last applied upsert, as the JSON text it came in (None after a
+    /// delete). Text, not a tree: a platform holding millions of records should not spend its
+    /// time building and freeing them.
+    pub record: Option<String>,
     pub event_id: String,
     pub changed: Vec<String>,
     /// How many events were applied for this (entity, key) in total.
@@ -192,9 +197,9 @@ pub struct AppliedEntity {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlatformView {
     /// (entity, key) -> latest applied state.
-    pub applied: BTreeMap<(String, String), AppliedEntity>,
+    pub applied: HashMap<(String, String), AppliedEntity>,
     /// event_id -> times applied (exactly-once means every value is 1).
-    pub applications: BTreeMap<String, usize>,
+    pub applications: HashMap<String, usize>,
     /// HTTP requests received (all, including failed and replayed).
     pub requests: u64,
     /// Requests failed by chaos knobs (503/429).
@@ -272,20 +277,126 @@ fn version_of(v: &Value) -> Option<i64> {
     }
 }
 
+/// One incoming event, read straight from the request body: the strings borrow from it where
+/// they can and the record stays JSON text. A well-formed event is read this way; anything
+/// else (a field of the wrong type, a duplicate field) goes through [`Incoming::from_value`],
+/// which judges it field by field exactly as before.
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    entity: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    op: Option<Cow<'a, str>>,
+    #[serde(default)]
+    version: Option<Value>,
+    #[serde(borrow, default)]
+    changed: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    record: Option<&'a RawValue>,
+}
+
+/// An event's fields as the platform judges them.
+#[derive(Debug, PartialEq)]
+struct EventFields<'a> {
+    event_id: Cow<'a, str>,
+    entity: Cow<'a, str>,
+    key: Cow<'a, str>,
+    op: Cow<'a, str>,
+    version: Option<i64>,
+    changed: Vec<String>,
+    /// The record's JSON text if it is an object; `None` if absent or anything else.
+    record: Option<String>,
+}
+
+impl<'a> Incoming<'a> {
+    fn fields(self) -> EventFields<'a> {
+        EventFields {
+            event_id: self.event_id.unwrap_or_default(),
+            entity: self.entity.unwrap_or_default(),
+            key: self.key.unwrap_or_default(),
+            op: self.op.unwrap_or_default(),
+            version: self.version.as_ref().and_then(version_of),
+            changed: self
+                .changed
+                .unwrap_or_default()
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect(),
+            record: self
+                .record
+                .map(RawValue::get)
+                .filter(|r| r.starts_with('{'))
+                .map(str::to_string),
+        }
+    }
+
+    /// The fields of an event that did not read as [`Incoming`]: each one taken if it has the
+    /// right type, else treated as missing.
+    fn from_value(ev: &Value) -> EventFields<'static> {
+        let text = |name: &str| -> Cow<'static, str> {
+            Cow::Owned(
+                ev.get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        };
+        EventFields {
+            event_id: text("event_id"),
+            entity: text("entity"),
+            key: text("key"),
+            op: text("op"),
+            version: ev.get("version").and_then(version_of),
+            changed: ev
+                .get("changed")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            record: ev
+                .get("record")
+                .filter(|r| r.is_object())
+                .map(Value::to_string),
+        }
+    }
+}
+
+/// Reads one event of a batch (see [`Incoming`]).
+fn read_event(raw: &RawValue) -> EventFields<'_> {
+    match serde_json::from_str::<Incoming<'_>>(raw.get()) {
+        Ok(ev) => ev.fields(),
+        Err(_) => {
+            let ev: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            Incoming::from_value(&ev)
+        }
+    }
+}
+
 /// Applies one event to the state; returns its result object.
-fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: &mut Value) -> Value {
-    let record = ev.get_mut("record").map(Value::take);
-    let ev = &*ev;
-    let event_id = ev.get("event_id").and_then(Value::as_str).unwrap_or("");
+fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: EventFields<'_>) -> Value {
+    let EventFields {
+        event_id,
+        entity,
+        key,
+        op,
+        version,
+        changed,
+        record,
+    } = ev;
+    let (event_id, entity, key, op) = (&*event_id, &*entity, &*key, &*op);
     let rejected = |code: u16, reason: &str| json!({"event_id": event_id, "status": "rejected", "code": code, "reason": reason});
     if event_id.is_empty() {
         view.rejected += 1;
         return rejected(422, "event_id is missing");
     }
-    let entity = ev.get("entity").and_then(Value::as_str).unwrap_or("");
-    let key = ev.get("key").and_then(Value::as_str).unwrap_or("");
-    let op = ev.get("op").and_then(Value::as_str).unwrap_or("");
-    let version = ev.get("version").and_then(version_of);
     let problem = if entity.is_empty() {
         Some("entity is missing")
     } else if key.is_empty() {
@@ -294,7 +405,7 @@ fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: &mut Value) -
         Some("op must be upsert or delete")
     } else if version.is_none() {
         Some("version must be an integer")
-    } else if op == "upsert" && !record.as_ref().is_some_and(Value::is_object) {
+    } else if op == "upsert" && record.is_none() {
         Some("an upsert needs a record object")
     } else {
         None
@@ -333,16 +444,6 @@ fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: &mut Value) -
         }
     }
     let applications = view.applied.get(&id).map_or(0, |e| e.applications) + 1;
-    let changed = ev
-        .get("changed")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
     view.applied.insert(
         id,
         AppliedEntity {
@@ -433,9 +534,8 @@ async fn events(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
     } else {
         body.to_vec()
     };
-    // Parsed outside the state lock; a replay does not look at the body.
-    let parsed: Result<Value, String> = serde_json::from_slice(&raw).map_err(|e| e.to_string());
-    drop(raw);
+    // Read outside the state lock; a replay does not look at the body.
+    let parsed = read_batch(&raw);
     let (body, hold) = {
         let mut guard = state.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
@@ -444,27 +544,14 @@ async fn events(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
             inner.view.replays += 1;
             return json_response(StatusCode::OK, stored);
         }
-        let mut parsed = match parsed {
-            Ok(v) => v,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_json",
-                    &format!("body is not JSON: {e}"),
-                )
-            }
-        };
-        let Some(evs) = parsed.get_mut("events").and_then(Value::as_array_mut) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "body must be an object with an events array",
-            );
+        let evs = match parsed {
+            Ok(evs) => evs,
+            Err((code, message)) => return error(StatusCode::BAD_REQUEST, code, &message),
         };
         let mut results = Vec::with_capacity(evs.len());
-        for ev in evs.iter_mut() {
+        for ev in evs {
             inner.view.events_received += 1;
-            results.push(apply_event(&mut inner.view, &state.chaos, ev));
+            results.push(apply_event(&mut inner.view, &state.chaos, read_event(ev)));
         }
         let body = json!({"results": results}).to_string().into_bytes();
         inner.idempotency.insert(idem.to_string(), body.clone());
@@ -478,6 +565,29 @@ async fn events(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
         tokio::time::sleep(state.chaos.hang()).await;
     }
     json_response(StatusCode::OK, body)
+}
+
+/// The events of a batch body `{"events": [...], ...}`, each still JSON text, or why the body
+/// is refused with a 400 (error code, message).
+fn read_batch(raw: &[u8]) -> Result<Vec<&RawValue>, (&'static str, String)> {
+    #[derive(Deserialize)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
+    }
+    if let Ok(b) = serde_json::from_slice::<Batch<'_>>(raw) {
+        return Ok(b.events);
+    }
+    // Not the expected shape: say precisely what is wrong.
+    match serde_json::from_slice::<Value>(raw) {
+        Err(e) => Err(("bad_json", format!("body is not JSON: {e}"))),
+        Ok(v) if !v.get("events").is_some_and(Value::is_array) => Err((
+            "bad_request",
+            "body must be an object with an events array".into(),
+        )),
+        // The one other way the typed read fails: `events` given twice.
+        Ok(_) => Err(("bad_request", "body has more than one events array".into())),
+    }
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -507,31 +617,80 @@ mod tests {
         let chaos = PlatformChaos::new(1);
         let mut v = PlatformView::default();
         assert_eq!(
-            apply_event(&mut v, &chaos, &mut ev("a", "k", 2))["status"],
+            apply_event(&mut v, &chaos, Incoming::from_value(&ev("a", "k", 2)))["status"],
             "accepted"
         );
         assert_eq!(
-            apply_event(&mut v, &chaos, &mut ev("b", "k", 2))["status"],
+            apply_event(&mut v, &chaos, Incoming::from_value(&ev("b", "k", 2)))["status"],
             "duplicate"
         );
         assert_eq!(v.out_of_order, 0);
         assert_eq!(
-            apply_event(&mut v, &chaos, &mut ev("c", "k", 1))["status"],
+            apply_event(&mut v, &chaos, Incoming::from_value(&ev("c", "k", 1)))["status"],
             "duplicate"
         );
         assert_eq!(v.out_of_order, 1);
         assert_eq!(
-            apply_event(&mut v, &chaos, &mut ev("d", "k", 3))["status"],
+            apply_event(&mut v, &chaos, Incoming::from_value(&ev("d", "k", 3)))["status"],
             "accepted"
         );
         let applied = &v.applied[&("person".to_string(), "k".to_string())];
         assert_eq!((applied.version, applied.applications), (3, 2));
         chaos.reject_keys(["bad".to_string()]);
-        let r = apply_event(&mut v, &chaos, &mut ev("e", "bad", 1));
+        let r = apply_event(&mut v, &chaos, Incoming::from_value(&ev("e", "bad", 1)));
         assert_eq!(
             (r["status"].clone(), r["code"].clone()),
             (json!("rejected"), json!(422))
         );
+    }
+
+    #[test]
+    fn events_read_from_text_are_judged_as_from_a_tree() {
+        let cases = [
+            r#"{"event_id":"a","entity":"person","key":"k","version":2,"op":"upsert","changed":["name"],"record":{"name":"x"},"emitted_at":"t"}"#,
+            r#"{"event_id":"b","entity":"person","key":"k\u00e9","version":"7","op":"delete"}"#,
+            r#"{"event_id":"c","entity":"person","key":"k","version":1,"op":"upsert","record":[1]}"#,
+            r#"{"event_id":"d","entity":"person","key":"k","version":1,"op":"upsert","record":null}"#,
+            r#"{"event_id":"e","entity":5,"key":"k","version":1.5,"op":"upsert","record":{}}"#,
+            r#"{"event_id":"f","entity":"person","key":"k","version":1,"op":"upsert","changed":["a",3],"record":{}}"#,
+            r#"{"event_id":"g","event_id":"h","entity":"person","key":"k","version":1,"op":"upsert","record":{}}"#,
+            r#"{"entity":"person"}"#,
+            r#"[1,2]"#,
+            r#""not an event""#,
+        ];
+        for text in cases {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let tree: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(read_event(&raw), Incoming::from_value(&tree), "{text}");
+        }
+        // The fast path really is taken for a well-formed event (borrowed, not re-read).
+        let raw: Box<RawValue> = serde_json::from_str(cases[0]).unwrap();
+        let typed: Incoming<'_> = serde_json::from_str(raw.get()).unwrap();
+        assert_eq!(typed.fields().record.as_deref(), Some(r#"{"name":"x"}"#));
+    }
+
+    #[test]
+    fn batch_bodies_that_are_not_a_batch_get_a_400_saying_why() {
+        assert_eq!(
+            read_batch(br#"{"batch_id":"x","events":[{"a":1},2]}"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        for (body, code, says) in [
+            (&b"{not json"[..], "bad_json", "not JSON"),
+            (&br#"{"events":{}}"#[..], "bad_request", "an events array"),
+            (&br#"[]"#[..], "bad_request", "an events array"),
+            (
+                &br#"{"events":[],"events":[]}"#[..],
+                "bad_request",
+                "more than one",
+            ),
+        ] {
+            let (c, message) = read_batch(body).unwrap_err();
+            assert_eq!(c, code);
+            assert!(message.contains(says), "{message}");
+        }
     }
 
     #[test]
