@@ -105,9 +105,9 @@ async fn sigkill_at_random_points_loses_nothing_and_applies_everything_once() {
         "killed {killed} of 10 runs; platform: {} requests, {} replays, {} answers lost after apply, {} events applied",
         view.requests, view.replays, view.dropped_answers, view.applications.len()
     );
-    // The chaos was exercised, not dodged: an answer was lost after the platform applied its
-    // batch (so the same batch had to be sent again under its key).
-    assert!(view.dropped_answers >= 1, "no acknowledgement was lost");
+    // Whether an armed answer loss met a batch depends on how far each killed run got (on a
+    // loaded machine none may reach the platform); the lost answer and its replay under the
+    // same key are asserted deterministically in push_delivery.rs.
     let store = Store::open(&store_path).unwrap();
     let pending: i64 = store
         .conn()

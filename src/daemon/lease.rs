@@ -172,16 +172,12 @@ mod tests {
         assert_eq!(second.await.unwrap().unwrap(), "two");
     }
 
-    /// A lease as a process `pid` of our PID namespace would have left it: unexpired.
+    /// A lease as a process `pid` of our PID namespace (and boot) would have left it: unexpired.
     fn leave_lease(store: &Arc<Mutex<Store>>, name: &str, pid: u32) -> String {
-        let link = std::fs::read_link("/proc/self/ns/pid").unwrap();
-        let ns = link
-            .to_str()
-            .unwrap()
-            .trim_start_matches("pid:[")
-            .trim_end_matches(']')
-            .to_string();
-        let holder = format!("{pid}@{ns}:cli:00000000000000aa");
+        // Our own token with the pid swapped: same PID namespace, same boot.
+        let ours = crate::store::lease::holder_token("cli");
+        let (_, space_and_rest) = ours.split_once('@').unwrap();
+        let holder = format!("{pid}@{space_and_rest}");
         store
             .lock()
             .unwrap()

@@ -589,7 +589,7 @@ async fn shutdown(shared: &Arc<Shared>, accept: tokio::task::JoinHandle<()>) {
     let aborted = left > 0;
     let closed = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         let g = store.lock().map_err(|_| poisoned())?;
-        g.release_leases_of_pid(std::process::id())?;
+        g.release_leases_of_this_process()?;
         if aborted {
             let n = g.mark_interrupted_unleased_runs()?;
             tracing::info!(runs = n, "runs marked interrupted");

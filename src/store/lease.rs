@@ -22,32 +22,36 @@ pub fn source_lease(source: &str) -> String {
     format!("source:{source}")
 }
 
-/// A unique holder token for this process and purpose: `pid@pidns:purpose:random`. The PID
-/// namespace says whether another process can judge the pid (a container sharing the store
-/// file sees other pids).
+/// A unique holder token for this process and purpose: `pid@space:purpose:random`, where the
+/// space names the PID namespace and the boot of the kernel that gave out the pid (see
+/// [`process_space`]): only a process in the same space can judge whether the pid still runs.
 pub fn holder_token(purpose: &str) -> String {
     use rand::Rng as _;
     let n: u64 = rand::rng().random();
-    format!(
-        "{}@{}:{purpose}:{n:016x}",
-        std::process::id(),
-        pid_namespace().unwrap_or("?")
-    )
+    format!("{}:{purpose}:{n:016x}", this_process())
 }
 
-/// This process's PID namespace (the inode number of `/proc/self/ns/pid`), if readable.
-fn pid_namespace() -> Option<&'static str> {
-    static NS: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    NS.get_or_init(|| {
-        let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
-        let text = link.to_str()?;
-        let inode = text.strip_prefix("pid:[")?.strip_suffix(']')?;
-        inode
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| inode.to_string())
-    })
-    .as_deref()
+/// `pid@space` of this process: the start of every holder token it hands out.
+fn this_process() -> String {
+    format!("{}@{}", std::process::id(), process_space().unwrap_or("?"))
+}
+
+/// Where a pid means one process: the PID namespace (the inode of `/proc/self/ns/pid`) and
+/// the kernel's boot id. Namespace inodes are unique only within one running kernel (the
+/// initial namespace has the same number on every machine), so the boot id tells two machines,
+/// or one machine before and after a reboot, apart. `None` if either is unreadable.
+fn process_space() -> Option<&'static str> {
+    static SPACE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SPACE
+        .get_or_init(|| {
+            let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+            let inode = link.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?;
+            let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+            let boot: String = boot.trim().chars().filter(|c| *c != '-').collect();
+            let plain = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric());
+            (plain(inode) && plain(&boot)).then(|| format!("{inode}-{boot}"))
+        })
+        .as_deref()
 }
 
 /// Whether the process behind `pid` is gone: only when asking the kernel is meaningful (same
@@ -79,19 +83,19 @@ pub struct LeaseHolder {
 
 impl LeaseHolder {
     /// The holder's process has died (it was killed, or the machine lost it) though its lease
-    /// has not expired yet: judged only for a holder in our PID namespace (see
-    /// `holder_token`), never for one we cannot see.
+    /// has not expired yet: judged only for a holder in our PID namespace on this boot of this
+    /// machine (see `holder_token`), never for one we cannot see.
     pub fn is_dead(&self) -> bool {
-        let Some(ours) = pid_namespace() else {
+        let Some(ours) = process_space() else {
             return false;
         };
         let Some((pid_part, _)) = self.holder.split_once(':') else {
             return false;
         };
-        let Some((pid, ns)) = pid_part.split_once('@') else {
+        let Some((pid, space)) = pid_part.split_once('@') else {
             return false;
         };
-        ns == ours
+        space == ours
             && pid.parse::<i64>().ok() == Some(self.pid)
             && self.pid != i64::from(std::process::id())
             && process_is_gone(self.pid)
@@ -195,11 +199,15 @@ impl Store {
             .optional()?)
     }
 
-    /// Releases every lease this process holds (at shutdown).
-    pub fn release_leases_of_pid(&self, pid: u32) -> Result<usize> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM leases WHERE pid = ?1", params![pid as i64])?)
+    /// Releases every lease this process holds (at shutdown): those whose holder token it
+    /// handed out, not merely those with its pid (a process in another PID namespace may
+    /// have the same one).
+    pub fn release_leases_of_this_process(&self) -> Result<usize> {
+        let prefix = format!("{}:", this_process());
+        Ok(self.conn().execute(
+            "DELETE FROM leases WHERE substr(holder, 1, length(?1)) = ?1",
+            params![prefix],
+        )?)
     }
 
     /// Runs left `running` of sources nobody holds a live lease on are marked `interrupted`
@@ -313,11 +321,19 @@ mod tests {
         assert!(s.try_acquire_lease("x", "dead", Duration::ZERO).unwrap());
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(s.lease_holder("x").unwrap(), None);
+        let me = holder_token("test");
         assert!(s
-            .try_acquire_lease("x", "alive", Duration::from_secs(60))
+            .try_acquire_lease("x", &me, Duration::from_secs(60))
             .unwrap());
         assert!(!s.renew_lease("x", "dead", Duration::from_secs(60)).unwrap());
-        assert_eq!(s.release_leases_of_pid(std::process::id()).unwrap(), 1);
+        // Same pid, another PID namespace: not ours to release.
+        let twin = format!("{}@1-0:job1:01", std::process::id());
+        assert!(s
+            .try_acquire_lease("y", &twin, Duration::from_secs(60))
+            .unwrap());
+        assert_eq!(s.release_leases_of_this_process().unwrap(), 1);
+        assert_eq!(s.lease_holder("x").unwrap(), None);
+        assert_eq!(s.lease_holder("y").unwrap().unwrap().holder, twin);
     }
 
     /// A pid that was just in use and is gone (its process exited and was reaped).
@@ -332,7 +348,7 @@ mod tests {
     fn a_lease_of_a_dead_process_is_taken_over_and_only_that() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s.db")).unwrap();
-        let ns = pid_namespace().expect("tests run on Linux with /proc");
+        let ns = process_space().expect("tests run on Linux with /proc");
         let insert = |name: &str, holder: &str, pid: i64| {
             s.conn()
                 .execute(
@@ -344,8 +360,15 @@ mod tests {
         };
         let dead = gone_pid();
         insert("source:a", &format!("{dead}@{ns}:cli:01"), dead.into());
-        // Same dead pid, but seen from another PID namespace: not ours to judge.
-        insert("source:b", &format!("{dead}@1:cli:02"), dead.into());
+        // Same dead pid, but from another PID namespace, or another machine (or boot) with
+        // the same namespace number: not ours to judge.
+        insert("source:b", &format!("{dead}@1-0:cli:02"), dead.into());
+        let (inode, _) = ns.split_once('-').unwrap();
+        insert(
+            "source:e",
+            &format!("{dead}@{inode}-00000000000000000000000000000000:cli:05"),
+            dead.into(),
+        );
         // A live process: pid 1 (init) always exists.
         insert("source:c", &format!("1@{ns}:job1:03"), 1);
         // A token from before namespaces were recorded.
@@ -353,6 +376,7 @@ mod tests {
         let holder = |name: &str| s.lease_holder(name).unwrap().unwrap();
         assert!(holder("source:a").is_dead());
         assert!(!holder("source:b").is_dead(), "another namespace");
+        assert!(!holder("source:e").is_dead(), "another machine or boot");
         assert!(!holder("source:c").is_dead(), "a live process");
         assert!(!holder("source:d").is_dead(), "no namespace in the token");
         // Not free by the ordinary rule: it has not expired.
@@ -378,7 +402,7 @@ mod tests {
         let (pid_ns, rest) = token.split_once(':').unwrap();
         assert_eq!(
             pid_ns,
-            format!("{}@{}", std::process::id(), pid_namespace().unwrap())
+            format!("{}@{}", std::process::id(), process_space().unwrap())
         );
         assert!(rest.starts_with("cli:"), "{token}");
         let me = LeaseHolder {
