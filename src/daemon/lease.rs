@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::store::lease::LeaseHolder;
+use crate::store::lease::{Acquired, LeaseHolder};
 use crate::store::{Store, StoreError};
 
 /// Time to live of a lease; renewed every third of it while held.
@@ -78,35 +78,20 @@ pub async fn acquire(
         let mut told = false;
         loop {
             let (n, h) = (name.clone(), holder.to_string());
-            let got = blocking(&store, move |s| s.try_acquire_lease(&n, &h, LEASE_TTL)).await?;
-            let n = name.clone();
-            let who = if got {
-                None
-            } else {
-                blocking(&store, move |s| s.lease_holder(&n)).await?
-            };
-            // A holder killed mid-run (`kill -9`, OOM) keeps its lease until it expires; one
-            // whose process is gone is taken over now instead of waited out.
-            let got = match who.as_ref().filter(|h| h.is_dead()) {
-                Some(dead) => {
-                    let (n, d, h) = (name.clone(), dead.holder.clone(), holder.to_string());
-                    let taken =
-                        blocking(&store, move |s| s.take_over_lease(&n, &d, &h, LEASE_TTL)).await?;
-                    if taken {
+            let who = match blocking(&store, move |s| s.acquire_lease(&n, &h, LEASE_TTL)).await? {
+                Acquired::Held(who) => who,
+                taken => {
+                    if let Acquired::FromDead(dead) = &taken {
                         tracing::warn!(
                             lease = %name, holder_pid = dead.pid,
                             "took over the lease of a process that is no longer running (killed mid-run?)"
                         );
                     }
-                    taken
+                    held.push(name.clone());
+                    guard.names = held.clone();
+                    break;
                 }
-                None => got,
             };
-            if got {
-                held.push(name.clone());
-                guard.names = held.clone();
-                break;
-            }
             if !told {
                 on_wait(name, who.as_ref());
                 told = true;

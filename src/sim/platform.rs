@@ -1,7 +1,6 @@
 //! The simulated platform (一平台): `POST /api/v1/events`, idempotent by Idempotency-Key,
 //! versioned per (entity, key), with chaos knobs for failure tests.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -284,49 +283,44 @@ fn version_of(v: &Value) -> Option<i64> {
 /// reader would.
 #[derive(Deserialize)]
 struct Incoming<'a> {
-    #[serde(borrow, default)]
-    event_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    entity: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    key: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    op: Option<Cow<'a, str>>,
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    entity: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    op: Option<String>,
     #[serde(default)]
     version: Option<Value>,
-    #[serde(borrow, default)]
-    changed: Option<Vec<Cow<'a, str>>>,
+    #[serde(default)]
+    changed: Option<Vec<String>>,
     #[serde(borrow, default)]
     record: Option<&'a RawValue>,
 }
 
 /// An event's fields as the platform judges them.
 #[derive(Debug, PartialEq)]
-struct EventFields<'a> {
-    event_id: Cow<'a, str>,
-    entity: Cow<'a, str>,
-    key: Cow<'a, str>,
-    op: Cow<'a, str>,
+struct EventFields {
+    event_id: String,
+    entity: String,
+    key: String,
+    op: String,
     version: Option<i64>,
     changed: Vec<String>,
     /// The record's JSON text if it is an object; `None` if absent or anything else.
     record: Option<String>,
 }
 
-impl<'a> Incoming<'a> {
-    fn fields(self) -> EventFields<'a> {
+impl Incoming<'_> {
+    fn fields(self) -> EventFields {
         EventFields {
             event_id: self.event_id.unwrap_or_default(),
             entity: self.entity.unwrap_or_default(),
             key: self.key.unwrap_or_default(),
             op: self.op.unwrap_or_default(),
             version: self.version.as_ref().and_then(version_of),
-            changed: self
-                .changed
-                .unwrap_or_default()
-                .into_iter()
-                .map(Cow::into_owned)
-                .collect(),
+            changed: self.changed.unwrap_or_default(),
             record: self
                 .record
                 .map(RawValue::get)
@@ -337,14 +331,12 @@ impl<'a> Incoming<'a> {
 
     /// The fields of an event that did not read as [`Incoming`]: each one taken if it has the
     /// right type, else treated as missing.
-    fn from_value(ev: &Value) -> EventFields<'static> {
-        let text = |name: &str| -> Cow<'static, str> {
-            Cow::Owned(
-                ev.get(name)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            )
+    fn from_value(ev: &Value) -> EventFields {
+        let text = |name: &str| {
+            ev.get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
         };
         EventFields {
             event_id: text("event_id"),
@@ -373,7 +365,7 @@ impl<'a> Incoming<'a> {
 /// Reads one event of a batch (see [`Incoming`]); an error if its text is not JSON after all
 /// (the batch read only checks the syntax of what it skips: a number out of range or a lone
 /// surrogate escape shows up here).
-fn read_event(raw: &RawValue) -> Result<EventFields<'_>, serde_json::Error> {
+fn read_event(raw: &RawValue) -> Result<EventFields, serde_json::Error> {
     // An object only: a serde struct would also read an array as its fields in order.
     if raw.get().starts_with('{') {
         if let Ok(ev) = serde_json::from_str::<Incoming<'_>>(raw.get()) {
@@ -385,7 +377,7 @@ fn read_event(raw: &RawValue) -> Result<EventFields<'_>, serde_json::Error> {
 }
 
 /// Every event of a batch read, or the 400 for a body that is not a batch of JSON events.
-fn read_events(raw: &[u8]) -> Result<Vec<EventFields<'_>>, (&'static str, String)> {
+fn read_events(raw: &[u8]) -> Result<Vec<EventFields>, (&'static str, String)> {
     read_batch(raw)?
         .into_iter()
         .map(|ev| read_event(ev).map_err(|e| ("bad_json", format!("body is not JSON: {e}"))))
@@ -393,7 +385,7 @@ fn read_events(raw: &[u8]) -> Result<Vec<EventFields<'_>>, (&'static str, String
 }
 
 /// Applies one event to the state; returns its result object.
-fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: EventFields<'_>) -> Value {
+fn apply_event(view: &mut PlatformView, chaos: &PlatformChaos, ev: EventFields) -> Value {
     let EventFields {
         event_id,
         entity,
@@ -680,7 +672,7 @@ mod tests {
                 "{text}"
             );
         }
-        // The fast path really is taken for a well-formed event (borrowed, not re-read).
+        // The fast path really is taken for a well-formed event (the record kept as text).
         let raw: Box<RawValue> = serde_json::from_str(cases[0]).unwrap();
         let typed: Incoming<'_> = serde_json::from_str(raw.get()).unwrap();
         assert_eq!(typed.fields().record.as_deref(), Some(r#"{"name":"x"}"#));

@@ -72,6 +72,24 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Now and now + `ttl`, stamped.
+fn window(ttl: std::time::Duration) -> (String, String) {
+    let now = Utc::now();
+    let expires = now + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
+    (stamp(now), stamp(expires))
+}
+
+/// What asking for a lease came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// It was free, expired, or already ours.
+    Free,
+    /// Taken over from this holder, whose process is gone.
+    FromDead(LeaseHolder),
+    /// Someone else holds it (`None`: it was released in the meantime; ask again).
+    Held(Option<LeaseHolder>),
+}
+
 /// Who holds a lease.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LeaseHolder {
@@ -120,53 +138,67 @@ impl Store {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<bool> {
-        let now = Utc::now();
-        let expires = now + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
+        let (now, expires) = window(ttl);
         let n = self.conn().execute(
             "INSERT INTO leases (name, holder, pid, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, pid = excluded.pid,
                  acquired_at = CASE WHEN leases.holder = excluded.holder THEN leases.acquired_at ELSE excluded.acquired_at END,
                  expires_at = excluded.expires_at
              WHERE leases.expires_at < ?4 OR leases.holder = ?2",
-            params![name, holder, std::process::id() as i64, stamp(now), stamp(expires)],
+            params![name, holder, std::process::id() as i64, now, expires],
         )?;
         Ok(n == 1)
     }
 
-    /// Takes the lease `name` from `dead` (a holder whose process is gone, see
-    /// `LeaseHolder::is_dead`) for `holder`. Returns false if `dead` no longer holds it
-    /// (someone else took it first, or it was released).
-    pub fn take_over_lease(
+    /// Takes the lease `name` for `holder` as [`Store::try_acquire_lease`] does, and also from
+    /// a holder whose process is gone ([`LeaseHolder::is_dead`]): a sync killed mid-run
+    /// (`kill -9`, OOM) keeps its lease until it expires, and waiting that out helps nobody.
+    pub fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Acquired> {
+        if self.try_acquire_lease(name, holder, ttl)? {
+            return Ok(Acquired::Free);
+        }
+        match self.lease_holder(name)? {
+            Some(dead) if dead.is_dead() => {
+                if self.take_over_lease(name, &dead.holder, holder, ttl)? {
+                    Ok(Acquired::FromDead(dead))
+                } else {
+                    // Someone else took it first.
+                    Ok(Acquired::Held(self.lease_holder(name)?))
+                }
+            }
+            other => Ok(Acquired::Held(other)),
+        }
+    }
+
+    /// Takes the lease `name` from `dead` for `holder`. Returns false if `dead` no longer
+    /// holds it (someone else took it first, or it was released).
+    fn take_over_lease(
         &self,
         name: &str,
         dead: &str,
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<bool> {
-        let now = Utc::now();
-        let expires = now + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
+        let (now, expires) = window(ttl);
         let n = self.conn().execute(
             "UPDATE leases SET holder = ?3, pid = ?4, acquired_at = ?5, expires_at = ?6
              WHERE name = ?1 AND holder = ?2",
-            params![
-                name,
-                dead,
-                holder,
-                std::process::id() as i64,
-                stamp(now),
-                stamp(expires)
-            ],
+            params![name, dead, holder, std::process::id() as i64, now, expires],
         )?;
         Ok(n == 1)
     }
 
     /// Extends a lease `holder` holds. Returns false when it was lost (expired and taken).
     pub fn renew_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
-        let expires =
-            Utc::now() + ChronoDuration::from_std(ttl).unwrap_or(ChronoDuration::seconds(60));
+        let (_, expires) = window(ttl);
         let n = self.conn().execute(
             "UPDATE leases SET expires_at = ?3 WHERE name = ?1 AND holder = ?2",
-            params![name, holder, stamp(expires)],
+            params![name, holder, expires],
         )?;
         Ok(n == 1)
     }
@@ -383,6 +415,12 @@ mod tests {
         assert!(!s
             .try_acquire_lease("source:a", "me", Duration::from_secs(60))
             .unwrap());
+        // Judged by the lease itself: a live or foreign holder keeps it.
+        assert_eq!(
+            s.acquire_lease("source:b", "me", Duration::from_secs(60))
+                .unwrap(),
+            Acquired::Held(Some(holder("source:b")))
+        );
         let old = holder("source:a").holder;
         assert!(s
             .take_over_lease("source:a", &old, "me", Duration::from_secs(60))
