@@ -465,7 +465,14 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config = Config::from_toml(&text, path)?;
+        let mut config = Config::from_toml(&text, path)?;
+        // Like key and secret files, a relative store path is relative to the config file,
+        // not to wherever the command happens to be run from.
+        if config.store.path.is_relative() {
+            if let Some(dir) = path.parent() {
+                config.store.path = dir.join(&config.store.path);
+            }
+        }
         if let Err(mode) = crate::crypto::check_private(path, 0o002) {
             return Err(ConfigError::Insecure {
                 path: path.to_path_buf(),

@@ -65,8 +65,15 @@ pub struct TruthSummary {
     pub persons_by_systems: BTreeMap<usize, u64>,
 }
 
-/// Writes a config for a running simulator into `dir` and returns its path.
+/// Writes a config for a running simulator into `dir` and returns its path. Every path in it
+/// is absolute: the config resolves relative key and secret files against its own directory,
+/// so `--dir community-sync-demo` written as given would point at
+/// `community-sync-demo/community-sync-demo/…`.
 pub fn write_sim_config(sim: &Sim, dir: &Path, store: &Path) -> anyhow::Result<PathBuf> {
+    let dir = &std::path::absolute(dir)
+        .with_context(|| format!("cannot make {} an absolute path", dir.display()))?;
+    let store = &std::path::absolute(store)
+        .with_context(|| format!("cannot make {} an absolute path", store.display()))?;
     std::fs::create_dir_all(dir.join("credentials"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     set_private(&dir.join("credentials"), 0o700)?;
