@@ -437,7 +437,7 @@ fn form_batch(
         let mut sealed = Vec::new();
         {
             let mut stmt = tx.prepare_cached(
-                "SELECT id, event_id, payload FROM outbox
+                "SELECT id, event_id, payload FROM outbox JOIN outbox_payloads USING (id)
                  WHERE state = 'pending' AND id >= ?1 AND batch_key = ?2 ORDER BY id",
             )?;
             let mut q = stmt.query(params![first_id, key])?;
@@ -466,7 +466,8 @@ fn form_batch(
     let mut sealed = Vec::with_capacity(size);
     {
         let mut stmt = tx.prepare_cached(
-            "SELECT id, event_id, payload, entity, entity_key, batch_key FROM outbox
+            "SELECT id, event_id, payload, entity, entity_key, batch_key
+             FROM outbox JOIN outbox_payloads USING (id)
              WHERE state = 'pending' AND id >= ?1 ORDER BY id LIMIT ?2",
         )?;
         let mut q = stmt.query(params![first_id, size as i64])?;

@@ -93,7 +93,11 @@ fn batches_are_cut_by_bytes_but_never_empty() {
     }
     let len: i64 = s
         .conn()
-        .query_row("SELECT max(length(payload)) FROM outbox", [], |r| r.get(0))
+        .query_row(
+            "SELECT max(length(payload)) FROM outbox_payloads",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     // A limit of 2.5 payloads fits two; a 10-byte limit still sends one.
     let (b, _) = form_batch(&mut s, 0, 100, (len as usize) * 5 / 2, false).unwrap();

@@ -209,7 +209,7 @@ pub const SEALED_COLUMNS: &[(&str, &[&str])] = &[
             "community",
         ],
     ),
-    ("outbox", &["payload"]),
+    ("outbox_payloads", &["payload"]),
 ];
 
 fn store_state(store: &Store) -> Result<(Option<String>, Option<String>), SecurityError> {

@@ -806,10 +806,13 @@ impl<'a> Sealed<'a> {
     }
 }
 
+/// An event already in the outbox (same event id) is not written again: no row comes back.
 const OUTBOX_INSERT: &str =
-    "INSERT INTO outbox (event_id, entity, entity_key, version, op, payload, created_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-     ON CONFLICT (event_id) DO NOTHING";
+    "INSERT INTO outbox (event_id, entity, entity_key, version, op, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (event_id) DO NOTHING
+     RETURNING id";
+const OUTBOX_PAYLOAD_INSERT: &str = "INSERT INTO outbox_payloads (id, payload) VALUES (?1, ?2)";
 
 /// Appends an event to the outbox. Call it inside the transaction that makes the change.
 pub fn enqueue_event(
@@ -826,15 +829,24 @@ fn insert_event(
     event: &crate::model::Event,
     payload: rusqlite::types::ToSqlOutput<'static>,
 ) -> Result<()> {
-    tx.prepare_cached(OUTBOX_INSERT)?.execute(params![
-        event.event_id,
-        event.entity,
-        event.key,
-        event.version,
-        event.op.as_str(),
-        payload,
-        event.emitted_at
-    ])?;
+    let id: Option<i64> = tx
+        .prepare_cached(OUTBOX_INSERT)?
+        .query_row(
+            params![
+                event.event_id,
+                event.entity,
+                event.key,
+                event.version,
+                event.op.as_str(),
+                event.emitted_at
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = id {
+        tx.prepare_cached(OUTBOX_PAYLOAD_INSERT)?
+            .execute(params![id, payload])?;
+    }
     Ok(())
 }
 

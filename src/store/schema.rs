@@ -12,6 +12,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_SECURITY),
         M::up(V_DIRTY_BY_ID),
         M::up(V_PAYLOADS),
+        M::up(V_OUTBOX_PAYLOADS),
     ])
 }
 
@@ -393,6 +394,19 @@ ALTER TABLE source_records DROP COLUMN raw;
 ALTER TABLE source_records DROP COLUMN normalized;
 "#;
 
+/// Outbox payloads (the sealed event, ~1.3 KB) move beside the outbox rows, keyed by the same
+/// id. Push rewrites every outbox row twice (keyed into a batch, then acknowledged); with the
+/// payload inline each rewrite copied the payload too. The payload is written once and read
+/// once per send.
+const V_OUTBOX_PAYLOADS: &str = r#"
+CREATE TABLE outbox_payloads (
+    id            INTEGER PRIMARY KEY REFERENCES outbox (id) ON DELETE CASCADE,
+    payload       TEXT NOT NULL
+);
+INSERT INTO outbox_payloads (id, payload) SELECT id, payload FROM outbox;
+ALTER TABLE outbox DROP COLUMN payload;
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,5 +456,44 @@ mod tests {
             "{cols:?}"
         );
         assert!(cols.iter().any(|c| c == "content_hash"));
+    }
+
+    #[test]
+    fn outbox_payloads_move_beside_the_outbox_intact() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations().to_version(&mut conn, 7).unwrap();
+        conn.execute(
+            "INSERT INTO outbox (id, event_id, entity, entity_key, version, op, payload, created_at, state, batch_key)
+             VALUES (3, 'e3', 'person', 'p1', 1, 'upsert', x'0102', 't', 'sent', 'cs-1'),
+                    (4, 'e4', 'person', 'p2', 2, 'delete', 'PLAIN', 't', 'pending', NULL)",
+            [],
+        )
+        .unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        let rows: Vec<(i64, rusqlite::types::Value, String)> = conn
+            .prepare(
+                "SELECT id, payload, state FROM outbox JOIN outbox_payloads USING (id) ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        use rusqlite::types::Value;
+        assert_eq!(
+            rows,
+            vec![
+                (3, Value::Blob(vec![1, 2]), "sent".into()),
+                (4, Value::Text("PLAIN".into()), "pending".into())
+            ]
+        );
+        let cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('outbox')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!cols.iter().any(|c| c == "payload"), "{cols:?}");
     }
 }
