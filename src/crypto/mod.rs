@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-type Sm4Gcm = AesGcm<sm4::Sm4, aes_gcm::aead::consts::U12>;
+mod sm4_cipher;
+
+type Sm4Gcm = AesGcm<sm4_cipher::Sm4, aes_gcm::aead::consts::U12>;
 
 /// Format version of a sealed value.
 const VERSION: u8 = 1;
