@@ -212,7 +212,7 @@ impl BlockBackend for Backend<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aes_gcm::aead::{Aead, KeyInit as _};
+    use aes_gcm::aead::Aead;
     use aes_gcm::AesGcm;
 
     fn hex16(s: &str) -> [u8; 16] {
