@@ -966,6 +966,59 @@ mod tests {
     }
 
     #[test]
+    fn an_event_already_in_the_outbox_adds_no_row_and_no_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let codec = store.codec().clone();
+        let first = crate::model::Event::new(
+            "person",
+            "P00000001",
+            1,
+            crate::model::Op::Upsert,
+            vec!["name".into()],
+            Some(serde_json::json!({"name": "first"})),
+        );
+        let mut again = first.clone();
+        again.record = Some(serde_json::json!({"name": "again"}));
+        let other = crate::model::Event::new(
+            "person",
+            "P00000002",
+            1,
+            crate::model::Op::Delete,
+            vec![],
+            None,
+        );
+        let tx = store.conn_mut().transaction().unwrap();
+        let mut batch = OutboxBatch::default();
+        batch.push(first);
+        batch.push(again);
+        batch.push(other);
+        batch.flush(&tx, &codec).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox"), 2);
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox_payloads"), 2);
+        // Each payload sits beside its own row, and the first write of an event id wins.
+        let payloads: Vec<(String, String)> = store
+            .conn()
+            .prepare(
+                "SELECT event_id, payload FROM outbox JOIN outbox_payloads USING (id) ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(payloads[0].0, "person:P00000001:1");
+        assert!(payloads[0].1.contains("first"), "{}", payloads[0].1);
+        assert_eq!(payloads[1].0, "person:P00000002:1");
+        assert!(
+            payloads[1].1.contains("\"op\":\"delete\""),
+            "{}",
+            payloads[1].1
+        );
+    }
+
+    #[test]
     fn a_key_twice_in_one_batch_is_one_row_with_the_later_content() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
