@@ -284,21 +284,16 @@ impl StoreKey {
 
     /// The keyed hash of a match key of kind `kind` (`id`, `np`).
     pub fn blind(&self, kind: &str, value: &str) -> String {
-        let digest: Vec<u8> = match &self.blinder {
-            Blinder::Sm3(m) => {
-                let mut m = m.clone();
-                m.update(kind.as_bytes());
-                m.update(&[0]);
-                m.update(value.as_bytes());
-                m.finalize().into_bytes().to_vec()
-            }
-            Blinder::Sha256(m) => {
-                let mut m = m.clone();
-                m.update(kind.as_bytes());
-                m.update(&[0]);
-                m.update(value.as_bytes());
-                m.finalize().into_bytes().to_vec()
-            }
+        fn keyed<M: Mac + Clone>(mac: &M, kind: &str, value: &str) -> Vec<u8> {
+            let mut m = mac.clone();
+            m.update(kind.as_bytes());
+            m.update(&[0]);
+            m.update(value.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        }
+        let digest = match &self.blinder {
+            Blinder::Sm3(m) => keyed(m, kind, value),
+            Blinder::Sha256(m) => keyed(m, kind, value),
         };
         let mut out = String::with_capacity(8 + 1 + 32);
         out.push_str(&self.id_hex());

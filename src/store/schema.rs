@@ -394,7 +394,7 @@ ALTER TABLE source_records DROP COLUMN raw;
 ALTER TABLE source_records DROP COLUMN normalized;
 "#;
 
-/// Outbox payloads (the sealed event, ~1.3 KB) move beside the outbox rows, keyed by the same
+/// Outbox payloads (the sealed event, ~500 bytes) move beside the outbox rows, keyed by the same
 /// id. Push rewrites every outbox row twice (keyed into a batch, then acknowledged); with the
 /// payload inline each rewrite copied the payload too. The payload is written once and read
 /// once per send.
@@ -411,6 +411,16 @@ ALTER TABLE outbox DROP COLUMN payload;
 mod tests {
     use super::*;
     use rusqlite::Connection;
+
+    /// The column names of `table`.
+    fn columns(conn: &Connection, table: &str) -> Vec<String> {
+        conn.prepare("SELECT name FROM pragma_table_info(?1)")
+            .unwrap()
+            .query_map([table], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
 
     #[test]
     fn migrations_are_valid() {
@@ -444,13 +454,7 @@ mod tests {
                 (9, "RAW2".into(), None)
             ]
         );
-        let cols: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('source_records')")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let cols = columns(&conn, "source_records");
         assert!(
             !cols.iter().any(|c| c == "raw" || c == "normalized"),
             "{cols:?}"
@@ -487,13 +491,7 @@ mod tests {
                 (4, Value::Text("PLAIN".into()), "pending".into())
             ]
         );
-        let cols: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('outbox')")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let cols = columns(&conn, "outbox");
         assert!(!cols.iter().any(|c| c == "payload"), "{cols:?}");
     }
 }
