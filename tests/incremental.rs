@@ -140,6 +140,7 @@ async fn records_changed_between_pages_are_neither_lost_nor_duplicated() {
         "SELECT count(*) FROM (SELECT 1 FROM source_records GROUP BY source, stream, source_key HAVING count(*) > 1)",
     );
     assert_eq!(dupes, 0);
+    assert_eq!(common::duplicate_event_ids(&ctx), 0, "no event id twice");
     // And a third run finds nothing new.
     let third = pipeline::sync(&ctx, &opts()).await.unwrap();
     assert!(

@@ -203,6 +203,8 @@ async fn every_review_action_survives_a_full_resync() {
         &format!("SELECT count(*) FROM review_items WHERE record_id = {r_rec} AND person_id = {r_person} AND state = 'open'"),
     );
     assert_eq!(decided_again, 0, "a rejected pair is not raised again");
+    // Decisions, merges, splits and full re-reconciles all bumped versions: no id twice.
+    assert_eq!(common::duplicate_event_ids(&ctx), 0);
 
     // explain: a linked record, a review item and a rejected pair.
     explain_checks(&ctx, r_rec, r_person);

@@ -436,10 +436,12 @@ fn form_batch(
         let mut rows = Vec::new();
         let mut sealed = Vec::new();
         {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, event_id, payload FROM outbox JOIN outbox_payloads USING (id)
-                 WHERE state = 'pending' AND id >= ?1 AND batch_key = ?2 ORDER BY id",
-            )?;
+            let mut stmt = tx.prepare_cached(concat!(
+                "SELECT id, ",
+                crate::store::event_id_of_outbox!(),
+                ", payload FROM outbox JOIN outbox_payloads USING (id)
+                 WHERE state = 'pending' AND id >= ?1 AND batch_key = ?2 ORDER BY id"
+            ))?;
             let mut q = stmt.query(params![first_id, key])?;
             while let Some(r) = q.next()? {
                 rows.push((r.get(0)?, r.get(1)?));
@@ -465,11 +467,13 @@ fn form_batch(
     let mut rows_read: Vec<(i64, String, String, String)> = Vec::with_capacity(size);
     let mut sealed = Vec::with_capacity(size);
     {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, event_id, payload, entity, entity_key, batch_key
+        let mut stmt = tx.prepare_cached(concat!(
+            "SELECT id, ",
+            crate::store::event_id_of_outbox!(),
+            ", payload, entity, entity_key, batch_key
              FROM outbox JOIN outbox_payloads USING (id)
-             WHERE state = 'pending' AND id >= ?1 ORDER BY id LIMIT ?2",
-        )?;
+             WHERE state = 'pending' AND id >= ?1 ORDER BY id LIMIT ?2"
+        ))?;
         let mut q = stmt.query(params![first_id, size as i64])?;
         while let Some(r) = q.next()? {
             if r.get::<_, Option<String>>(5)?.is_some() {

@@ -70,6 +70,17 @@ macro_rules! normalized_of_record {
 }
 pub(crate) use normalized_of_record;
 
+/// SQL for an `outbox` row's event id, `{entity}:{key}:{version}` as in
+/// [`crate::model::Event`]. Derived, not stored: a key's version is read from its row and
+/// bumped in the transaction that writes its event, so the id is unique by construction
+/// (migration 9). A macro for `concat!`, like [`normalized_of_record`].
+macro_rules! event_id_of_outbox {
+    () => {
+        "(outbox.entity || ':' || outbox.entity_key || ':' || outbox.version)"
+    };
+}
+pub(crate) use event_id_of_outbox;
+
 /// One record's sealed normalized payload by record id (`?1`).
 pub(crate) const SELECT_NORMALIZED_BY_ID: &str =
     "SELECT normalized FROM record_payloads WHERE id = ?1";
@@ -198,7 +209,6 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(classify)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "cache_size", -16_000)?;
         // Checkpoint every ~40 MiB of WAL instead of SQLite's 4 MiB: a bulk load rewrites the
@@ -207,12 +217,11 @@ impl Store {
         // cut back to 64 MiB after a checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-        schema::migrations()
-            .to_latest(&mut conn)
-            .map_err(|e| StoreError::Migrate {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        // Also turns foreign keys on (off only while it migrates).
+        schema::migrate(&mut conn).map_err(|e| StoreError::Migrate {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -806,12 +815,8 @@ impl<'a> Sealed<'a> {
     }
 }
 
-/// An event already in the outbox (same event id) is not written again: no row comes back.
-const OUTBOX_INSERT: &str =
-    "INSERT INTO outbox (event_id, entity, entity_key, version, op, created_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-     ON CONFLICT (event_id) DO NOTHING
-     RETURNING id";
+const OUTBOX_INSERT: &str = "INSERT INTO outbox (entity, entity_key, version, op, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
 const OUTBOX_PAYLOAD_INSERT: &str = "INSERT INTO outbox_payloads (id, payload) VALUES (?1, ?2)";
 
 /// Appends an event to the outbox. Call it inside the transaction that makes the change.
@@ -829,24 +834,19 @@ fn insert_event(
     event: &crate::model::Event,
     payload: rusqlite::types::ToSqlOutput<'static>,
 ) -> Result<()> {
-    let id: Option<i64> = tx
-        .prepare_cached(OUTBOX_INSERT)?
-        .query_row(
-            params![
-                event.event_id,
-                event.entity,
-                event.key,
-                event.version,
-                event.op.as_str(),
-                event.emitted_at
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(id) = id {
-        tx.prepare_cached(OUTBOX_PAYLOAD_INSERT)?
-            .execute(params![id, payload])?;
-    }
+    debug_assert_eq!(
+        event.event_id,
+        format!("{}:{}:{}", event.entity, event.key, event.version)
+    );
+    tx.prepare_cached(OUTBOX_INSERT)?.execute(params![
+        event.entity,
+        event.key,
+        event.version,
+        event.op.as_str(),
+        event.emitted_at
+    ])?;
+    tx.prepare_cached(OUTBOX_PAYLOAD_INSERT)?
+        .execute(params![tx.last_insert_rowid(), payload])?;
     Ok(())
 }
 
@@ -966,51 +966,54 @@ mod tests {
     }
 
     #[test]
-    fn an_event_already_in_the_outbox_adds_no_row_and_no_payload() {
+    fn each_event_gets_its_row_its_payload_and_the_same_event_id_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let codec = store.codec().clone();
         let first = crate::model::Event::new(
             "person",
             "P00000001",
-            1,
+            3,
             crate::model::Op::Upsert,
             vec!["name".into()],
             Some(serde_json::json!({"name": "first"})),
         );
-        let mut again = first.clone();
-        again.record = Some(serde_json::json!({"name": "again"}));
+        // A source key may itself hold ':' and '/'.
         let other = crate::model::Event::new(
-            "person",
-            "P00000002",
-            1,
+            "card_account",
+            "onecard/cardholders/K:07/x",
+            12,
             crate::model::Op::Delete,
             vec![],
             None,
         );
+        let ids = [first.event_id.clone(), other.event_id.clone()];
         let tx = store.conn_mut().transaction().unwrap();
         let mut batch = OutboxBatch::default();
         batch.push(first);
-        batch.push(again);
         batch.push(other);
         batch.flush(&tx, &codec).unwrap();
         tx.commit().unwrap();
         assert_eq!(count(&store, "SELECT count(*) FROM outbox"), 2);
         assert_eq!(count(&store, "SELECT count(*) FROM outbox_payloads"), 2);
-        // Each payload sits beside its own row, and the first write of an event id wins.
+        // Each payload sits beside its own row, and the id derived in SQL is the event's.
         let payloads: Vec<(String, String)> = store
             .conn()
-            .prepare(
-                "SELECT event_id, payload FROM outbox JOIN outbox_payloads USING (id) ORDER BY id",
-            )
+            .prepare(concat!(
+                "SELECT ",
+                event_id_of_outbox!(),
+                ", payload FROM outbox JOIN outbox_payloads USING (id) ORDER BY id"
+            ))
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(payloads[0].0, "person:P00000001:1");
+        assert_eq!(payloads[0].0, ids[0]);
+        assert_eq!(payloads[0].0, "person:P00000001:3");
         assert!(payloads[0].1.contains("first"), "{}", payloads[0].1);
-        assert_eq!(payloads[1].0, "person:P00000002:1");
+        assert_eq!(payloads[1].0, ids[1]);
+        assert_eq!(payloads[1].0, "card_account:onecard/cardholders/K:07/x:12");
         assert!(
             payloads[1].1.contains("\"op\":\"delete\""),
             "{}",

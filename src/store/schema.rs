@@ -13,7 +13,35 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_DIRTY_BY_ID),
         M::up(V_PAYLOADS),
         M::up(V_OUTBOX_PAYLOADS),
+        M::up_with_hook("", rebuild_outbox_without_event_id).foreign_key_check(),
     ])
+}
+
+/// Brings a connection's schema up to date. Foreign keys are off while it migrates (a table
+/// rebuild needs that, see [`V_OUTBOX_DERIVED_ID`]) and on again afterwards, whatever the
+/// outcome.
+pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), rusqlite_migration::Error> {
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = migrations().to_latest(conn);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
+}
+
+/// Migration 9: refuses to run with foreign keys on, where dropping the old outbox would
+/// delete every payload with it.
+fn rebuild_outbox_without_event_id(
+    tx: &rusqlite::Transaction<'_>,
+) -> rusqlite_migration::HookResult {
+    let foreign_keys: i64 = tx.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if foreign_keys != 0 {
+        return Err(rusqlite_migration::HookError::Hook(
+            "migration 9 rebuilds the outbox and must run with foreign keys off \
+             (store::schema::migrate does that)"
+                .into(),
+        ));
+    }
+    tx.execute_batch(V_OUTBOX_DERIVED_ID)?;
+    Ok(())
 }
 
 const V1: &str = r#"
@@ -407,6 +435,44 @@ INSERT INTO outbox_payloads (id, payload) SELECT id, payload FROM outbox;
 ALTER TABLE outbox DROP COLUMN payload;
 "#;
 
+/// The outbox drops its stored `event_id` and that column's unique index. The id is
+/// `{entity}:{key}:{version}` (`store::event_id_of_outbox!`), and a key's version is read
+/// from its row and bumped in the same transaction that writes the event (no row is ever
+/// deleted), so two events can never share one: the index guarded nothing, yet it was a
+/// random-order b-tree insert per event and the largest index of a first load (20 MiB of
+/// 680 at 300k records; each chunk of reconcile dirtied ~2,000 of its pages). The platform
+/// still deduplicates by event id (docs/platform-api.md).
+///
+/// SQLite cannot drop a UNIQUE column, so the table is rebuilt by SQLite's procedure for
+/// such changes (create, copy, drop, rename), which needs foreign keys off: with them on,
+/// dropping the old table would cascade into `outbox_payloads` (and renaming rewrites the
+/// references). [`migrate`] turns them off around the migrations; the step refuses to run
+/// with them on ([`rebuild_outbox_without_event_id`]) and checks them before it commits.
+const V_OUTBOX_DERIVED_ID: &str = r#"
+CREATE TABLE outbox_v9 (
+    id            INTEGER PRIMARY KEY,
+    entity        TEXT NOT NULL,
+    entity_key    TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    op            TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+    created_at    TEXT NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'sent', 'dead', 'superseded')),
+    batch_key     TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    sent_at       TEXT
+);
+INSERT INTO outbox_v9 (id, entity, entity_key, version, op, created_at, state, batch_key,
+                       attempts, last_error, sent_at)
+    SELECT id, entity, entity_key, version, op, created_at, state, batch_key,
+           attempts, last_error, sent_at
+    FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v9 RENAME TO outbox;
+CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,14 +488,61 @@ mod tests {
             .unwrap()
     }
 
+    /// A connection as [`migrate`] hands it to the migrations: foreign keys off.
+    fn bare() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        conn
+    }
+
     #[test]
-    fn migrations_are_valid() {
-        migrations().validate().unwrap();
+    fn migrations_run_one_by_one_and_migrate_turns_foreign_keys_back_on() {
+        let mut conn = bare();
+        for v in 1..=migrations_count() {
+            migrations().to_version(&mut conn, v).unwrap();
+        }
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let fk: i64 = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
+
+    fn migrations_count() -> usize {
+        let mut conn = bare();
+        migrations().to_latest(&mut conn).unwrap();
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, usize>(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_outbox_rebuild_refuses_to_run_with_foreign_keys_on() {
+        let mut conn = bare();
+        migrations().to_version(&mut conn, 8).unwrap();
+        conn.execute_batch(
+            "INSERT INTO outbox (id, event_id, entity, entity_key, version, op, created_at)
+                 VALUES (1, 'person:p1:1', 'person', 'p1', 1, 'upsert', 't');
+             INSERT INTO outbox_payloads (id, payload) VALUES (1, 'A');
+             PRAGMA foreign_keys = ON;",
+        )
+        .unwrap();
+        let err = migrations().to_latest(&mut conn).unwrap_err();
+        assert!(err.to_string().contains("foreign keys off"), "{err}");
+        // Nothing was lost or changed: still version 8, the payload still there.
+        let (v, n): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), count(*) FROM outbox_payloads",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((v, n), (8, 1));
     }
 
     #[test]
     fn payloads_move_out_of_source_records_intact() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = bare();
         migrations().to_version(&mut conn, 6).unwrap();
         conn.execute(
             "INSERT INTO source_records (id, source, stream, source_key, entity, status, raw,
@@ -464,7 +577,7 @@ mod tests {
 
     #[test]
     fn outbox_payloads_move_beside_the_outbox_intact() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = bare();
         migrations().to_version(&mut conn, 7).unwrap();
         conn.execute(
             "INSERT INTO outbox (id, event_id, entity, entity_key, version, op, payload, created_at, state, batch_key)
@@ -493,5 +606,80 @@ mod tests {
         );
         let cols = columns(&conn, "outbox");
         assert!(!cols.iter().any(|c| c == "payload"), "{cols:?}");
+    }
+
+    #[test]
+    fn the_outbox_loses_its_stored_event_id_and_keeps_every_row_payload_and_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+            migrations().to_version(&mut conn, 8).unwrap();
+            conn.execute_batch(
+                "INSERT INTO outbox (id, event_id, entity, entity_key, version, op, created_at, state, batch_key, attempts, last_error, sent_at)
+                 VALUES (3, 'person:p1:1', 'person', 'p1', 1, 'upsert', 't1', 'sent', 'cs-1', 1, NULL, 't2'),
+                        (4, 'person:p2:2', 'person', 'p2', 2, 'delete', 't3', 'dead', 'cs-2', 2, 'refused', NULL),
+                        (5, 'elder:eldercare/elders/E:1:4', 'elder', 'eldercare/elders/E:1', 4, 'upsert', 't4', 'pending', NULL, 0, NULL, NULL);
+                 INSERT INTO outbox_payloads (id, payload) VALUES (3, 'A'), (4, 'B'), (5, 'C');
+                 INSERT INTO dead_letters (outbox_id, event_id, code, reason, at) VALUES (4, 'person:p2:2', 422, 'bad', 't5');",
+            )
+            .unwrap();
+        }
+        // As a daemon upgrading in place opens it (foreign keys on in every connection, off
+        // only while migrating): the rebuild must not have cascaded into the payloads.
+        let store = crate::store::Store::open(&path).unwrap();
+        let conn = store.conn();
+        let rows: Vec<(i64, String, String, String)> = conn
+            .prepare(concat!(
+                "SELECT id, ",
+                crate::store::event_id_of_outbox!(),
+                ", state, payload FROM outbox JOIN outbox_payloads USING (id) ORDER BY id"
+            ))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (3, "person:p1:1".into(), "sent".into(), "A".into()),
+                (4, "person:p2:2".into(), "dead".into(), "B".into()),
+                (
+                    5,
+                    "elder:eldercare/elders/E:1:4".into(),
+                    "pending".into(),
+                    "C".into()
+                ),
+            ]
+        );
+        let dead: (i64, String) = conn
+            .query_row("SELECT outbox_id, reason FROM dead_letters", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(dead, (4, "bad".into()));
+        let cols = columns(conn, "outbox");
+        assert!(!cols.iter().any(|c| c == "event_id"), "{cols:?}");
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_list('outbox') ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["outbox_pending"]);
+        let fk_on: i64 = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk_on, 1, "foreign keys are enforced once the store is open");
+        // The references still resolve to the rebuilt table: a payload of no row is refused.
+        assert!(conn
+            .execute(
+                "INSERT INTO outbox_payloads (id, payload) VALUES (99, 'X')",
+                []
+            )
+            .is_err());
     }
 }

@@ -47,6 +47,15 @@ pub fn count(ctx: &Context, sql: &str) -> i64 {
     g.conn().query_row(sql, [], |r| r.get(0)).expect(sql)
 }
 
+/// Outbox events sharing an event id (`{entity}:{key}:{version}`): the id is unique by
+/// construction, no index enforces it, so the scenarios that bump versions check it.
+pub fn duplicate_event_ids(ctx: &Context) -> i64 {
+    count(
+        ctx,
+        "SELECT count(*) FROM (SELECT 1 FROM outbox GROUP BY entity, entity_key, version HAVING count(*) > 1)",
+    )
+}
+
 /// Row counts of every table that sync, reconcile or push writes.
 pub fn table_counts(ctx: &Context) -> Vec<(String, i64)> {
     [
