@@ -496,24 +496,16 @@ mod tests {
     }
 
     #[test]
-    fn migrations_run_one_by_one_and_migrate_turns_foreign_keys_back_on() {
-        let mut conn = bare();
-        for v in 1..=migrations_count() {
-            migrations().to_version(&mut conn, v).unwrap();
-        }
+    fn migrations_run_and_migrate_turns_foreign_keys_back_on() {
+        // What `Migrations::validate` did, on a connection with foreign keys off (its own has
+        // them on: the bundled SQLite's default, which migration 9 refuses).
+        migrations().to_latest(&mut bare()).unwrap();
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn).unwrap();
         let fk: i64 = conn
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fk, 1);
-    }
-
-    fn migrations_count() -> usize {
-        let mut conn = bare();
-        migrations().to_latest(&mut conn).unwrap();
-        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, usize>(0))
-            .unwrap()
     }
 
     #[test]
