@@ -153,6 +153,7 @@ pub async fn ingest_sources(
     opts: &SyncOptions,
 ) -> Result<SyncReport, PipelineError> {
     let sources = select_sources(&ctx.config, &opts.sources)?;
+    defer_match_indexes(ctx).await?;
     let jobs = sources
         .into_iter()
         .map(|s| sync_source(ctx, s.name.clone(), opts));
@@ -161,6 +162,24 @@ pub async fn ingest_sources(
         report.streams.extend(streams);
     }
     Ok(report)
+}
+
+/// On an empty store, leaves the match-key indexes out until reconcile builds them sorted
+/// (store::first_load): a first load of millions of records is then not a random index
+/// insert per record and key.
+async fn defer_match_indexes(ctx: &Context) -> Result<(), PipelineError> {
+    let store = ctx.store.clone();
+    let deferred =
+        tokio::task::spawn_blocking(move || -> Result<bool, crate::store::StoreError> {
+            let mut g = store.lock().map_err(|_| poisoned())?;
+            crate::store::first_load::defer_match_indexes(g.conn_mut())
+        })
+        .await
+        .map_err(|e| PipelineError::Internal(e.to_string()))??;
+    if deferred {
+        tracing::info!("first load: match-key indexes deferred until reconcile");
+    }
+    Ok(())
 }
 
 /// All streams of one source. A failing stream is reported and the next one still runs.

@@ -58,6 +58,15 @@ async fn full_sync_matches_ground_truth_and_platform_gets_every_event() {
     assert!(audited > 0, "push batches are audited");
     let report = community_sync::audit::verify(&conn).unwrap();
     assert!(report.ok(), "{report:?}");
+    // The first load deferred the match-key indexes; reconcile built all four again.
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'source_records_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 6, "dirty, person and the four match-key indexes");
     sim.shutdown().await;
 }
 
@@ -129,5 +138,54 @@ async fn one_change_yields_one_new_version_and_one_event() {
     assert_eq!(entity, "person");
     assert_eq!(version, 2);
     assert_eq!(report.push.map(|p| p.sent), Some(1));
+    sim.shutdown().await;
+}
+
+/// The four match-key indexes a first load defers (`store::first_load::MATCH_INDEXES`).
+fn match_indexes(ctx: &community_sync::pipeline::Context) -> i64 {
+    common::count(
+        ctx,
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN
+             ('source_records_id_key', 'source_records_np_key', 'source_records_ref',
+              'source_records_dirty_id_key')",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_load_stopped_before_reconcile_still_reaches_ground_truth() {
+    let sim = common::sim(600).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A first load that stops after ingest (as a crash would): the indexes are still deferred.
+    {
+        let ctx = common::context(&sim, dir.path());
+        assert_eq!(match_indexes(&ctx), 4, "a fresh store has them");
+        let ingest = pipeline::ingest_sources(&ctx, &opts()).await.unwrap();
+        assert_eq!(ingest.failed_streams(), 0, "{:?}", ingest.streams);
+        assert_eq!(match_indexes(&ctx), 0, "deferred on the empty store");
+    }
+    // The next sync finds records, defers nothing, writes no record again, and its reconcile
+    // builds the indexes before it links anyone.
+    let ctx = common::context(&sim, dir.path());
+    let again = pipeline::sync(&ctx, &opts()).await.unwrap();
+    assert_eq!(again.failed_streams(), 0, "{:?}", again.streams);
+    assert!(again.streams.iter().all(|s| s.stats.written() == 0));
+    assert_eq!(match_indexes(&ctx), 4);
+    let truth = sim.truth();
+    let persons = common::count(&ctx, "SELECT count(*) FROM persons WHERE retired = 0") as usize;
+    assert_eq!(persons, truth.persons);
+    let unlinked = common::count(
+        &ctx,
+        "SELECT count(*) FROM source_records WHERE status = 'ok' AND deleted = 0 AND person_id IS NULL
+             AND id_key IS NOT NULL",
+    );
+    assert_eq!(unlinked, 0, "every ID-bearing record is linked");
+    let check: String = ctx
+        .store
+        .lock()
+        .unwrap()
+        .conn()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
     sim.shutdown().await;
 }

@@ -89,6 +89,16 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         .conn()
         .pragma_update(None, "cache_size", RECONCILE_CACHE_KIB)?;
     let codec = store.codec().clone();
+    // A first load deferred these (store::first_load); the chunk queries and the lookups need them.
+    let started = std::time::Instant::now();
+    let built = store::first_load::ensure_match_indexes(store.conn())?;
+    if built > 0 {
+        tracing::info!(
+            indexes = built,
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            "match-key indexes built (first load)"
+        );
+    }
     for phase in Phase::ALL {
         // One transaction per chunk.
         each_chunk(|at| {
@@ -130,6 +140,7 @@ pub fn run_in_tx(
     persons: BTreeSet<i64>,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
+    store::first_load::ensure_match_indexes(tx)?;
     for phase in Phase::ALL {
         each_chunk(|at| run_chunk(tx, codec, config, phase, at, stats))?;
     }

@@ -5,6 +5,7 @@
 //! One `Store` wraps one connection; the pipeline serialises writers behind a mutex.
 
 pub mod codec;
+pub mod first_load;
 pub mod lease;
 pub mod schema;
 
@@ -209,7 +210,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(classify)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Temporary b-trees (a first load's index sort, a full refresh's seen set, large sorts)
+        // in files, which SQLite never syncs and the OS caches: in memory they would hold the
+        // whole sort (~50 MiB for a million-record index build) in the daemon's RSS.
+        conn.pragma_update(None, "temp_store", "FILE")?;
         conn.pragma_update(None, "cache_size", -16_000)?;
         // Checkpoint every ~40 MiB of WAL instead of SQLite's 4 MiB: a bulk load rewrites the
         // same index pages commit after commit, and each checkpoint copies (and syncs) every

@@ -1,0 +1,203 @@
+//! A first load builds the match-key indexes of `source_records` once, sorted, instead of
+//! growing them one random insert at a time.
+//!
+//! Four indexes of `source_records` are keyed by keyed hashes (ID number, name + phone, parent
+//! reference): every ingested record lands at a random place in each of them. While they fit
+//! SQLite's page cache that is cheap; at a million records each is ~50 MiB, and every batch
+//! commit writes one page of each of them per record to the WAL. Ingest never reads them
+//! (it looks records up by their natural key), only reconcile does. So when a sync starts on a
+//! store with no source records at all, [`defer_match_indexes`] drops them, and
+//! [`ensure_match_indexes`] builds them again (SQLite sorts the keys and writes each page once)
+//! before anything reads them.
+//!
+//! The indexes only make reads faster; their absence never changes a result. A crash between
+//! the two calls leaves a store without them, which the next reconcile repairs. Migrations
+//! that touch these indexes must use `IF EXISTS` / `IF NOT EXISTS` for that reason.
+
+use rusqlite::Connection;
+
+use super::Result;
+
+/// The indexes a first load defers, with the statement that builds each. Their definitions
+/// are the migrations' (a test checks that they are the same, clause for clause).
+pub const MATCH_INDEXES: [(&str, &str); 4] = [
+    (
+        "source_records_id_key",
+        "CREATE INDEX IF NOT EXISTS source_records_id_key ON source_records (id_key) \
+         WHERE id_key IS NOT NULL",
+    ),
+    (
+        "source_records_np_key",
+        "CREATE INDEX IF NOT EXISTS source_records_np_key ON source_records (np_key) \
+         WHERE np_key IS NOT NULL",
+    ),
+    (
+        "source_records_ref",
+        "CREATE INDEX IF NOT EXISTS source_records_ref ON source_records \
+         (source, link_stream, person_ref) WHERE person_ref IS NOT NULL",
+    ),
+    (
+        "source_records_dirty_id_key",
+        "CREATE INDEX IF NOT EXISTS source_records_dirty_id_key ON source_records (id_key, id) \
+         WHERE dirty = 1 AND id_key IS NOT NULL",
+    ),
+];
+
+/// On a store without a single source record, drops the match-key indexes until
+/// [`ensure_match_indexes`]. Returns whether it did. Anything else (a store with records,
+/// indexes already gone) leaves the store as it is.
+pub fn defer_match_indexes(conn: &mut Connection) -> Result<bool> {
+    let tx = conn.transaction()?;
+    let empty: bool = tx.query_row(
+        "SELECT NOT EXISTS (SELECT 1 FROM source_records)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !empty || missing(&tx)? == MATCH_INDEXES.len() {
+        return Ok(false);
+    }
+    for (name, _) in MATCH_INDEXES {
+        tx.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Builds whichever match-key indexes are missing; returns how many it built. Costs one
+/// lookup of the schema when none is. Works inside a transaction or outside one (then each
+/// index is its own).
+pub fn ensure_match_indexes(conn: &Connection) -> Result<usize> {
+    let built = missing(conn)?;
+    if built == 0 {
+        return Ok(0);
+    }
+    // SQLite sorts in runs as large as the page cache, next to the cache itself: a smaller
+    // cache while building keeps the two within the daemon's memory budget.
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", BUILD_CACHE_KIB)?;
+    let result = MATCH_INDEXES
+        .iter()
+        .try_for_each(|(_, create)| conn.execute_batch(create));
+    conn.pragma_update(None, "cache_size", cache)?;
+    result?;
+    Ok(built)
+}
+
+/// Page cache (SQLite's negative `cache_size`, KiB) while the indexes are built.
+const BUILD_CACHE_KIB: i64 = -4_096;
+
+/// How many of the match-key indexes the store lacks.
+fn missing(conn: &Connection) -> Result<usize> {
+    let mut present = conn.prepare_cached(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3, ?4)",
+    )?;
+    let n: i64 = present.query_row(
+        [
+            MATCH_INDEXES[0].0,
+            MATCH_INDEXES[1].0,
+            MATCH_INDEXES[2].0,
+            MATCH_INDEXES[3].0,
+        ],
+        |r| r.get(0),
+    )?;
+    Ok(MATCH_INDEXES
+        .len()
+        .saturating_sub(usize::try_from(n).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrated() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    /// Each index's SQL as SQLite stores it, whitespace folded and `IF NOT EXISTS` dropped
+    /// (SQLite keeps the statement's text as written).
+    fn index_sql(conn: &Connection) -> Vec<(String, String)> {
+        let mut st = conn
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'source_records' AND sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(|row| {
+                let (name, sql) = row.unwrap();
+                let folded = sql
+                    .replace("IF NOT EXISTS ", "")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace("( ", "(")
+                    .replace(" )", ")");
+                (name, folded)
+            })
+            .collect()
+    }
+
+    fn insert_record(conn: &Connection, key: &str) {
+        conn.execute(
+            "INSERT INTO source_records (source, stream, source_key, entity, status, content_hash,
+                 id_key, np_key, first_seen, last_changed)
+             VALUES ('s', 't', ?1, 'person', 'ok', x'00', 'k-' || ?1, 'n-' || ?1, 'now', 'now')",
+            [key],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn deferred_indexes_come_back_exactly_as_the_migrations_define_them() {
+        let mut conn = migrated();
+        let before = index_sql(&conn);
+        assert!(defer_match_indexes(&mut conn).unwrap());
+        assert_eq!(missing(&conn).unwrap(), 4);
+        assert_eq!(index_sql(&conn).len(), before.len() - 4);
+        assert_eq!(ensure_match_indexes(&conn).unwrap(), 4);
+        assert_eq!(index_sql(&conn), before);
+        // Nothing more to build.
+        assert_eq!(ensure_match_indexes(&conn).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_store_with_records_keeps_its_indexes() {
+        let mut conn = migrated();
+        insert_record(&conn, "a");
+        assert!(!defer_match_indexes(&mut conn).unwrap());
+        assert_eq!(missing(&conn).unwrap(), 0);
+    }
+
+    #[test]
+    fn records_written_while_deferred_are_all_in_the_rebuilt_indexes() {
+        let mut conn = migrated();
+        assert!(defer_match_indexes(&mut conn).unwrap());
+        // A second call (another source starting its first load) changes nothing.
+        assert!(!defer_match_indexes(&mut conn).unwrap());
+        for key in ["a", "b", "c"] {
+            insert_record(&conn, key);
+        }
+        ensure_match_indexes(&conn).unwrap();
+        let by_index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM source_records INDEXED BY source_records_dirty_id_key
+                 WHERE dirty = 1 AND id_key IS NOT NULL AND id_key > ''",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(by_index, 3);
+        let found: i64 = conn
+            .query_row(
+                "SELECT id FROM source_records INDEXED BY source_records_np_key WHERE np_key = 'n-b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 2);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+}
