@@ -100,6 +100,8 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         );
     }
     for phase in Phase::ALL {
+        let started = std::time::Instant::now();
+        let before = stats.records;
         // One transaction per chunk.
         each_chunk(|at| {
             let tx = store.conn_mut().transaction()?;
@@ -107,6 +109,12 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
             tx.commit()?;
             Ok(next)
         })?;
+        tracing::debug!(
+            phase = phase.name(),
+            records = stats.records - before,
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            "reconcile phase done"
+        );
     }
     Ok(stats)
 }
@@ -165,6 +173,13 @@ enum Phase {
 
 impl Phase {
     const ALL: [Phase; 2] = [Phase::Persons, Phase::Rest];
+
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Persons => "persons",
+            Phase::Rest => "activity",
+        }
+    }
 }
 
 /// The chunk queries (`?1` = id key, `?2` = record id after which to read, `?3` = limit).
