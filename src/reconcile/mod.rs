@@ -100,7 +100,7 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         );
     }
     for phase in Phase::ALL {
-        let started = std::time::Instant::now();
+        let phase_started = std::time::Instant::now();
         let before = stats.records;
         // One transaction per chunk.
         each_chunk(|at| {
@@ -112,7 +112,7 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         tracing::debug!(
             phase = phase.name(),
             records = stats.records - before,
-            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            seconds = format!("{:.2}", phase_started.elapsed().as_secs_f64()),
             "reconcile phase done"
         );
     }
