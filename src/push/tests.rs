@@ -203,3 +203,25 @@ fn plain_http_only_to_loopback() {
     )
     .is_ok());
 }
+
+#[test]
+fn batch_updates_walk_the_id_range_not_the_pending_index() {
+    let (_d, s) = store();
+    for sql in [KEY_BATCH_SQL, ACK_BATCH_SQL] {
+        let mut stmt = s
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let args: Vec<&dyn rusqlite::ToSql> = vec![&1, &2, &"k", &"t"];
+        let plan: Vec<String> = stmt
+            .query_map(&args[..stmt.parameter_count()], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            plan,
+            ["SEARCH outbox USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"],
+            "{sql}"
+        );
+    }
+}
