@@ -410,12 +410,16 @@ async fn store_step(
 
 /// Keys the pending rows of a new batch (`?1..?2`: its id range, `?3`: its key).
 ///
-/// This and [`ACK_BATCH_SQL`] walk the batch's id range by rowid (NOT INDEXED): through
+/// This, [`ACK_BATCH_SQL`] and [`FAIL_BATCH_SQL`] walk the batch's id range by rowid (NOT INDEXED): through
 /// `outbox_pending`, which the acknowledgement takes the rows out of, SQLite collects the rows
 /// first and updates them in a second pass (a tenth of the acknowledgement's samples at 1M,
 /// BENCHMARKS.md). A batch's range holds its own rows and the superseded ones cut from it.
 const KEY_BATCH_SQL: &str = "UPDATE outbox NOT INDEXED SET batch_key = ?3, attempts = attempts + 1
      WHERE id BETWEEN ?1 AND ?2 AND state = 'pending' AND batch_key IS NULL";
+
+/// Notes a failed attempt on a batch's pending rows (`?3`: its key, `?4`: what went wrong).
+const FAIL_BATCH_SQL: &str = "UPDATE outbox NOT INDEXED SET last_error = ?4
+     WHERE id BETWEEN ?1 AND ?2 AND batch_key = ?3 AND state = 'pending'";
 
 /// Marks an acknowledged batch's rows sent (`?3`: its key, `?4`: the time).
 const ACK_BATCH_SQL: &str =
@@ -680,10 +684,9 @@ fn log_failure(
         "INSERT INTO push_log (at, batch_key, events, outcome, detail) VALUES (?1, ?2, ?3, 'failed', ?4)",
         params![now_text(), key, n as i64, detail],
     )?;
-    store.conn().execute(
-        "UPDATE outbox NOT INDEXED SET last_error = ?4 WHERE id BETWEEN ?1 AND ?2 AND batch_key = ?3 AND state = 'pending'",
-        params![lo, hi, key, detail],
-    )?;
+    store
+        .conn()
+        .execute(FAIL_BATCH_SQL, params![lo, hi, key, detail])?;
     Ok(())
 }
 

@@ -207,7 +207,7 @@ fn plain_http_only_to_loopback() {
 #[test]
 fn batch_updates_walk_the_id_range_not_the_pending_index() {
     let (_d, s) = store();
-    for sql in [KEY_BATCH_SQL, ACK_BATCH_SQL] {
+    for sql in [KEY_BATCH_SQL, ACK_BATCH_SQL, FAIL_BATCH_SQL] {
         let mut stmt = s
             .conn()
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
