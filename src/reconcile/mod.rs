@@ -99,24 +99,112 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
             "match-key indexes built (first load)"
         );
     }
-    for phase in Phase::ALL {
-        let phase_started = std::time::Instant::now();
-        let before = stats.records;
-        // One transaction per chunk.
-        each_chunk(|at| {
-            let tx = store.conn_mut().transaction()?;
-            let next = run_chunk(&tx, &codec, config, phase, at, &mut stats)?;
-            tx.commit()?;
-            Ok(next)
-        })?;
-        tracing::debug!(
-            phase = phase.name(),
-            records = stats.records - before,
-            seconds = format!("{:.2}", phase_started.elapsed().as_secs_f64()),
-            "reconcile phase done"
-        );
-    }
+    let deferred = store::first_load::defer_feature_indexes(store.conn_mut())?;
+    let mut ranking = Ranking::new(deferred);
+    let result = (|| {
+        for phase in Phase::ALL {
+            let phase_started = std::time::Instant::now();
+            let before = stats.records;
+            // One transaction per chunk.
+            each_chunk(|at| {
+                let tx = store.conn_mut().transaction()?;
+                let next = run_chunk(&tx, &codec, config, phase, at, &mut ranking, &mut stats)?;
+                tx.commit()?;
+                Ok(next)
+            })?;
+            tracing::debug!(
+                phase = phase.name(),
+                records = stats.records - before,
+                seconds = format!("{:.2}", phase_started.elapsed().as_secs_f64()),
+                "reconcile phase done"
+            );
+        }
+        Ok::<(), StoreError>(())
+    })();
+    // Never leave the store without them (`explain` and `review` rank too), error or not.
+    let ready = ranking.ready(store.conn());
+    result?;
+    ready?;
     Ok(stats)
+}
+
+/// Candidate ranking within one reconcile run. On a first load (no record had match
+/// features or phone history when the run began) it builds the blocking-key indexes it
+/// deferred (store::first_load) before the first ranking, and skips the ranking that
+/// provably finds no one.
+///
+/// On a first load every feature row is written in this run, from the record's current ID
+/// key. An ID-bearing record that no linked record shares its ID key with (the lookup in
+/// `resolve_person`) can then only be linked to, or reviewed against, a resident with a live
+/// record without an ID key: every other candidate is vetoed for "different ID numbers"
+/// (matching::score). The persons phase reads every ID-bearing record before the first
+/// ID-less one, so until an ID-less record is linked such a record is a new resident,
+/// without a candidate query.
+struct Ranking {
+    indexes_ready: bool,
+    /// No live person record without an ID key is linked yet, on a first load.
+    no_idless_linked: bool,
+}
+
+impl Ranking {
+    /// `first_load`: no record had match features or phone history as the run began (and
+    /// the blocking-key indexes are deferred).
+    fn new(first_load: bool) -> Ranking {
+        Ranking {
+            indexes_ready: !first_load,
+            no_idless_linked: first_load,
+        }
+    }
+
+    /// Builds the deferred blocking-key indexes, once.
+    fn ready(&mut self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        if !self.indexes_ready {
+            let started = std::time::Instant::now();
+            let built = store::first_load::ensure_feature_indexes(conn)?;
+            if built > 0 {
+                tracing::info!(
+                    indexes = built,
+                    seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                    "blocking-key indexes built (first load)"
+                );
+            }
+            self.indexes_ready = true;
+        }
+        Ok(())
+    }
+
+    fn rank(
+        &mut self,
+        tx: &Transaction<'_>,
+        cfg: &crate::config::ReconcileConfig,
+        f: &matching::Features,
+        own: Option<i64>,
+    ) -> Result<Vec<matching::Scored>, StoreError> {
+        self.ready(tx)?;
+        matching::rank(tx, cfg, f, own)
+    }
+
+    fn score(
+        &mut self,
+        tx: &Transaction<'_>,
+        cfg: &crate::config::ReconcileConfig,
+        f: &matching::Features,
+        pid: i64,
+    ) -> Result<matching::Scored, StoreError> {
+        self.ready(tx)?;
+        matching::score(tx, cfg, f, pid)
+    }
+
+    /// Whether ranking an ID-bearing record with an ID number no one else has can find a
+    /// candidate that is not vetoed.
+    fn may_find_for_new_id(&self) -> bool {
+        !self.no_idless_linked
+    }
+
+    /// A live person record without an ID key is being linked.
+    fn linked_idless(&mut self) {
+        self.no_idless_linked = false;
+    }
 }
 
 /// Runs a phase chunk by chunk (`chunk` handles the records after a keyset and returns the
@@ -149,8 +237,9 @@ pub fn run_in_tx(
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
     store::first_load::ensure_match_indexes(tx)?;
+    let mut ranking = Ranking::new(false);
     for phase in Phase::ALL {
-        each_chunk(|at| run_chunk(tx, codec, config, phase, at, stats))?;
+        each_chunk(|at| run_chunk(tx, codec, config, phase, at, &mut ranking, stats))?;
     }
     let mut out = store::OutboxBatch::default();
     for pid in persons {
@@ -254,6 +343,7 @@ fn run_chunk(
     config: &Config,
     phase: Phase,
     at: &Keyset,
+    ranking: &mut Ranking,
     stats: &mut ReconcileStats,
 ) -> Result<Option<Keyset>, StoreError> {
     let sql = chunk_sql();
@@ -292,11 +382,19 @@ fn run_chunk(
         return Ok(None);
     }
     prepare(codec, &mut batch)?;
+    // A chunk with ID-less person records ranks: build what a first load deferred before the
+    // chunk writes anything, not under its dirty pages (both would be held in memory).
+    if batch
+        .iter()
+        .any(|r| r.id_key.is_none() && r.features.is_some())
+    {
+        ranking.ready(tx)?;
+    }
     let mut touched = BTreeSet::new();
     let mut out = store::OutboxBatch::default();
     for rec in &batch {
         // The record is clean once handled; a new person link is written in the same step.
-        match handle_record(tx, config, rec, &mut touched, &mut out, stats)? {
+        match handle_record(tx, config, rec, ranking, &mut touched, &mut out, stats)? {
             Some(pid) => tx
                 .prepare_cached(
                     "UPDATE source_records SET dirty = 0, person_id = ?2 WHERE id = ?1",
@@ -384,6 +482,7 @@ fn handle_record(
     tx: &Transaction<'_>,
     config: &Config,
     rec: &Dirty,
+    ranking: &mut Ranking,
     touched: &mut BTreeSet<i64>,
     out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
@@ -411,11 +510,14 @@ fn handle_record(
             return Ok(None);
         };
         matching::store_features(tx, rec.id, Some(features))?;
-        let (pid, review_with) = resolve_person(tx, config, rec, features)?;
+        let (pid, review_with) = resolve_person(tx, config, rec, features, ranking)?;
         let pid = match pid {
             Some(p) => p,
             None => golden::create_person(tx, stats)?,
         };
+        if rec.id_key.is_none() {
+            ranking.linked_idless();
+        }
         if review_with.is_empty() {
             review::supersede_matches(tx, rec.id)?;
         }
@@ -474,6 +576,7 @@ fn resolve_person(
     config: &Config,
     rec: &Dirty,
     f: &matching::Features,
+    ranking: &mut Ranking,
 ) -> Result<(Option<i64>, Vec<matching::Scored>), StoreError> {
     if let Some(p) = review::pinned_person(tx, rec.id)? {
         return Ok((Some(p), vec![]));
@@ -508,7 +611,7 @@ fn resolve_person(
     } else if let Some(pid) = rec.person_id {
         // Already linked: stay unless the evidence for this resident is gone.
         if has_other_records(tx, pid, rec.id)? {
-            let s = matching::score(tx, cfg, f, pid)?;
+            let s = ranking.score(tx, cfg, f, pid)?;
             if s.veto.is_none() && s.total >= cfg.review_threshold {
                 return Ok((Some(pid), vec![]));
             }
@@ -518,7 +621,11 @@ fn resolve_person(
         Some(p) if !has_other_records(tx, p, rec.id)? => Some(p),
         _ => None,
     };
-    let ranked = matching::rank(tx, cfg, f, own)?;
+    // No one else carries this ID number (the lookup above): see `Ranking`.
+    if rec.id_key.is_some() && !ranking.may_find_for_new_id() {
+        return Ok((own, vec![]));
+    }
+    let ranked = ranking.rank(tx, cfg, f, own)?;
     Ok(match matching::decide(cfg, &ranked) {
         matching::Outcome::Link(p) => (Some(p), vec![]),
         matching::Outcome::Review(ps) => (
@@ -772,4 +879,22 @@ pub fn persons_by_systems(store: &Store) -> Result<BTreeMap<usize, u64>, StoreEr
         out.insert(n, c);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ranking;
+
+    #[test]
+    fn a_first_load_skips_ranking_new_ids_only_until_an_idless_record_is_linked() {
+        let mut first = Ranking::new(true);
+        assert!(!first.indexes_ready);
+        assert!(!first.may_find_for_new_id());
+        first.linked_idless();
+        assert!(first.may_find_for_new_id());
+        // Any other run ranks every record that reaches the ranking, with its indexes.
+        let later = Ranking::new(false);
+        assert!(later.indexes_ready);
+        assert!(later.may_find_for_new_id());
+    }
 }

@@ -10,9 +10,18 @@
 //! [`ensure_match_indexes`] builds them again (SQLite sorts the keys and writes each page once)
 //! before anything reads them.
 //!
+//! The same holds one stage later for the blocking-key indexes of `match_features` and
+//! `phone_history` ([`FEATURE_INDEXES`]): reconcile writes a row into each for every person
+//! record, but on a first load nothing reads them until the first record that needs
+//! candidate ranking (reconcile::Ranking), which comes after every ID-bearing record. When
+//! reconcile starts with both tables empty, [`defer_feature_indexes`] drops them, and
+//! [`ensure_feature_indexes`] builds them sorted before the first ranking, and at the end of
+//! reconcile whatever happened.
+//!
 //! The indexes only make reads faster; their absence never changes a result. A crash between
-//! the two calls leaves a store without them, which the next reconcile repairs. Migrations
-//! that touch these indexes must use `IF EXISTS` / `IF NOT EXISTS` for that reason.
+//! the two calls leaves a store without them, which the next reconcile repairs
+//! ([`ensure_match_indexes`] builds both sets). Migrations that touch these indexes must use
+//! `IF EXISTS` / `IF NOT EXISTS` for that reason.
 
 use rusqlite::Connection;
 
@@ -43,6 +52,30 @@ pub const MATCH_INDEXES: [(&str, &str); 4] = [
     ),
 ];
 
+/// The blocking-key indexes of the match features and the phone history (read only by
+/// candidate ranking), with the statement that builds each; the migrations' definitions.
+pub const FEATURE_INDEXES: [(&str, &str); 4] = [
+    (
+        "match_features_phone",
+        "CREATE INDEX IF NOT EXISTS match_features_phone ON match_features (phone_k) \
+         WHERE phone_k IS NOT NULL",
+    ),
+    (
+        "match_features_py_birth",
+        "CREATE INDEX IF NOT EXISTS match_features_py_birth ON match_features (py_k, birth_k) \
+         WHERE py_k IS NOT NULL",
+    ),
+    (
+        "match_features_py_comm",
+        "CREATE INDEX IF NOT EXISTS match_features_py_comm ON match_features (py_k, comm_k) \
+         WHERE py_k IS NOT NULL",
+    ),
+    (
+        "phone_history_phone",
+        "CREATE INDEX IF NOT EXISTS phone_history_phone ON phone_history (phone_k)",
+    ),
+];
+
 /// On a store without a single source record, drops the match-key indexes until
 /// [`ensure_match_indexes`]. Returns whether it did. Anything else (a store with records,
 /// indexes already gone) leaves the store as it is.
@@ -53,29 +86,63 @@ pub fn defer_match_indexes(conn: &mut Connection) -> Result<bool> {
         [],
         |r| r.get(0),
     )?;
-    if !empty || missing(&tx)? == MATCH_INDEXES.len() {
+    if !empty || missing(&tx, &MATCH_INDEXES)? == MATCH_INDEXES.len() {
         return Ok(false);
     }
-    for (name, _) in MATCH_INDEXES {
-        tx.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
-    }
+    drop_all(&tx, &MATCH_INDEXES)?;
     tx.commit()?;
     Ok(true)
 }
 
-/// Builds whichever match-key indexes are missing; returns how many it built. Costs one
-/// lookup of the schema when none is. Works inside a transaction or outside one (then each
-/// index is its own).
+/// When no record has match features or phone history yet (a first load), drops the
+/// blocking-key indexes until [`ensure_feature_indexes`]. Returns whether they are deferred
+/// (also when an earlier, interrupted run left them so).
+pub fn defer_feature_indexes(conn: &mut Connection) -> Result<bool> {
+    let tx = conn.transaction()?;
+    let empty: bool = tx.query_row(
+        "SELECT NOT EXISTS (SELECT 1 FROM match_features) AND NOT EXISTS (SELECT 1 FROM phone_history)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !empty {
+        return Ok(false);
+    }
+    drop_all(&tx, &FEATURE_INDEXES)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+fn drop_all(conn: &Connection, indexes: &[(&str, &str)]) -> Result<()> {
+    for (name, _) in indexes {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    Ok(())
+}
+
+/// Builds whichever blocking-key indexes are missing; returns how many it built. Works inside
+/// a transaction (a chunk's, at the first ranking) or outside one.
+pub fn ensure_feature_indexes(conn: &Connection) -> Result<usize> {
+    build_missing(conn, &FEATURE_INDEXES)
+}
+
+/// Builds whichever match-key and blocking-key indexes are missing; returns how many it
+/// built. Costs one lookup of the schema when none is. Works inside a transaction or outside
+/// one (then each index is its own).
 pub fn ensure_match_indexes(conn: &Connection) -> Result<usize> {
-    let built = missing(conn)?;
+    Ok(build_missing(conn, &MATCH_INDEXES)? + build_missing(conn, &FEATURE_INDEXES)?)
+}
+
+fn build_missing(conn: &Connection, indexes: &[(&str, &str); 4]) -> Result<usize> {
+    let built = missing(conn, indexes)?;
     if built == 0 {
         return Ok(0);
     }
     // SQLite sorts in runs as large as the page cache, next to the cache itself: a smaller
-    // cache while building keeps the two within the daemon's memory budget.
+    // cache while building keeps the two within the daemon's memory budget. (Inside a
+    // transaction the smaller cache may spill dirty pages to the WAL early; that is allowed.)
     let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", BUILD_CACHE_KIB)?;
-    let result = MATCH_INDEXES
+    let result = indexes
         .iter()
         .try_for_each(|(_, create)| conn.execute_batch(create));
     conn.pragma_update(None, "cache_size", cache)?;
@@ -86,21 +153,16 @@ pub fn ensure_match_indexes(conn: &Connection) -> Result<usize> {
 /// Page cache (SQLite's negative `cache_size`, KiB) while the indexes are built.
 const BUILD_CACHE_KIB: i64 = -4_096;
 
-/// How many of the match-key indexes the store lacks.
-fn missing(conn: &Connection) -> Result<usize> {
+/// How many of `indexes` the store lacks.
+fn missing(conn: &Connection, indexes: &[(&str, &str); 4]) -> Result<usize> {
     let mut present = conn.prepare_cached(
         "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3, ?4)",
     )?;
     let n: i64 = present.query_row(
-        [
-            MATCH_INDEXES[0].0,
-            MATCH_INDEXES[1].0,
-            MATCH_INDEXES[2].0,
-            MATCH_INDEXES[3].0,
-        ],
+        [indexes[0].0, indexes[1].0, indexes[2].0, indexes[3].0],
         |r| r.get(0),
     )?;
-    Ok(MATCH_INDEXES
+    Ok(indexes
         .len()
         .saturating_sub(usize::try_from(n).unwrap_or(0)))
 }
@@ -119,7 +181,7 @@ mod tests {
     /// (SQLite keeps the statement's text as written).
     fn index_sql(conn: &Connection) -> Vec<(String, String)> {
         let mut st = conn
-            .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'source_records' AND sql IS NOT NULL ORDER BY name")
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name IN ('source_records', 'match_features', 'phone_history') AND sql IS NOT NULL ORDER BY name")
             .unwrap();
         st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .unwrap()
@@ -152,7 +214,7 @@ mod tests {
         let mut conn = migrated();
         let before = index_sql(&conn);
         assert!(defer_match_indexes(&mut conn).unwrap());
-        assert_eq!(missing(&conn).unwrap(), 4);
+        assert_eq!(missing(&conn, &MATCH_INDEXES).unwrap(), 4);
         assert_eq!(index_sql(&conn).len(), before.len() - 4);
         assert_eq!(ensure_match_indexes(&conn).unwrap(), 4);
         assert_eq!(index_sql(&conn), before);
@@ -161,11 +223,50 @@ mod tests {
     }
 
     #[test]
+    fn deferred_feature_indexes_come_back_exactly_as_the_migrations_define_them() {
+        let mut conn = migrated();
+        let before = index_sql(&conn);
+        assert!(defer_feature_indexes(&mut conn).unwrap());
+        assert_eq!(missing(&conn, &FEATURE_INDEXES).unwrap(), 4);
+        assert_eq!(missing(&conn, &MATCH_INDEXES).unwrap(), 0);
+        assert_eq!(ensure_feature_indexes(&conn).unwrap(), 4);
+        assert_eq!(index_sql(&conn), before);
+        assert_eq!(ensure_match_indexes(&conn).unwrap(), 0);
+        // Both sets deferred: the general repair builds all eight.
+        assert!(defer_match_indexes(&mut conn).unwrap());
+        assert!(defer_feature_indexes(&mut conn).unwrap());
+        assert_eq!(ensure_match_indexes(&conn).unwrap(), 8);
+        assert_eq!(index_sql(&conn), before);
+    }
+
+    #[test]
+    fn feature_indexes_stay_once_any_record_has_features() {
+        let mut conn = migrated();
+        insert_record(&conn, "a");
+        conn.execute(
+            "INSERT INTO match_features (record_id, phone_k, changed) VALUES (1, 'p', 'now')",
+            [],
+        )
+        .unwrap();
+        assert!(!defer_feature_indexes(&mut conn).unwrap());
+        assert_eq!(missing(&conn, &FEATURE_INDEXES).unwrap(), 0);
+        let mut conn = migrated();
+        conn.execute(
+            "INSERT INTO phone_history (person_id, phone_k, source, first_seen, last_seen)
+             VALUES (1, 'p', 's', 'now', 'now')",
+            [],
+        )
+        .unwrap();
+        assert!(!defer_feature_indexes(&mut conn).unwrap());
+        assert_eq!(missing(&conn, &FEATURE_INDEXES).unwrap(), 0);
+    }
+
+    #[test]
     fn a_store_with_records_keeps_its_indexes() {
         let mut conn = migrated();
         insert_record(&conn, "a");
         assert!(!defer_match_indexes(&mut conn).unwrap());
-        assert_eq!(missing(&conn).unwrap(), 0);
+        assert_eq!(missing(&conn, &MATCH_INDEXES).unwrap(), 0);
     }
 
     #[test]
