@@ -5,13 +5,7 @@ mod common;
 use community_sync::pipeline::{self, SyncOptions};
 
 fn opts() -> SyncOptions {
-    SyncOptions {
-        progress: None,
-        sources: vec![],
-        full: false,
-        trigger: "test".into(),
-        push: true,
-    }
+    common::sync_options(true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,13 +8,7 @@ use community_sync::sim::Mutation;
 use community_sync::source::config::PaginationConfig;
 
 fn opts() -> SyncOptions {
-    SyncOptions {
-        progress: None,
-        sources: vec![],
-        full: false,
-        trigger: "test".into(),
-        push: true,
-    }
+    common::sync_options(true)
 }
 
 /// Small pages, so that one sync spans many requests and mutations land between them.

@@ -13,13 +13,7 @@ use community_sync::sim::{GroundTruth, Sim, SimOptions};
 use community_sync::store::Store;
 
 fn opts() -> SyncOptions {
-    SyncOptions {
-        progress: None,
-        sources: vec![],
-        full: false,
-        trigger: "test".into(),
-        push: false,
-    }
+    common::sync_options(false)
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -14,13 +14,7 @@ use community_sync::pipeline::{self, Context, SyncOptions};
 use community_sync::sim::{Sim, SimOptions};
 
 fn opts() -> SyncOptions {
-    SyncOptions {
-        progress: None,
-        sources: vec![],
-        full: false,
-        trigger: "test".into(),
-        push: false,
-    }
+    common::sync_options(false)
 }
 
 fn rows(ctx: &Context, sql: &str) -> Vec<Vec<String>> {

@@ -80,43 +80,43 @@ pub const FEATURE_INDEXES: [(&str, &str); 4] = [
 /// [`ensure_match_indexes`]. Returns whether it did. Anything else (a store with records,
 /// indexes already gone) leaves the store as it is.
 pub fn defer_match_indexes(conn: &mut Connection) -> Result<bool> {
-    let tx = conn.transaction()?;
-    let empty: bool = tx.query_row(
+    let was_missing = drop_when_empty(
+        conn,
         "SELECT NOT EXISTS (SELECT 1 FROM source_records)",
-        [],
-        |r| r.get(0),
+        &MATCH_INDEXES,
     )?;
-    if !empty || missing(&tx, &MATCH_INDEXES)? == MATCH_INDEXES.len() {
-        return Ok(false);
-    }
-    drop_all(&tx, &MATCH_INDEXES)?;
-    tx.commit()?;
-    Ok(true)
+    Ok(was_missing.is_some_and(|n| n < MATCH_INDEXES.len()))
 }
 
 /// When no record has match features or phone history yet (a first load), drops the
 /// blocking-key indexes until [`ensure_feature_indexes`]. Returns whether they are deferred
 /// (also when an earlier, interrupted run left them so).
 pub fn defer_feature_indexes(conn: &mut Connection) -> Result<bool> {
-    let tx = conn.transaction()?;
-    let empty: bool = tx.query_row(
+    let was_missing = drop_when_empty(
+        conn,
         "SELECT NOT EXISTS (SELECT 1 FROM match_features) AND NOT EXISTS (SELECT 1 FROM phone_history)",
-        [],
-        |r| r.get(0),
+        &FEATURE_INDEXES,
     )?;
-    if !empty {
-        return Ok(false);
-    }
-    drop_all(&tx, &FEATURE_INDEXES)?;
-    tx.commit()?;
-    Ok(true)
+    Ok(was_missing.is_some())
 }
 
-fn drop_all(conn: &Connection, indexes: &[(&str, &str)]) -> Result<()> {
-    for (name, _) in indexes {
-        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+/// Drops `indexes` in one transaction when `empty` (a query of one boolean) says so; returns
+/// how many of them were already missing then (`None`: not empty, nothing dropped).
+fn drop_when_empty(
+    conn: &mut Connection,
+    empty: &str,
+    indexes: &[(&str, &str); 4],
+) -> Result<Option<usize>> {
+    let tx = conn.transaction()?;
+    if !tx.query_row(empty, [], |r| r.get::<_, bool>(0))? {
+        return Ok(None);
     }
-    Ok(())
+    let was_missing = missing(&tx, indexes)?;
+    for (name, _) in indexes {
+        tx.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    tx.commit()?;
+    Ok(Some(was_missing))
 }
 
 /// Builds whichever blocking-key indexes are missing; returns how many it built. Works inside

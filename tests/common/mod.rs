@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use community_sync::cli::demo;
 use community_sync::config::Config;
-use community_sync::pipeline::Context;
+use community_sync::pipeline::{Context, SyncOptions};
 use community_sync::sim::{Sim, SimOptions};
 use community_sync::store::Store;
 
@@ -39,6 +39,17 @@ pub fn context(sim: &Sim, dir: &Path) -> Context {
     Context {
         config: Arc::new(config),
         store: Arc::new(Mutex::new(store)),
+    }
+}
+
+/// A sync of every source by a test trigger, incremental, pushing or not.
+pub fn sync_options(push: bool) -> SyncOptions {
+    SyncOptions {
+        progress: None,
+        sources: vec![],
+        full: false,
+        trigger: "test".into(),
+        push,
     }
 }
 
