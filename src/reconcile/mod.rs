@@ -99,10 +99,13 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
             "match-key indexes built (first load)"
         );
     }
-    let deferred = store::first_load::defer_feature_indexes(store.conn_mut())?;
-    let mut ranking = Ranking::new(deferred);
+    let first_load = store::first_load::defer_feature_indexes(store.conn_mut())?;
+    let mut ranking = Ranking::new(first_load);
     let result = (|| {
         for phase in Phase::ALL {
+            if first_load {
+                phase.defer_unread_indexes(store.conn())?;
+            }
             let phase_started = std::time::Instant::now();
             let before = stats.records;
             // One transaction per chunk.
@@ -122,7 +125,18 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         Ok::<(), StoreError>(())
     })();
     // Never leave the store without them (`explain` and `review` rank too), error or not.
-    let ready = ranking.ready(store.conn());
+    let ready = ranking.ready(store.conn()).and_then(|()| {
+        let started = std::time::Instant::now();
+        let built = store::first_load::ensure_match_indexes(store.conn())?;
+        if built > 0 {
+            tracing::info!(
+                indexes = built,
+                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                "record indexes built (first load)"
+            );
+        }
+        Ok(())
+    });
     result?;
     ready?;
     Ok(stats)
@@ -269,6 +283,27 @@ impl Phase {
             Phase::Rest => "activity",
         }
     }
+
+    /// On a first load, before the phase: leaves out the index of `source_records` that the
+    /// phase would write at random and never reads, and builds the one the phase before it
+    /// left out (store::first_load::PHASE_INDEXES). The persons phase clears the dirty flags
+    /// in ID order (its ID-less query walks rowids without the index); the activity phase
+    /// links each record to a resident but looks none up by resident.
+    fn defer_unread_indexes(self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        match self {
+            Phase::Persons => store::first_load::defer_dirty_index(conn),
+            Phase::Rest => {
+                let started = std::time::Instant::now();
+                let built = store::first_load::build_dirty_defer_person_index(conn)?;
+                tracing::debug!(
+                    indexes = built,
+                    seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                    "dirty-flag index built (first load)"
+                );
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The chunk queries (`?1` = id key, `?2` = record id after which to read, `?3` = limit).
@@ -303,7 +338,8 @@ fn chunk_sql() -> &'static ChunkSql {
                  WHERE dirty = 1 AND id_key IS NOT NULL AND (id_key, id) > (?1, ?2) AND {persons}
                  ORDER BY id_key, id LIMIT ?3"
             ),
-            // source_records_dirty (dirty) WHERE dirty = 1: rowid order.
+            // source_records_dirty (dirty) WHERE dirty = 1: rowid order (on a first load,
+            // without that index, the rowids themselves).
             persons_without_id: format!(
                 "SELECT {cols} FROM source_records
                  WHERE dirty = 1 AND id_key IS NULL AND id > ?2 AND {persons}

@@ -18,6 +18,15 @@
 //! [`ensure_feature_indexes`] builds them sorted before the first ranking, and at the end of
 //! reconcile whatever happened.
 //!
+//! Two indexes of `source_records` are written at random by one phase of a first load of
+//! reconcile and read by neither ([`PHASE_INDEXES`]): the dirty-flag index, from which the
+//! persons phase (walking records in ID order) clears one random entry per record while its
+//! own queries can walk rowids instead; and the resident index, into which the activity phase
+//! (which looks no record up by resident) puts one random entry per record. Reconcile drops
+//! the first for its persons phase ([`defer_dirty_index`]) and the second for its activity
+//! phase ([`build_dirty_defer_person_index`]), builds each sorted when its phase is over,
+//! and ends with [`ensure_match_indexes`] whatever happened.
+//!
 //! The indexes only make reads faster; their absence never changes a result. A crash between
 //! the two calls leaves a store without them, which the next reconcile repairs
 //! ([`ensure_match_indexes`] builds both sets). Migrations that touch these indexes must use
@@ -76,6 +85,20 @@ pub const FEATURE_INDEXES: [(&str, &str); 4] = [
     ),
 ];
 
+/// The dirty-flag and resident indexes of `source_records`, each left out for one phase of
+/// a first load of reconcile; the migrations' definitions.
+pub const PHASE_INDEXES: [(&str, &str); 2] = [DIRTY_INDEX, PERSON_INDEX];
+
+const DIRTY_INDEX: (&str, &str) = (
+    "source_records_dirty",
+    "CREATE INDEX IF NOT EXISTS source_records_dirty ON source_records (dirty) WHERE dirty = 1",
+);
+
+const PERSON_INDEX: (&str, &str) = (
+    "source_records_person",
+    "CREATE INDEX IF NOT EXISTS source_records_person ON source_records (person_id)",
+);
+
 /// On a store without a single source record, drops the match-key indexes until
 /// [`ensure_match_indexes`]. Returns whether it did. Anything else (a store with records,
 /// indexes already gone) leaves the store as it is.
@@ -100,12 +123,27 @@ pub fn defer_feature_indexes(conn: &mut Connection) -> Result<bool> {
     Ok(was_missing.is_some())
 }
 
+/// For the persons phase of a first load of reconcile: drops the dirty-flag index (its chunk
+/// queries then walk rowids). Call only when [`defer_feature_indexes`] said it is one.
+pub fn defer_dirty_index(conn: &Connection) -> Result<()> {
+    conn.execute_batch(&format!("DROP INDEX IF EXISTS {}", DIRTY_INDEX.0))?;
+    Ok(())
+}
+
+/// For the activity phase of a first load: builds the dirty-flag index again (sorted) and
+/// drops the resident index. Returns how many indexes it built.
+pub fn build_dirty_defer_person_index(conn: &Connection) -> Result<usize> {
+    let built = build_missing(conn, &[DIRTY_INDEX])?;
+    conn.execute_batch(&format!("DROP INDEX IF EXISTS {}", PERSON_INDEX.0))?;
+    Ok(built)
+}
+
 /// Drops `indexes` in one transaction when `empty` (a query of one boolean) says so; returns
 /// how many of them were already missing then (`None`: not empty, nothing dropped).
 fn drop_when_empty(
     conn: &mut Connection,
     empty: &str,
-    indexes: &[(&str, &str); 4],
+    indexes: &[(&str, &str)],
 ) -> Result<Option<usize>> {
     let tx = conn.transaction()?;
     if !tx.query_row(empty, [], |r| r.get::<_, bool>(0))? {
@@ -125,14 +163,16 @@ pub fn ensure_feature_indexes(conn: &Connection) -> Result<usize> {
     build_missing(conn, &FEATURE_INDEXES)
 }
 
-/// Builds whichever match-key and blocking-key indexes are missing; returns how many it
-/// built. Costs one lookup of the schema when none is. Works inside a transaction or outside
-/// one (then each index is its own).
+/// Builds whichever match-key, blocking-key and phase indexes are missing; returns how many
+/// it built. Costs one lookup of the schema per index when none is. Works inside a transaction or
+/// outside one (then each index is its own).
 pub fn ensure_match_indexes(conn: &Connection) -> Result<usize> {
-    Ok(build_missing(conn, &MATCH_INDEXES)? + build_missing(conn, &FEATURE_INDEXES)?)
+    Ok(build_missing(conn, &MATCH_INDEXES)?
+        + build_missing(conn, &FEATURE_INDEXES)?
+        + build_missing(conn, &PHASE_INDEXES)?)
 }
 
-fn build_missing(conn: &Connection, indexes: &[(&str, &str); 4]) -> Result<usize> {
+fn build_missing(conn: &Connection, indexes: &[(&str, &str)]) -> Result<usize> {
     let built = missing(conn, indexes)?;
     if built == 0 {
         return Ok(0);
@@ -154,17 +194,17 @@ fn build_missing(conn: &Connection, indexes: &[(&str, &str); 4]) -> Result<usize
 const BUILD_CACHE_KIB: i64 = -4_096;
 
 /// How many of `indexes` the store lacks.
-fn missing(conn: &Connection, indexes: &[(&str, &str); 4]) -> Result<usize> {
+fn missing(conn: &Connection, indexes: &[(&str, &str)]) -> Result<usize> {
     let mut present = conn.prepare_cached(
-        "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3, ?4)",
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1)",
     )?;
-    let n: i64 = present.query_row(
-        [indexes[0].0, indexes[1].0, indexes[2].0, indexes[3].0],
-        |r| r.get(0),
-    )?;
-    Ok(indexes
-        .len()
-        .saturating_sub(usize::try_from(n).unwrap_or(0)))
+    let mut lacking = 0;
+    for (name, _) in indexes {
+        if !present.query_row([name], |r| r.get::<_, bool>(0))? {
+            lacking += 1;
+        }
+    }
+    Ok(lacking)
 }
 
 #[cfg(test)]
@@ -237,6 +277,45 @@ mod tests {
         assert!(defer_feature_indexes(&mut conn).unwrap());
         assert_eq!(ensure_match_indexes(&conn).unwrap(), 8);
         assert_eq!(index_sql(&conn), before);
+    }
+
+    #[test]
+    fn phase_indexes_are_left_out_one_phase_each_and_come_back_as_defined() {
+        let conn = migrated();
+        let before = index_sql(&conn);
+        defer_dirty_index(&conn).unwrap();
+        assert_eq!(missing(&conn, &[DIRTY_INDEX]).unwrap(), 1);
+        assert_eq!(missing(&conn, &[PERSON_INDEX]).unwrap(), 0);
+        // Records flagged while it is gone are in it once it is built.
+        for key in ["a", "b"] {
+            insert_record(&conn, key);
+        }
+        assert_eq!(build_dirty_defer_person_index(&conn).unwrap(), 1);
+        assert_eq!(missing(&conn, &[DIRTY_INDEX]).unwrap(), 0);
+        assert_eq!(missing(&conn, &[PERSON_INDEX]).unwrap(), 1);
+        let dirty: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM source_records INDEXED BY source_records_dirty WHERE dirty = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(dirty, 2);
+        conn.execute(
+            "UPDATE source_records SET person_id = 7 WHERE source_key = 'b'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(ensure_match_indexes(&conn).unwrap(), 1);
+        assert_eq!(index_sql(&conn), before);
+        let linked: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM source_records INDEXED BY source_records_person WHERE person_id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(linked, 1);
     }
 
     #[test]
