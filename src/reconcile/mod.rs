@@ -101,9 +101,12 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
     }
     let first_load = store::first_load::defer_feature_indexes(store.conn_mut())?;
     let mut ranking = Ranking::new(first_load);
+    // A store that never had a person record stays "first load": without this, each of its
+    // polls would drop and rebuild two indexes over every record for nothing to reconcile.
+    let defer_phase_indexes = first_load && store::first_load::has_dirty_records(store.conn())?;
     let result = (|| {
         for phase in Phase::ALL {
-            if first_load {
+            if defer_phase_indexes {
                 phase.defer_unread_indexes(store.conn())?;
             }
             let phase_started = std::time::Instant::now();

@@ -123,6 +123,15 @@ pub fn defer_feature_indexes(conn: &mut Connection) -> Result<bool> {
     Ok(was_missing.is_some())
 }
 
+/// Whether any record waits for reconcile (through the dirty-flag index: one probe).
+pub fn has_dirty_records(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM source_records WHERE dirty = 1)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 /// For the persons phase of a first load of reconcile: drops the dirty-flag index (its chunk
 /// queries then walk rowids). Call only when [`defer_feature_indexes`] said it is one.
 pub fn defer_dirty_index(conn: &Connection) -> Result<()> {
@@ -316,6 +325,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!(linked, 1);
+    }
+
+    #[test]
+    fn dirty_records_are_seen_until_reconciled() {
+        let conn = migrated();
+        assert!(!has_dirty_records(&conn).unwrap());
+        insert_record(&conn, "a");
+        assert!(has_dirty_records(&conn).unwrap());
+        conn.execute("UPDATE source_records SET dirty = 0", [])
+            .unwrap();
+        assert!(!has_dirty_records(&conn).unwrap());
     }
 
     #[test]
