@@ -90,15 +90,9 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         .pragma_update(None, "cache_size", RECONCILE_CACHE_KIB)?;
     let codec = store.codec().clone();
     // A first load deferred these (store::first_load); the chunk queries and the lookups need them.
-    let started = std::time::Instant::now();
-    let built = store::first_load::ensure_match_indexes(store.conn())?;
-    if built > 0 {
-        tracing::info!(
-            indexes = built,
-            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-            "match-key indexes built (first load)"
-        );
-    }
+    logged_build("match-key indexes built (first load)", || {
+        store::first_load::ensure_match_indexes(store.conn())
+    })?;
     let first_load = store::first_load::defer_feature_indexes(store.conn_mut())?;
     let mut ranking = Ranking::new(first_load);
     // A store that never had a person record stays "first load": without this, each of its
@@ -127,22 +121,31 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         }
         Ok::<(), StoreError>(())
     })();
-    // Never leave the store without them (`explain` and `review` rank too), error or not.
-    let ready = ranking.ready(store.conn()).and_then(|()| {
-        let started = std::time::Instant::now();
-        let built = store::first_load::ensure_match_indexes(store.conn())?;
-        if built > 0 {
-            tracing::info!(
-                indexes = built,
-                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-                "record indexes built (first load)"
-            );
-        }
-        Ok(())
+    // Never leave the store without any deferred index (`explain` and `review` rank too),
+    // error or not: the blocking-key ones if no chunk ranked, the phase ones.
+    let ready = logged_build("deferred indexes built (first load)", || {
+        store::first_load::ensure_match_indexes(store.conn())
     });
     result?;
     ready?;
     Ok(stats)
+}
+
+/// Runs an index build (returning how many indexes it built) and logs it, when it built any.
+fn logged_build(
+    message: &'static str,
+    build: impl FnOnce() -> Result<usize, StoreError>,
+) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let built = build()?;
+    if built > 0 {
+        tracing::info!(
+            indexes = built,
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            "{message}"
+        );
+    }
+    Ok(())
 }
 
 /// Candidate ranking within one reconcile run. On a first load (no record had match
@@ -176,15 +179,9 @@ impl Ranking {
     /// Builds the deferred blocking-key indexes, once.
     fn ready(&mut self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
         if !self.indexes_ready {
-            let started = std::time::Instant::now();
-            let built = store::first_load::ensure_feature_indexes(conn)?;
-            if built > 0 {
-                tracing::info!(
-                    indexes = built,
-                    seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-                    "blocking-key indexes built (first load)"
-                );
-            }
+            logged_build("blocking-key indexes built (first load)", || {
+                store::first_load::ensure_feature_indexes(conn)
+            })?;
             self.indexes_ready = true;
         }
         Ok(())
@@ -295,16 +292,9 @@ impl Phase {
     fn defer_unread_indexes(self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
         match self {
             Phase::Persons => store::first_load::defer_dirty_index(conn),
-            Phase::Rest => {
-                let started = std::time::Instant::now();
-                let built = store::first_load::build_dirty_defer_person_index(conn)?;
-                tracing::debug!(
-                    indexes = built,
-                    seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-                    "dirty-flag index built (first load)"
-                );
-                Ok(())
-            }
+            Phase::Rest => logged_build("dirty-flag index built (first load)", || {
+                store::first_load::build_dirty_defer_person_index(conn)
+            }),
         }
     }
 }

@@ -248,6 +248,10 @@ mod tests {
             .collect()
     }
 
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
     fn insert_record(conn: &Connection, key: &str) {
         conn.execute(
             "INSERT INTO source_records (source, stream, source_key, entity, status, content_hash,
@@ -302,13 +306,10 @@ mod tests {
         assert_eq!(build_dirty_defer_person_index(&conn).unwrap(), 1);
         assert_eq!(missing(&conn, &[DIRTY_INDEX]).unwrap(), 0);
         assert_eq!(missing(&conn, &[PERSON_INDEX]).unwrap(), 1);
-        let dirty: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM source_records INDEXED BY source_records_dirty WHERE dirty = 1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let dirty = count(
+            &conn,
+            "SELECT count(*) FROM source_records INDEXED BY source_records_dirty WHERE dirty = 1",
+        );
         assert_eq!(dirty, 2);
         conn.execute(
             "UPDATE source_records SET person_id = 7 WHERE source_key = 'b'",
@@ -317,13 +318,10 @@ mod tests {
         .unwrap();
         assert_eq!(ensure_match_indexes(&conn).unwrap(), 1);
         assert_eq!(index_sql(&conn), before);
-        let linked: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM source_records INDEXED BY source_records_person WHERE person_id = 7",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let linked = count(
+            &conn,
+            "SELECT count(*) FROM source_records INDEXED BY source_records_person WHERE person_id = 7",
+        );
         assert_eq!(linked, 1);
     }
 
@@ -378,14 +376,11 @@ mod tests {
             insert_record(&conn, key);
         }
         ensure_match_indexes(&conn).unwrap();
-        let by_index: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM source_records INDEXED BY source_records_dirty_id_key
-                 WHERE dirty = 1 AND id_key IS NOT NULL AND id_key > ''",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let by_index = count(
+            &conn,
+            "SELECT count(*) FROM source_records INDEXED BY source_records_dirty_id_key
+             WHERE dirty = 1 AND id_key IS NOT NULL AND id_key > ''",
+        );
         assert_eq!(by_index, 3);
         let found: i64 = conn
             .query_row(
