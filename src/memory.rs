@@ -27,3 +27,17 @@ pub fn release_free() {
         libc::malloc_trim(0);
     }
 }
+
+/// SQLite's own heap (page caches, sorters, statements) now and at its high-water mark, in MiB:
+/// logged at the reconcile steps so a memory peak can be told apart from the Rust side's.
+pub fn sqlite_heap_mib() -> (f64, f64) {
+    // SAFETY: both read SQLite's global memory counters; they take no pointers.
+    let (used, peak) = unsafe {
+        (
+            rusqlite::ffi::sqlite3_memory_used(),
+            rusqlite::ffi::sqlite3_memory_highwater(0),
+        )
+    };
+    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+    (mib(used), mib(peak))
+}

@@ -89,6 +89,12 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         .conn()
         .pragma_update(None, "cache_size", RECONCILE_CACHE_KIB)?;
     let codec = store.codec().clone();
+    let (sqlite_mib, sqlite_peak_mib) = crate::memory::sqlite_heap_mib();
+    tracing::debug!(
+        sqlite_mib = format!("{sqlite_mib:.1}"),
+        sqlite_peak_mib = format!("{sqlite_peak_mib:.1}"),
+        "reconcile started"
+    );
     // A first load deferred these (store::first_load); the chunk queries and the lookups need them.
     logged_build("match-key indexes built (first load)", || {
         store::first_load::ensure_match_indexes(store.conn())
@@ -110,12 +116,19 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
                 let tx = store.conn_mut().transaction()?;
                 let next = run_chunk(&tx, &codec, config, phase, at, &mut ranking, &mut stats)?;
                 tx.commit()?;
+                // Each chunk's records, its outbox batch and the page cache's churn leave
+                // free memory scattered through the heap, which glibc keeps: handing it back
+                // after every chunk took ~10 MiB off the 1M sync's peak (BENCHMARKS.md).
+                crate::memory::release_free();
                 Ok(next)
             })?;
+            let (sqlite_mib, sqlite_peak_mib) = crate::memory::sqlite_heap_mib();
             tracing::debug!(
                 phase = phase.name(),
                 records = stats.records - before,
                 seconds = format!("{:.2}", phase_started.elapsed().as_secs_f64()),
+                sqlite_mib = format!("{sqlite_mib:.1}"),
+                sqlite_peak_mib = format!("{sqlite_peak_mib:.1}"),
                 "reconcile phase done"
             );
         }
@@ -139,9 +152,14 @@ fn logged_build(
     let started = std::time::Instant::now();
     let built = build()?;
     if built > 0 {
+        // The sorter's runs and the page cache shrunk for the build are freed now.
+        crate::memory::release_free();
+        let (sqlite_mib, sqlite_peak_mib) = crate::memory::sqlite_heap_mib();
         tracing::info!(
             indexes = built,
             seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            sqlite_mib = format!("{sqlite_mib:.1}"),
+            sqlite_peak_mib = format!("{sqlite_peak_mib:.1}"),
             "{message}"
         );
     }
