@@ -118,8 +118,12 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
                 tx.commit()?;
                 // Each chunk's records, its outbox batch and the page cache's churn leave
                 // free memory scattered through the heap, which glibc keeps: handing it back
-                // after every chunk took ~10 MiB off the 1M sync's peak (BENCHMARKS.md).
-                crate::memory::release_free();
+                // after every chunk took ~10 MiB off the 1M sync's peak (BENCHMARKS.md). Not
+                // after an empty one: a poll with nothing to do must cost nothing, and the
+                // trim walks the whole heap.
+                if next.is_some() {
+                    crate::memory::release_free();
+                }
                 Ok(next)
             })?;
             let (sqlite_mib, sqlite_peak_mib) = crate::memory::sqlite_heap_mib();
