@@ -28,16 +28,27 @@ pub fn release_free() {
     }
 }
 
-/// SQLite's own heap (page caches, sorters, statements) now and at its high-water mark, in MiB:
-/// logged at the reconcile steps so a memory peak can be told apart from the Rust side's.
-pub fn sqlite_heap_mib() -> (f64, f64) {
+/// SQLite's own heap (page caches, sorters, statements) now and at its high-water mark, shown
+/// as "16.3 MiB (peak 16.9)": logged at the reconcile steps so a memory peak can be told apart
+/// from the Rust side's.
+pub struct SqliteHeap {
+    used: i64,
+    peak: i64,
+}
+
+pub fn sqlite_heap() -> SqliteHeap {
     // SAFETY: both read SQLite's global memory counters; they take no pointers.
-    let (used, peak) = unsafe {
-        (
-            rusqlite::ffi::sqlite3_memory_used(),
-            rusqlite::ffi::sqlite3_memory_highwater(0),
-        )
-    };
-    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
-    (mib(used), mib(peak))
+    unsafe {
+        SqliteHeap {
+            used: rusqlite::ffi::sqlite3_memory_used(),
+            peak: rusqlite::ffi::sqlite3_memory_highwater(0),
+        }
+    }
+}
+
+impl std::fmt::Display for SqliteHeap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+        write!(f, "{:.1} MiB (peak {:.1})", mib(self.used), mib(self.peak))
+    }
 }

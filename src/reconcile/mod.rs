@@ -89,12 +89,7 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         .conn()
         .pragma_update(None, "cache_size", RECONCILE_CACHE_KIB)?;
     let codec = store.codec().clone();
-    let (sqlite_mib, sqlite_peak_mib) = crate::memory::sqlite_heap_mib();
-    tracing::debug!(
-        sqlite_mib = format!("{sqlite_mib:.1}"),
-        sqlite_peak_mib = format!("{sqlite_peak_mib:.1}"),
-        "reconcile started"
-    );
+    tracing::debug!(sqlite_heap = %crate::memory::sqlite_heap(), "reconcile started");
     // A first load deferred these (store::first_load); the chunk queries and the lookups need them.
     logged_build("match-key indexes built (first load)", || {
         store::first_load::ensure_match_indexes(store.conn())
@@ -126,13 +121,11 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
                 }
                 Ok(next)
             })?;
-            let (sqlite_mib, sqlite_peak_mib) = crate::memory::sqlite_heap_mib();
             tracing::debug!(
                 phase = phase.name(),
                 records = stats.records - before,
                 seconds = format!("{:.2}", phase_started.elapsed().as_secs_f64()),
-                sqlite_mib = format!("{sqlite_mib:.1}"),
-                sqlite_peak_mib = format!("{sqlite_peak_mib:.1}"),
+                sqlite_heap = %crate::memory::sqlite_heap(),
                 "reconcile phase done"
             );
         }
@@ -156,14 +149,10 @@ fn logged_build(
     let started = std::time::Instant::now();
     let built = build()?;
     if built > 0 {
-        // The sorter's runs and the page cache shrunk for the build are freed now.
-        crate::memory::release_free();
-        let (sqlite_mib, sqlite_peak_mib) = crate::memory::sqlite_heap_mib();
         tracing::info!(
             indexes = built,
             seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-            sqlite_mib = format!("{sqlite_mib:.1}"),
-            sqlite_peak_mib = format!("{sqlite_peak_mib:.1}"),
+            sqlite_heap = %crate::memory::sqlite_heap(),
             "{message}"
         );
     }

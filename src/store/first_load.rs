@@ -195,6 +195,8 @@ fn build_missing(conn: &Connection, indexes: &[(&str, &str)]) -> Result<usize> {
         .iter()
         .try_for_each(|(_, create)| conn.execute_batch(create));
     conn.pragma_update(None, "cache_size", cache)?;
+    // The sorter's runs and the pages the smaller cache let go are free now; glibc would keep them.
+    crate::memory::release_free();
     result?;
     Ok(built)
 }
