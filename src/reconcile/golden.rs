@@ -46,6 +46,16 @@ pub fn create_person(tx: &Transaction<'_>, stats: &mut ReconcileStats) -> Result
     Ok(tx.last_insert_rowid())
 }
 
+/// Whether a resident waits for its first golden record (created, version 0, not retired):
+/// the residents a first load creates in record order (reconcile's golden phase).
+pub fn is_pending(tx: &Transaction<'_>, pid: i64) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT version = 0 AND retired = 0 FROM persons WHERE id = ?1")?
+        .query_row([pid], |r| r.get::<_, bool>(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
 /// Chooses a value per field. Deterministic: ties break on source priority, then record id.
 pub fn choose(config: &Config, candidates: &[Candidate]) -> BTreeMap<&'static str, (String, i64)> {
     let priority = |source: &str| {
@@ -153,14 +163,10 @@ pub fn refresh_person(
             None => {
                 let sealed: Option<rusqlite::types::Value> =
                     payload.query_row([record_id], |p| p.get(0)).optional()?;
-                let normalized = match &sealed {
-                    Some(v) => codec.open(v.into()).map_err(rusqlite::Error::from)?,
-                    None => None,
-                };
-                normalized
-                    .and_then(|n| serde_json::from_str::<PersonOnly>(&n).ok())
-                    .map(|n| n.person)
-                    .unwrap_or_default()
+                match &sealed {
+                    Some(v) => person_of_sealed(codec, v.into())?,
+                    None => PersonFields::default(),
+                }
             }
         };
         candidates.push(Candidate {
@@ -277,6 +283,19 @@ pub fn refresh_person(
     }
     stats.events += 1;
     Ok(())
+}
+
+/// The person part of a record's sealed normalized form (`record_payloads.normalized`);
+/// empty when the record has none.
+pub fn person_of_sealed(
+    codec: &Codec,
+    sealed: rusqlite::types::ValueRef<'_>,
+) -> Result<PersonFields, StoreError> {
+    let normalized = codec.open(sealed).map_err(rusqlite::Error::from)?;
+    Ok(normalized
+        .and_then(|n| serde_json::from_str::<PersonOnly>(&n).ok())
+        .map(|n| n.person)
+        .unwrap_or_default())
 }
 
 /// Only the person part of a stored normalized record (the rest is skipped unparsed).

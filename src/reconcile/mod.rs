@@ -90,26 +90,32 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
         .pragma_update(None, "cache_size", RECONCILE_CACHE_KIB)?;
     let codec = store.codec().clone();
     tracing::debug!(sqlite_heap = %crate::memory::sqlite_heap(), "reconcile started");
-    // A first load deferred these (store::first_load); the chunk queries and the lookups need them.
-    logged_build("match-key indexes built (first load)", || {
-        store::first_load::ensure_match_indexes(store.conn())
-    })?;
     let first_load = store::first_load::defer_feature_indexes(store.conn_mut())?;
-    let mut ranking = Ranking::new(first_load);
     // A store that never had a person record stays "first load": without this, each of its
     // polls would drop and rebuild two indexes over every record for nothing to reconcile.
     let defer_phase_indexes = first_load && store::first_load::has_dirty_records(store.conn())?;
+    // A first load deferred these (store::first_load); the chunk queries and the lookups need them.
+    logged_build("match-key indexes built (first load)", || {
+        store::first_load::prepare_reconcile_indexes(store.conn(), first_load, defer_phase_indexes)
+    })?;
+    let mut run = RunState {
+        ranking: Ranking::new(first_load),
+        followers_dirty: defer_phase_indexes
+            && !person_streams_link(config)
+            && store::first_load::every_record_dirty(store.conn())?,
+    };
     let result = (|| {
-        for phase in Phase::ALL {
+        for &phase in Phase::of_run(defer_phase_indexes) {
             if defer_phase_indexes {
                 phase.defer_unread_indexes(store.conn())?;
             }
             let phase_started = std::time::Instant::now();
             let before = stats.records;
+            let events_before = stats.events;
             // One transaction per chunk.
             each_chunk(|at| {
                 let tx = store.conn_mut().transaction()?;
-                let next = run_chunk(&tx, &codec, config, phase, at, &mut ranking, &mut stats)?;
+                let next = run_chunk(&tx, &codec, config, phase, at, &mut run, &mut stats)?;
                 tx.commit()?;
                 // Each chunk's records, its outbox batch and the page cache's churn leave
                 // free memory scattered through the heap, which glibc keeps: handing it back
@@ -124,6 +130,7 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
             tracing::debug!(
                 phase = phase.name(),
                 records = stats.records - before,
+                events = stats.events - events_before,
                 seconds = format!("{:.2}", phase_started.elapsed().as_secs_f64()),
                 sqlite_heap = %crate::memory::sqlite_heap(),
                 "reconcile phase done"
@@ -232,6 +239,27 @@ impl Ranking {
     }
 }
 
+/// What one reconcile run knows besides the records: its candidate ranking, and whether the
+/// records that point at a person record (activity records) are all dirty anyway.
+struct RunState {
+    ranking: Ranking,
+    /// Every record was dirty when the run began (a first load) and no person-carrying stream
+    /// links to another stream, so until the activity phase every record that can point at a
+    /// person record is still dirty: a person record that moves need not mark its followers
+    /// (that update is an index probe and a random row read per follower, for nothing).
+    followers_dirty: bool,
+}
+
+/// Whether any person-carrying stream has a `link` (its records then point at other records
+/// and may follow them to another resident).
+fn person_streams_link(config: &Config) -> bool {
+    config
+        .sources
+        .iter()
+        .flat_map(|s| &s.streams)
+        .any(|t| t.link.is_some() && t.entity.carries_person())
+}
+
 /// Runs a phase chunk by chunk (`chunk` handles the records after a keyset and returns the
 /// next one) until a pass from the start finds nothing: a record made dirty behind the
 /// keyset is found by that last pass.
@@ -262,9 +290,12 @@ pub fn run_in_tx(
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
     store::first_load::ensure_match_indexes(tx)?;
-    let mut ranking = Ranking::new(false);
-    for phase in Phase::ALL {
-        each_chunk(|at| run_chunk(tx, codec, config, phase, at, &mut ranking, stats))?;
+    let mut run = RunState {
+        ranking: Ranking::new(false),
+        followers_dirty: false,
+    };
+    for &phase in Phase::of_run(false) {
+        each_chunk(|at| run_chunk(tx, codec, config, phase, at, &mut run, stats))?;
     }
     let mut out = store::OutboxBatch::default();
     for pid in persons {
@@ -279,17 +310,43 @@ pub fn run_in_tx(
 /// records before it); then the rest. A person chunk that runs out of ID-bearing records
 /// fills up with ID-less ones, so a small population is one chunk and one version per
 /// resident.
+///
+/// A first load links its ID-bearing person records in record order instead
+/// (`PersonsByRecord`): every row it writes for a record (the record's own, its match
+/// features, its domain row) then lands next to the last one, where in ID order each was a
+/// random page of a b-tree far larger than the page cache. One resident's records are no
+/// longer in one chunk, so the residents it creates keep version 0 (`persons_pending`) and
+/// get their golden record afterwards, each once, in resident order (`Golden`). `Golden`
+/// runs in every reconcile: it finds nothing unless a first load was interrupted between the
+/// two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    PersonsByRecord,
+    Golden,
     Persons,
     Rest,
 }
 
 impl Phase {
-    const ALL: [Phase; 2] = [Phase::Persons, Phase::Rest];
+    /// The phases of a run; `first_load`: no record had match features or phone history and
+    /// some record is dirty.
+    fn of_run(first_load: bool) -> &'static [Phase] {
+        if first_load {
+            &[
+                Phase::PersonsByRecord,
+                Phase::Golden,
+                Phase::Persons,
+                Phase::Rest,
+            ]
+        } else {
+            &[Phase::Golden, Phase::Persons, Phase::Rest]
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
+            Phase::PersonsByRecord => "persons by record",
+            Phase::Golden => "golden records",
             Phase::Persons => "persons",
             Phase::Rest => "activity",
         }
@@ -302,6 +359,10 @@ impl Phase {
     /// links each record to a resident but looks none up by resident.
     fn defer_unread_indexes(self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
         match self {
+            Phase::PersonsByRecord => store::first_load::defer_dirty_indexes(conn),
+            Phase::Golden => logged_build("dirty ID-key index built (first load)", || {
+                store::first_load::build_dirty_id_key_index(conn)
+            }),
             Phase::Persons => store::first_load::defer_dirty_index(conn),
             Phase::Rest => logged_build("dirty-flag index built (first load)", || {
                 store::first_load::build_dirty_defer_person_index(conn)
@@ -315,6 +376,7 @@ impl Phase {
 /// not a scan and sort of every dirty row.
 struct ChunkSql {
     persons_with_id: String,
+    persons_with_id_by_record: String,
     persons_without_id: String,
     rest: String,
 }
@@ -341,6 +403,13 @@ fn chunk_sql() -> &'static ChunkSql {
                 "SELECT {cols} FROM source_records INDEXED BY source_records_dirty_id_key
                  WHERE dirty = 1 AND id_key IS NOT NULL AND (id_key, id) > (?1, ?2) AND {persons}
                  ORDER BY id_key, id LIMIT ?3"
+            ),
+            // A first load, in record order: the rowids themselves (the ID-key index would
+            // be a scan and a sort per chunk; the dirty-flag indexes are left out).
+            persons_with_id_by_record: format!(
+                "SELECT {cols} FROM source_records NOT INDEXED
+                 WHERE dirty = 1 AND id_key IS NOT NULL AND id > ?2 AND {persons}
+                 ORDER BY id LIMIT ?3"
             ),
             // source_records_dirty (dirty) WHERE dirty = 1: rowid order (on a first load,
             // without that index, the rowids themselves).
@@ -383,12 +452,20 @@ fn run_chunk(
     config: &Config,
     phase: Phase,
     at: &Keyset,
-    ranking: &mut Ranking,
+    run: &mut RunState,
     stats: &mut ReconcileStats,
 ) -> Result<Option<Keyset>, StoreError> {
     let sql = chunk_sql();
     let mut next = at.clone();
     let mut batch = match phase {
+        Phase::Golden => return run_golden_chunk(tx, codec, config, at, stats),
+        Phase::PersonsByRecord => {
+            let batch = load_dirty(tx, &sql.persons_with_id_by_record, "", at.by_id, CHUNK)?;
+            if let Some(last) = batch.last() {
+                next.by_id = last.id;
+            }
+            batch
+        }
         Phase::Persons => {
             let mut batch = load_dirty(tx, &sql.persons_with_id, &at.id_key, at.id, CHUNK)?;
             if let Some(last) = batch.last() {
@@ -428,13 +505,13 @@ fn run_chunk(
         .iter()
         .any(|r| r.id_key.is_none() && r.features.is_some())
     {
-        ranking.ready(tx)?;
+        run.ranking.ready(tx)?;
     }
     let mut touched = BTreeSet::new();
     let mut out = store::OutboxBatch::default();
     for rec in &batch {
         // The record is clean once handled; a new person link is written in the same step.
-        match handle_record(tx, config, rec, ranking, &mut touched, &mut out, stats)? {
+        match handle_record(tx, config, rec, run, &mut touched, &mut out, stats)? {
             Some(pid) => tx
                 .prepare_cached(
                     "UPDATE source_records SET dirty = 0, person_id = ?2 WHERE id = ?1",
@@ -452,10 +529,71 @@ fn run_chunk(
         .filter_map(|r| r.normalized.as_ref().map(|n| (r.id, &n.person)))
         .collect();
     for pid in touched {
+        // In record order a resident's records are spread over the phase: the residents it
+        // created get their golden record once, in the golden phase.
+        if phase == Phase::PersonsByRecord && golden::is_pending(tx, pid)? {
+            continue;
+        }
         golden::refresh_person(tx, codec, config, pid, &opened, &mut out, stats)?;
     }
     out.flush(tx, codec)?;
     Ok(Some(next))
+}
+
+/// Residents per golden-phase transaction (~1.5 records each).
+const GOLDEN_CHUNK: usize = 2_000;
+
+/// One chunk of the golden phase: the golden records of residents that a first load created
+/// and linked in record order (version 0), after `at.by_id`, in resident order. Their records
+/// are opened on every core first; the refresh itself is the one every chunk runs.
+fn run_golden_chunk(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    config: &Config,
+    at: &Keyset,
+    stats: &mut ReconcileStats,
+) -> Result<Option<Keyset>, StoreError> {
+    use rayon::prelude::*;
+    let pending: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM persons INDEXED BY persons_pending
+             WHERE version = 0 AND retired = 0 AND id > ?1 ORDER BY id LIMIT ?2",
+        )?
+        .query_map(params![at.by_id, GOLDEN_CHUNK as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let Some(&last) = pending.last() else {
+        return Ok(None);
+    };
+    let mut sealed: Vec<(i64, rusqlite::types::Value)> = Vec::new();
+    {
+        let mut records = tx.prepare_cached(concat!(
+            "SELECT id, ",
+            store::normalized_of_record!(),
+            " FROM source_records WHERE person_id = ?1 AND status = 'ok' AND deleted = 0"
+        ))?;
+        for pid in &pending {
+            let rows = records.query_map([pid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for row in rows {
+                sealed.push(row?);
+            }
+        }
+    }
+    let persons: Vec<(i64, crate::model::PersonFields)> = sealed
+        .par_iter()
+        .map(|(id, v)| Ok((*id, golden::person_of_sealed(codec, v.into())?)))
+        .collect::<Result<_, StoreError>>()?;
+    drop(sealed);
+    let opened: HashMap<i64, &crate::model::PersonFields> =
+        persons.iter().map(|(id, p)| (*id, p)).collect();
+    let mut out = store::OutboxBatch::default();
+    for pid in pending {
+        golden::refresh_person(tx, codec, config, pid, &opened, &mut out, stats)?;
+    }
+    out.flush(tx, codec)?;
+    Ok(Some(Keyset {
+        by_id: last,
+        ..Keyset::START
+    }))
 }
 
 fn load_dirty(
@@ -522,7 +660,7 @@ fn handle_record(
     tx: &Transaction<'_>,
     config: &Config,
     rec: &Dirty,
-    ranking: &mut Ranking,
+    run: &mut RunState,
     touched: &mut BTreeSet<i64>,
     out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
@@ -550,13 +688,13 @@ fn handle_record(
             return Ok(None);
         };
         matching::store_features(tx, rec.id, Some(features))?;
-        let (pid, review_with) = resolve_person(tx, config, rec, features, ranking)?;
+        let (pid, review_with) = resolve_person(tx, config, rec, features, &mut run.ranking)?;
         let pid = match pid {
             Some(p) => p,
             None => golden::create_person(tx, stats)?,
         };
         if rec.id_key.is_none() {
-            ranking.linked_idless();
+            run.ranking.linked_idless();
         }
         if review_with.is_empty() {
             review::supersede_matches(tx, rec.id)?;
@@ -580,11 +718,13 @@ fn handle_record(
             }
             // Activity records that point at this record follow it to its new person
             // (those already dirty are handled anyway: leave them unwritten).
-            tx.prepare_cached(
-                "UPDATE source_records SET dirty = 1
-                 WHERE source = ?1 AND link_stream = ?2 AND person_ref = ?3 AND dirty = 0",
-            )?
-            .execute(params![rec.source, rec.stream, rec.source_key])?;
+            if !run.followers_dirty {
+                tx.prepare_cached(
+                    "UPDATE source_records SET dirty = 1
+                     WHERE source = ?1 AND link_stream = ?2 AND person_ref = ?3 AND dirty = 0",
+                )?
+                .execute(params![rec.source, rec.stream, rec.source_key])?;
+            }
         }
         touched.insert(pid);
         upsert_domain(tx, entity, rec, Some(n), Some(pid), out, stats)?;
@@ -923,7 +1063,149 @@ pub fn persons_by_systems(store: &Store) -> Result<BTreeMap<usize, u64>, StoreEr
 
 #[cfg(test)]
 mod tests {
-    use super::Ranking;
+    use super::*;
+    use crate::pipeline::{self, Context, SyncOptions};
+    use crate::sim::{Sim, SimOptions};
+    use std::sync::{Arc, Mutex};
+
+    fn context(sim: &Sim, dir: &std::path::Path) -> Context {
+        let path = crate::cli::demo::write_sim_config(sim, dir, &dir.join("store.db")).unwrap();
+        let config = Config::load(&path).unwrap();
+        let store = Store::open_configured(&config).unwrap();
+        Context {
+            config: Arc::new(config),
+            store: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    fn count(ctx: &Context, sql: &str) -> i64 {
+        let g = ctx.store.lock().unwrap();
+        g.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Residents by their records' ids, sorted, with their versions: what two stores of one
+    /// ingest must agree on.
+    fn residents(ctx: &Context) -> Vec<(String, i64)> {
+        let g = ctx.store.lock().unwrap();
+        let mut stmt = g
+            .conn()
+            .prepare(
+                "SELECT group_concat(r.id, ' '), p.version FROM persons p
+                 JOIN (SELECT id, person_id FROM source_records ORDER BY id) r ON r.person_id = p.id
+                 GROUP BY p.id",
+            )
+            .unwrap();
+        let mut out: Vec<(String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        out.sort();
+        out
+    }
+
+    /// A first load that stops after linking its ID-bearing records in record order leaves
+    /// the residents it created at version 0, unannounced; the next reconcile (no longer a
+    /// first load) gives each its golden record and event, and ends where an uninterrupted
+    /// first load ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_first_load_cut_off_before_its_golden_records_is_completed_by_the_next_run() {
+        let sim = Sim::start(SimOptions {
+            seed: 11,
+            residents: 600,
+            ..SimOptions::default()
+        })
+        .await
+        .unwrap();
+        let opts = SyncOptions {
+            progress: None,
+            sources: vec![],
+            full: false,
+            trigger: "test".into(),
+            push: false,
+        };
+        let cut = tempfile::tempdir().unwrap();
+        let cut_ctx = context(&sim, cut.path());
+        pipeline::ingest_sources(&cut_ctx, &opts).await.unwrap();
+        // The same ingest, same key, for an uninterrupted first load.
+        let whole = tempfile::tempdir().unwrap();
+        let key = whole.path().join("credentials").join("store-key");
+        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+        std::fs::copy(cut.path().join("credentials").join("store-key"), &key).unwrap();
+        cut_ctx
+            .store
+            .lock()
+            .unwrap()
+            .conn()
+            .execute(
+                "VACUUM INTO ?1",
+                [whole.path().join("store.db").to_str().unwrap()],
+            )
+            .unwrap();
+        let whole_ctx = context(&sim, whole.path());
+        pipeline::run_reconcile(&whole_ctx).await.unwrap();
+
+        // The record-order pass alone, as a crash right after it leaves the store.
+        {
+            let mut g = cut_ctx.store.lock().unwrap();
+            let codec = g.codec().clone();
+            assert!(store::first_load::defer_feature_indexes(g.conn_mut()).unwrap());
+            store::first_load::ensure_match_indexes(g.conn()).unwrap();
+            let mut run = RunState {
+                ranking: Ranking::new(true),
+                followers_dirty: false,
+            };
+            let mut stats = ReconcileStats::default();
+            each_chunk(|at| {
+                let tx = g.conn_mut().transaction()?;
+                let next = run_chunk(
+                    &tx,
+                    &codec,
+                    &cut_ctx.config,
+                    Phase::PersonsByRecord,
+                    at,
+                    &mut run,
+                    &mut stats,
+                )?;
+                tx.commit()?;
+                Ok(next)
+            })
+            .unwrap();
+            assert!(stats.records > 500, "{stats:?}");
+        }
+        let pending = "SELECT count(*) FROM persons WHERE version = 0 AND retired = 0";
+        assert!(count(&cut_ctx, pending) > 300);
+        assert_eq!(
+            count(
+                &cut_ctx,
+                "SELECT count(*) FROM outbox WHERE entity = 'person'"
+            ),
+            0
+        );
+
+        pipeline::run_reconcile(&cut_ctx).await.unwrap();
+        assert_eq!(count(&cut_ctx, pending), 0);
+        assert_eq!(
+            count(
+                &cut_ctx,
+                "SELECT count(*) FROM source_records WHERE dirty = 1"
+            ),
+            0
+        );
+        for ctx in [&cut_ctx, &whole_ctx] {
+            assert_eq!(
+                count(ctx, "SELECT count(*) FROM outbox WHERE entity = 'person'"),
+                count(ctx, "SELECT sum(version) FROM persons"),
+                "one person event per version"
+            );
+        }
+        assert_eq!(residents(&cut_ctx), residents(&whole_ctx));
+        assert_eq!(
+            count(&cut_ctx, "SELECT count(*) FROM outbox"),
+            count(&whole_ctx, "SELECT count(*) FROM outbox")
+        );
+        sim.shutdown().await;
+    }
 
     #[test]
     fn a_first_load_skips_ranking_new_ids_only_until_an_idless_record_is_linked() {

@@ -132,6 +132,62 @@ pub fn has_dirty_records(conn: &Connection) -> Result<bool> {
     )?)
 }
 
+/// Whether every source record is dirty (none was ever reconciled): compares two counts, each
+/// over an index (the whole table's smallest, and the dirty-flag one when it is there).
+pub fn every_record_dirty(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT (SELECT count(*) FROM source_records)
+              = (SELECT count(*) FROM source_records WHERE dirty = 1)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Before reconcile's first chunk: builds whichever match-key and phase indexes are missing
+/// (after a crash, or the match-key ones a first load's ingest deferred), and the blocking-key
+/// ones unless `first_load` (they wait for the first ranking: [`ensure_feature_indexes`]).
+/// With `record_order` (a first load that links in record order) the two dirty-flag indexes
+/// stay out: that pass reads neither, and would clear one random entry of each per record;
+/// [`build_dirty_id_key_index`] and [`build_dirty_defer_person_index`] build them after it.
+/// Returns how many it built.
+pub fn prepare_reconcile_indexes(
+    conn: &Connection,
+    first_load: bool,
+    record_order: bool,
+) -> Result<usize> {
+    let mut wanted: Vec<(&str, &str)> = MATCH_INDEXES
+        .iter()
+        .chain(PHASE_INDEXES.iter())
+        .filter(|(name, _)| !(record_order && DIRTY_INDEXES.contains(name)))
+        .copied()
+        .collect();
+    if !first_load {
+        wanted.extend(FEATURE_INDEXES);
+    }
+    build_missing(conn, &wanted)
+}
+
+/// The names of the two indexes over dirty records.
+const DIRTY_INDEXES: [&str; 2] = [DIRTY_INDEX.0, DIRTY_ID_KEY_INDEX.0];
+
+/// The ID-ordered index of dirty records ([`MATCH_INDEXES`]' last).
+const DIRTY_ID_KEY_INDEX: (&str, &str) = MATCH_INDEXES[3];
+
+/// For the record-order pass of a first load: drops both dirty-flag indexes (its chunk query
+/// walks rowids).
+pub fn defer_dirty_indexes(conn: &Connection) -> Result<()> {
+    for name in DIRTY_INDEXES {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    Ok(())
+}
+
+/// After the record-order pass: builds the ID-ordered index of dirty records again (sorted;
+/// the persons phase walks it). Returns how many indexes it built.
+pub fn build_dirty_id_key_index(conn: &Connection) -> Result<usize> {
+    build_missing(conn, &[DIRTY_ID_KEY_INDEX])
+}
+
 /// For the persons phase of a first load of reconcile: drops the dirty-flag index (its chunk
 /// queries then walk rowids). Call only when [`defer_feature_indexes`] said it is one.
 pub fn defer_dirty_index(conn: &Connection) -> Result<()> {
@@ -325,6 +381,68 @@ mod tests {
             "SELECT count(*) FROM source_records INDEXED BY source_records_person WHERE person_id = 7",
         );
         assert_eq!(linked, 1);
+    }
+
+    #[test]
+    fn a_record_order_first_load_leaves_both_dirty_indexes_out_until_its_pass_is_over() {
+        let mut conn = migrated();
+        let before = index_sql(&conn);
+        assert!(defer_match_indexes(&mut conn).unwrap());
+        assert!(defer_feature_indexes(&mut conn).unwrap());
+        for key in ["a", "b", "c"] {
+            insert_record(&conn, key);
+        }
+        // The lookups' match-key indexes come back; the blocking-key ones wait for the first
+        // ranking; the two over dirty records wait for the record-order pass.
+        assert_eq!(prepare_reconcile_indexes(&conn, true, true).unwrap(), 3);
+        defer_dirty_indexes(&conn).unwrap();
+        assert_eq!(missing(&conn, &MATCH_INDEXES).unwrap(), 1);
+        assert_eq!(
+            missing(&conn, &[DIRTY_ID_KEY_INDEX, DIRTY_INDEX]).unwrap(),
+            2
+        );
+        assert_eq!(missing(&conn, &FEATURE_INDEXES).unwrap(), 4);
+        assert_eq!(missing(&conn, &[PERSON_INDEX]).unwrap(), 0);
+        // The pass handles one record; the other two are still dirty when the ID-key index
+        // is built, and only they are in it.
+        conn.execute(
+            "UPDATE source_records SET dirty = 0 WHERE source_key = 'a'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(build_dirty_id_key_index(&conn).unwrap(), 1);
+        let by_index = count(
+            &conn,
+            "SELECT count(*) FROM source_records INDEXED BY source_records_dirty_id_key
+             WHERE dirty = 1 AND id_key IS NOT NULL AND id_key > ''",
+        );
+        assert_eq!(by_index, 2);
+        assert_eq!(ensure_match_indexes(&conn).unwrap(), 5);
+        assert_eq!(index_sql(&conn), before);
+        // Any other reconcile builds whatever is missing, the blocking-key ones included.
+        defer_dirty_indexes(&conn).unwrap();
+        conn.execute_batch("DROP INDEX match_features_phone")
+            .unwrap();
+        assert_eq!(prepare_reconcile_indexes(&conn, false, false).unwrap(), 3);
+        assert_eq!(index_sql(&conn), before);
+    }
+
+    #[test]
+    fn every_record_dirty_only_while_none_was_reconciled() {
+        let conn = migrated();
+        assert!(every_record_dirty(&conn).unwrap());
+        insert_record(&conn, "a");
+        insert_record(&conn, "b");
+        assert!(every_record_dirty(&conn).unwrap());
+        conn.execute(
+            "UPDATE source_records SET dirty = 0 WHERE source_key = 'a'",
+            [],
+        )
+        .unwrap();
+        assert!(!every_record_dirty(&conn).unwrap());
+        // Without the dirty-flag index (a first load's persons phase) the answer is the same.
+        defer_dirty_indexes(&conn).unwrap();
+        assert!(!every_record_dirty(&conn).unwrap());
     }
 
     #[test]

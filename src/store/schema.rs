@@ -14,6 +14,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_PAYLOADS),
         M::up(V_OUTBOX_PAYLOADS),
         M::up_with_hook("", rebuild_outbox_without_event_id).foreign_key_check(),
+        M::up(V_PENDING_PERSONS),
     ])
 }
 
@@ -471,6 +472,16 @@ INSERT INTO outbox_v9 (id, entity, entity_key, version, op, created_at, state, b
 DROP TABLE outbox;
 ALTER TABLE outbox_v9 RENAME TO outbox;
 CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
+"#;
+
+/// Residents whose golden record is still to be computed: created (version 0) and neither
+/// refreshed nor retired yet. A first load links its ID-bearing records in record order and
+/// computes the golden records of the residents it created afterwards, in resident order
+/// (reconcile::Phase::Golden); between the two, and after a crash in between, this index is
+/// how reconcile finds them. It holds an entry only for that while: a resident created
+/// elsewhere is refreshed in the transaction that creates it.
+const V_PENDING_PERSONS: &str = r#"
+CREATE INDEX persons_pending ON persons (id) WHERE version = 0 AND retired = 0;
 "#;
 
 #[cfg(test)]
