@@ -1,4 +1,8 @@
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
+    community_sync::memory::configure_allocator();
     community_sync::memory::limit_arenas();
     community_sync::cli::main()
 }
