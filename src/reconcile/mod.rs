@@ -308,8 +308,8 @@ pub fn run_in_tx(
 /// and in ID order (one resident's records adjacent in a chunk) so that ID-less ones find
 /// their resident (features are stored as each record is handled, so a chunk sees the
 /// records before it); then the rest. A person chunk that runs out of ID-bearing records
-/// fills up with ID-less ones, so a small population is one chunk and one version per
-/// resident.
+/// fills up with ID-less ones, so outside a first load a small change is one chunk and one
+/// version per resident.
 ///
 /// A first load links its ID-bearing person records in record order instead
 /// (`PersonsByRecord`): every row it writes for a record (the record's own, its match
