@@ -1118,11 +1118,8 @@ mod tests {
         .await
         .unwrap();
         let opts = SyncOptions {
-            progress: None,
-            sources: vec![],
-            full: false,
             trigger: "test".into(),
-            push: false,
+            ..SyncOptions::default()
         };
         let cut = tempfile::tempdir().unwrap();
         let cut_ctx = context(&sim, cut.path());
