@@ -323,6 +323,9 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     );
     let t2 = Instant::now();
     pipeline::run_reconcile(&ctx).await?;
+    // Checkpoints run beside the writer (store::checkpoint): the sync is over when the database
+    // file holds all of it, as the write limit's is.
+    checkpoint_wal(&ctx)?;
     r.reconcile_secs = t2.elapsed().as_secs_f64();
     r.initial_sync_secs = t.elapsed().as_secs_f64();
     r.initial_records_per_sec = parsed as f64 / r.initial_sync_secs;
@@ -340,6 +343,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     eprintln!("bench: push drain …");
     let t = Instant::now();
     let pushed = pipeline::push(&ctx).await?;
+    checkpoint_wal(&ctx)?;
     r.push_secs = t.elapsed().as_secs_f64();
     r.push_events = pushed.sent;
     r.push_events_per_sec = pushed.sent as f64 / r.push_secs.max(1e-9);
@@ -349,6 +353,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     let cpu = cpu_secs();
     let t = Instant::now();
     let report = pipeline::sync(&ctx, &opts(true)).await?;
+    checkpoint_wal(&ctx)?;
     r.no_change_wall_ms = t.elapsed().as_secs_f64() * 1000.0;
     r.no_change_cpu_ms = (cpu_secs() - cpu) * 1000.0;
     r.no_change_rows_written = report
@@ -383,6 +388,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     let before = total_changes(&ctx);
     let t = Instant::now();
     pipeline::sync(&ctx, &opts(true)).await?;
+    checkpoint_wal(&ctx)?;
     r.change_1pct_wall_secs = t.elapsed().as_secs_f64();
     r.change_1pct_records = changed;
     r.change_1pct_rows_written = total_changes(&ctx) - before;
@@ -449,7 +455,17 @@ fn write_limit(ctx: &Context, path: &Path) -> anyhow::Result<(u64, f64)> {
         }
     }
     tx.commit()?;
+    target.checkpoint_wal()?;
     Ok((rows, t.elapsed().as_secs_f64()))
+}
+
+/// Copies what the pipeline's commits left in the WAL into the database file.
+fn checkpoint_wal(ctx: &Context) -> anyhow::Result<()> {
+    ctx.store
+        .lock()
+        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+        .checkpoint_wal()?;
+    Ok(())
 }
 
 /// Runs `community-sync sync --no-push --json` as a child process against `sim` and returns
