@@ -95,6 +95,14 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The state once the thread is not copying.
+    fn idle<'s>(&'s self, mut s: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
+        while s.running {
+            s = self.idle.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s
+    }
 }
 
 /// The checkpoint thread of one store and the hook on the store's connection that feeds it.
@@ -153,6 +161,10 @@ impl Checkpointer {
         unsafe {
             ffi::sqlite3_wal_hook(conn.handle(), None, std::ptr::null_mut());
         }
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
         self.shared.lock().stop = true;
         self.shared.wake.notify_all();
         if let Some(t) = self.thread.take() {
@@ -166,16 +178,8 @@ impl Checkpointer {
     /// keeps the pages after it in the WAL; this does not wait for it.
     pub fn catch_up(&self, conn: &Connection) -> rusqlite::Result<()> {
         for _ in 0..1_000 {
-            {
-                let mut s = self.shared.lock();
-                while s.running {
-                    s = self.shared.idle.wait(s).unwrap_or_else(|p| p.into_inner());
-                }
-            }
-            let (busy, log, copied): (i64, i64, i64) =
-                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
+            drop(self.shared.idle(self.shared.lock()));
+            let (busy, log, copied) = passive_checkpoint(conn)?;
             if busy == 0 {
                 let mut s = self.shared.lock();
                 s.wal_frames = log.max(0);
@@ -202,11 +206,7 @@ impl Checkpointer {
 impl Drop for Checkpointer {
     fn drop(&mut self) {
         // The hook is removed by `detach`, which needs the connection; here only the thread.
-        self.shared.lock().stop = true;
-        self.shared.wake.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_thread();
     }
 }
 
@@ -245,9 +245,7 @@ unsafe extern "C" fn on_commit(
             return ffi::SQLITE_OK;
         }
         s.writer_turn = true;
-        while s.running {
-            s = shared.idle.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
+        drop(shared.idle(s));
     }
     let (mut log, mut copied) = (0, 0);
     // SAFETY: `db` and `name` are the ones SQLite handed this hook; checkpointing from the
@@ -286,15 +284,7 @@ fn run(shared: &Shared, path: &Path) {
             s.running = true;
             s.generation
         };
-        let result = open(&mut conn, path).and_then(|c| {
-            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
-        });
+        let result = open(&mut conn, path).and_then(passive_checkpoint);
         let mut s = shared.lock();
         s.running = false;
         match result {
@@ -307,7 +297,7 @@ fn run(shared: &Shared, path: &Path) {
             Ok(_) => s.yielded = true,
             Err(e) => {
                 if !warned {
-                    tracing::warn!(error = %e, store = %path.display(), "WAL checkpoint thread failed; the writer checkpoints instead until the next restart");
+                    tracing::warn!(error = %e, store = %path.display(), "WAL checkpoint thread failed; it retries at later commits and the writer copies meanwhile");
                     warned = true;
                 }
                 // Do not spin on a lasting error: the writer's own copies bound the WAL.
@@ -320,15 +310,23 @@ fn run(shared: &Shared, path: &Path) {
     }
 }
 
+/// `PRAGMA wal_checkpoint(PASSIVE)`: (1 if another checkpoint held the lock, frames in the
+/// WAL, frames copied).
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+}
+
 fn open<'c>(conn: &'c mut Option<Connection>, path: &Path) -> rusqlite::Result<&'c Connection> {
-    if conn.is_none() {
-        let c = Connection::open(path)?;
-        // The same sync rule as the store's: the WAL is synced before a copy and the database
-        // after it.
-        c.pragma_update(None, "synchronous", "NORMAL")?;
-        *conn = Some(c);
+    if let Some(c) = conn {
+        return Ok(c);
     }
-    conn.as_ref().ok_or(rusqlite::Error::InvalidQuery)
+    let c = Connection::open(path)?;
+    // The same sync rule as the store's: the WAL is synced before a copy and the database
+    // after it.
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn.insert(c))
 }
 
 #[cfg(test)]

@@ -267,11 +267,6 @@ impl Store {
         Ok(self.checkpointer.catch_up(&self.conn)?)
     }
 
-    /// What the checkpoint thread and the writer have copied so far.
-    pub fn checkpoint_stats(&self) -> checkpoint::CheckpointStats {
-        self.checkpointer.stats()
-    }
-
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }
