@@ -11,6 +11,7 @@
 pub mod golden;
 pub mod matching;
 pub mod names;
+mod prefetch;
 pub mod review;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -73,6 +74,9 @@ struct Dirty {
     person_ref: Option<String>,
     person_id: Option<i64>,
     changed: String,
+    /// An activity record's parent person as the prefetch reader found it (`None`: not
+    /// read ahead).
+    parent: Option<Option<i64>>,
 }
 
 impl Dirty {
@@ -112,7 +116,21 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
             let phase_started = std::time::Instant::now();
             let before = stats.records;
             let events_before = stats.events;
-            // One transaction per chunk.
+            let prefetched = prefetch::read_ahead_phase(
+                store,
+                phase,
+                &codec,
+                config,
+                &mut run,
+                &mut stats,
+                CHUNK,
+                || {},
+            )?;
+            if prefetched.chunks > 0 || prefetched.stopped.is_some() {
+                tracing::debug!(phase = phase.name(), ?prefetched, "phase read ahead");
+            }
+            // One transaction per chunk (after a phase read ahead: the pass from the start
+            // that finds what was made dirty behind it, or what the reader left).
             each_chunk(|at| {
                 let tx = store.conn_mut().transaction()?;
                 let next = run_chunk(&tx, &codec, config, phase, at, &mut run, &mut stats)?;
@@ -499,6 +517,25 @@ fn run_chunk(
         return Ok(None);
     }
     prepare(codec, &mut batch)?;
+    handle_chunk(tx, codec, config, phase, &batch, false, run, stats)?;
+    Ok(Some(next))
+}
+
+/// Handles a chunk of prepared records; returns whether it moved a record that activity
+/// records may point at (a person-carrying or rejected record whose person link changed).
+/// Parents read ahead (`Dirty::parent`) are used until such a move, in this chunk or
+/// (`moved_before`) the one before it; from there on the writer looks them up.
+#[allow(clippy::too_many_arguments)]
+fn handle_chunk(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    config: &Config,
+    phase: Phase,
+    batch: &[Dirty],
+    moved_before: bool,
+    run: &mut RunState,
+    stats: &mut ReconcileStats,
+) -> Result<bool, StoreError> {
     // A chunk with ID-less person records ranks: build what a first load deferred before the
     // chunk writes anything, not under its dirty pages (both would be held in memory).
     if batch
@@ -509,14 +546,22 @@ fn run_chunk(
     }
     let mut touched = BTreeSet::new();
     let mut out = store::OutboxBatch::default();
-    for rec in &batch {
+    let mut moved_parents = false;
+    for rec in batch {
+        let parent = if moved_before || moved_parents {
+            None
+        } else {
+            rec.parent
+        };
         // The record is clean once handled; a new person link is written in the same step.
-        match handle_record(tx, config, rec, run, &mut touched, &mut out, stats)? {
-            Some(pid) => tx
-                .prepare_cached(
+        match handle_record(tx, config, rec, parent, run, &mut touched, &mut out, stats)? {
+            Some(pid) => {
+                moved_parents |= rec.entity.is_none_or(EntityKind::carries_person);
+                tx.prepare_cached(
                     "UPDATE source_records SET dirty = 0, person_id = ?2 WHERE id = ?1",
                 )?
-                .execute(params![rec.id, pid])?,
+                .execute(params![rec.id, pid])?
+            }
             None => tx
                 .prepare_cached("UPDATE source_records SET dirty = 0 WHERE id = ?1")?
                 .execute([rec.id])?,
@@ -537,7 +582,7 @@ fn run_chunk(
         golden::refresh_person(tx, codec, config, pid, &opened, &mut out, stats)?;
     }
     out.flush(tx, codec)?;
-    Ok(Some(next))
+    Ok(moved_parents)
 }
 
 /// Residents per golden-phase transaction (~1.5 records each).
@@ -597,7 +642,7 @@ fn run_golden_chunk(
 }
 
 fn load_dirty(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     sql: &str,
     id_key: &str,
     after: i64,
@@ -621,6 +666,7 @@ fn load_dirty(
             person_ref: r.get(11)?,
             person_id: r.get(12)?,
             changed: r.get(13)?,
+            parent: None,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -655,11 +701,14 @@ fn prepare(codec: &Codec, batch: &mut [Dirty]) -> Result<(), StoreError> {
 }
 
 /// Handles one dirty record; returns its new person link when it changed (`Some(None)`:
-/// unlinked), which the caller writes together with clearing the dirty flag.
+/// unlinked), which the caller writes together with clearing the dirty flag. `parent`: an
+/// activity record's parent person, if read ahead and still current.
+#[allow(clippy::too_many_arguments)]
 fn handle_record(
     tx: &Transaction<'_>,
     config: &Config,
     rec: &Dirty,
+    parent: Option<Option<i64>>,
     run: &mut RunState,
     touched: &mut BTreeSet<i64>,
     out: &mut store::OutboxBatch,
@@ -731,7 +780,10 @@ fn handle_record(
         Ok(moved.then_some(Some(pid)))
     } else {
         let pid = if live {
-            parent_person(tx, rec)?
+            match parent {
+                Some(read_ahead) => read_ahead,
+                None => parent_person(tx, rec)?,
+            }
         } else {
             rec.person_id
         };
@@ -832,7 +884,7 @@ fn has_other_records(tx: &Transaction<'_>, pid: i64, except: i64) -> Result<bool
 }
 
 /// The person of an activity record's parent record (same source, linked stream).
-fn parent_person(tx: &Transaction<'_>, rec: &Dirty) -> Result<Option<i64>, StoreError> {
+fn parent_person(tx: &rusqlite::Connection, rec: &Dirty) -> Result<Option<i64>, StoreError> {
     let (Some(stream), Some(key)) = (&rec.link_stream, &rec.person_ref) else {
         return Ok(None);
     };
