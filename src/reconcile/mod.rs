@@ -677,27 +677,32 @@ fn load_dirty(
 /// before the chunk's sequential SQL.
 fn prepare(codec: &Codec, batch: &mut [Dirty]) -> Result<(), StoreError> {
     use rayon::prelude::*;
-    batch.par_iter_mut().try_for_each(|rec| {
-        let sealed = std::mem::replace(&mut rec.sealed, rusqlite::types::Value::Null);
-        let text = codec
-            .open(rusqlite::types::ValueRef::from(&sealed))
-            .map_err(rusqlite::Error::from)?;
-        rec.normalized = text
-            .as_deref()
-            .and_then(|n| serde_json::from_str::<NormalizedRecord>(n).ok());
-        if rec.live() && rec.entity.is_some_and(EntityKind::carries_person) {
-            if let Some(n) = &rec.normalized {
-                rec.features = Some(matching::Features::of(
-                    codec,
-                    rec.id,
-                    &n.person,
-                    rec.id_key.as_deref(),
-                    &rec.changed,
-                ));
-            }
+    batch
+        .par_iter_mut()
+        .try_for_each(|rec| prepare_record(codec, rec))
+}
+
+/// Opens and parses one record; its match features if it is a live person-carrying one.
+fn prepare_record(codec: &Codec, rec: &mut Dirty) -> Result<(), StoreError> {
+    let sealed = std::mem::replace(&mut rec.sealed, rusqlite::types::Value::Null);
+    let text = codec
+        .open(rusqlite::types::ValueRef::from(&sealed))
+        .map_err(rusqlite::Error::from)?;
+    rec.normalized = text
+        .as_deref()
+        .and_then(|n| serde_json::from_str::<NormalizedRecord>(n).ok());
+    if rec.live() && rec.entity.is_some_and(EntityKind::carries_person) {
+        if let Some(n) = &rec.normalized {
+            rec.features = Some(matching::Features::of(
+                codec,
+                rec.id,
+                &n.person,
+                rec.id_key.as_deref(),
+                &rec.changed,
+            ));
         }
-        Ok::<(), StoreError>(())
-    })
+    }
+    Ok(())
 }
 
 /// Handles one dirty record; returns its new person link when it changed (`Some(None)`:

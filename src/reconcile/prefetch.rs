@@ -25,8 +25,8 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::{
-    chunk_sql, handle_chunk, load_dirty, parent_person, prepare, Dirty, Phase, ReconcileStats,
-    RunState,
+    chunk_sql, handle_chunk, load_dirty, parent_person, prepare_record, Dirty, Phase,
+    ReconcileStats, RunState,
 };
 use crate::config::Config;
 use crate::store::{Codec, Store, StoreError};
@@ -44,6 +44,9 @@ pub(super) struct Prefetched {
     pub parents_again: u64,
     /// Why the pipeline stopped before the reader ran out of records, if it did.
     pub stopped: Option<&'static str>,
+    /// How long the writer waited for the reader's chunks (the reader bounds the phase when
+    /// this is a large part of it).
+    pub writer_waited: std::time::Duration,
 }
 
 /// The chunk query of a phase the reader runs ahead in (`?2`: the id after which to read,
@@ -83,7 +86,13 @@ pub(super) fn read_ahead_phase(
     let data_version = data_version(store.conn())?;
     let reader = Reader::start(store.path(), sql, codec.clone(), chunk);
     let mut moved_parents = false;
-    while let Some(read) = reader.next() {
+    loop {
+        let waiting = std::time::Instant::now();
+        let next = reader.next();
+        done.writer_waited += waiting.elapsed();
+        let Some(read) = next else {
+            break;
+        };
         let batch = match read {
             Ok(batch) => batch,
             Err(e) => {
@@ -206,8 +215,10 @@ fn read_chunks(
             return Ok(());
         };
         after = last.id;
-        prepare(codec, &mut batch)?;
+        // On this thread alone: the shared pool is the writer's, which seals its chunk's
+        // events there (waiting on the reader's jobs left the writer idle half the time).
         for rec in &mut batch {
+            prepare_record(codec, rec)?;
             if rec.live() && rec.entity.is_some_and(|e| !e.carries_person()) {
                 rec.parent = Some(parent_person(&tx, rec)?);
             }
@@ -414,7 +425,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = holders_then_their_transactions(dir.path(), 3);
         let (done, stats) = activity_phase_with(&mut store, 6, || {});
-        assert_eq!(done, Prefetched::default());
+        assert_eq!(done.chunks, 0);
+        assert_eq!(done.stopped, None);
         assert_eq!(stats.records, 6, "the writer's own pass handled them");
         assert_eq!(count(&store, MISLINKED), 0);
     }
