@@ -116,21 +116,22 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
             let phase_started = std::time::Instant::now();
             let before = stats.records;
             let events_before = stats.events;
-            let prefetched = prefetch::read_ahead_phase(
-                store,
-                phase,
-                &codec,
-                config,
-                &mut run,
-                &mut stats,
-                CHUNK,
-                || {},
-            )?;
-            if prefetched.chunks > 0 || prefetched.stopped.is_some() {
-                tracing::debug!(phase = phase.name(), ?prefetched, "phase read ahead");
+            if phase == Phase::Rest {
+                let prefetched = prefetch::activity_phase(
+                    store,
+                    &codec,
+                    config,
+                    &mut run,
+                    &mut stats,
+                    CHUNK,
+                    || {},
+                )?;
+                if prefetched.chunks > 0 || prefetched.stopped.is_some() {
+                    tracing::debug!(?prefetched, "activity phase read ahead");
+                }
             }
-            // One transaction per chunk (after a phase read ahead: the pass from the start
-            // that finds what was made dirty behind it, or what the reader left).
+            // One transaction per chunk (after the activity phase read ahead: the pass from
+            // the start that finds what was made dirty behind it, or what the reader left).
             each_chunk(|at| {
                 let tx = store.conn_mut().transaction()?;
                 let next = run_chunk(&tx, &codec, config, phase, at, &mut run, &mut stats)?;

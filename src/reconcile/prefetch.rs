@@ -34,7 +34,7 @@ use crate::store::{Codec, Store, StoreError};
 /// Page cache of the reader's connection, in KiB: the parents' index pages it revisits.
 const READER_CACHE_KIB: i64 = -4_096;
 
-/// What a phase read ahead did (logged; asserted by the tests).
+/// What the activity phase read ahead did (logged; asserted by the tests).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Prefetched {
     /// Chunks handled from the reader's reads.
@@ -49,26 +49,16 @@ pub(super) struct Prefetched {
     pub writer_waited: std::time::Duration,
 }
 
-/// The chunk query of a phase the reader runs ahead in (`?2`: the id after which to read,
-/// `?3`: how many). Only the activity phase: a first load's record-order pass walks its
-/// records in id order too, but reading ahead there gained nothing measurable (its writer is
-/// bound by its own writes) and added ~7 MiB at peak (person records and their match
-/// features are the heaviest chunks).
-fn read_ahead_sql(phase: Phase) -> Option<&'static str> {
-    match phase {
-        Phase::Rest => Some(&chunk_sql().rest),
-        Phase::PersonsByRecord | Phase::Golden | Phase::Persons => None,
-    }
-}
-
-/// Handles `phase`'s dirty records, `chunk` at a time, with the reader one chunk ahead, when
-/// there is more than one chunk of them (a poll with a few changes starts no thread). Stops
-/// early, leaving the rest to the caller's passes, if the store changed under the reader or
-/// the reader failed. `between_chunks` runs after each commit (a seam for tests).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn read_ahead_phase(
+/// Handles the activity phase's dirty records, `chunk` at a time, with the reader one chunk
+/// ahead, when there is more than one chunk of them (a poll with a few changes starts no
+/// thread). Stops early, leaving the rest to the caller's passes, if the store changed under
+/// the reader or the reader failed. `between_chunks` runs after each commit (a seam for tests).
+///
+/// Only this phase: a first load's record-order pass walks its records in id order too, but
+/// reading ahead there gained nothing measurable (its writer is bound by its own writes) and
+/// added ~7 MiB at peak (person records and their match features are the heaviest chunks).
+pub(super) fn activity_phase(
     store: &mut Store,
-    phase: Phase,
     codec: &Codec,
     config: &Config,
     run: &mut RunState,
@@ -77,9 +67,7 @@ pub(super) fn read_ahead_phase(
     mut between_chunks: impl FnMut(),
 ) -> Result<Prefetched, StoreError> {
     let mut done = Prefetched::default();
-    let Some(sql) = read_ahead_sql(phase) else {
-        return Ok(done);
-    };
+    let sql = chunk_sql().rest.as_str();
     if !more_than(store.conn(), sql, chunk)? {
         return Ok(done);
     }
@@ -96,7 +84,7 @@ pub(super) fn read_ahead_phase(
         let batch = match read {
             Ok(batch) => batch,
             Err(e) => {
-                tracing::warn!(error = %e, store = %store.path().display(), phase = phase.name(), "reconcile's prefetch reader failed; the writer reads the rest of the phase itself");
+                tracing::warn!(error = %e, store = %store.path().display(), "reconcile's prefetch reader failed; the writer reads the rest of the activity phase itself");
                 done.stopped = Some("the reader failed");
                 break;
             }
@@ -111,7 +99,16 @@ pub(super) fn read_ahead_phase(
         if moved_parents {
             done.parents_again += 1;
         }
-        moved_parents = handle_chunk(&tx, codec, config, phase, &batch, moved_parents, run, stats)?;
+        moved_parents = handle_chunk(
+            &tx,
+            codec,
+            config,
+            Phase::Rest,
+            &batch,
+            moved_parents,
+            run,
+            stats,
+        )?;
         tx.commit()?;
         done.chunks += 1;
         drop(batch);
@@ -121,7 +118,7 @@ pub(super) fn read_ahead_phase(
     Ok(done)
 }
 
-/// Whether the phase's query finds more than `n` records.
+/// Whether the chunk query `sql` finds more than `n` records from the start.
 fn more_than(conn: &Connection, sql: &str, n: usize) -> Result<bool, StoreError> {
     let found: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM ({sql})"))?
@@ -154,7 +151,7 @@ impl Reader {
                 thread: Some(thread),
             },
             Err(e) => {
-                tracing::warn!(error = %e, "cannot start reconcile's prefetch reader; the writer reads the phase itself");
+                tracing::warn!(error = %e, "cannot start reconcile's prefetch reader; the writer reads the activity phase itself");
                 Reader {
                     chunks: None,
                     thread: None,
@@ -191,7 +188,7 @@ fn read_ahead(
     }
 }
 
-/// Reads every record the phase's query finds, in id order, a chunk per read transaction
+/// Reads every record the chunk query `sql` finds, in id order, a chunk per read transaction
 /// (ended before the chunk is handed over, so that no old snapshot holds back the WAL's
 /// checkpoints).
 fn read_chunks(
@@ -311,9 +308,8 @@ mod tests {
             followers_dirty: false,
         };
         let mut stats = ReconcileStats::default();
-        let done = read_ahead_phase(
+        let done = activity_phase(
             store,
-            Phase::Rest,
             &codec,
             &config,
             &mut run,
@@ -329,6 +325,11 @@ mod tests {
             Ok(next)
         })
         .unwrap();
+        assert_eq!(
+            count(store, "SELECT count(*) FROM source_records WHERE dirty = 1"),
+            0,
+            "every record handled"
+        );
         (done, stats)
     }
 
@@ -362,13 +363,6 @@ mod tests {
                 "SELECT count(DISTINCT person_id) FROM source_records"
             ),
             8
-        );
-        assert_eq!(
-            count(
-                &store,
-                "SELECT count(*) FROM source_records WHERE dirty = 1"
-            ),
-            0
         );
     }
 
@@ -409,13 +403,6 @@ mod tests {
         );
         assert_eq!(
             count(&store, &format!("{MISLINKED} AND t.source_key != 't1'")),
-            0
-        );
-        assert_eq!(
-            count(
-                &store,
-                "SELECT count(*) FROM source_records WHERE dirty = 1"
-            ),
             0
         );
     }

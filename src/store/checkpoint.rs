@@ -357,10 +357,17 @@ mod tests {
         }
     }
 
-    fn wal_len(path: &Path) -> u64 {
-        std::fs::metadata(path.with_extension("db-wal"))
+    /// The WAL's length on disk, in frames (a page and its header each).
+    fn wal_frames(path: &Path) -> i64 {
+        let bytes = std::fs::metadata(path.with_extension("db-wal"))
             .map(|m| m.len())
-            .unwrap_or(0)
+            .unwrap_or(0);
+        bytes as i64 / (4096 + 24)
+    }
+
+    fn rows(c: &Connection) -> i64 {
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
@@ -379,15 +386,12 @@ mod tests {
         assert!(stats.thread_copies > 0, "{stats:?}");
         assert_eq!(stats.copied, stats.wal_frames, "{stats:?}");
         // ~4,000 frames were written; the WAL started over instead of holding them all.
-        let frames = wal_len(&path) as i64 / (4096 + 24);
+        let frames = wal_frames(&path);
         assert!(frames <= 2 * t.writer_frames + 64, "WAL of {frames} frames");
         cp.detach(&c);
         drop(c);
         let c = Connection::open(&path).unwrap();
-        let n: i64 = c
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 4_000);
+        assert_eq!(rows(&c), 4_000);
     }
 
     #[test]
@@ -405,13 +409,10 @@ mod tests {
         let stats = cp.stats();
         assert_eq!(stats.thread_copies, 0, "{stats:?}");
         assert!(stats.writer_copies > 5, "{stats:?}");
-        let frames = wal_len(&path) as i64 / (4096 + 24);
+        let frames = wal_frames(&path);
         assert!(frames <= 2 * t.writer_frames + 64, "WAL of {frames} frames");
         cp.detach(&c);
-        let n: i64 = c
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 2_000);
+        assert_eq!(rows(&c), 2_000);
     }
 
     #[test]
@@ -425,9 +426,6 @@ mod tests {
         assert!(cp.thread.is_none());
         // No hook any more: commits neither call into the gone state nor fail.
         commit_many(&c, 100, 3, 5);
-        let n: i64 = c
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 30);
+        assert_eq!(rows(&c), 30);
     }
 }
