@@ -323,9 +323,22 @@ impl Store {
         batch: &[Ingest],
         finish: Option<&Finish>,
     ) -> Result<IngestStats> {
+        let prepared = Prepared::new(&self.codec, batch, false);
+        self.ingest_prepared(at, prepared, finish)
+    }
+
+    /// [`Store::ingest`] with the batch's CPU work already done ([`Prepared::new`], with this
+    /// store's codec): a caller that shares the store between writers does it before taking
+    /// the store, so the store is held only for the SQL.
+    pub fn ingest_prepared(
+        &mut self,
+        at: &StreamRef<'_>,
+        prepared: Prepared<'_>,
+        finish: Option<&Finish>,
+    ) -> Result<IngestStats> {
         let now = now_text();
         let tx = self.conn.transaction().map_err(classify)?;
-        let mut stats = ingest_in(&tx, &self.codec, at, batch, &now)?;
+        let mut stats = ingest_in(&tx, &self.codec, at, prepared, &now)?;
         if let Some(f) = finish {
             if f.complete_full_refresh {
                 stats.deleted += mark_unseen_deleted(&tx, at, &now)?;
@@ -509,7 +522,7 @@ fn ingest_in(
     tx: &Transaction<'_>,
     codec: &Codec,
     at: &StreamRef<'_>,
-    batch: &[Ingest],
+    prepared: Prepared<'_>,
     now: &str,
 ) -> Result<IngestStats> {
     let mut stats = IngestStats::default();
@@ -547,27 +560,14 @@ fn ingest_in(
             None
         },
     };
-    // Pure CPU first, on every core: each record's key and content hash.
-    let keyed: Vec<(String, [u8; 16])> = {
-        use rayon::prelude::*;
-        batch
-            .par_iter()
-            .map(|item| {
-                let hash = hash_text(item.raw());
-                let key = match item {
-                    Ingest::Ok { record, .. } => record.source_key.clone(),
-                    Ingest::Rejected { reject, .. } => reject
-                        .source_key
-                        .clone()
-                        .unwrap_or_else(|| format!("#{}", hex::encode(hash))),
-                };
-                (key, hash)
-            })
-            .collect()
-    };
-    // Then, segment by segment, the lookups; only what changed is sealed (again on every core)
-    // and written. A key seen twice in one batch (it moved between pages) starts a new
-    // segment, so its second lookup sees the first write.
+    let Prepared {
+        batch,
+        keyed,
+        mut sealed,
+    } = prepared;
+    // Segment by segment, the lookups; only what changed is sealed (on every core, unless
+    // it came sealed) and written. A key seen twice in one batch (it moved between pages)
+    // starts a new segment, so its second lookup sees the first write.
     let mut start = 0;
     while start < keyed.len() {
         let mut keys = std::collections::HashSet::new();
@@ -581,6 +581,7 @@ fn ingest_in(
             at,
             batch,
             &keyed,
+            sealed.as_mut(),
             start..end,
             now,
             &mut stats,
@@ -589,6 +590,48 @@ fn ingest_in(
         start = end;
     }
     Ok(stats)
+}
+
+/// An ingest batch's pure CPU work, done on every core before the store is needed: each
+/// record's key and content hash and, when `seal` (most of the batch is expected to be new or
+/// changed), its sealed payloads and match keys. Without `seal`, only the records the lookups
+/// find changed are sealed, inside the transaction: a poll that re-reads unchanged records
+/// seals nothing.
+pub struct Prepared<'a> {
+    batch: &'a [Ingest],
+    keyed: Vec<(String, [u8; 16])>,
+    sealed: Option<Vec<Option<Sealed<'a>>>>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(codec: &Codec, batch: &'a [Ingest], seal: bool) -> Prepared<'a> {
+        use rayon::prelude::*;
+        let keyed = batch
+            .par_iter()
+            .map(|item| {
+                let hash = hash_text(item.raw());
+                let key = match item {
+                    Ingest::Ok { record, .. } => record.source_key.clone(),
+                    Ingest::Rejected { reject, .. } => reject
+                        .source_key
+                        .clone()
+                        .unwrap_or_else(|| format!("#{}", hex::encode(hash))),
+                };
+                (key, hash)
+            })
+            .collect();
+        let sealed = seal.then(|| {
+            batch
+                .par_iter()
+                .map(|item| Some(Sealed::of(codec, item)))
+                .collect()
+        });
+        Prepared {
+            batch,
+            keyed,
+            sealed,
+        }
+    }
 }
 
 /// The prepared statements of one ingest.
@@ -610,6 +653,7 @@ fn ingest_segment(
     at: &StreamRef<'_>,
     batch: &[Ingest],
     keyed: &[(String, [u8; 16])],
+    presealed: Option<&mut Vec<Option<Sealed<'_>>>>,
     range: std::ops::Range<usize>,
     now: &str,
     stats: &mut IngestStats,
@@ -651,12 +695,23 @@ fn ingest_segment(
             changed.push((i, None));
         }
     }
-    let sealed: Vec<Sealed> = {
-        use rayon::prelude::*;
-        changed
-            .par_iter()
-            .map(|(i, _)| Sealed::of(codec, &batch[*i]))
-            .collect()
+    let sealed: Vec<Sealed> = match presealed {
+        // Each index is in one segment only, so each sealed record is taken once.
+        Some(all) => changed
+            .iter()
+            .map(|(i, _)| {
+                all.get_mut(*i)
+                    .and_then(Option::take)
+                    .unwrap_or_else(|| Sealed::of(codec, &batch[*i]))
+            })
+            .collect(),
+        None => {
+            use rayon::prelude::*;
+            changed
+                .par_iter()
+                .map(|(i, _)| Sealed::of(codec, &batch[*i]))
+                .collect()
+        }
     };
     for ((i, existing), sealed) in changed.into_iter().zip(sealed) {
         let item = &batch[i];
@@ -1100,6 +1155,48 @@ mod tests {
             ),
             2
         );
+    }
+
+    #[test]
+    fn a_batch_sealed_ahead_writes_what_one_sealed_in_place_writes() {
+        // Key 1 twice in one batch (it moved between pages): the second version wins.
+        let batch = vec![
+            rec("1", "13800000000").0,
+            rec("2", "13800000001").0,
+            rec("1", "13800000002").0,
+        ];
+        let rows = |store: &Store| -> Vec<(String, String, Option<String>)> {
+            store
+                .conn()
+                .prepare(
+                    "SELECT s.source_key, p.raw, p.normalized FROM source_records s
+                     JOIN record_payloads p USING (id) ORDER BY s.id",
+                )
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut in_place = Store::open(&dir.path().join("a.db")).unwrap();
+        let mut ahead = Store::open(&dir.path().join("b.db")).unwrap();
+        let run = in_place.begin_run("a", "b", "sync", "test").unwrap();
+        assert_eq!(ahead.begin_run("a", "b", "sync", "test").unwrap(), run);
+        let at = stream_ref(run, false);
+        let s1 = in_place.ingest(&at, &batch, None).unwrap();
+        let prepared = Prepared::new(ahead.codec(), &batch, true);
+        let s2 = ahead.ingest_prepared(&at, prepared, None).unwrap();
+        assert_eq!(s1, s2);
+        assert_eq!((s2.inserted, s2.updated), (2, 1));
+        assert_eq!(rows(&in_place), rows(&ahead));
+        assert!(rows(&ahead)[0].1.contains("13800000002"));
+        // Sealed ahead or not, a batch that changed nothing writes nothing.
+        let changes_before = ahead.conn().total_changes();
+        let prepared = Prepared::new(ahead.codec(), &batch[1..], true);
+        let s3 = ahead.ingest_prepared(&at, prepared, None).unwrap();
+        assert_eq!((s3.unchanged, s3.written()), (2, 0));
+        assert_eq!(ahead.conn().total_changes(), changes_before);
     }
 
     #[test]
