@@ -109,6 +109,15 @@ impl Codec {
         Ok(Codec::Sealed(Arc::new(Keyring::new(active, previous))))
     }
 
+    /// Whether `other` is this very codec (a clone of it): what one seals, the other would.
+    pub fn is(&self, other: &Codec) -> bool {
+        match (self, other) {
+            (Codec::Plain, Codec::Plain) => true,
+            (Codec::Sealed(a), Codec::Sealed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// The active key (None for `Plain`).
     pub fn active_key(&self) -> Option<&StoreKey> {
         match self {

@@ -563,8 +563,10 @@ fn ingest_in(
     let Prepared {
         batch,
         keyed,
-        mut sealed,
+        sealed,
     } = prepared;
+    // Sealed by another codec than the store's (its key replaced since): sealed again here.
+    let mut sealed = sealed.and_then(|(by, sealed)| by.is(codec).then_some(sealed));
     // Segment by segment, the lookups; only what changed is sealed (on every core, unless
     // it came sealed) and written. A key seen twice in one batch (it moved between pages)
     // starts a new segment, so its second lookup sees the first write.
@@ -600,7 +602,8 @@ fn ingest_in(
 pub struct Prepared<'a> {
     batch: &'a [Ingest],
     keyed: Vec<(String, [u8; 16])>,
-    sealed: Option<Vec<Option<Sealed<'a>>>>,
+    /// The records sealed ahead, with the codec that sealed them.
+    sealed: Option<(Codec, Vec<Option<Sealed<'a>>>)>,
 }
 
 impl<'a> Prepared<'a> {
@@ -621,10 +624,11 @@ impl<'a> Prepared<'a> {
             })
             .collect();
         let sealed = seal.then(|| {
-            batch
+            let sealed = batch
                 .par_iter()
                 .map(|item| Some(Sealed::of(codec, item)))
-                .collect()
+                .collect();
+            (codec.clone(), sealed)
         });
         Prepared {
             batch,
@@ -1197,6 +1201,19 @@ mod tests {
         let s3 = ahead.ingest_prepared(&at, prepared, None).unwrap();
         assert_eq!((s3.unchanged, s3.written()), (2, 0));
         assert_eq!(ahead.conn().total_changes(), changes_before);
+        // Sealed ahead under another key than the store's: the store seals it again.
+        let other = Codec::Sealed(std::sync::Arc::new(crate::store::codec::Keyring::new(
+            crate::crypto::StoreKey::from_bytes(
+                &[7; 32],
+                crate::crypto::Algorithm::Sm4Gcm,
+                crate::crypto::BlindAlgorithm::HmacSm3,
+            ),
+            vec![],
+        )));
+        let changed = vec![rec("3", "13800000003").0];
+        let prepared = Prepared::new(&other, &changed, true);
+        ahead.ingest_prepared(&at, prepared, None).unwrap();
+        assert!(rows(&ahead)[2].1.contains("13800000003"), "stored plain");
     }
 
     #[test]
