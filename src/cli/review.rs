@@ -117,7 +117,7 @@ pub fn show_text(store: &Store, config: &Config, id: i64) -> anyhow::Result<Stri
     }
     if let (Some(rec), Some(pid)) = (it.record_id, it.person_id) {
         out.push_str(&record_text(store, rec)?);
-        let f = features(store, rec)?;
+        let f = record_features(store, rec)?;
         if let Some(f) = f {
             let s = matching::score(store.conn(), &config.reconcile, &f, pid)?;
             writeln!(out, "  candidate {}:", person_key(pid))?;
@@ -164,7 +164,12 @@ fn record_text(store: &Store, rec: i64) -> anyhow::Result<String> {
     ))
 }
 
-fn features(store: &Store, rec: i64) -> anyhow::Result<Option<matching::Features>> {
+/// A person record's match features, from its stored normalized form (`None`: not a person
+/// record with a readable normalized form).
+pub fn record_features(
+    store: &Store,
+    rec: i64,
+) -> Result<Option<matching::Features>, crate::store::StoreError> {
     let codec = store.codec();
     let row: Option<(Option<String>, Option<String>, String)> = store
         .conn()
@@ -249,7 +254,7 @@ pub fn explain_text(
     for (id, kind, state) in items {
         writeln!(out, "review item #{id} ({kind}, {state})")?;
     }
-    if let Some(f) = features(store, rec)? {
+    if let Some(f) = record_features(store, rec)? {
         let mut ranked = matching::rank(conn, &config.reconcile, &f, None)?;
         if let Some(p) = pid {
             if !ranked.iter().any(|s| s.person_id == p) {
