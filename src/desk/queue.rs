@@ -353,18 +353,20 @@ pub fn decision_communities(store: &Store, d: &DecisionRow) -> Result<BTreeSet<S
     Ok(out)
 }
 
+/// The latest decisions, newest first.
+pub fn latest_decisions(conn: &Connection, limit: usize) -> Result<Vec<DecisionRow>, DeskError> {
+    let mut stmt = conn.prepare(&format!("{DECISION_SQL} ORDER BY id DESC LIMIT ?1"))?;
+    let rows = stmt.query_map([limit as i64], decision_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The latest decisions a reviewer may see (made by anyone), newest first.
 pub fn recent_decisions(
     store: &Store,
     who: &Reviewer,
     limit: usize,
 ) -> Result<Vec<DecisionRow>, DeskError> {
-    let mut stmt = store
-        .conn()
-        .prepare(&format!("{DECISION_SQL} ORDER BY id DESC LIMIT 2000"))?;
-    let rows: Vec<DecisionRow> = stmt
-        .query_map([], decision_row)?
-        .collect::<Result<_, _>>()?;
+    let rows = latest_decisions(store.conn(), 2000)?;
     let mut out = Vec::new();
     for d in rows {
         if out.len() >= limit {
