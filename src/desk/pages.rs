@@ -186,7 +186,7 @@ pub fn queue(
         f.t("kind"),
         f.t("community"),
         f.t("f_name"),
-        f.t("score"),
+        f.t("score_raised"),
         f.t("created")
     );
     for e in entries.iter().skip(page * per_page).take(per_page) {
@@ -314,7 +314,7 @@ pub fn item(f: &Frame<'_>, v: &ItemView<'_>) -> String {
         b,
         "<p class=\"crumbs\"><a href=\"/items\">← {}</a></p>\
          <h1>{} #{} <span class=\"badge {}\" data-k=\"state\">{}</span></h1>\
-         <p class=\"meta\">{} {} · {} {}{}</p>",
+         <p class=\"meta\">{} {} · {} {}{}{}</p>",
         f.t("back"),
         esc(&kind_label(f, &it.kind)),
         it.id,
@@ -331,6 +331,9 @@ pub fn item(f: &Frame<'_>, v: &ItemView<'_>) -> String {
                 f.t("conflict_field"),
                 esc(f.t(&format!("f_{x}")))
             ))
+            .unwrap_or_default(),
+        it.score
+            .map(|x| format!(" · {} {x:.2}", f.t("score_raised")))
             .unwrap_or_default()
     );
     if let Some(d) = v.decided {

@@ -59,6 +59,7 @@ const TEXT: &[(&str, &str, &str)] = &[
     ("filter", "筛选", "Filter"),
     ("created", "提出时间", "Raised"),
     ("score", "得分", "Score"),
+    ("score_raised", "提出时得分", "Score when raised"),
     ("open_items", "条待复核", "open items"),
     ("none_open", "没有待复核事项。", "Nothing to review."),
     ("skipped", "我已跳过", "skipped by me"),
