@@ -136,17 +136,16 @@ impl Desk {
             let it = review::get(s.conn(), item).unwrap().unwrap();
             let scope = desk::queue::scope(s.conn(), s.codec(), it).unwrap();
             let shown: Vec<i64> = scope.all_records().map(|r| r.id).collect();
-            s.conn()
+            let id: i64 = s
+                .conn()
                 .query_row(
                     "SELECT id FROM source_records WHERE entity = 'card_account' ORDER BY id DESC LIMIT 1",
                     [],
-                    |r| r.get::<_, i64>(0),
+                    |r| r.get(0),
                 )
-                .map(|id| {
-                    assert!(!shown.contains(&id));
-                    id
-                })
-                .unwrap()
+                .unwrap();
+            assert!(!shown.contains(&id));
+            id
         })
     }
 
