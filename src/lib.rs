@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
+pub mod desk;
 pub mod mask;
 pub mod memory;
 pub mod model;

@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod backup;
 pub mod demo;
+pub mod desk;
 pub mod logging;
 pub mod progress;
 pub mod report;

@@ -1,5 +1,6 @@
-//! `community-sync review list|show|accept|reject|merge|split` and
-//! `community-sync explain SOURCE KEY`: the review queue and why a record is where it is.
+//! `community-sync review list|show|accept|reject|skip|merge|split|decisions|undo` (the
+//! desk's `serve` and `users` are in `cli::desk`) and `community-sync explain SOURCE KEY`:
+//! the review queue and why a record is where it is.
 
 use std::fmt::Write as _;
 
@@ -26,13 +27,54 @@ pub enum ReviewCmd {
     /// Show one item with the score explanation.
     Show { id: i64 },
     /// Accept an item (link the record / take the record's value / acknowledge).
-    Accept { id: i64 },
+    Accept {
+        id: i64,
+        /// Why (kept with the decision and in the audit trail; no ID numbers or phones).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Reject an item (never match this pair / keep the golden value / dismiss).
-    Reject { id: i64 },
+    Reject {
+        id: i64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Not sure: record that you looked and left the item open.
+    Skip {
+        id: i64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Merge resident OTHER into SURVIVOR (person keys like P00000012 or numbers).
-    Merge { survivor: String, other: String },
+    Merge {
+        survivor: String,
+        other: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Detach source records (ids from `explain` or `review show`) into a new resident.
-    Split { person: String, records: Vec<i64> },
+    Split {
+        person: String,
+        records: Vec<i64>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List the latest decisions (ids for `review undo`).
+    Decisions {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Undo a decision: what it changed is put back and its item is open again.
+    Undo {
+        decision: i64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Serve the review desk: the queue as a web page for reviewers (docs/review-desk.md).
+    Serve(super::desk::ServeArgs),
+    /// Reviewer accounts of the review desk.
+    #[command(subcommand)]
+    Users(super::desk::UsersCmd),
 }
 
 /// Parses `P00000012` or `12`.
@@ -43,64 +85,128 @@ pub fn parse_person(s: &str) -> anyhow::Result<i64> {
 }
 
 pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
-    let mut store = Store::open_configured(config)?;
     match cmd {
-        ReviewCmd::List { state, limit } => {
-            let items = review::list(store.conn(), state.as_deref(), *limit)?;
-            println!("{} open review items", review::open_count(store.conn())?);
-            for it in items {
-                println!(
-                    "#{:<6} {:<9} {:<10} record {:<8} resident {:<10} {:<10} {}",
-                    it.id,
-                    it.kind,
-                    it.state,
-                    it.record_id.map(|r| r.to_string()).unwrap_or_default(),
-                    it.person_id.map(person_key).unwrap_or_default(),
-                    it.field.unwrap_or_default(),
-                    it.score
-                        .map(|s| format!("score {s:.2}"))
-                        .unwrap_or_default()
-                );
-            }
+        ReviewCmd::Serve(args) => return super::desk::serve(config, args),
+        ReviewCmd::Users(u) => return super::desk::users(config, u),
+        _ => {}
+    }
+    let mut store = Store::open_configured(config)?;
+    let (d, reason) = match cmd {
+        ReviewCmd::List { state, limit } => return list(&store, state.as_deref(), *limit),
+        ReviewCmd::Show { id } => {
+            print!("{}", show_text(&store, config, *id)?);
+            return Ok(());
         }
-        ReviewCmd::Show { id } => print!("{}", show_text(&store, config, *id)?),
-        ReviewCmd::Accept { id } | ReviewCmd::Reject { id } => {
-            let d = if matches!(cmd, ReviewCmd::Accept { .. }) {
-                Decision::Accept { item: *id }
-            } else {
-                Decision::Reject { item: *id }
-            };
-            let stats = decide(&mut store, config, &d)?;
-            println!("decided; {} outbox events written", stats.events);
-        }
-        ReviewCmd::Merge { survivor, other } => {
-            let d = Decision::Merge {
+        ReviewCmd::Decisions { limit } => return print_decisions(&store, *limit),
+        ReviewCmd::Accept { id, reason } => (Decision::Accept { item: *id }, reason),
+        ReviewCmd::Reject { id, reason } => (Decision::Reject { item: *id }, reason),
+        ReviewCmd::Skip { id, reason } => (Decision::Skip { item: *id }, reason),
+        ReviewCmd::Merge {
+            survivor,
+            other,
+            reason,
+        } => (
+            Decision::Merge {
                 survivor: parse_person(survivor)?,
                 other: parse_person(other)?,
-            };
-            let stats = decide(&mut store, config, &d)?;
-            println!("merged; {} outbox events written", stats.events);
-        }
-        ReviewCmd::Split { person, records } => {
-            let d = Decision::Split {
+            },
+            reason,
+        ),
+        ReviewCmd::Split {
+            person,
+            records,
+            reason,
+        } => (
+            Decision::Split {
                 person: parse_person(person)?,
                 records: records.clone(),
-            };
-            let stats = decide(&mut store, config, &d)?;
-            println!("split; {} outbox events written", stats.events);
-        }
+            },
+            reason,
+        ),
+        ReviewCmd::Undo { decision, reason } => (
+            Decision::Undo {
+                decision: *decision,
+            },
+            reason,
+        ),
+        ReviewCmd::Serve(_) | ReviewCmd::Users(_) => return Ok(()),
+    };
+    let r = decide_by(&mut store, config, &d, reason.as_deref())?;
+    let what = match &d {
+        Decision::Skip { .. } => "skipped (the item stays open)".to_string(),
+        Decision::Undo { decision } => format!("decision {decision} undone"),
+        _ => "decided".to_string(),
+    };
+    println!(
+        "{what}: decision {}; {} outbox events written",
+        r.decision, r.stats.events
+    );
+    Ok(())
+}
+
+fn list(store: &Store, state: Option<&str>, limit: usize) -> anyhow::Result<()> {
+    let items = review::list(store.conn(), state, limit)?;
+    println!("{} open review items", review::open_count(store.conn())?);
+    for it in items {
+        println!(
+            "#{:<6} {:<9} {:<10} record {:<8} resident {:<10} {:<10} {}",
+            it.id,
+            it.kind,
+            it.state,
+            it.record_id.map(|r| r.to_string()).unwrap_or_default(),
+            it.person_id.map(person_key).unwrap_or_default(),
+            it.field.unwrap_or_default(),
+            it.score
+                .map(|s| format!("score {s:.2}"))
+                .unwrap_or_default()
+        );
     }
     Ok(())
 }
 
 /// Records a decision by the acting OS user in one transaction.
 pub fn decide(store: &mut Store, config: &Config, d: &Decision) -> anyhow::Result<ReconcileStats> {
-    let codec = store.codec().clone();
-    let mut stats = ReconcileStats::default();
-    let tx = store.conn_mut().transaction()?;
-    review::record_decision(&tx, &codec, config, d, &review::acting_user(), &mut stats)?;
-    tx.commit()?;
-    Ok(stats)
+    Ok(decide_by(store, config, d, None)?.stats)
+}
+
+/// Records a decision by the acting OS user, with a reason (`reconcile::review::decide`,
+/// the path the review desk takes too).
+pub fn decide_by(
+    store: &mut Store,
+    config: &Config,
+    d: &Decision,
+    reason: Option<&str>,
+) -> anyhow::Result<review::Decided> {
+    let actor = review::acting_user();
+    let by = review::By {
+        actor: &actor,
+        reason,
+    };
+    Ok(review::decide(store, config, d, &by)?)
+}
+
+fn print_decisions(store: &Store, limit: usize) -> anyhow::Result<()> {
+    let rows = crate::desk::queue::latest_decisions(store.conn(), limit)?;
+    for d in rows {
+        let subject = match (d.item, d.person, d.other_person) {
+            (Some(i), _, _) => format!("item #{i}"),
+            (None, Some(a), Some(b)) => format!("{} <- {}", person_key(a), person_key(b)),
+            (None, Some(a), None) => person_key(a),
+            _ => String::new(),
+        };
+        println!(
+            "{:<6} {:<7} {subject:<24} {:<16} {} {}{}",
+            d.id,
+            d.action,
+            d.by,
+            d.at,
+            d.undone_by
+                .map(|u| format!("[undone by {u}] "))
+                .unwrap_or_default(),
+            d.reason.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// `review show` text.
@@ -117,7 +223,7 @@ pub fn show_text(store: &Store, config: &Config, id: i64) -> anyhow::Result<Stri
     }
     if let (Some(rec), Some(pid)) = (it.record_id, it.person_id) {
         out.push_str(&record_text(store, rec)?);
-        let f = features(store, rec)?;
+        let f = record_features(store, rec)?;
         if let Some(f) = f {
             let s = matching::score(store.conn(), &config.reconcile, &f, pid)?;
             writeln!(out, "  candidate {}:", person_key(pid))?;
@@ -164,7 +270,12 @@ fn record_text(store: &Store, rec: i64) -> anyhow::Result<String> {
     ))
 }
 
-fn features(store: &Store, rec: i64) -> anyhow::Result<Option<matching::Features>> {
+/// A person record's match features, from its stored normalized form (`None`: not a person
+/// record with a readable normalized form).
+pub fn record_features(
+    store: &Store,
+    rec: i64,
+) -> Result<Option<matching::Features>, crate::store::StoreError> {
     let codec = store.codec();
     let row: Option<(Option<String>, Option<String>, String)> = store
         .conn()
@@ -249,7 +360,7 @@ pub fn explain_text(
     for (id, kind, state) in items {
         writeln!(out, "review item #{id} ({kind}, {state})")?;
     }
-    if let Some(f) = features(store, rec)? {
+    if let Some(f) = record_features(store, rec)? {
         let mut ranked = matching::rank(conn, &config.reconcile, &f, None)?;
         if let Some(p) = pid {
             if !ranked.iter().any(|s| s.person_id == p) {

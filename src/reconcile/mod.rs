@@ -13,6 +13,7 @@ pub mod matching;
 pub mod names;
 mod prefetch;
 pub mod review;
+mod undo;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

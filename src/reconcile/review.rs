@@ -4,7 +4,8 @@
 //! against a resident; `conflict`: linked records disagree on a hard field; `gender_id`: a
 //! stated gender contradicts the ID number). Human decisions are stored as pins (record →
 //! resident), never-match pairs (record, resident) and field locks, and every reconcile run
-//! applies them first, so a re-sync never undoes them.
+//! applies them first, so a re-sync never undoes them. Every decision can be undone by a
+//! later one (`Decision::Undo`, `reconcile::undo`).
 
 use std::collections::BTreeSet;
 
@@ -12,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::reconcile::{golden, person_key, ReconcileStats};
+use crate::reconcile::{golden, person_key, undo, ReconcileStats};
 use crate::store::{now_text, Codec, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,12 +22,14 @@ pub enum ReviewError {
     Store(#[from] StoreError),
     #[error("review item {0} does not exist (see `community-sync review list`)")]
     NoItem(i64),
-    #[error("review item {0} was already decided ({1}); decisions are final, use merge or split to change the result")]
+    #[error("review item {0} was already decided ({1}); undo that decision first (`community-sync review decisions`, then `review undo ID`)")]
     Decided(i64, String),
     #[error("resident {0} does not exist or is retired")]
     NoPerson(String),
     #[error("residents {0} and {1} carry different ID numbers and are never merged")]
     DifferentIds(String, String),
+    #[error("decision {0} cannot be undone: {1}")]
+    NotUndoable(i64, String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -65,6 +68,13 @@ pub enum Decision {
     Merge { survivor: i64, other: i64 },
     /// Detach these source records from `person` into a new resident.
     Split { person: i64, records: Vec<i64> },
+    /// Not sure: the item stays open; recorded (who, why) so that the reviewer's queue can
+    /// put it last and a colleague can see someone hesitated.
+    Skip { item: i64 },
+    /// Reverse an earlier decision (see `reconcile::undo`): what it pinned, kept apart,
+    /// locked or merged is put back as it was, its item is open again, and what changed is
+    /// reconciled, with events.
+    Undo { decision: i64 },
 }
 
 /// The acting OS user (`$USER`, else the numeric uid).
@@ -206,9 +216,53 @@ fn pin(tx: &Transaction<'_>, record_id: i64, pid: i64, decision: i64) -> Result<
     Ok(())
 }
 
-/// Records one human decision and applies it: stores the decision, its pins / never-match
-/// pairs / field locks, and reconciles what it changed, writing outbox events, all inside
-/// `tx`. Returns the decision id. The one place where decisions are recorded.
+/// Who decides, and why (free text, scrubbed of anything that looks like an ID number or a
+/// phone before it is stored; see [`clean_reason`]).
+#[derive(Debug, Clone, Copy)]
+pub struct By<'a> {
+    /// The audit actor: an OS user for the CLI, `desk:NAME` for a reviewer on the desk.
+    pub actor: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// What a decision did: its id and the reconcile it caused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Decided {
+    pub decision: i64,
+    pub stats: ReconcileStats,
+}
+
+/// The one entry point for a decision, from the CLI and from the review desk alike: opens an
+/// IMMEDIATE transaction on the store (a concurrent sync waits instead of failing the
+/// decision halfway), records and applies `d`, commits.
+pub fn decide(
+    store: &mut crate::store::Store,
+    config: &Config,
+    d: &Decision,
+    by: &By<'_>,
+) -> Result<Decided, ReviewError> {
+    let codec = store.codec().clone();
+    let mut stats = ReconcileStats::default();
+    let tx = store
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let decision = record_decision_by(&tx, &codec, config, d, by, &mut stats)?;
+    tx.commit()?;
+    Ok(Decided { decision, stats })
+}
+
+/// A reason as stored: trimmed, at most 500 characters, digit runs that could be an ID
+/// number or a phone masked (the audit trail holds no personal data).
+pub fn clean_reason(reason: Option<&str>) -> Option<String> {
+    let r = reason?.trim();
+    if r.is_empty() {
+        return None;
+    }
+    let cut: String = r.chars().take(500).collect();
+    Some(crate::mask::scrub_text(&cut))
+}
+
+/// [`record_decision_by`] without a reason.
 pub fn record_decision(
     tx: &Transaction<'_>,
     codec: &Codec,
@@ -217,213 +271,298 @@ pub fn record_decision(
     user: &str,
     stats: &mut ReconcileStats,
 ) -> Result<i64, ReviewError> {
+    let by = By {
+        actor: user,
+        reason: None,
+    };
+    record_decision_by(tx, codec, config, decision, &by, stats)
+}
+
+/// Records one human decision and applies it: stores the decision (who, why, and what it
+/// replaced, so that it can be undone), its pins / never-match pairs / field locks, and
+/// reconciles what it changed, writing outbox events, all inside `tx`. Returns the decision
+/// id. The one place where decisions are recorded.
+pub fn record_decision_by(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    config: &Config,
+    decision: &Decision,
+    by: &By<'_>,
+    stats: &mut ReconcileStats,
+) -> Result<i64, ReviewError> {
     let (action, item_id, p1, p2, records) = match decision {
         Decision::Accept { item } => ("accept", Some(*item), None, None, vec![]),
         Decision::Reject { item } => ("reject", Some(*item), None, None, vec![]),
+        Decision::Skip { item } => ("skip", Some(*item), None, None, vec![]),
         Decision::Merge { survivor, other } => {
             ("merge", None, Some(*survivor), Some(*other), vec![])
         }
         Decision::Split { person, records } => {
             ("split", None, Some(*person), None, records.clone())
         }
+        Decision::Undo { decision } => ("undo", undo::item_of(tx, *decision)?, None, None, vec![]),
     };
-    let item = match item_id {
-        Some(id) => {
+    let item = match (decision, item_id) {
+        (Decision::Undo { .. }, _) | (_, None) => None,
+        (_, Some(id)) => {
             let it = get(tx, id)?.ok_or(ReviewError::NoItem(id))?;
             if it.state != "open" {
                 return Err(ReviewError::Decided(id, it.state));
             }
             Some(it)
         }
-        None => None,
+    };
+    let reason = clean_reason(by.reason);
+    let undoes = match decision {
+        Decision::Undo { decision } => Some(*decision),
+        _ => None,
     };
     // The tamper-evident audit record of this decision, in the same transaction.
     crate::audit::append(
         tx,
         "review_decision",
-        user,
+        by.actor,
         &serde_json::json!({
             "action": action,
             "item": item_id,
             "person": p1,
             "other_person": p2,
             "records": records,
+            "undoes": undoes,
+            "reason": reason,
         }),
     )?;
     tx.execute(
-        "INSERT INTO decisions (action, item_id, person_id, other_person_id, records, by_user, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO decisions (action, item_id, person_id, other_person_id, records, by_user, at, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             action,
             item_id,
             p1,
             p2,
             serde_json::to_string(&records).unwrap_or_default(),
-            user,
-            now_text()
+            by.actor,
+            now_text(),
+            reason
         ],
     )?;
     let did = tx.last_insert_rowid();
+    if let Decision::Undo { decision } = decision {
+        undo::undo(tx, codec, config, *decision, did, stats)?;
+        return Ok(did);
+    }
+    let open_before = undo::open_items(tx)?;
+    let mut prior = undo::Prior::default();
     let mut refresh: BTreeSet<i64> = BTreeSet::new();
     match decision {
-        Decision::Accept { .. } | Decision::Reject { .. } => {
+        Decision::Accept { .. } | Decision::Reject { .. } | Decision::Skip { .. } => {
             let Some(it) = item else {
                 return Err(ReviewError::Invalid(
-                    "accept and reject need a review item".into(),
+                    "accept, reject and skip need a review item".into(),
                 ));
             };
             let accept = matches!(decision, Decision::Accept { .. });
-            match (it.kind.as_str(), it.record_id, it.person_id) {
-                ("match", Some(rec), Some(p)) => {
-                    let p = follow_merges(tx, p)?;
-                    if accept {
-                        live_person(tx, p)?;
-                        pin(tx, rec, p, did)?;
-                    } else {
-                        tx.execute(
-                            "INSERT OR IGNORE INTO never_match (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)",
-                            params![rec, p, did],
-                        )?;
-                    }
-                }
-                ("conflict", rec, Some(p)) => {
-                    let field = it.field.clone().unwrap_or_default();
-                    if accept {
-                        tx.execute(
-                            "INSERT OR REPLACE INTO field_locks (person_id, field, record_id, value, decision_id)
-                             VALUES (?1, ?2, ?3, NULL, ?4)",
-                            params![p, field, rec, did],
-                        )?;
-                    } else {
-                        let col = match field.as_str() {
-                            "birth_date" | "gender" | "id_number" => field.clone(),
-                            other => {
-                                return Err(ReviewError::Invalid(format!(
-                                    "unknown conflict field {other:?}"
-                                )))
-                            }
-                        };
-                        let current: Option<String> = tx
-                            .query_row(
-                                &format!("SELECT {col} FROM persons WHERE id = ?1"),
-                                [p],
-                                |r| Ok(codec.open(r.get_ref(0)?)?),
-                            )
-                            .optional()?
-                            .flatten();
-                        tx.execute(
-                            "INSERT OR REPLACE INTO field_locks (person_id, field, record_id, value, decision_id)
-                             VALUES (?1, ?2, NULL, ?3, ?4)",
-                            params![p, field, codec.seal_opt(current.as_deref()), did],
-                        )?;
-                    }
-                    refresh.insert(follow_merges(tx, p)?);
-                }
-                _ => {}
+            if !matches!(decision, Decision::Skip { .. }) {
+                apply_item(tx, codec, &it, accept, did, &mut prior, &mut refresh)?;
+                tx.execute(
+                    "UPDATE review_items SET state = ?2, decided_by = ?3, decided_at = ?4, decision_id = ?5 WHERE id = ?1",
+                    params![it.id, if accept { "accepted" } else { "rejected" }, by.actor, now_text(), did],
+                )?;
             }
-            tx.execute(
-                "UPDATE review_items SET state = ?2, decided_by = ?3, decided_at = ?4, decision_id = ?5 WHERE id = ?1",
-                params![it.id, if accept { "accepted" } else { "rejected" }, user, now_text(), did],
-            )?;
         }
         Decision::Merge { survivor, other } => {
-            if survivor == other {
-                return Err(ReviewError::Invalid(
-                    "a resident cannot be merged into itself".into(),
-                ));
-            }
-            live_person(tx, *survivor)?;
-            live_person(tx, *other)?;
-            let ids: BTreeSet<String> = tx
-                .prepare(
-                    "SELECT DISTINCT id_key FROM source_records WHERE person_id IN (?1, ?2) AND id_key IS NOT NULL
-                       AND status = 'ok' AND deleted = 0",
-                )?
-                .query_map(params![survivor, other], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            if ids.len() > 1 {
-                return Err(ReviewError::DifferentIds(
-                    person_key(*survivor),
-                    person_key(*other),
-                ));
-            }
-            let recs: Vec<i64> = tx
-                .prepare("SELECT id FROM source_records WHERE person_id = ?1")?
-                .query_map([other], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            for r in recs {
-                pin(tx, r, *survivor, did)?;
-            }
-            tx.execute(
-                "UPDATE pins SET person_id = ?1 WHERE person_id = ?2",
-                params![survivor, other],
-            )?;
-            tx.execute(
-                "UPDATE persons SET merged_into = ?1 WHERE id = ?2",
-                params![survivor, other],
-            )?;
-            tx.execute(
-                "UPDATE OR IGNORE phone_history SET person_id = ?1 WHERE person_id = ?2",
-                params![survivor, other],
-            )?;
-            tx.execute("DELETE FROM phone_history WHERE person_id = ?1", [other])?;
-            tx.execute(
-                "UPDATE review_items SET state = 'superseded' WHERE state = 'open' AND kind = 'match'
-                   AND ((person_id = ?1 AND record_id IN (SELECT id FROM source_records WHERE person_id = ?2))
-                     OR (person_id = ?2 AND record_id IN (SELECT id FROM source_records WHERE person_id = ?1)))",
-                params![survivor, other],
-            )?;
+            apply_merge(tx, *survivor, *other, did, &mut prior)?;
             refresh.insert(*survivor);
             refresh.insert(*other);
         }
         Decision::Split { person, records } => {
-            live_person(tx, *person)?;
-            if records.is_empty() {
-                return Err(ReviewError::Invalid(
-                    "split needs at least one source record id".into(),
-                ));
-            }
-            let mut own = 0usize;
-            for r in records {
-                let on: Option<i64> = tx
-                    .query_row(
-                        "SELECT person_id FROM source_records WHERE id = ?1",
-                        [r],
-                        |x| x.get(0),
-                    )
-                    .optional()?
-                    .flatten();
-                if on != Some(*person) {
-                    return Err(ReviewError::Invalid(format!(
-                        "source record {r} does not belong to resident {}",
-                        person_key(*person)
-                    )));
-                }
-                own += 1;
-            }
-            let total: i64 = tx.query_row(
-                "SELECT count(*) FROM source_records WHERE person_id = ?1 AND status = 'ok' AND deleted = 0
-                   AND entity IN ('card_account', 'volunteer', 'elder', 'patient')",
-                [person],
-                |x| x.get(0),
-            )?;
-            if own as i64 >= total {
-                return Err(ReviewError::Invalid(
-                    "split must leave at least one record with the resident".into(),
-                ));
-            }
-            let new = golden::create_person(tx, stats)?;
-            for r in records {
-                pin(tx, *r, new, did)?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO never_match (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)",
-                    params![r, person, did],
-                )?;
-            }
+            let new = apply_split(tx, *person, records, did, &mut prior, stats)?;
             refresh.insert(*person);
             refresh.insert(new);
         }
+        Decision::Undo { .. } => {}
     }
     crate::reconcile::run_in_tx(tx, codec, config, refresh, stats)?;
+    prior.note_superseded(tx, &open_before)?;
+    prior.save(tx, did)?;
     Ok(did)
+}
+
+/// Accept or reject of one item: a pin or a never-match pair (match), a field lock
+/// (conflict); a gender/ID item is only closed.
+fn apply_item(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    it: &Item,
+    accept: bool,
+    did: i64,
+    prior: &mut undo::Prior,
+    refresh: &mut BTreeSet<i64>,
+) -> Result<(), ReviewError> {
+    match (it.kind.as_str(), it.record_id, it.person_id) {
+        ("match", Some(rec), Some(p)) => {
+            let p = follow_merges(tx, p)?;
+            if accept {
+                live_person(tx, p)?;
+                prior.record(tx, rec)?;
+                pin(tx, rec, p, did)?;
+            } else {
+                tx.execute(
+                    "INSERT OR IGNORE INTO never_match (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)",
+                    params![rec, p, did],
+                )?;
+            }
+        }
+        ("conflict", rec, Some(p)) => {
+            let field = it.field.clone().unwrap_or_default();
+            if !golden::HARD_FIELDS.contains(&field.as_str()) {
+                return Err(ReviewError::Invalid(format!(
+                    "unknown conflict field {field:?}"
+                )));
+            }
+            prior.lock(tx, p, &field)?;
+            if accept {
+                tx.execute(
+                    "INSERT OR REPLACE INTO field_locks (person_id, field, record_id, value, decision_id)
+                     VALUES (?1, ?2, ?3, NULL, ?4)",
+                    params![p, field, rec, did],
+                )?;
+            } else {
+                // `field` is one of HARD_FIELDS (checked above): a fixed column name.
+                let current: Option<String> = tx
+                    .query_row(
+                        &format!("SELECT {field} FROM persons WHERE id = ?1"),
+                        [p],
+                        |r| Ok(codec.open(r.get_ref(0)?)?),
+                    )
+                    .optional()?
+                    .flatten();
+                tx.execute(
+                    "INSERT OR REPLACE INTO field_locks (person_id, field, record_id, value, decision_id)
+                     VALUES (?1, ?2, NULL, ?3, ?4)",
+                    params![p, field, codec.seal_opt(current.as_deref()), did],
+                )?;
+            }
+            refresh.insert(follow_merges(tx, p)?);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Folds `other` into `survivor`: pins, `merged_into`, phone history, open match items
+/// between the two.
+fn apply_merge(
+    tx: &Transaction<'_>,
+    survivor: i64,
+    other: i64,
+    did: i64,
+    prior: &mut undo::Prior,
+) -> Result<(), ReviewError> {
+    if survivor == other {
+        return Err(ReviewError::Invalid(
+            "a resident cannot be merged into itself".into(),
+        ));
+    }
+    live_person(tx, survivor)?;
+    live_person(tx, other)?;
+    let ids: BTreeSet<String> = tx
+        .prepare(
+            "SELECT DISTINCT id_key FROM source_records WHERE person_id IN (?1, ?2) AND id_key IS NOT NULL
+               AND status = 'ok' AND deleted = 0",
+        )?
+        .query_map(params![survivor, other], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if ids.len() > 1 {
+        return Err(ReviewError::DifferentIds(
+            person_key(survivor),
+            person_key(other),
+        ));
+    }
+    let recs: Vec<i64> = tx
+        .prepare("SELECT id FROM source_records WHERE person_id = ?1")?
+        .query_map([other], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for r in recs {
+        prior.record(tx, r)?;
+        pin(tx, r, survivor, did)?;
+    }
+    prior.merge(tx, survivor, other)?;
+    tx.execute(
+        "UPDATE pins SET person_id = ?1 WHERE person_id = ?2",
+        params![survivor, other],
+    )?;
+    tx.execute(
+        "UPDATE persons SET merged_into = ?1 WHERE id = ?2",
+        params![survivor, other],
+    )?;
+    tx.execute(
+        "UPDATE OR IGNORE phone_history SET person_id = ?1 WHERE person_id = ?2",
+        params![survivor, other],
+    )?;
+    tx.execute("DELETE FROM phone_history WHERE person_id = ?1", [other])?;
+    tx.execute(
+        "UPDATE review_items SET state = 'superseded' WHERE state = 'open' AND kind = 'match'
+           AND ((person_id = ?1 AND record_id IN (SELECT id FROM source_records WHERE person_id = ?2))
+             OR (person_id = ?2 AND record_id IN (SELECT id FROM source_records WHERE person_id = ?1)))",
+        params![survivor, other],
+    )?;
+    Ok(())
+}
+
+/// Detaches `records` from `person` into a new resident; returns its id.
+fn apply_split(
+    tx: &Transaction<'_>,
+    person: i64,
+    records: &[i64],
+    did: i64,
+    prior: &mut undo::Prior,
+    stats: &mut ReconcileStats,
+) -> Result<i64, ReviewError> {
+    live_person(tx, person)?;
+    if records.is_empty() {
+        return Err(ReviewError::Invalid(
+            "split needs at least one source record id".into(),
+        ));
+    }
+    let mut own = 0usize;
+    for r in records {
+        let on: Option<i64> = tx
+            .query_row(
+                "SELECT person_id FROM source_records WHERE id = ?1",
+                [r],
+                |x| x.get(0),
+            )
+            .optional()?
+            .flatten();
+        if on != Some(person) {
+            return Err(ReviewError::Invalid(format!(
+                "source record {r} does not belong to resident {}",
+                person_key(person)
+            )));
+        }
+        own += 1;
+    }
+    let total: i64 = tx.query_row(
+        "SELECT count(*) FROM source_records WHERE person_id = ?1 AND status = 'ok' AND deleted = 0
+           AND entity IN ('card_account', 'volunteer', 'elder', 'patient')",
+        [person],
+        |x| x.get(0),
+    )?;
+    if own as i64 >= total {
+        return Err(ReviewError::Invalid(
+            "split must leave at least one record with the resident".into(),
+        ));
+    }
+    let new = golden::create_person(tx, stats)?;
+    prior.created = Some(new);
+    for r in records {
+        prior.record(tx, *r)?;
+        pin(tx, *r, new, did)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO never_match (record_id, person_id, decision_id) VALUES (?1, ?2, ?3)",
+            params![r, person, did],
+        )?;
+    }
+    Ok(new)
 }

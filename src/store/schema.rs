@@ -15,6 +15,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_OUTBOX_PAYLOADS),
         M::up_with_hook("", rebuild_outbox_without_event_id).foreign_key_check(),
         M::up(V_PENDING_PERSONS),
+        M::up(V_REVIEW_DESK),
     ])
 }
 
@@ -482,6 +483,45 @@ CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
 /// elsewhere is refreshed in the transaction that creates it.
 const V_PENDING_PERSONS: &str = r#"
 CREATE INDEX persons_pending ON persons (id) WHERE version = 0 AND retired = 0;
+"#;
+
+/// The review desk (`community-sync review serve`, src/desk): reviewer accounts, their
+/// one-time sign-in links and their sessions (tokens stored only as SHA-256 hashes), and what
+/// a decision needs to be undone: who gave which reason, what it replaced (`undo`, JSON
+/// without personal data) and which later decision undid it.
+const V_REVIEW_DESK: &str = r#"
+CREATE TABLE reviewers (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    -- Argon2id PHC string; NULL until the reviewer sets one through a one-time link.
+    password_hash  TEXT,
+    -- JSON array of community names the reviewer may see; empty: every community.
+    communities    TEXT NOT NULL DEFAULT '[]',
+    disabled       INTEGER NOT NULL DEFAULT 0,
+    failed_logins  INTEGER NOT NULL DEFAULT 0,
+    locked_until   TEXT,
+    created_at     TEXT NOT NULL,
+    created_by     TEXT NOT NULL
+);
+CREATE TABLE reviewer_links (
+    token_hash     TEXT PRIMARY KEY,
+    reviewer_id    INTEGER NOT NULL REFERENCES reviewers (id) ON DELETE CASCADE,
+    expires_at     TEXT NOT NULL,
+    used_at        TEXT
+);
+CREATE TABLE desk_sessions (
+    token_hash     TEXT PRIMARY KEY,
+    reviewer_id    INTEGER NOT NULL REFERENCES reviewers (id) ON DELETE CASCADE,
+    csrf           TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    last_seen      TEXT NOT NULL,
+    expires_at     TEXT NOT NULL
+);
+CREATE INDEX desk_sessions_reviewer ON desk_sessions (reviewer_id);
+ALTER TABLE decisions ADD COLUMN reason TEXT;
+ALTER TABLE decisions ADD COLUMN undo TEXT;
+ALTER TABLE decisions ADD COLUMN undone_by INTEGER;
+CREATE INDEX decisions_item ON decisions (item_id) WHERE item_id IS NOT NULL;
 "#;
 
 #[cfg(test)]
