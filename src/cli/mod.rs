@@ -87,7 +87,7 @@ pub enum Command {
         json: bool,
     },
     /// Validate the config file without syncing; with --connect also reach each source,
-    /// authenticate and fetch one page of each stream.
+    /// authenticate and fetch one page of each stream, and check a JetStream platform's stream.
     Check {
         #[arg(long)]
         connect: bool,
@@ -209,6 +209,22 @@ async fn check_connect(config: &Config) -> bool {
                         crate::mask::scrub_text(&e.to_string())
                     );
                 }
+            }
+        }
+    }
+    if config.platform.kind == crate::config::PlatformKind::Jetstream {
+        // The JetStream platform: the stream exists (or is created as configured), listens on
+        // this district's subjects with a long enough duplicate window, and takes a publish.
+        match crate::push::JetStreamSink::probe(config).await {
+            Ok(what) => println!("{:<10} {:<16} ok      {what}", "platform", "jetstream"),
+            Err(e) => {
+                all_ok = false;
+                println!(
+                    "{:<10} {:<16} FAILED  {}",
+                    "platform",
+                    "jetstream",
+                    crate::mask::scrub_text(&e.to_string())
+                );
             }
         }
     }
