@@ -957,12 +957,15 @@ fn check_nats_url(u: &str, tls_or_allowed: bool) -> Result<(), String> {
             "{u:?}: a JetStream platform is reached by nats://host:4222 or tls://host:4222"
         ));
     }
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => return Err(format!("{u:?} names no host")),
+    // nats:// is not a special scheme to the URL parser: its host comes back as text.
+    let host = match parsed.host_str() {
+        Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
+        _ => return Err(format!("{u:?} names no host")),
     };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if parsed.scheme() == "nats" && !loopback && !tls_or_allowed {
         return Err(format!(
             "{u:?}: plain NATS to a non-loopback host would carry personal data unencrypted; use tls://, or platform.jetstream.tls = true, or allow_insecure = true for a link protected otherwise"

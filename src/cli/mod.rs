@@ -103,6 +103,9 @@ pub enum Command {
     },
     /// Measure throughput, limits, steady-state cost and memory against the simulator.
     Bench(crate::bench::BenchArgs),
+    /// A city on one machine: N district agents (this program, one process and store each)
+    /// publish into one NATS JetStream stream; the stream is then checked against their stores.
+    City(crate::city::CityArgs),
     /// Data-quality report: records, quarantine with masked examples, freshness, overlap, review, push.
     Report(report::ReportArgs),
     /// Copy the store to FILE, consistently, even while a sync or the daemon runs.
@@ -249,6 +252,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&cli, None);
             let rt = runtime()?;
             rt.block_on(crate::bench::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::City(args) => {
+            init_logging(&cli, None);
+            let rt = runtime()?;
+            rt.block_on(crate::city::run_cli(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim { residents, seed } => {

@@ -170,6 +170,17 @@ impl JetStreamSink {
         })
     }
 
+    /// Publishes pending events until the outbox is empty, or `max_batches` were sent (see
+    /// [`super::drain_batches`]: the same books as the HTTP push).
+    pub async fn drain(
+        &self,
+        platform: &crate::config::PlatformConfig,
+        store: &std::sync::Arc<std::sync::Mutex<crate::store::Store>>,
+        max_batches: Option<u64>,
+    ) -> Result<super::PushStats, PushError> {
+        super::drain_batches(self, platform, store, max_batches).await
+    }
+
     /// The subject an event is published on.
     fn subject_of(&self, event_id: &str) -> String {
         let entity = event_id.split(':').next().unwrap_or("unknown");

@@ -41,7 +41,7 @@ pub async fn drain(
         PlatformKind::Http => Pusher::new(config)?.drain(store, max_batches).await,
         PlatformKind::Jetstream => {
             let sink = JetStreamSink::connect(config).await?;
-            let stats = drain_batches(&sink, &config.platform, store, max_batches).await;
+            let stats = sink.drain(&config.platform, store, max_batches).await;
             sink.close().await;
             stats
         }

@@ -42,6 +42,29 @@ pub struct Mover {
     pub resident: usize,
 }
 
+/// The county codes of a city of `n` districts: Nanchang's nine first, then the rest of
+/// Jiangxi's (a hundred in all).
+pub fn city_districts(n: usize) -> Vec<u32> {
+    let mut nanchang = Vec::new();
+    let mut rest = Vec::new();
+    for line in AREAS_CSV.lines().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        if c.len() < 3 || !c[0].starts_with("36") {
+            continue;
+        }
+        if let Ok(code) = c[0].parse::<u32>() {
+            if c[2] == "3601" {
+                nanchang.push(code);
+            } else {
+                rest.push(code);
+            }
+        }
+    }
+    nanchang.extend(rest);
+    nanchang.truncate(n);
+    nanchang
+}
+
 /// The district's streets, as (district name, street name); the whole city's when the code
 /// has none listed.
 pub(super) fn streets(code: u32) -> Vec<(String, String)> {
