@@ -18,7 +18,7 @@
 pub mod broker;
 pub mod consumer;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -228,7 +228,18 @@ async fn start_agents(o: &CityOptions, t: &StreamTarget) -> anyhow::Result<Vec<A
     Ok(agents)
 }
 
-fn agent_command(o: &CityOptions, a: &Agent, args: &[&str]) -> tokio::process::Command {
+/// An agent's command line; its log (stderr) goes to `{dir}/{district}.log`.
+fn agent_command(
+    o: &CityOptions,
+    a: &Agent,
+    args: &[&str],
+) -> anyhow::Result<tokio::process::Command> {
+    let log = o.dir.join(format!("{}.log", a.district));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
     let mut c = tokio::process::Command::new(&o.binary);
     c.arg("--config")
         .arg(&a.config)
@@ -236,21 +247,9 @@ fn agent_command(o: &CityOptions, a: &Agent, args: &[&str]) -> tokio::process::C
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(log_file(&o.dir, &a.district)));
+        .stderr(Stdio::from(log));
     c.kill_on_drop(true);
-    c
-}
-
-fn log_file(dir: &Path, district: &str) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("{district}.log")))
-        .unwrap_or_else(|_| tempfile_or_null())
-}
-
-fn tempfile_or_null() -> std::fs::File {
-    std::fs::File::open("/dev/null").unwrap_or_else(|_| std::process::exit(2))
+    Ok(c)
 }
 
 /// Runs one agent command to its end (bounded): its exit status.
@@ -259,7 +258,7 @@ async fn run_agent(
     a: &Agent,
     args: &[&str],
 ) -> anyhow::Result<std::process::ExitStatus> {
-    let mut child = agent_command(o, a, args)
+    let mut child = agent_command(o, a, args)?
         .spawn()
         .context("cannot start an agent")?;
     match tokio::time::timeout(Duration::from_secs(300), child.wait()).await {
@@ -466,7 +465,7 @@ async fn publish_all(
             return timed_push(o, &agents[0], expected[0]).await;
         }
         let t0 = Instant::now();
-        let mut child = agent_command(o, &agents[0], &["push"]).spawn()?;
+        let mut child = agent_command(o, &agents[0], &["push"])?.spawn()?;
         let reached = wait_for_messages(&mut victim_sub, (expected[0] / 4).max(1)).await;
         child.start_kill()?;
         child.wait().await?;
@@ -591,7 +590,7 @@ async fn second_round(
             run_agent(o, victim, &["sync"]).await?;
             return Ok::<usize, anyhow::Error>(0);
         }
-        let mut child = agent_command(o, victim, &["sync"]).spawn()?;
+        let mut child = agent_command(o, victim, &["sync"])?.spawn()?;
         let killed = tokio::select! {
             _ = wait_for_messages(&mut sub, 1) => { child.start_kill()?; child.wait().await?; 1 }
             status = child.wait() => { status?; 0 }

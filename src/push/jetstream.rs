@@ -187,9 +187,10 @@ impl JetStreamSink {
         format!("{}.{entity}", self.subject_base)
     }
 
-    /// Flushes what was written and closes the connection.
+    /// Flushes what is still buffered (bounded: the server may be gone); every event that
+    /// counts was acknowledged already. The connection closes when the sink is dropped.
     pub async fn close(&self) {
-        let _ = self.client.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await;
     }
 
     /// Publishes one batch's events (those in `todo`), `max_in_flight` at a time, and returns
@@ -254,7 +255,7 @@ impl JetStreamSink {
             Ok(mut stream) => stream
                 .info()
                 .await
-                .map(|i| i.clone())
+                .cloned()
                 .map_err(|e| StreamCheck::Unknown(e.to_string())),
             Err(e)
                 if matches!(
