@@ -212,6 +212,9 @@ impl JetStreamSink {
                 }
             }
             let (Some(span), Some((_, event_id))) = (batch.spans.get(i), batch.rows.get(i)) else {
+                // Never skipped silently: a skipped event would count as acknowledged.
+                let m = format!("batch {} has no event {i} to publish", batch.key);
+                outcomes.push((i, Outcome::Fatal(m)));
                 continue;
             };
             if max_payload > 0 && span.len() + HEADER_ALLOWANCE > max_payload {
