@@ -5,7 +5,9 @@
 //! fair): the initial sync (fetch + normalize + store + reconcile + outbox), the push drain,
 //! the parse limit (same pages fetched and parsed, nothing else), the write limit (every row the
 //! pipeline wrote, inserted again by a plain prepared-statement loop in one transaction), a
-//! no-change cycle, a 1% change cycle, and the peak RSS of a separate `sync` process.
+//! no-change cycle, a 1% change cycle, and the peak RSS of a separate `sync` process. The same
+//! outbox is also drained into a NATS JetStream stream (a copy of the store taken before the
+//! HTTP push, published by the JetStream sink), so the two deliveries compare within one run.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,13 @@ pub struct BenchArgs {
     /// `none` (no encryption; to see what sealing costs).
     #[arg(long, default_value = "sm4-gcm", value_parser = ["sm4-gcm", "aes-256-gcm", "none"])]
     pub cipher: String,
+    /// The NATS server (JetStream) the outbox is also drained into, into a stream of the run's
+    /// own (created, then deleted).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub jetstream: String,
+    /// Skip the JetStream drain.
+    #[arg(long)]
+    pub no_jetstream: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
@@ -69,6 +78,10 @@ pub struct BenchReport {
     pub push_events: u64,
     pub push_secs: f64,
     pub push_events_per_sec: f64,
+    /// The same outbox published into a JetStream stream (None: not measured).
+    pub jetstream_events: Option<u64>,
+    pub jetstream_secs: Option<f64>,
+    pub jetstream_events_per_sec: Option<f64>,
     pub no_change_wall_ms: f64,
     pub no_change_cpu_ms: f64,
     pub no_change_rows_written: u64,
@@ -339,6 +352,18 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     r.ratio_to_parse_limit = r.initial_records_per_sec / r.parse_limit_records_per_sec;
     r.ratio_to_write_limit = r.write_limit_secs / r.initial_sync_secs;
 
+    // A copy of the store with the outbox as it is now, for the JetStream drain.
+    let js_copy = dir.join("jetstream.db");
+    if !args.no_jetstream {
+        let _ = std::fs::remove_file(&js_copy);
+        ctx.store
+            .lock()
+            .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+            .conn()
+            .execute("VACUUM INTO ?1", [js_copy.display().to_string()])
+            .context("cannot copy the store for the JetStream drain")?;
+    }
+
     // Push drain.
     eprintln!("bench: push drain …");
     let t = Instant::now();
@@ -347,6 +372,14 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     r.push_secs = t.elapsed().as_secs_f64();
     r.push_events = pushed.sent;
     r.push_events_per_sec = pushed.sent as f64 / r.push_secs.max(1e-9);
+    if !args.no_jetstream {
+        eprintln!("bench: JetStream drain ({}) …", args.jetstream);
+        let (events, secs) = jetstream_drain(&ctx, &js_copy, &args.jetstream).await?;
+        r.jetstream_events = Some(events);
+        r.jetstream_secs = Some(secs);
+        r.jetstream_events_per_sec = Some(events as f64 / secs.max(1e-9));
+        let _ = std::fs::remove_file(&js_copy);
+    }
 
     // A no-change cycle: all four systems polled.
     eprintln!("bench: no-change cycle …");
@@ -401,6 +434,51 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
         r.peak_rss_mb = Some(child_peak_rss(sim, &rss_dir, &args.cipher).await?);
     }
     Ok(r)
+}
+
+/// Drains the store copy at `copy` into a JetStream stream of this run's own (one district, the
+/// config's batch size): (events published, seconds). The stream is deleted afterwards.
+async fn jetstream_drain(ctx: &Context, copy: &Path, url: &str) -> anyhow::Result<(u64, f64)> {
+    let name = crate::city::unique_name();
+    let target = crate::city::StreamTarget {
+        url: url.to_string(),
+        stream: format!("BENCH_{}", name.to_uppercase()),
+        subject_prefix: format!("bench{name}"),
+    };
+    let (_client, js) = crate::city::consumer::connect(url).await.context(
+        "the JetStream drain needs a NATS server with JetStream (or pass --no-jetstream)",
+    )?;
+    crate::city::consumer::create_stream(&js, &target, std::time::Duration::from_secs(3600))
+        .await?;
+    let mut config = (*ctx.config).clone();
+    config.store.path = copy.to_path_buf();
+    config.platform.kind = crate::config::PlatformKind::Jetstream;
+    config.platform.url = url.to_string();
+    config.platform.auth = Default::default();
+    config.platform.jetstream = Some(toml::from_str(&format!(
+        "stream = \"{}\"\ndistrict = \"360102\"\nsubject_prefix = \"{}\"\nduplicate_window_secs = 3600\n",
+        target.stream, target.subject_prefix
+    ))?);
+    config.validate()?;
+    let store = Arc::new(Mutex::new(Store::open_configured(&config)?));
+    let t = Instant::now();
+    let drained = crate::push::drain(&config, &store, None).await;
+    let secs = t.elapsed().as_secs_f64();
+    let stored = js
+        .get_stream(&target.stream)
+        .await?
+        .info()
+        .await?
+        .state
+        .messages;
+    js.delete_stream(&target.stream).await?;
+    let stats = drained?;
+    anyhow::ensure!(
+        stored == stats.sent,
+        "the JetStream drain published {} events but the stream holds {stored}",
+        stats.sent
+    );
+    Ok((stats.sent, secs))
 }
 
 /// Inserts every row the pipeline wrote (all tables) into a fresh store, with prepared
@@ -556,8 +634,15 @@ pub fn print_summary(s: &BenchSummary) {
         |r| r.peak_rss_mb.unwrap_or(0.0),
         1,
     );
+    let jetstream: Figure = (
+        "JetStream drain (same outbox)",
+        "events/s",
+        |r| r.jetstream_events_per_sec.unwrap_or(0.0),
+        0,
+    );
     let shown = figures
         .iter()
+        .chain(m.jetstream_events_per_sec.is_some().then_some(&jetstream))
         .chain(m.peak_rss_mb.is_some().then_some(&rss));
     for (name, unit, get, digits) in shown {
         println!(
@@ -595,6 +680,13 @@ pub fn print(r: &BenchReport) {
         "push drain            {:>8.2} s  {:>10.0} events/s    ({} events)",
         r.push_secs, r.push_events_per_sec, r.push_events
     );
+    if let (Some(secs), Some(rate), Some(n)) = (
+        r.jetstream_secs,
+        r.jetstream_events_per_sec,
+        r.jetstream_events,
+    ) {
+        println!("JetStream drain       {secs:>8.2} s  {rate:>10.0} events/s    ({n} events, one stream on one NATS server)");
+    }
     println!(
         "no-change cycle       {:>8.1} ms wall, {:.1} ms CPU (this process, simulator included), {} rows written",
         r.no_change_wall_ms, r.no_change_cpu_ms, r.no_change_rows_written

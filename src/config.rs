@@ -242,8 +242,17 @@ impl SecurityConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformConfig {
-    /// Full URL of the platform's batch endpoint.
+    /// How events reach the platform: `http` (batches POSTed to `url`, the default) or
+    /// `jetstream` (each event published to a NATS JetStream stream; `url` is the NATS server,
+    /// settings in `[platform.jetstream]`).
+    #[serde(default)]
+    pub kind: PlatformKind,
+    /// Full URL of the platform's batch endpoint (`kind = "http"`), or of the NATS server
+    /// (`nats://host:4222`, `tls://host:4222`) for `kind = "jetstream"`.
     pub url: String,
+    /// The JetStream sink's settings (`kind = "jetstream"` only; docs/platform-api.md).
+    #[serde(default)]
+    pub jetstream: Option<JetStreamConfig>,
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
@@ -265,6 +274,107 @@ pub struct PlatformConfig {
     /// PEM private key of `client_cert` (file must not be readable by others).
     #[serde(default)]
     pub client_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformKind {
+    #[default]
+    Http,
+    Jetstream,
+}
+
+/// `[platform.jetstream]`: where and how a district agent publishes into the city's stream.
+/// Subjects are `{subject_prefix}.{district}.{entity}`; each message's `Nats-Msg-Id` is
+/// `{district}:{event_id}`, so the stream's duplicate window drops a re-published event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JetStreamConfig {
+    /// The stream's name (it must listen on `{subject_prefix}.{district}.>`).
+    pub stream: String,
+    /// This agent's district, one subject token (the GB/T 2260 county code, `360102`).
+    pub district: String,
+    /// First token(s) of every subject.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// More servers of the cluster besides `platform.url` (the client picks any, reconnects
+    /// to another).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// A NATS credentials file (user JWT + NKey seed), 0600.
+    #[serde(default)]
+    pub credentials_file: Option<String>,
+    /// An NKey user seed (`SU…`), from `env` or `file` (0600).
+    #[serde(default)]
+    pub nkey_seed: Option<crate::source::config::SecretRef>,
+    /// Require TLS (also implied by a `tls://` URL). Client certificate: `platform.client_cert`
+    /// and `platform.client_key`.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM bundle of the CA(s) that signed the servers' certificates (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Plain (non-TLS) NATS to a non-loopback server is refused unless this is true.
+    #[serde(default)]
+    pub allow_insecure: bool,
+    /// Publishes awaiting their acknowledgement at once (the pipelining window).
+    #[serde(default = "default_js_window")]
+    pub max_in_flight: usize,
+    /// How long one publish waits for its acknowledgement before it is retried.
+    #[serde(default = "default_js_ack_timeout")]
+    pub ack_timeout_secs: f64,
+    /// Retries of the unacknowledged events of a batch after the first attempt.
+    #[serde(default = "default_js_retries")]
+    pub retries: u32,
+    #[serde(default = "default_js_backoff_initial")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "default_js_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// The duplicate window the stream must have at least: longer than the longest outage
+    /// after which a batch is re-published. `check --connect` fails on a shorter one; a
+    /// stream created by us gets this one.
+    #[serde(default = "default_js_duplicate_window")]
+    pub duplicate_window_secs: u64,
+    /// Create the stream when it does not exist (otherwise the operator creates it).
+    #[serde(default)]
+    pub create_stream: bool,
+    /// For a stream we create: `limits` (kept until max_age), `interest` or `workqueue`.
+    #[serde(default = "default_js_retention")]
+    pub retention: String,
+    /// For a stream we create: how long messages are kept (0: no limit).
+    #[serde(default)]
+    pub max_age_days: u64,
+    /// For a stream we create: copies in the cluster (1, or 3 on a three-server cluster).
+    #[serde(default = "default_js_replicas")]
+    pub replicas: usize,
+}
+
+fn default_subject_prefix() -> String {
+    "community".into()
+}
+fn default_js_window() -> usize {
+    512
+}
+fn default_js_ack_timeout() -> f64 {
+    10.0
+}
+fn default_js_retries() -> u32 {
+    5
+}
+fn default_js_backoff_initial() -> u64 {
+    200
+}
+fn default_js_backoff_max() -> u64 {
+    10_000
+}
+fn default_js_duplicate_window() -> u64 {
+    24 * 3600
+}
+fn default_js_retention() -> String {
+    "limits".into()
+}
+fn default_js_replicas() -> usize {
+    1
 }
 
 fn default_push_batch() -> usize {
@@ -544,7 +654,18 @@ impl Config {
                 "security.encrypt = true needs a key_file; make one with `community-sync keygen --out FILE`",
             ));
         }
-        check_url(&self.platform.url).map_err(|m| self.invalid("platform.url", m))?;
+        match self.platform.kind {
+            PlatformKind::Http => {
+                check_url(&self.platform.url).map_err(|m| self.invalid("platform.url", m))?;
+                if self.platform.jetstream.is_some() {
+                    return Err(self.invalid(
+                        "platform.jetstream",
+                        "is set but platform.kind is \"http\"; set kind = \"jetstream\" to publish to NATS JetStream, or remove the section",
+                    ));
+                }
+            }
+            PlatformKind::Jetstream => self.validate_jetstream()?,
+        }
         parse_schedule(&self.platform.schedule)
             .map_err(|m| self.invalid("platform.schedule", m))?;
         if self.platform.batch_size == 0 {
@@ -613,6 +734,79 @@ impl Config {
             for t in &s.streams {
                 self.validate_stream(&key, s, t, &stream_names)?;
             }
+        }
+        Ok(())
+    }
+
+    fn validate_jetstream(&self) -> Result<(), ConfigError> {
+        let p = &self.platform;
+        let Some(js) = &p.jetstream else {
+            return Err(self.invalid(
+                "platform.jetstream",
+                "platform.kind = \"jetstream\" needs a [platform.jetstream] section with at least stream and district",
+            ));
+        };
+        for (i, u) in std::iter::once(&p.url).chain(&js.servers).enumerate() {
+            let key = if i == 0 {
+                "platform.url".to_string()
+            } else {
+                format!("platform.jetstream.servers[{}]", i - 1)
+            };
+            check_nats_url(u, js.tls || js.allow_insecure).map_err(|m| self.invalid(key, m))?;
+        }
+        if p.auth != AuthConfig::None {
+            return Err(self.invalid(
+                "platform.auth",
+                "is for the HTTP platform; a JetStream platform authenticates with platform.jetstream.credentials_file or nkey_seed",
+            ));
+        }
+        if !is_identifier(&js.district) {
+            return Err(self.invalid(
+                "platform.jetstream.district",
+                "must be one subject token: letters, digits, '-' and '_' (the county code, \"360102\")",
+            ));
+        }
+        if js.subject_prefix.split('.').any(|t| !is_identifier(t)) {
+            return Err(self.invalid(
+                "platform.jetstream.subject_prefix",
+                "must be tokens of letters, digits, '-' and '_' separated by '.' (no wildcards)",
+            ));
+        }
+        if !is_identifier(&js.stream) {
+            return Err(self.invalid(
+                "platform.jetstream.stream",
+                "a stream name uses only letters, digits, '-' and '_'",
+            ));
+        }
+        if js.credentials_file.is_some() && js.nkey_seed.is_some() {
+            return Err(self.invalid(
+                "platform.jetstream",
+                "set credentials_file or nkey_seed, not both",
+            ));
+        }
+        if js.max_in_flight == 0 {
+            return Err(self.invalid("platform.jetstream.max_in_flight", "must be at least 1"));
+        }
+        if !(js.ack_timeout_secs.is_finite() && js.ack_timeout_secs > 0.0) {
+            return Err(self.invalid(
+                "platform.jetstream.ack_timeout_secs",
+                "must be a positive number of seconds",
+            ));
+        }
+        if js.duplicate_window_secs == 0 {
+            return Err(self.invalid(
+                "platform.jetstream.duplicate_window_secs",
+                "must be positive: without a duplicate window a re-published event is stored twice",
+            ));
+        }
+        if !["limits", "interest", "workqueue"].contains(&js.retention.as_str()) {
+            return Err(self.invalid(
+                "platform.jetstream.retention",
+                "use limits, interest or workqueue",
+            ));
+        }
+        if !(1..=5).contains(&js.replicas) {
+            return Err(self.invalid("platform.jetstream.replicas", "must be 1 to 5"));
         }
         Ok(())
     }
@@ -752,6 +946,32 @@ fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A NATS server URL: `nats://` or `tls://`; plain NATS only to loopback unless TLS is
+/// required anyway or `allow_insecure` (personal data would travel unencrypted).
+fn check_nats_url(u: &str, tls_or_allowed: bool) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "nats" | "tls") {
+        return Err(format!(
+            "{u:?}: a JetStream platform is reached by nats://host:4222 or tls://host:4222"
+        ));
+    }
+    // nats:// is not a special scheme to the URL parser: its host comes back as text.
+    let host = match parsed.host_str() {
+        Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
+        _ => return Err(format!("{u:?} names no host")),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if parsed.scheme() == "nats" && !loopback && !tls_or_allowed {
+        return Err(format!(
+            "{u:?}: plain NATS to a non-loopback host would carry personal data unencrypted; use tls://, or platform.jetstream.tls = true, or allow_insecure = true for a link protected otherwise"
+        ));
+    }
+    Ok(())
 }
 
 fn check_url(u: &str) -> Result<(), String> {

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod city;
 pub mod cli;
 pub mod config;
 pub mod crypto;

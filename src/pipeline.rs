@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, SourceConfig, StreamConfig, SyncMode};
 use crate::normalize::mapping::{FieldProfile, Mapped, Mapping};
 use crate::progress::{Progress, ProgressEvent};
-use crate::push::{PushStats, Pusher};
+use crate::push::PushStats;
 use crate::reconcile::{self, ReconcileStats};
 use crate::source::{CursorBound, FetchPlan, Page, SourceClient};
 use crate::store::{Finish, Ingest, IngestStats, Prepared, Store, StreamRef};
@@ -698,9 +698,8 @@ pub async fn run_reconcile(ctx: &Context) -> Result<ReconcileStats, PipelineErro
 
 /// Drains the outbox to the platform.
 pub async fn push(ctx: &Context) -> Result<PushStats, crate::push::PushError> {
-    let pusher = Pusher::new(&ctx.config)?;
     let started = Instant::now();
-    let r = pusher.drain(&ctx.store, None).await;
+    let r = crate::push::drain(&ctx.config, &ctx.store, None).await;
     match &r {
         Ok(s) => tracing::info!(
             batches = s.batches,

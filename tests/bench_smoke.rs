@@ -1,11 +1,15 @@
 //! A small run of `community-sync bench`, so the benchmark cannot rot. No timing is asserted:
-//! only that every figure is produced and the steady state writes nothing.
+//! only that every figure is produced and the steady state writes nothing. The JetStream drain
+//! needs the machine's NATS server (tests/services): skipped with a reason where it is missing.
+
+mod services;
 
 use std::process::Command;
 
 #[test]
 fn bench_produces_every_figure_on_a_small_population() {
     let dir = tempfile::tempdir().unwrap();
+    let nats = services::require(&services::NATS, "bench_smoke's JetStream drain").is_some();
     let out = Command::new(env!("CARGO_BIN_EXE_community-sync"))
         .args([
             "--log-level",
@@ -17,6 +21,11 @@ fn bench_produces_every_figure_on_a_small_population() {
             "--dir",
         ])
         .arg(dir.path())
+        .args(if nats {
+            &[][..]
+        } else {
+            &["--no-jetstream"][..]
+        })
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -49,4 +58,12 @@ fn bench_produces_every_figure_on_a_small_population() {
     assert!(v["change_1pct_rows_written"].as_u64().unwrap() > 0);
     assert!(v["peak_rss_mb"].as_f64().unwrap() > 1.0);
     assert!(v["push_events"].as_u64().unwrap() > 0);
+    if nats {
+        assert!(stdout.contains("JetStream drain"), "{stdout}");
+        assert_eq!(
+            v["jetstream_events"].as_u64(),
+            v["push_events"].as_u64(),
+            "the same outbox, drained both ways"
+        );
+    }
 }

@@ -88,7 +88,7 @@ pub enum Command {
         json: bool,
     },
     /// Validate the config file without syncing; with --connect also reach each source,
-    /// authenticate and fetch one page of each stream.
+    /// authenticate and fetch one page of each stream, and check a JetStream platform's stream.
     Check {
         #[arg(long)]
         connect: bool,
@@ -104,6 +104,9 @@ pub enum Command {
     },
     /// Measure throughput, limits, steady-state cost and memory against the simulator.
     Bench(crate::bench::BenchArgs),
+    /// A city on one machine: N district agents (this program, one process and store each)
+    /// publish into one NATS JetStream stream; the stream is then checked against their stores.
+    City(crate::city::CityArgs),
     /// Data-quality report: records, quarantine with masked examples, freshness, overlap, review, push.
     Report(report::ReportArgs),
     /// Copy the store to FILE, consistently, even while a sync or the daemon runs.
@@ -213,6 +216,22 @@ async fn check_connect(config: &Config) -> bool {
             }
         }
     }
+    if config.platform.kind == crate::config::PlatformKind::Jetstream {
+        // The JetStream platform: the stream exists (or is created as configured), listens on
+        // this district's subjects with a long enough duplicate window, and takes a publish.
+        match crate::push::JetStreamSink::probe(config).await {
+            Ok(what) => println!("{:<10} {:<16} ok      {what}", "platform", "jetstream"),
+            Err(e) => {
+                all_ok = false;
+                println!(
+                    "{:<10} {:<16} FAILED  {}",
+                    "platform",
+                    "jetstream",
+                    crate::mask::scrub_text(&e.to_string())
+                );
+            }
+        }
+    }
     all_ok
 }
 
@@ -234,6 +253,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&cli, None);
             let rt = runtime()?;
             rt.block_on(crate::bench::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::City(args) => {
+            init_logging(&cli, None);
+            let rt = runtime()?;
+            rt.block_on(crate::city::run_cli(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim { residents, seed } => {

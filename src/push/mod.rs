@@ -8,8 +8,14 @@
 //! stay strictly sequential, and a batch is sent only after the previous one was answered, so
 //! per-entity order holds; a batch formed but never sent keeps its key and is the first one
 //! sent by the next drain.
+//!
+//! The bookkeeping (outbox, batching, coalescing, keys, acknowledgements, dead letters, the
+//! audit chain) is this module's, whatever carries the batches: [`drain_batches`] drives a
+//! [`Delivery`], the HTTP platform ([`Pusher`]) or a NATS JetStream stream
+//! ([`JetStreamSink`], `push::jetstream`). [`drain`] picks the one `[platform] kind` names.
 
 mod auth;
+pub mod jetstream;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -18,11 +24,52 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, PlatformConfig};
+use crate::config::{Config, PlatformConfig, PlatformKind};
 use crate::store::codec::CodecError;
 use crate::store::{now_text, Codec, Store, StoreError};
 
 pub use auth::PlatformAuth;
+pub use jetstream::JetStreamSink;
+
+/// Drains the outbox to the platform the config names (`[platform] kind`).
+pub async fn drain(
+    config: &Config,
+    store: &Arc<Mutex<Store>>,
+    max_batches: Option<u64>,
+) -> Result<PushStats, PushError> {
+    match config.platform.kind {
+        PlatformKind::Http => Pusher::new(config)?.drain(store, max_batches).await,
+        PlatformKind::Jetstream => {
+            let sink = JetStreamSink::connect(config).await?;
+            let stats = sink.drain(&config.platform, store, max_batches).await;
+            sink.close().await;
+            stats
+        }
+    }
+}
+
+/// What carries a formed batch to the platform. [`drain_batches`] keeps the books around it.
+pub(crate) trait Delivery {
+    /// Names the destination in the audit chain and in errors (a URL path, a stream).
+    fn destination(&self) -> &str;
+    /// How a batch's events are encoded for this destination.
+    fn shape(&self) -> Shape;
+    /// Delivers one batch, with its own retries: the per-event verdicts (an event it does not
+    /// list counts as accepted) and the number of retries, or why the batch stays pending.
+    fn deliver(
+        &self,
+        batch: &Batch,
+    ) -> impl std::future::Future<Output = (Result<BatchResponse, PushError>, u64)> + Send;
+}
+
+/// How a batch is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One JSON body `{"batch_id", "events": [...]}`, gzipped when asked (the HTTP platform).
+    Body { gzip: bool },
+    /// The events' JSON one after another, each line one message (`Batch::spans`).
+    Events,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -55,7 +102,7 @@ pub struct PushStats {
 
 /// The per-event verdict in a platform response.
 #[derive(Debug, Clone, Deserialize)]
-struct EventResult {
+pub(crate) struct EventResult {
     event_id: String,
     status: String,
     #[serde(default)]
@@ -65,21 +112,49 @@ struct EventResult {
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
-struct BatchResponse {
+pub(crate) struct BatchResponse {
     #[serde(default)]
     results: Vec<EventResult>,
 }
 
 /// One batch, ready to send: its rows and the request body (gzipped when configured).
-struct Batch {
+pub(crate) struct Batch {
     key: String,
     /// outbox id, event id (ascending ids).
     rows: Vec<(i64, String)>,
     body: Vec<u8>,
     gzip: bool,
+    /// `Shape::Events`: where each row's event lies in `body` (empty for `Shape::Body`).
+    spans: Vec<std::ops::Range<usize>>,
 }
 
 impl Batch {
+    fn encode(key: String, rows: Vec<(i64, String)>, payloads: &[String], shape: Shape) -> Batch {
+        match shape {
+            Shape::Body { gzip } => {
+                let body = encode_body(&key, payloads, gzip);
+                let gzip = is_gzip(&body);
+                Batch {
+                    key,
+                    rows,
+                    body,
+                    gzip,
+                    spans: Vec::new(),
+                }
+            }
+            Shape::Events => {
+                let (body, spans) = encode_events(payloads);
+                Batch {
+                    key,
+                    rows,
+                    body,
+                    gzip: false,
+                    spans,
+                }
+            }
+        }
+    }
+
     fn id_range(&self) -> (i64, i64) {
         (
             self.rows.first().map_or(0, |r| r.0),
@@ -139,65 +214,7 @@ impl Pusher {
         store: &Arc<Mutex<Store>>,
         max_batches: Option<u64>,
     ) -> Result<PushStats, PushError> {
-        let mut stats = PushStats::default();
-        let size = self.config.batch_size.max(1);
-        let bytes = self.config.batch_bytes.max(1);
-        let gzip = self.config.gzip;
-        let first = store_step(store, &self.path, None, Some(0), size, bytes, gzip).await?;
-        stats.superseded += first.superseded;
-        let mut current = first.next;
-        let mut unacked: Option<(Batch, BatchResponse)> = None;
-        while let Some(batch) = current.take() {
-            if max_batches.is_some_and(|m| stats.batches >= m) {
-                break;
-            }
-            let form_next = max_batches
-                .is_none_or(|m| stats.batches + 1 < m)
-                .then(|| batch.id_range().1);
-            let step = store_step(
-                store,
-                &self.path,
-                unacked.take(),
-                form_next,
-                size,
-                bytes,
-                gzip,
-            );
-            let ((response, retries), step) = tokio::join!(self.send(&batch), step);
-            stats.retries += retries;
-            let step = step?;
-            stats.sent += step.sent;
-            stats.dead += step.dead;
-            stats.superseded += step.superseded;
-            match response {
-                Ok(r) => {
-                    stats.batches += 1;
-                    unacked = Some((batch, r));
-                    current = step.next;
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    let s = store.clone();
-                    let (lo, hi) = batch.id_range();
-                    let (key, n) = (batch.key.clone(), batch.rows.len());
-                    let _ = tokio::task::spawn_blocking(move || {
-                        if let Ok(g) = s.lock() {
-                            if let Err(e) = log_failure(&g, &key, lo, hi, n, &msg) {
-                                tracing::warn!("cannot record the failed push attempt: {e}");
-                            }
-                        }
-                    })
-                    .await;
-                    return Err(e);
-                }
-            }
-        }
-        if let Some(done) = unacked {
-            let step = store_step(store, &self.path, Some(done), None, size, bytes, gzip).await?;
-            stats.sent += step.sent;
-            stats.dead += step.dead;
-        }
-        Ok(stats)
+        drain_batches(self, &self.config, store, max_batches).await
     }
 
     /// Sends one batch with retries on timeouts, 408, 429 and 5xx (exponential backoff with
@@ -342,6 +359,93 @@ impl Pusher {
     }
 }
 
+/// Sends pending events through `sink` until the outbox is empty, or `max_batches` were sent.
+/// Stops at the first batch that still fails after its retries (its rows stay pending, keeping
+/// their key). Batches go one at a time: the next is delivered only after the previous one was
+/// answered, so two events of one key are never in flight together (a batch holds one version
+/// per key: `form_batch` coalesces).
+pub(crate) async fn drain_batches<D: Delivery>(
+    sink: &D,
+    platform: &PlatformConfig,
+    store: &Arc<Mutex<Store>>,
+    max_batches: Option<u64>,
+) -> Result<PushStats, PushError> {
+    let mut stats = PushStats::default();
+    let shape = sink.shape();
+    let size = platform.batch_size.max(1);
+    let bytes = platform.batch_bytes.max(1);
+    let destination = sink.destination();
+    let first = store_step(store, destination, None, Some(0), size, bytes, shape).await?;
+    stats.superseded += first.superseded;
+    let mut current = first.next;
+    let mut unacked: Option<(Batch, BatchResponse)> = None;
+    while let Some(batch) = current.take() {
+        if max_batches.is_some_and(|m| stats.batches >= m) {
+            break;
+        }
+        let form_next = max_batches
+            .is_none_or(|m| stats.batches + 1 < m)
+            .then(|| batch.id_range().1);
+        let step = store_step(
+            store,
+            destination,
+            unacked.take(),
+            form_next,
+            size,
+            bytes,
+            shape,
+        );
+        let ((response, retries), step) = tokio::join!(sink.deliver(&batch), step);
+        stats.retries += retries;
+        let step = step?;
+        stats.sent += step.sent;
+        stats.dead += step.dead;
+        stats.superseded += step.superseded;
+        match response {
+            Ok(r) => {
+                stats.batches += 1;
+                unacked = Some((batch, r));
+                current = step.next;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let s = store.clone();
+                let (lo, hi) = batch.id_range();
+                let (key, n) = (batch.key.clone(), batch.rows.len());
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Ok(g) = s.lock() {
+                        if let Err(e) = log_failure(&g, &key, lo, hi, n, &msg) {
+                            tracing::warn!("cannot record the failed push attempt: {e}");
+                        }
+                    }
+                })
+                .await;
+                return Err(e);
+            }
+        }
+    }
+    if let Some(done) = unacked {
+        let step = store_step(store, destination, Some(done), None, size, bytes, shape).await?;
+        stats.sent += step.sent;
+        stats.dead += step.dead;
+    }
+    Ok(stats)
+}
+
+impl Delivery for Pusher {
+    fn destination(&self) -> &str {
+        &self.path
+    }
+    fn shape(&self) -> Shape {
+        Shape::Body {
+            gzip: self.config.gzip,
+        }
+    }
+    async fn deliver(&self, batch: &Batch) -> (Result<BatchResponse, PushError>, u64) {
+        self.send(batch).await
+    }
+}
+
 /// Plain http only to loopback, unless `allow_insecure_http` (as for sources).
 fn check_transport(url: &url::Url, allow_insecure: bool) -> Result<(), PushError> {
     let loopback = match url.host() {
@@ -380,7 +484,7 @@ async fn store_step(
     after: Option<i64>,
     size: usize,
     max_bytes: usize,
-    gzip: bool,
+    shape: Shape,
 ) -> Result<StoreStep, PushError> {
     if ack.is_none() && after.is_none() {
         return Ok(StoreStep::default());
@@ -398,7 +502,7 @@ async fn store_step(
             step.dead = dead;
         }
         if let Some(after) = after {
-            let (next, superseded) = form_batch(&mut guard, after, size, max_bytes, gzip)?;
+            let (next, superseded) = form_batch(&mut guard, after, size, max_bytes, shape)?;
             step.next = next;
             step.superseded = superseded;
         }
@@ -435,7 +539,7 @@ fn form_batch(
     after: i64,
     size: usize,
     max_bytes: usize,
-    gzip: bool,
+    shape: Shape,
 ) -> Result<(Option<Batch>, u64), PushError> {
     let codec = store.codec().clone();
     let tx = store.conn_mut().transaction()?;
@@ -469,17 +573,7 @@ fn form_batch(
         let payloads = open_all(&codec, sealed)?;
         tx.commit()?;
         tracing::info!(key = %key, events = rows.len(), "re-sending a batch formed before (same Idempotency-Key)");
-        let body = encode_body(&key, &payloads, gzip);
-        let gzip = is_gzip(&body);
-        return Ok((
-            Some(Batch {
-                key,
-                rows,
-                body,
-                gzip,
-            }),
-            0,
-        ));
+        return Ok((Some(Batch::encode(key, rows, &payloads, shape)), 0));
     }
     // Candidates: pending rows from `first_id` on, stopping at the first keyed one.
     let mut rows_read: Vec<(i64, String, String, String)> = Vec::with_capacity(size);
@@ -560,17 +654,7 @@ fn form_batch(
         )));
     }
     tx.commit()?;
-    let body = encode_body(&key, &payloads, gzip);
-    let gzip = is_gzip(&body);
-    Ok((
-        Some(Batch {
-            key,
-            rows,
-            body,
-            gzip,
-        }),
-        superseded,
-    ))
+    Ok((Some(Batch::encode(key, rows, &payloads, shape)), superseded))
 }
 
 /// Opens stored payloads on every core (decryption is most of the cost of forming a batch).
@@ -609,6 +693,19 @@ fn encode_body(key: &str, payloads: &[String], gzip: bool) -> Vec<u8> {
         }
     }
     body.into_bytes()
+}
+
+/// The events one per line (what the audit chain hashes) and where each lies.
+fn encode_events(payloads: &[String]) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+    let mut body = Vec::with_capacity(payloads.iter().map(|p| p.len() + 1).sum());
+    let mut spans = Vec::with_capacity(payloads.len());
+    for p in payloads {
+        let start = body.len();
+        body.extend_from_slice(p.as_bytes());
+        spans.push(start..body.len());
+        body.push(b'\n');
+    }
+    (body, spans)
 }
 
 /// The gzip flag a body was actually encoded with (a gzip stream starts with 1f 8b).

@@ -59,7 +59,7 @@ fn superseded_versions_are_coalesced_and_batches_cut_by_count() {
     enqueue(&mut s, "P2", 1);
     enqueue(&mut s, "P1", 2);
     enqueue(&mut s, "P3", 1);
-    let (b, sup) = form_batch(&mut s, 0, 10, 1 << 20, true).unwrap();
+    let (b, sup) = form_batch(&mut s, 0, 10, 1 << 20, Shape::Body { gzip: true }).unwrap();
     let b = b.unwrap();
     assert_eq!(sup, 1);
     assert!(b.gzip);
@@ -78,10 +78,17 @@ fn superseded_versions_are_coalesced_and_batches_cut_by_count() {
     for k in 1..=5 {
         enqueue(&mut s, &format!("P{k}"), 1);
     }
-    let (b1, _) = form_batch(&mut s, 0, 2, 1 << 20, false).unwrap();
+    let (b1, _) = form_batch(&mut s, 0, 2, 1 << 20, Shape::Body { gzip: false }).unwrap();
     let b1 = b1.unwrap();
     assert_eq!(events_in(&b1.body), ["person:P1:1", "person:P2:1"]);
-    let (b2, _) = form_batch(&mut s, b1.id_range().1, 2, 1 << 20, false).unwrap();
+    let (b2, _) = form_batch(
+        &mut s,
+        b1.id_range().1,
+        2,
+        1 << 20,
+        Shape::Body { gzip: false },
+    )
+    .unwrap();
     assert_eq!(events_in(&b2.unwrap().body), ["person:P3:1", "person:P4:1"]);
 }
 
@@ -100,12 +107,19 @@ fn batches_are_cut_by_bytes_but_never_empty() {
         )
         .unwrap();
     // A limit of 2.5 payloads fits two; a 10-byte limit still sends one.
-    let (b, _) = form_batch(&mut s, 0, 100, (len as usize) * 5 / 2, false).unwrap();
+    let (b, _) = form_batch(
+        &mut s,
+        0,
+        100,
+        (len as usize) * 5 / 2,
+        Shape::Body { gzip: false },
+    )
+    .unwrap();
     assert_eq!(b.unwrap().rows.len(), 2);
     let (_d, mut s) = store();
     enqueue(&mut s, "P1", 1);
     enqueue(&mut s, "P2", 1);
-    let (b, _) = form_batch(&mut s, 0, 100, 10, false).unwrap();
+    let (b, _) = form_batch(&mut s, 0, 100, 10, Shape::Body { gzip: false }).unwrap();
     assert_eq!(b.unwrap().rows.len(), 1);
 }
 
@@ -114,17 +128,24 @@ fn a_keyed_batch_is_resent_unchanged_before_anything_newer() {
     let (_d, mut s) = store();
     enqueue(&mut s, "P1", 1);
     enqueue(&mut s, "P2", 1);
-    let (b1, _) = form_batch(&mut s, 0, 10, 1 << 20, false).unwrap();
+    let (b1, _) = form_batch(&mut s, 0, 10, 1 << 20, Shape::Body { gzip: false }).unwrap();
     let b1 = b1.unwrap();
     // Never acknowledged (crash, outage); a newer version of P1 arrives meanwhile.
     enqueue(&mut s, "P1", 2);
-    let (again, sup) = form_batch(&mut s, 0, 10, 1 << 20, false).unwrap();
+    let (again, sup) = form_batch(&mut s, 0, 10, 1 << 20, Shape::Body { gzip: false }).unwrap();
     let again = again.unwrap();
     assert_eq!(sup, 0);
     assert_eq!(again.key, b1.key);
     assert_eq!(again.rows, b1.rows);
     assert_eq!(events_in(&again.body), ["person:P1:1", "person:P2:1"]);
-    let (next, _) = form_batch(&mut s, again.id_range().1, 10, 1 << 20, false).unwrap();
+    let (next, _) = form_batch(
+        &mut s,
+        again.id_range().1,
+        10,
+        1 << 20,
+        Shape::Body { gzip: false },
+    )
+    .unwrap();
     assert_eq!(events_in(&next.unwrap().body), ["person:P1:2"]);
 }
 
@@ -134,7 +155,7 @@ fn acknowledge_marks_sent_and_dead_letters_rejections() {
     for k in 1..=3 {
         enqueue(&mut s, &format!("P{k}"), 1);
     }
-    let (b, _) = form_batch(&mut s, 0, 10, 1 << 20, false).unwrap();
+    let (b, _) = form_batch(&mut s, 0, 10, 1 << 20, Shape::Body { gzip: false }).unwrap();
     let b = b.unwrap();
     let resp: BatchResponse = serde_json::from_str(
         r#"{"results":[{"event_id":"person:P1:1","status":"accepted"},
@@ -160,7 +181,7 @@ fn acknowledge_marks_sent_and_dead_letters_rejections() {
         (0, 0)
     );
     assert_eq!(
-        form_batch(&mut s, 0, 10, 1 << 20, false)
+        form_batch(&mut s, 0, 10, 1 << 20, Shape::Body { gzip: false })
             .unwrap()
             .0
             .map(|b| b.key),
@@ -176,12 +197,12 @@ fn idempotency_key_depends_only_on_the_events() {
         enqueue(s, "P1", 1);
         enqueue(s, "P2", 3);
     }
-    let ka = form_batch(&mut a, 0, 10, 1 << 20, true)
+    let ka = form_batch(&mut a, 0, 10, 1 << 20, Shape::Body { gzip: true })
         .unwrap()
         .0
         .unwrap()
         .key;
-    let kb = form_batch(&mut b, 0, 10, 1 << 20, false)
+    let kb = form_batch(&mut b, 0, 10, 1 << 20, Shape::Body { gzip: false })
         .unwrap()
         .0
         .unwrap()

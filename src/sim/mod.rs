@@ -32,6 +32,7 @@
 //! Deleting is possible where the vendor API has a flag: cardholders (`scbz`), volunteers
 //! (`deleted`), elders (`is_deleted`).
 
+pub mod district;
 mod hard_cases;
 mod names;
 mod platform;
@@ -76,6 +77,9 @@ pub struct SimOptions {
     /// traditional-character names, swapped birth dates, shared family phones, common names,
     /// twins, minority names. Off in the default demo population.
     pub hard_cases: bool,
+    /// Serve one district of a city: residents registered there, some moved to or from the
+    /// neighbouring districts (`sim::district`). None: the whole of Nanchang, no movers.
+    pub district: Option<district::DistrictOptions>,
 }
 
 impl Default for SimOptions {
@@ -86,6 +90,7 @@ impl Default for SimOptions {
             fixed_ports: false,
             token_lifetime_secs: 3600,
             hard_cases: false,
+            district: None,
         }
     }
 }
@@ -541,6 +546,7 @@ impl Sim {
             residents: opts.residents,
             anchor_ms,
             hard_cases: opts.hard_cases,
+            district: opts.district,
         };
         let world = tokio::task::spawn_blocking(move || World::generate(gen))
             .await
@@ -679,6 +685,11 @@ impl Sim {
         Ok(self.shared.pages.lock().unwrap_or_else(|e| e.into_inner())[s.idx()])
     }
 
+    /// The residents who moved to or from another district (`SimOptions::district`).
+    pub fn movers(&self) -> Vec<district::Mover> {
+        self.shared.read().movers.clone()
+    }
+
     /// Residents with a (non-deleted) person record in `source`, ascending.
     pub fn residents_in(&self, source: &str) -> Vec<usize> {
         let Ok(s) = person_stream(source) else {
@@ -782,6 +793,7 @@ mod tests {
             residents: n,
             anchor_ms: 1_767_196_800_000,
             hard_cases: false,
+            district: None,
         })
     }
 

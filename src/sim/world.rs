@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use super::names;
 use crate::normalize::id_number::check_char;
 
-const STREETS_CSV: &str = include_str!("../../data/divisions/streets-jiangxi.csv");
-const AREAS_CSV: &str = include_str!("../../data/divisions/areas.csv");
+pub(super) const STREETS_CSV: &str = include_str!("../../data/divisions/streets-jiangxi.csv");
+pub(super) const AREAS_CSV: &str = include_str!("../../data/divisions/areas.csv");
 
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
@@ -328,7 +328,9 @@ pub struct World {
     pub phones: HashMap<u64, Vec<u32>>,
     /// (stream index, record number) -> hard-case kind (sim::hard_cases).
     pub case_kind: HashMap<(usize, u32), &'static str>,
-    ids: HashSet<[u8; 17]>,
+    /// Residents who moved to or from another district (sim::district).
+    pub movers: Vec<super::district::Mover>,
+    pub(super) ids: HashSet<[u8; 17]>,
     next_no: [u32; 8],
     rng: ChaCha8Rng,
     street_pool: Vec<(String, String)>,
@@ -398,6 +400,8 @@ pub struct GenOptions {
     pub anchor_ms: i64,
     /// Add the matching hard cases (sim::hard_cases).
     pub hard_cases: bool,
+    /// One district of a city (sim::district).
+    pub district: Option<super::district::DistrictOptions>,
 }
 
 /// Default anchor: 2026-01-01 Shanghai, or the current hour if the clock is earlier.
@@ -449,7 +453,10 @@ impl TsGen {
 impl World {
     pub fn generate(opts: GenOptions) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-        let street_pool = nanchang_streets();
+        let street_pool = match &opts.district {
+            Some(d) => super::district::streets(d.code),
+            None => nanchang_streets(),
+        };
         let counties = nanchang_counties();
         let mut w = World {
             residents: Vec::with_capacity(opts.residents),
@@ -458,6 +465,7 @@ impl World {
             person_rec: Default::default(),
             phones: HashMap::with_capacity(opts.residents),
             case_kind: HashMap::new(),
+            movers: Vec::new(),
             ids: HashSet::with_capacity(opts.residents),
             next_no: [1; 8],
             rng: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x005E_ED0F_5EED),
@@ -496,6 +504,7 @@ impl World {
             } else {
                 names::OTHER_COUNTIES[rng.random_range(0..names::OTHER_COUNTIES.len())].to_string()
             };
+            let county = opts.district.map_or(county, |d| d.code.to_string());
             let id = w.fresh_id(&mut rng, &county, birth, male);
             let (community, building, unit, room, shared_phone) = match family_of {
                 Some(f) => {
@@ -531,6 +540,9 @@ impl World {
                 unit,
                 room,
             });
+        }
+        if let Some(d) = &opts.district {
+            super::district::place_movers(&mut w, d);
         }
         // Coverage.
         let elderly: Vec<bool> = w
@@ -1291,7 +1303,7 @@ impl World {
     }
 }
 
-fn random_birth(rng: &mut ChaCha8Rng) -> NaiveDate {
+pub(super) fn random_birth(rng: &mut ChaCha8Rng) -> NaiveDate {
     let lo = NaiveDate::from_ymd_opt(1930, 1, 1).unwrap_or_default();
     let days = rng.random_range(0..29_585i64); // to 2010-12-31
     lo + chrono::Duration::days(days)
@@ -1364,6 +1376,7 @@ mod tests {
             residents: n,
             anchor_ms: FIXED_ANCHOR_MS,
             hard_cases: false,
+            district: None,
         })
     }
 
@@ -1481,6 +1494,7 @@ mod scale {
             residents: 170_000,
             anchor_ms: FIXED_ANCHOR_MS,
             hard_cases: false,
+            district: None,
         });
         let total: usize = w.streams.iter().map(|s| s.recs.len()).sum();
         eprintln!("{total} records in {:?}", t.elapsed());
