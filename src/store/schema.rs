@@ -15,6 +15,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_OUTBOX_PAYLOADS),
         M::up_with_hook("", rebuild_outbox_without_event_id).foreign_key_check(),
         M::up(V_PENDING_PERSONS),
+        M::up(V_INGESTED_FILES),
     ])
 }
 
@@ -482,6 +483,21 @@ CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
 /// elsewhere is refreshed in the transaction that creates it.
 const V_PENDING_PERSONS: &str = r#"
 CREATE INDEX persons_pending ON persons (id) WHERE version = 0 AND retired = 0;
+"#;
+
+/// Ledger files ingested by file sources, by content hash: written in the transaction that
+/// commits a file's last records, so a file is ingested once whatever crashes around it.
+const V_INGESTED_FILES: &str = r#"
+CREATE TABLE ingested_files (
+    source      TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    records     INTEGER NOT NULL,
+    run_id      INTEGER NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (source, stream, sha256)
+);
 "#;
 
 #[cfg(test)]
