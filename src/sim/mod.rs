@@ -35,6 +35,7 @@
 mod hard_cases;
 mod names;
 mod platform;
+pub mod sqldb;
 pub mod variants;
 pub(crate) mod vendors;
 pub(crate) mod world;
