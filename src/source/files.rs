@@ -524,12 +524,21 @@ fn csv_grid(bytes: &[u8], enc: FileEncoding) -> Result<Grid, String> {
         .delimiter(delimiter)
         .from_reader(text.as_bytes());
     let mut rows = Vec::new();
+    // Line numbers as an editor shows them: newlines up to the record's start, plus one
+    // (after a CRLF the reader's position is the LF itself, which is counted).
+    let (mut line, mut scanned) = (1usize, 0usize);
     for record in reader.records() {
         let record = record.map_err(|e| format!("not a readable CSV: {e}"))?;
-        let row = record
+        let at = record
             .position()
-            .map_or(rows.len() + 1, |p| p.line() as usize);
-        rows.push((row, record.iter().map(str::to_string).collect()));
+            .map_or(scanned, |p| (p.byte() as usize + 1).min(text.len()))
+            .max(scanned);
+        line += text.as_bytes()[scanned..at]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        scanned = at;
+        rows.push((line, record.iter().map(str::to_string).collect()));
     }
     Ok(Grid { rows })
 }
@@ -642,5 +651,18 @@ mod tests {
         assert_eq!(decode_text(&bom, FileEncoding::Auto).unwrap(), "姓名\n");
         let e = decode_text(&[0xff, 0xff, 0xff], FileEncoding::Utf8).unwrap_err();
         assert!(e.contains("file_encoding"), "{e}");
+    }
+}
+#[cfg(test)]
+mod line_tests {
+    #[test]
+    fn csv_rows_are_numbered_as_an_editor_shows_them() {
+        let g = super::csv_grid(
+            "t,,\r\n,,\r\na,b,c\r\n1,2,3\r\n,,\r\n4,5,6\r\n".as_bytes(),
+            super::FileEncoding::Utf8,
+        )
+        .unwrap();
+        let rows: Vec<usize> = g.rows.iter().map(|r| r.0).collect();
+        assert_eq!(rows, vec![1, 2, 3, 4, 5, 6]);
     }
 }
