@@ -225,7 +225,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             init_logging(&cli, None);
             let rt = runtime()?;
-            rt.block_on(crate::bench::run(args))?;
+            if args.sql.is_some() {
+                rt.block_on(crate::bench::run_sql(args))?;
+            } else {
+                rt.block_on(crate::bench::run(args))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim { residents, seed } => {
