@@ -444,3 +444,52 @@ async fn check_connect_names_the_column_and_the_fix() {
     );
     v.drop_tables().await.unwrap();
 }
+
+/// The machine's PostgreSQL serves TLS with Debian's self-signed "snakeoil" certificate
+/// (CN = localhost): trusted through `ca_file` the connection is made and verified; without
+/// it the certificate is refused and the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_verifies_the_server_against_ca_file() {
+    if services::require(
+        &services::POSTGRES,
+        "postgres_tls_verifies_the_server_against_ca_file",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let ca = std::path::Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    if !ca.exists() {
+        eprintln!("SKIPPED postgres_tls_verifies_the_server_against_ca_file: no {} (Debian's ssl-cert package) to trust", ca.display());
+        return;
+    }
+    let v = vendor(SqlFlavor::Postgres, 5, 16).await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_tls = |ca_line: &str| {
+        v.source_toml("pg_tls", 100, 0)
+            .replace(
+                "postgres://postgres@127.0.0.1:5432/test",
+                "postgres://postgres@localhost:5432/test",
+            )
+            .replace(
+                "batch_size = 100",
+                &format!("batch_size = 100\ntls = \"require\"\n{ca_line}"),
+            )
+    };
+    let ctx = context(
+        dir.path(),
+        &with_tls(&format!("ca_file = {:?}", ca.display().to_string())),
+    );
+    let r = pipeline::ingest_sources(&ctx, &opts()).await.unwrap();
+    assert_eq!(r.failed_streams(), 0, "{:?}", r.streams);
+    assert_eq!(records(&ctx, "elders"), 5);
+    let dir2 = tempfile::tempdir().unwrap();
+    let ctx = context(dir2.path(), &with_tls(""));
+    let r = pipeline::ingest_sources(&ctx, &opts()).await.unwrap();
+    let e = r.streams[0].error.clone().unwrap_or_default();
+    assert!(
+        e.contains("localhost:5432/test") && e.to_lowercase().contains("cert"),
+        "{e}"
+    );
+    v.drop_tables().await.unwrap();
+}

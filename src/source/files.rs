@@ -248,6 +248,16 @@ impl FileSource {
         let table = parsed
             .map_err(|e| self.err(stream, &file.path, format!("reader failed: {e}")))?
             .map_err(|m| self.err(stream, &file.path, m))?;
+        if table.data_rows == 0 && stream.full_refresh() {
+            return Err(self.err(
+                stream,
+                &file.path,
+                format!(
+                    "no data rows below the header (row {}); with semantics = \"replace\" an empty ledger would delete every record, so it is not read. Drop the full ledger",
+                    table.header_row
+                ),
+            ));
+        }
         let mut stats = FetchStats::default();
         let mut rows = table.rows.into_iter().peekable();
         while rows.peek().is_some() {

@@ -238,10 +238,9 @@ impl Source {
             Source::Sql(s) => s.fetch_stream(stream, plan, tx).await,
             Source::Files(f) => match file {
                 Some(file) => f.read_file(stream, file, tx).await,
-                None => Ok(FetchStats {
-                    complete: true,
-                    ..FetchStats::default()
-                }),
+                // No file: nothing was read, and an empty read must never count as a
+                // complete list (it would delete every record of a `replace` stream).
+                None => Ok(FetchStats::default()),
             },
         }
     }

@@ -67,10 +67,17 @@ impl ToSql for PgParam {
 
 fn e(err: tokio_postgres::Error) -> String {
     // The server's message (with its detail) when there is one.
-    match err.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => err.to_string(),
+    if let Some(db) = err.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
     }
+    // The cause too ("error performing TLS handshake: invalid peer certificate: …").
+    let mut text = err.to_string();
+    let mut cause = StdError::source(&err);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// 2000-01-01, PostgreSQL's epoch for dates and times.
