@@ -109,7 +109,7 @@ impl Config {
                 return Err(self.invalid(format!("{k}.{name}"), "must be at least 1"));
             }
         }
-        if !(db.connect_timeout_secs > 0.0) {
+        if !db.connect_timeout_secs.is_finite() || db.connect_timeout_secs <= 0.0 {
             return Err(self.invalid(format!("{k}.connect_timeout_secs"), "must be more than 0"));
         }
         Ok(())

@@ -195,8 +195,10 @@ impl SourceClient {
 
 /// A configured source of any kind, ready to read its streams.
 pub enum Source {
-    Http(SourceClient),
-    Sql(sql::SqlSource),
+    /// Boxed (as the SQL source): the clients are large, and a `Source` is made once per
+    /// source and run.
+    Http(Box<SourceClient>),
+    Sql(Box<sql::SqlSource>),
     Files(files::FileSource),
 }
 
@@ -219,8 +221,10 @@ impl Source {
     ) -> Result<Source, SourceError> {
         use config::SourceKind;
         Ok(match source.kind {
-            SourceKind::Http => Source::Http(SourceClient::with_config_dir(source, config_dir)?),
-            SourceKind::Sql => Source::Sql(sql::SqlSource::new(source, config_dir, tz)?),
+            SourceKind::Http => {
+                Source::Http(Box::new(SourceClient::with_config_dir(source, config_dir)?))
+            }
+            SourceKind::Sql => Source::Sql(Box::new(sql::SqlSource::new(source, config_dir, tz)?)),
             SourceKind::Files => Source::Files(files::FileSource::new(source, config_dir)?),
         })
     }
