@@ -493,3 +493,37 @@ async fn postgres_tls_verifies_the_server_against_ca_file() {
     );
     v.drop_tables().await.unwrap();
 }
+
+/// `bench --sql` at a small size, so that it cannot rot (no timing asserted).
+#[test]
+fn bench_sql_runs_at_a_small_size() {
+    if services::require(&services::POSTGRES, "bench_sql_runs_at_a_small_size").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_community-sync"))
+        .args([
+            "--log-level",
+            "warn",
+            "bench",
+            "--sql",
+            "postgres",
+            "--records",
+            "1500",
+            "--json",
+            "--dir",
+        ])
+        .arg(dir.path().join("b"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+    assert_eq!(json["initial"]["rows"], 1500);
+    assert!(json["change_1pct"]["rows"].as_u64().unwrap() >= 15);
+    assert!(json["initial"]["peak_rss_mb"].as_f64().unwrap() > 0.0);
+}
