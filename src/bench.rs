@@ -58,6 +58,18 @@ pub struct BenchArgs {
     /// Skip the JetStream drain.
     #[arg(long)]
     pub no_jetstream: bool,
+    /// Measure a SQL stream of `--records` rows in the machine's MariaDB or PostgreSQL
+    /// instead (database `test`; tables created and dropped): rows/s and the sync's peak RSS.
+    #[arg(long, value_parser = ["mariadb", "postgres"])]
+    pub sql: Option<String>,
+}
+
+mod sql;
+
+/// `bench --sql FLAVOR`: see [`sql`].
+pub async fn run_sql(args: &BenchArgs) -> anyhow::Result<()> {
+    let flavor = args.sql.as_deref().unwrap_or("mariadb");
+    sql::run(args, flavor).await.map(|_| ())
 }
 
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]

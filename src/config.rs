@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{EntityKind, PERSON_FIELDS};
 use crate::source::config::{
-    AuthConfig, EncodingConfig, HttpConfig, IncrementalParam, Method, PaginationConfig,
+    AuthConfig, ColumnEncoding, DatabaseConfig, EncodingConfig, FileEncoding, FileSemantics,
+    FilesConfig, HttpConfig, IncrementalParam, Method, PaginationConfig, SourceKind,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -398,7 +399,18 @@ pub struct SourceConfig {
     /// Human title (`社区一卡通`).
     #[serde(default)]
     pub title: String,
+    /// `http` (default), `sql` or `files`.
+    #[serde(default, rename = "type")]
+    pub kind: SourceKind,
+    /// HTTP sources: the API's base URL.
+    #[serde(default)]
     pub base_url: String,
+    /// SQL sources: the database.
+    #[serde(default)]
+    pub database: Option<DatabaseConfig>,
+    /// File sources: the drop folder.
+    #[serde(default)]
+    pub files: Option<FilesConfig>,
     /// Cron schedule (5-field crontab, `@hourly`, or 6/7-field with seconds).
     #[serde(default = "default_source_schedule")]
     pub schedule: String,
@@ -443,7 +455,8 @@ pub enum DriftAction {
 pub struct StreamConfig {
     pub name: String,
     pub entity: EntityKind,
-    /// URL path joined to the source's base_url.
+    /// URL path joined to the source's base_url (HTTP streams).
+    #[serde(default)]
     pub path: String,
     #[serde(default)]
     pub method: Method,
@@ -459,9 +472,12 @@ pub struct StreamConfig {
     /// JSON pointer applied to each element to get the record (`/resource` for FHIR).
     #[serde(default)]
     pub record_pointer: Option<String>,
-    /// Field path of the record's unique key.
+    /// Field path of the record's unique key; several, comma-separated, for a composite key
+    /// (`"org_code, person_id"`: the parts joined by `|`).
     pub key: String,
-    pub pagination: PaginationConfig,
+    /// How the next page is found (HTTP streams; required there).
+    #[serde(default)]
+    pub pagination: Option<PaginationConfig>,
     #[serde(default)]
     pub mode: SyncMode,
     #[serde(default)]
@@ -476,6 +492,75 @@ pub struct StreamConfig {
     pub link: Option<LinkConfig>,
     #[serde(default)]
     pub schema_drift: DriftAction,
+    /// SQL streams: the table or view to read (`schema.table`) …
+    #[serde(default)]
+    pub table: Option<String>,
+    /// … or a `SELECT` of the operator's (wrapped as a derived table for paging).
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// SQL streams: columns whose bytes are text in another encoding than the database
+    /// declares (`{ xm = "gbk" }` for GBK in a latin1 column).
+    #[serde(default)]
+    pub column_encoding: BTreeMap<String, ColumnEncoding>,
+    /// File streams: the sub-folder of `[sources.files] dir` (default: the stream's name).
+    #[serde(default)]
+    pub folder: Option<String>,
+    /// File streams: `replace` (each file is the whole list) or `append`.
+    #[serde(default)]
+    pub semantics: Option<FileSemantics>,
+    /// File streams: the XLSX sheet to read (default: the first).
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// File streams: the CSV encoding.
+    #[serde(default)]
+    pub file_encoding: FileEncoding,
+    /// File streams: the 1-based row of the header (default: the first row that holds the key
+    /// column and every mapped column, so title rows above it are skipped).
+    #[serde(default)]
+    pub header_row: Option<usize>,
+}
+
+/// Paging of a stream without one (SQL and file streams page themselves).
+static NO_PAGINATION: PaginationConfig = PaginationConfig::None;
+
+impl StreamConfig {
+    /// The stream's pagination (`none` when not given).
+    pub fn pagination(&self) -> &PaginationConfig {
+        self.pagination.as_ref().unwrap_or(&NO_PAGINATION)
+    }
+
+    /// Whether a run reads the whole list, so that records it did not see are deletions:
+    /// `mode = "full_refresh"`, or a file stream with `semantics = "replace"`.
+    pub fn full_refresh(&self) -> bool {
+        self.mode == SyncMode::FullRefresh || self.semantics == Some(FileSemantics::Replace)
+    }
+
+    /// The key's field paths (one, or the parts of a composite key).
+    pub fn key_paths(&self) -> Vec<&str> {
+        split_top_level(&self.key, ',')
+            .into_iter()
+            .map(str::trim)
+            .collect()
+    }
+}
+
+/// Splits on `sep` outside `[...]` (filter values may hold any character).
+fn split_top_level(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            c if c == sep && depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -495,6 +580,10 @@ pub struct IncrementalConfig {
     /// Re-read this far behind the cursor, for systems whose clocks drift.
     #[serde(default)]
     pub lookback_secs: u64,
+    /// SQL streams with an integer watermark: re-read this many values behind the cursor
+    /// (IDs allocated by transactions that committed after later ones).
+    #[serde(default)]
+    pub lookback_ids: u64,
 }
 
 fn default_settle() -> u64 {
@@ -719,7 +808,11 @@ impl Config {
                 ));
             }
             let key = format!("sources[{}]", s.name);
-            check_url(&s.base_url).map_err(|m| self.invalid(format!("{key}.base_url"), m))?;
+            if s.kind == SourceKind::Http {
+                check_url(&s.base_url).map_err(|m| self.invalid(format!("{key}.base_url"), m))?;
+            } else {
+                self.validate_kind_source(&key, s)?;
+            }
             parse_schedule(&s.schedule).map_err(|m| self.invalid(format!("{key}.schedule"), m))?;
             if s.streams.is_empty() {
                 return Err(self.invalid(
@@ -825,8 +918,18 @@ impl Config {
                 "must use only letters, digits, '-' and '_'",
             ));
         }
-        if !t.path.starts_with('/') {
-            return Err(self.invalid(format!("{key}.path"), "must start with '/'"));
+        if source.kind == SourceKind::Http {
+            if !t.path.starts_with('/') {
+                return Err(self.invalid(format!("{key}.path"), "must start with '/'"));
+            }
+            if t.pagination.is_none() {
+                return Err(self.invalid(
+                    format!("{key}.pagination"),
+                    "an HTTP stream needs pagination = { type = \"…\" } (type = \"none\" when one request returns everything)",
+                ));
+            }
+        } else {
+            self.validate_kind_stream(&key, source, t)?;
         }
         for (pointer_key, p) in [
             ("records", Some(&t.records)),
@@ -917,13 +1020,19 @@ impl Config {
             (None, true) => {}
         }
         match (t.mode, &t.incremental) {
-            (SyncMode::Incremental, None) => {
+            (SyncMode::Incremental, None) if source.kind != SourceKind::Files => {
                 return Err(self.invalid(
                     format!("{key}.incremental"),
                     "mode = \"incremental\" (the default) needs an [incremental] table; or set mode = \"full_refresh\"",
                 ))
             }
-            (_, Some(inc)) => {
+            (_, Some(inc)) if source.kind == SourceKind::Http => {
+                if inc.request.param.is_empty() {
+                    return Err(self.invalid(
+                        format!("{key}.incremental.param"),
+                        "an HTTP stream's [incremental] needs param, the request parameter that carries the lower bound",
+                    ));
+                }
                 let f = inc.request.format.as_str();
                 if !["rfc3339", "epoch_ms", "epoch_s", "integer"].contains(&f) && !f.contains('%') {
                     return Err(self.invalid(
@@ -941,6 +1050,8 @@ impl Config {
         self.sources.iter().find(|s| s.name == name)
     }
 }
+
+mod kinds;
 
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()

@@ -18,7 +18,8 @@ use crate::normalize::mapping::{FieldProfile, Mapped, Mapping};
 use crate::progress::{Progress, ProgressEvent};
 use crate::push::PushStats;
 use crate::reconcile::{self, ReconcileStats};
-use crate::source::{CursorBound, FetchPlan, Page, SourceClient};
+use crate::source::files::PendingFile;
+use crate::source::{CursorBound, FetchPlan, Page, Source};
 use crate::store::{Finish, Ingest, IngestStats, Prepared, Store, StreamRef};
 
 /// Pages buffered between the fetcher and the writer: bounds memory whatever the system size.
@@ -192,7 +193,7 @@ pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> V
         .path
         .parent()
         .unwrap_or(std::path::Path::new("."));
-    let client = match SourceClient::with_config_dir(&src, config_dir) {
+    let reader = match Source::open(&src, config_dir, ctx.tz()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(source = %src.name, "{e}");
@@ -205,8 +206,94 @@ pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> V
     };
     let mut out = Vec::new();
     for stream in &src.streams {
-        let r = sync_stream(ctx, &src, stream, client.clone(), opts).await;
-        out.push(r);
+        if let Source::Files(files) = reader.as_ref() {
+            out.extend(sync_file_stream(ctx, &src, stream, files, reader.clone(), opts).await);
+            continue;
+        }
+        let r = sync_stream(ctx, &src, stream, reader.clone(), None, opts).await;
+        out.push(r.report);
+    }
+    out
+}
+
+/// A file stream: one run per ready file, oldest first. A file is moved to `done/` only
+/// after the run that committed its records (and its hash) closed; one that cannot be read
+/// goes to `failed/` with the reason beside it; one whose bytes were ingested before is
+/// moved to `done/` unread.
+async fn sync_file_stream(
+    ctx: &Context,
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    files: &crate::source::files::FileSource,
+    reader: Arc<Source>,
+    opts: &SyncOptions,
+) -> Vec<StreamReport> {
+    let paths = match files.ready_files(stream) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(source = %src.name, stream = %stream.name, "{e}");
+            return vec![failed_report(&src.name, &stream.name, e.to_string())];
+        }
+    };
+    let mut out = Vec::new();
+    for path in paths {
+        let file = match files.load(stream, &path) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(source = %src.name, stream = %stream.name, "{e}");
+                out.push(failed_report(&src.name, &stream.name, e.to_string()));
+                continue;
+            }
+        };
+        let seen = {
+            let store = ctx.store.clone();
+            let (s, t, h) = (src.name.clone(), stream.name.clone(), file.hash.clone());
+            tokio::task::spawn_blocking(move || {
+                store
+                    .lock()
+                    .map_err(|_| poisoned())
+                    .and_then(|g| g.ingested_file(&s, &t, &h))
+            })
+            .await
+        };
+        match seen {
+            Ok(Ok(Some((name, at, run)))) => {
+                tracing::info!(source = %src.name, stream = %stream.name, file = %file.name,
+                    "the same bytes were ingested as {name} at {at} (run {run}); moved to done/ without reading them again");
+                if let Err(e) = files.mark_done(stream, &file) {
+                    tracing::error!(source = %src.name, stream = %stream.name, "{e}");
+                }
+                continue;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                out.push(failed_report(&src.name, &stream.name, e.to_string()));
+                continue;
+            }
+            Err(e) => {
+                out.push(failed_report(&src.name, &stream.name, e.to_string()));
+                continue;
+            }
+        }
+        let run = sync_stream(ctx, src, stream, reader.clone(), Some(file.clone()), opts).await;
+        let moved = match (&run.report.error, &run.read_error) {
+            (None, _) => files.mark_done(stream, &file).map(|to| ("done", to)),
+            // The file itself is bad: set it aside with the reason, so it blocks nothing.
+            (Some(_), Some(why)) => files
+                .mark_failed(stream, &file, why)
+                .map(|to| ("failed", to)),
+            // The store failed: the file stays and is read again by the next run.
+            (Some(_), None) => Ok(("", path.clone())),
+        };
+        match moved {
+            Ok((to, path)) if !to.is_empty() => {
+                tracing::info!(source = %src.name, stream = %stream.name, file = %file.name, to = %path.display(), "ledger file moved to {to}/")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(source = %src.name, stream = %stream.name, "{e}"),
+        }
+        out.push(run.report);
     }
     out
 }
@@ -277,28 +364,47 @@ pub fn fetch_plan(
     plan
 }
 
+/// One stream run's report, and the reader's own error if it failed (a ledger file that
+/// cannot be read is set aside for it).
+struct RunOutcome {
+    report: StreamReport,
+    read_error: Option<String>,
+}
+
+impl From<StreamReport> for RunOutcome {
+    fn from(report: StreamReport) -> RunOutcome {
+        RunOutcome {
+            report,
+            read_error: None,
+        }
+    }
+}
+
 async fn sync_stream(
     ctx: &Context,
     src: &SourceConfig,
     stream: &StreamConfig,
-    client: Arc<SourceClient>,
+    reader: Arc<Source>,
+    file: Option<PendingFile>,
     opts: &SyncOptions,
-) -> StreamReport {
+) -> RunOutcome {
     // Every log line of the run carries its run id and source (the id is known once begun).
     let span = tracing::info_span!("run", run_id = tracing::field::Empty, source = %src.name, stream = %stream.name);
-    tracing::Instrument::instrument(sync_stream_run(ctx, src, stream, client, opts), span).await
+    tracing::Instrument::instrument(sync_stream_run(ctx, src, stream, reader, file, opts), span)
+        .await
 }
 
 async fn sync_stream_run(
     ctx: &Context,
     src: &SourceConfig,
     stream: &StreamConfig,
-    client: Arc<SourceClient>,
+    reader: Arc<Source>,
+    file: Option<PendingFile>,
     opts: &SyncOptions,
-) -> StreamReport {
+) -> RunOutcome {
     let started = Instant::now();
     let run_started = crate::store::now_text();
-    let full_refresh = stream.mode == SyncMode::FullRefresh;
+    let full_refresh = stream.full_refresh();
     let begun = {
         let store = ctx.store.clone();
         let (s, t, trig) = (src.name.clone(), stream.name.clone(), opts.trigger.clone());
@@ -316,8 +422,8 @@ async fn sync_stream_run(
     };
     let (run_id, cursor) = match begun {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return failed_report(&src.name, &stream.name, e.to_string()),
-        Err(e) => return failed_report(&src.name, &stream.name, e.to_string()),
+        Ok(Err(e)) => return failed_report(&src.name, &stream.name, e.to_string()).into(),
+        Err(e) => return failed_report(&src.name, &stream.name, e.to_string()).into(),
     };
     tracing::Span::current().record("run_id", run_id);
     let plan = fetch_plan(ctx, stream, cursor.as_deref(), opts.full);
@@ -325,7 +431,8 @@ async fn sync_stream_run(
         Some(CursorBound::Time(t)) => Some(t.to_rfc3339()),
         _ => None,
     };
-    tracing::info!(source = %src.name, stream = %stream.name, run_id, cursor = ?cursor, "stream sync started");
+    tracing::info!(source = %src.name, stream = %stream.name, run_id, cursor = ?cursor,
+        file = file.as_ref().map(|f| f.name.as_str()), "stream sync started");
     if let Some(p) = &opts.progress {
         p.emit(ProgressEvent::StreamStarted {
             source: src.name.clone(),
@@ -336,10 +443,11 @@ async fn sync_stream_run(
 
     let (tx, rx) = mpsc::channel::<Page>(PAGE_BUFFER);
     let fetch = {
-        let client = client.clone();
+        let reader = reader.clone();
         let stream = stream.clone();
         let plan = plan.clone();
-        tokio::spawn(async move { client.fetch_stream(&stream, &plan, tx).await })
+        let file = file.clone();
+        tokio::spawn(async move { reader.fetch_stream(&stream, &plan, file.as_ref(), tx).await })
     };
     let writer = {
         let ctx = ctx.clone();
@@ -379,11 +487,14 @@ async fn sync_stream_run(
             false,
         ),
     };
-    let fetch_error = match fetched {
-        Ok(Ok(_stats)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(e) => Some(format!("fetch task failed: {e}")),
+    // Whether the read saw everything, as the system said: only then may a full refresh
+    // delete what it did not see.
+    let (fetch_error, complete) = match fetched {
+        Ok(Ok(stats)) => (None, stats.complete),
+        Ok(Err(e)) => (Some(e.to_string()), false),
+        Err(e) => (Some(format!("fetch task failed: {e}")), false),
     };
+    let read_error = fetch_error.clone();
     let error = write_error.or(fetch_error);
     // Cursor: the newest change seen, never past the settle bound.
     let new_cursor = match (&max_cursor, &upper_text) {
@@ -415,6 +526,7 @@ async fn sync_stream_run(
         let entity = stream.entity;
         let drift_action = stream.schema_drift;
         let run_started = run_started.clone();
+        let file_done = file.as_ref().map(|f| (f.name.clone(), f.hash.clone()));
         tokio::task::spawn_blocking(move || -> Result<(IngestStats, Option<String>), crate::store::StoreError> {
             let mut g = store.lock().map_err(|_| poisoned())?;
             let mut error = error;
@@ -449,7 +561,8 @@ async fn sync_stream_run(
                         pages,
                         fetched: records,
                         totals,
-                        complete_full_refresh: full_refresh,
+                        complete_full_refresh: full_refresh && complete,
+                        file: file_done,
                     };
                     let last = g.ingest(&at, &pending, Some(&finish))?;
                     let mut all = totals;
@@ -502,7 +615,7 @@ async fn sync_stream_run(
             error: error.as_deref().map(crate::mask::scrub_text),
         });
     }
-    StreamReport {
+    let report = StreamReport {
         source: src.name.clone(),
         stream: stream.name.clone(),
         run_id,
@@ -517,6 +630,10 @@ async fn sync_stream_run(
         fetched: records,
         stats,
         seconds,
+    };
+    RunOutcome {
+        read_error: if report.ok { None } else { read_error },
+        report,
     }
 }
 
@@ -595,14 +712,23 @@ fn write_pages(
                 total: page.total,
             });
         }
+        if let Some(c) = &page.cursor {
+            if max_cursor.as_ref().is_none_or(|m| later(c, m)) {
+                max_cursor = Some(c.clone());
+            }
+        }
+        let mut locations = page.locations.into_iter();
         for raw in page.records {
             mapping.observe(&raw, &mut profile);
-            let mapped = mapping.apply(&raw);
+            let mut mapped = mapping.apply(&raw);
+            if let Some(at) = locations.next() {
+                locate(&mut mapped, &at);
+            }
             // Kept as text from here on (what is hashed and stored; a fraction of the tree).
             let raw = raw.to_string();
             let item = match mapped {
                 Mapped::Ok(record, deleted) => {
-                    if let Some(c) = &record.updated_at {
+                    if let (Some(c), None) = (&record.updated_at, &page.cursor) {
                         if max_cursor.as_ref().is_none_or(|m| later(c, m)) {
                             max_cursor = Some(c.clone());
                         }
@@ -659,6 +785,18 @@ fn write_pages(
     (
         pages, records, totals, max_cursor, batch, None, profile, shifted,
     )
+}
+
+/// Names where a record came from (a ledger's file and row) in each of its rejects.
+fn locate(mapped: &mut Mapped, at: &str) {
+    match mapped {
+        Mapped::Rejected(r) => r.detail = format!("{at}: {}", r.detail),
+        Mapped::Ok(record, _) => {
+            for fr in &mut record.field_rejects {
+                fr.detail = format!("{at}: {}", fr.detail);
+            }
+        }
+    }
 }
 
 fn poisoned() -> crate::store::StoreError {

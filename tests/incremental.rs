@@ -16,7 +16,7 @@ fn small_pages(ctx: &Context) -> Context {
     let mut config: Config = (*ctx.config).clone();
     for s in &mut config.sources {
         for t in &mut s.streams {
-            match &mut t.pagination {
+            match t.pagination.as_mut().expect("HTTP streams have pagination") {
                 PaginationConfig::PageNumber { size, .. } => *size = 15,
                 PaginationConfig::OffsetLimit { limit, .. } => *limit = 15,
                 PaginationConfig::Cursor { size, .. } => *size = 15,

@@ -102,7 +102,7 @@ async fn fetch_all(
         }
         n
     };
-    match &stream.pagination {
+    match stream.pagination() {
         PaginationConfig::PageNumber {
             page_param,
             size_param,

@@ -178,9 +178,10 @@ fn init_logging(cli: &Cli, config: Option<&Config>) {
 /// per stream; true when all succeeded.
 async fn check_connect(config: &Config) -> bool {
     let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
+    let tz = config.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
     let mut all_ok = true;
     for src in config.sources.iter().filter(|s| s.enabled) {
-        let client = match crate::source::SourceClient::with_config_dir(src, dir) {
+        let reader = match crate::source::Source::open(src, dir, tz) {
             Ok(c) => c,
             Err(e) => {
                 all_ok = false;
@@ -194,16 +195,8 @@ async fn check_connect(config: &Config) -> bool {
             }
         };
         for stream in &src.streams {
-            match client.probe(stream).await {
-                Ok(p) => println!(
-                    "{:<10} {:<16} ok      {} records on the first page{} ({} bytes, {})",
-                    src.name,
-                    stream.name,
-                    p.records,
-                    p.total.map(|t| format!(" of {t}")).unwrap_or_default(),
-                    p.bytes,
-                    p.url_path
-                ),
+            match reader.probe(stream).await {
+                Ok(line) => println!("{:<10} {:<16} ok      {line}", src.name, stream.name),
                 Err(e) => {
                     all_ok = false;
                     println!(
@@ -252,7 +245,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             init_logging(&cli, None);
             let rt = runtime()?;
-            rt.block_on(crate::bench::run(args))?;
+            if args.sql.is_some() {
+                rt.block_on(crate::bench::run_sql(args))?;
+            } else {
+                rt.block_on(crate::bench::run(args))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::City(args) => {

@@ -193,7 +193,8 @@ enum FieldKind {
 /// A stream's mapping, compiled once and applied to every record.
 pub struct Mapping {
     entity: EntityKind,
-    key: FieldPath,
+    /// The key's paths: one, or the parts of a composite key (joined by `|`).
+    key: Vec<FieldPath>,
     fields: Vec<CompiledField>,
     link_field: Option<String>,
     cursor: Option<(FieldPath, Option<String>)>,
@@ -236,7 +237,11 @@ impl Mapping {
             .collect();
         Mapping {
             entity: stream.entity,
-            key: FieldPath::parse(&stream.key),
+            key: stream
+                .key_paths()
+                .into_iter()
+                .map(FieldPath::parse)
+                .collect(),
             fields,
             link_field: stream.link.as_ref().map(|l| l.field.clone()),
             cursor: stream
@@ -283,18 +288,22 @@ impl Mapping {
                 raw: truncate(&raw.to_string(), 64),
             });
         }
-        let source_key = match self.key.get(raw).and_then(scalar_text) {
-            Some(k) if !k.trim().is_empty() => text::clean(&k),
-            _ => {
-                return Mapped::Rejected(RecordReject {
-                    source_key: None,
-                    field: "key".into(),
-                    reason: RejectReason::KeyMissing,
-                    detail: format!("key field {:?} is missing or empty", self.key.as_str()),
-                    raw: String::new(),
-                })
+        let mut parts = Vec::with_capacity(self.key.len());
+        for path in &self.key {
+            match path.get(raw).and_then(scalar_text) {
+                Some(k) if !k.trim().is_empty() => parts.push(text::clean(&k)),
+                _ => {
+                    return Mapped::Rejected(RecordReject {
+                        source_key: None,
+                        field: "key".into(),
+                        reason: RejectReason::KeyMissing,
+                        detail: format!("key field {:?} is missing or empty", path.as_str()),
+                        raw: String::new(),
+                    })
+                }
             }
-        };
+        }
+        let source_key = parts.join("|");
         let mut rec = NormalizedRecord {
             entity: self.entity,
             source_key,

@@ -36,6 +36,7 @@ pub mod district;
 mod hard_cases;
 mod names;
 mod platform;
+pub mod sqldb;
 pub mod variants;
 pub(crate) mod vendors;
 pub(crate) mod world;

@@ -1,5 +1,6 @@
-//! How an operator describes a department system's HTTP API in TOML: pagination, auth,
-//! encoding, resilience and the incremental cursor. Declared, never coded.
+//! How an operator describes a department system in TOML: an HTTP API (pagination, auth,
+//! encoding, resilience, the incremental cursor), a database (`type = "sql"`: connection,
+//! TLS, timeouts) or a drop folder of ledger files (`type = "files"`). Declared, never coded.
 
 use serde::{Deserialize, Serialize};
 
@@ -295,7 +296,9 @@ fn default_one() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncrementalParam {
-    /// Request parameter that carries the lower bound (inclusive).
+    /// Request parameter that carries the lower bound (inclusive). HTTP streams only (a SQL
+    /// stream puts the bound in its `WHERE`).
+    #[serde(default)]
     pub param: String,
     /// How to write the bound: a chrono format string (`%Y-%m-%d %H:%M:%S`), or one of
     /// `rfc3339`, `epoch_ms`, `epoch_s`, `integer` (a version number cursor).
@@ -313,6 +316,152 @@ pub struct IncrementalParam {
 
 fn default_param_format() -> String {
     "rfc3339".into()
+}
+
+/// What kind of system a source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A JSON API over HTTP(S) (`base_url`, `[sources.http]`, `[sources.auth]`).
+    #[default]
+    Http,
+    /// Tables or views of a database, read-only (`[sources.database]`): MySQL/MariaDB and
+    /// PostgreSQL protocols (KingbaseES, openGauss).
+    Sql,
+    /// Ledger files (CSV, XLSX) dropped into a folder (`[sources.files]`).
+    Files,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Http => "http",
+            SourceKind::Sql => "sql",
+            SourceKind::Files => "files",
+        }
+    }
+}
+
+/// `[sources.database]`: how to reach a department's database (前置机 / 中间库).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `mysql://user@host:3306/db` (MySQL, MariaDB) or `postgres://user@host:5432/db`
+    /// (PostgreSQL, KingbaseES, openGauss). No password in the URL: use `password`.
+    pub url: String,
+    /// The account's password (a read-only account): `{ file = … }`, `{ env = … }`.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// `require` (certificate and host name checked against the system roots and `ca_file`)
+    /// or `disable`. Plain connections to a non-loopback host need `allow_insecure = true`.
+    #[serde(default)]
+    pub tls: DbTls,
+    /// PEM bundle of the CA that signed the database's certificate (intranet CAs).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Allow an unencrypted connection to a host that is not on this machine.
+    #[serde(default)]
+    pub allow_insecure: bool,
+    #[serde(default = "default_db_connect_timeout")]
+    pub connect_timeout_secs: f64,
+    /// Each statement is cancelled by the server after this long (and abandoned here a little
+    /// later).
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_secs: u64,
+    /// Rows per query (one keyset page).
+    #[serde(default = "default_db_batch")]
+    pub batch_size: u64,
+    /// Connections to this database at once (streams of a source run one after another).
+    #[serde(default = "default_one_usize")]
+    pub max_connections: usize,
+}
+
+fn default_db_connect_timeout() -> f64 {
+    10.0
+}
+fn default_statement_timeout() -> u64 {
+    60
+}
+fn default_db_batch() -> u64 {
+    1000
+}
+fn default_one_usize() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DbTls {
+    #[default]
+    Disable,
+    Require,
+}
+
+/// `[sources.files]`: a drop folder of ledgers. Each stream reads its own sub-folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The drop folder; each stream reads `<dir>/<stream folder>` and keeps `done/` and
+    /// `failed/` inside it. Relative to the config file.
+    pub dir: String,
+    /// When a file counts as completely written: `stable` (not modified for `stable_secs`,
+    /// and the same size before and after it was read) or `marker` (a `<name>.ready` file
+    /// beside it, written by the sender after the file).
+    #[serde(default)]
+    pub ready: FileReady,
+    #[serde(default = "default_stable_secs")]
+    pub stable_secs: u64,
+    /// Larger files are refused (moved to `failed/`): a ledger is read whole.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+}
+
+fn default_stable_secs() -> u64 {
+    10
+}
+fn default_max_file_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FileReady {
+    #[default]
+    Stable,
+    Marker,
+}
+
+/// What a new ledger file means for the records of its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileSemantics {
+    /// The file is the whole list: records of the stream missing from it are deletions.
+    Replace,
+    /// The file adds and updates records; nothing is deleted.
+    Append,
+}
+
+/// How a ledger file's text is encoded (CSV; XLSX is always Unicode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FileEncoding {
+    /// UTF-8 (with or without BOM) when the bytes are valid UTF-8, GB18030 (a superset of
+    /// GBK) otherwise.
+    #[default]
+    Auto,
+    Utf8,
+    Gbk,
+    Gb18030,
+}
+
+/// The text encoding of a column whose bytes are not what the database declares (GBK text
+/// in a `latin1` or binary column of a legacy system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnEncoding {
+    Gbk,
+    Gb18030,
+    Utf8,
 }
 
 #[cfg(test)]

@@ -178,6 +178,25 @@ pub enum SourceError {
     #[error("source {source_name}, stream {stream}: the page receiver was closed (run cancelled)")]
     Cancelled { source_name: String, stream: String },
 
+    /// A database source: what failed, where (host:port/database, the stream's table or
+    /// query) and what to do.
+    #[error("source {source_name}, stream {stream}: database {target}: {message}")]
+    Database {
+        source_name: String,
+        stream: String,
+        target: String,
+        message: String,
+    },
+
+    /// A ledger file (or its drop folder) could not be read.
+    #[error("source {source_name}, stream {stream}: {path}: {message}")]
+    File {
+        source_name: String,
+        stream: String,
+        path: String,
+        message: String,
+    },
+
     #[error("source {source_name}: {message}")]
     Other {
         source_name: String,

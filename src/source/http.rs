@@ -243,6 +243,8 @@ impl Http {
             total,
             url_path: path,
             bytes: resp.body.len(),
+            cursor: None,
+            locations: Vec::new(),
         })
     }
 

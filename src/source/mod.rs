@@ -1,15 +1,20 @@
-//! Source stage: fetches a department system's records over HTTP, page by page, as its
-//! config declares (pagination, auth, encoding, retries, limits), and streams the pages
-//! through a bounded channel. Owns no storage: it never writes the store or the cursor.
+//! Source stage: reads a department system's records page by page, as its config declares,
+//! and streams the pages through a bounded channel. Three kinds of system ([`Source`]): an
+//! HTTP API (pagination, auth, encoding, retries, limits), a database read with keyset
+//! pagination ([`sql`]), and a drop folder of ledger files ([`files`]). Owns no storage: it
+//! never writes the store or the cursor; each read says whether it was complete
+//! ([`FetchStats::complete`]), which is what a full refresh's deletions depend on.
 
 pub mod auth;
 pub mod config;
 pub mod decode;
 mod error;
+pub mod files;
 mod http;
 mod pager;
 pub mod secret;
 pub mod sign;
+pub mod sql;
 
 use std::path::Path;
 
@@ -34,6 +39,12 @@ pub struct Page {
     pub url_path: String,
     /// Body size in bytes as received.
     pub bytes: usize,
+    /// The newest cursor value on this page (RFC 3339 or an integer), when the source reads
+    /// it by type rather than through the mapping (SQL watermarks).
+    pub cursor: Option<String>,
+    /// Where each record came from (`老人台账.xlsx row 12`), parallel to `records`; empty when
+    /// the source has no rows to name. Rejects carry it.
+    pub locations: Vec<String>,
 }
 
 /// A bound of the incremental window, already in the cursor's type.
@@ -58,6 +69,9 @@ pub struct FetchStats {
     pub records: u64,
     pub bytes: u64,
     pub retries: u64,
+    /// The read saw everything it was asked for, as the system said (the last page ended
+    /// the list; a file was read to its end). Only a complete full refresh may delete.
+    pub complete: bool,
 }
 
 /// What `check --connect` learns from one authenticated page.
@@ -120,8 +134,11 @@ impl SourceClient {
     ) -> Result<FetchStats, SourceError> {
         let mut pager = pager::Pager::new(&self.inner, stream, plan)?;
         let mut stats = FetchStats::default();
+        // Complete unless a page limit stops the fetch before the system said it ended.
+        let mut complete = true;
         while let Some(req) = pager.next_request() {
             if plan.max_pages.is_some_and(|m| stats.pages >= m) {
+                complete = false;
                 break;
             }
             let number = stats.pages + 1;
@@ -147,6 +164,7 @@ impl SourceClient {
                 })?;
             }
         }
+        stats.complete = complete;
         Ok(stats)
     }
 
@@ -172,5 +190,79 @@ impl SourceClient {
             bytes: page.bytes,
             has_more: pager.next_request().is_some(),
         })
+    }
+}
+
+/// A configured source of any kind, ready to read its streams.
+pub enum Source {
+    /// Boxed (as the SQL source): the clients are large, and a `Source` is made once per
+    /// source and run.
+    Http(Box<SourceClient>),
+    Sql(Box<sql::SqlSource>),
+    Files(files::FileSource),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Http(_) => "Source::Http",
+            Source::Sql(_) => "Source::Sql",
+            Source::Files(_) => "Source::Files",
+        })
+    }
+}
+
+impl Source {
+    /// Builds the reader of `source` (secrets resolved, relative paths against `config_dir`).
+    pub fn open(
+        source: &SourceConfig,
+        config_dir: &Path,
+        tz: chrono_tz::Tz,
+    ) -> Result<Source, SourceError> {
+        use config::SourceKind;
+        Ok(match source.kind {
+            SourceKind::Http => {
+                Source::Http(Box::new(SourceClient::with_config_dir(source, config_dir)?))
+            }
+            SourceKind::Sql => Source::Sql(Box::new(sql::SqlSource::new(source, config_dir, tz)?)),
+            SourceKind::Files => Source::Files(files::FileSource::new(source, config_dir)?),
+        })
+    }
+
+    /// Reads one run of `stream` (for a file stream: the file `file`), sending pages to `tx`.
+    pub async fn fetch_stream(
+        &self,
+        stream: &StreamConfig,
+        plan: &FetchPlan,
+        file: Option<&files::PendingFile>,
+        tx: mpsc::Sender<Page>,
+    ) -> Result<FetchStats, SourceError> {
+        match self {
+            Source::Http(c) => c.fetch_stream(stream, plan, tx).await,
+            Source::Sql(s) => s.fetch_stream(stream, plan, tx).await,
+            Source::Files(f) => match file {
+                Some(file) => f.read_file(stream, file, tx).await,
+                // No file: nothing was read, and an empty read must never count as a
+                // complete list (it would delete every record of a `replace` stream).
+                None => Ok(FetchStats::default()),
+            },
+        }
+    }
+
+    /// `check --connect` for one stream: one line on what was reached.
+    pub async fn probe(&self, stream: &StreamConfig) -> Result<String, SourceError> {
+        match self {
+            Source::Http(c) => c.probe(stream).await.map(|p| {
+                format!(
+                    "{} records on the first page{} ({} bytes, {})",
+                    p.records,
+                    p.total.map(|t| format!(" of {t}")).unwrap_or_default(),
+                    p.bytes,
+                    p.url_path
+                )
+            }),
+            Source::Sql(s) => s.probe(stream).await,
+            Source::Files(f) => f.probe(stream).await,
+        }
     }
 }

@@ -82,7 +82,7 @@ impl Pager {
                     stream.path
                 ))
             })?;
-        let in_body = match &stream.pagination {
+        let in_body = match stream.pagination() {
             PaginationConfig::PageNumber { in_body, .. }
             | PaginationConfig::OffsetLimit { in_body, .. }
             | PaginationConfig::Cursor { in_body, .. } => *in_body,
@@ -114,7 +114,7 @@ impl Pager {
         }
         let mut first = base.clone();
         let mut page = 0;
-        match &stream.pagination {
+        match stream.pagination() {
             PaginationConfig::PageNumber {
                 page_param,
                 size_param,
@@ -152,7 +152,7 @@ impl Pager {
         Ok(Pager {
             source,
             stream: stream.name.clone(),
-            pagination: stream.pagination.clone(),
+            pagination: stream.pagination().clone(),
             base,
             in_body,
             cross_host: http.cfg.http.follow_cross_host_redirects,

@@ -190,6 +190,9 @@ pub struct Finish {
     pub totals: IngestStats,
     /// A complete full refresh: records of the stream not seen in it are marked deleted.
     pub complete_full_refresh: bool,
+    /// The ledger file (name, SHA-256) whose records this run committed: recorded in the
+    /// same transaction, so that it is never ingested twice.
+    pub file: Option<(String, String)>,
 }
 
 impl Store {
@@ -307,6 +310,24 @@ impl Store {
             .flatten())
     }
 
+    /// When a ledger file with these bytes was ingested into the stream, if ever: (file
+    /// name, time, run).
+    pub fn ingested_file(
+        &self,
+        source: &str,
+        stream: &str,
+        sha256: &str,
+    ) -> Result<Option<(String, String, i64)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT name, at, run_id FROM ingested_files WHERE source = ?1 AND stream = ?2 AND sha256 = ?3",
+                params![source, stream, sha256],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
     /// Prepares delete detection for a full refresh of one stream.
     pub fn begin_full_refresh(&mut self, run_id: i64) -> Result<()> {
         self.conn.execute_batch(&format!(
@@ -358,6 +379,13 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (source, stream) DO UPDATE SET cursor = ?3, last_run_id = ?4, updated_at = ?5",
                     params![at.source, at.stream, cursor, at.run_id, now],
+                )?;
+            }
+            if let Some((name, sha256)) = &f.file {
+                tx.execute(
+                    "INSERT OR IGNORE INTO ingested_files (source, stream, sha256, name, records, run_id, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![at.source, at.stream, sha256, name, f.fetched as i64, at.run_id, now],
                 )?;
             }
             tx.execute(
@@ -1232,6 +1260,7 @@ mod tests {
             fetched: 1,
             totals: IngestStats::default(),
             complete_full_refresh: false,
+            file: None,
         };
         store.ingest(&at, &[], Some(&finish)).unwrap();
         assert_eq!(
@@ -1268,6 +1297,7 @@ mod tests {
             fetched: 2,
             totals: IngestStats::default(),
             complete_full_refresh: true,
+            file: None,
         };
         store.ingest(&at, &[], Some(&finish)).unwrap();
         let run2 = store.begin_run("a", "b", "sync", "test").unwrap();

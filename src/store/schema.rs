@@ -16,6 +16,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up_with_hook("", rebuild_outbox_without_event_id).foreign_key_check(),
         M::up(V_PENDING_PERSONS),
         M::up(V_REVIEW_DESK),
+        M::up(V_INGESTED_FILES),
     ])
 }
 
@@ -522,6 +523,21 @@ ALTER TABLE decisions ADD COLUMN reason TEXT;
 ALTER TABLE decisions ADD COLUMN undo TEXT;
 ALTER TABLE decisions ADD COLUMN undone_by INTEGER;
 CREATE INDEX decisions_item ON decisions (item_id) WHERE item_id IS NOT NULL;
+"#;
+
+/// Ledger files ingested by file sources, by content hash: written in the transaction that
+/// commits a file's last records, so a file is ingested once whatever crashes around it.
+const V_INGESTED_FILES: &str = r#"
+CREATE TABLE ingested_files (
+    source      TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    records     INTEGER NOT NULL,
+    run_id      INTEGER NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (source, stream, sha256)
+);
 "#;
 
 #[cfg(test)]
