@@ -124,6 +124,7 @@ fn opts(push: bool) -> SyncOptions {
         full: false,
         trigger: "bench".into(),
         push,
+        confirm_deletes: false,
     }
 }
 

@@ -223,6 +223,7 @@ pub async fn run_with_options(
         full: false,
         trigger: "demo".into(),
         push: true,
+        confirm_deletes: false,
     };
     let report = pipeline::sync(&ctx, &opts).await?;
     if let Some(e) = &report.push_error {

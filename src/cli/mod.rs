@@ -78,6 +78,11 @@ pub enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Apply the deletions a full refresh held back because they exceeded the stream's
+        /// max_delete (`status` lists them). Only with source names: confirm one system at a
+        /// time after checking it answered everything.
+        #[arg(long)]
+        confirm_deletes: bool,
     },
     /// Push pending outbox events to the platform now.
     Push,
@@ -289,7 +294,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             full,
             no_push,
             json,
+            confirm_deletes,
         } => {
+            if *confirm_deletes && sources.is_empty() {
+                anyhow::bail!(
+                    "--confirm-deletes needs the source names: confirm one system at a time after checking it answered everything, e.g. `community-sync sync onecard --full --confirm-deletes` (`community-sync status` lists the held deletions)"
+                );
+            }
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
             let rt = runtime()?;
@@ -298,6 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 full: *full,
                 no_push: *no_push,
                 json: *json,
+                confirm_deletes: *confirm_deletes,
             };
             rt.block_on(run::sync(config, &args))
         }

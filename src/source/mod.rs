@@ -3,6 +3,7 @@
 //! through a bounded channel. Owns no storage: it never writes the store or the cursor.
 
 pub mod auth;
+pub mod classify;
 pub mod config;
 pub mod decode;
 mod error;
@@ -58,6 +59,11 @@ pub struct FetchStats {
     pub records: u64,
     pub bytes: u64,
     pub retries: u64,
+    /// The last total the system stated for the query, if it states one.
+    pub total: Option<u64>,
+    /// Set when paging stopped before the system said it would (an empty page while it
+    /// still announced more): the fetch did not see everything.
+    pub incomplete: Option<String>,
 }
 
 /// What `check --connect` learns from one authenticated page.
@@ -119,6 +125,7 @@ impl SourceClient {
         tx: mpsc::Sender<Page>,
     ) -> Result<FetchStats, SourceError> {
         let mut pager = pager::Pager::new(&self.inner, stream, plan)?;
+        let classifier = classify::Classifier::new(&stream.response_config(&self.inner.cfg));
         let mut stats = FetchStats::default();
         while let Some(req) = pager.next_request() {
             if plan.max_pages.is_some_and(|m| stats.pages >= m) {
@@ -135,11 +142,19 @@ impl SourceClient {
             }
             let fetched = self
                 .inner
-                .fetch_page(stream, &mut pager, req, number, &mut stats.retries)
+                .fetch_page(
+                    stream,
+                    &classifier,
+                    &mut pager,
+                    req,
+                    number,
+                    &mut stats.retries,
+                )
                 .await?;
             stats.pages = number;
             stats.records += fetched.records.len() as u64;
             stats.bytes += fetched.bytes as u64;
+            stats.total = fetched.total.or(stats.total);
             if !fetched.records.is_empty() {
                 tx.send(fetched).await.map_err(|_| SourceError::Cancelled {
                     source_name: self.name.clone(),
@@ -147,6 +162,7 @@ impl SourceClient {
                 })?;
             }
         }
+        stats.incomplete = pager.ended_early();
         Ok(stats)
     }
 
@@ -161,9 +177,10 @@ impl SourceClient {
             });
         };
         let mut retries = 0;
+        let classifier = classify::Classifier::new(&stream.response_config(&self.inner.cfg));
         let page = self
             .inner
-            .fetch_page(stream, &mut pager, req, 1, &mut retries)
+            .fetch_page(stream, &classifier, &mut pager, req, 1, &mut retries)
             .await?;
         Ok(ProbeReport {
             records: page.records.len(),

@@ -15,6 +15,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_OUTBOX_PAYLOADS),
         M::up_with_hook("", rebuild_outbox_without_event_id).foreign_key_check(),
         M::up(V_PENDING_PERSONS),
+        M::up(V_HELD_DELETIONS),
     ])
 }
 
@@ -482,6 +483,22 @@ CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
 /// elsewhere is refreshed in the transaction that creates it.
 const V_PENDING_PERSONS: &str = r#"
 CREATE INDEX persons_pending ON persons (id) WHERE version = 0 AND retired = 0;
+"#;
+
+/// Deletions a full refresh found but did not apply because they exceeded the stream's
+/// `max_delete` (one row per stream, the latest such run): `status` reports them until a run
+/// applies or no longer finds them (`sync SOURCE --full --confirm-deletes`).
+const V_HELD_DELETIONS: &str = r#"
+CREATE TABLE held_deletions (
+    source       TEXT NOT NULL,
+    stream       TEXT NOT NULL,
+    run_id       INTEGER NOT NULL,
+    would_delete INTEGER NOT NULL,
+    live         INTEGER NOT NULL,
+    max_delete   TEXT NOT NULL,
+    at           TEXT NOT NULL,
+    PRIMARY KEY (source, stream)
+);
 "#;
 
 #[cfg(test)]
