@@ -44,6 +44,9 @@ pub struct Status {
     pub dead_letters: i64,
     pub last_push: Option<String>,
     pub rejects_by_reason: BTreeMap<String, i64>,
+    /// Full refreshes that would have deleted more than their `max_delete`: nothing was
+    /// deleted; `sync SOURCE --full --confirm-deletes` applies them.
+    pub held_deletions: Vec<crate::store::HeldDeletion>,
     pub healthy: bool,
     pub problems: Vec<String>,
 }
@@ -152,6 +155,8 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
             });
         }
     }
+    let held_deletions = store.held_deletions()?;
+    problems.extend(held_deletions.iter().map(|h| h.describe()));
     let persons: i64 = c.query_row("SELECT count(*) FROM persons WHERE retired = 0", [], |r| {
         r.get(0)
     })?;
@@ -201,6 +206,7 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
         dead_letters,
         last_push,
         rejects_by_reason,
+        held_deletions,
         healthy: problems.is_empty(),
         problems,
     })

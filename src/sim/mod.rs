@@ -29,8 +29,19 @@
 //! patients (no resident-id identifier); they carry name + valid phone, and every other
 //! ID-carrying record of that resident carries the same valid mobile, so name + phone links.
 //!
-//! Deleting is possible where the vendor API has a flag: cardholders (`scbz`), volunteers
-//! (`deleted`), elders (`is_deleted`).
+//! Deleting is possible in every person stream, each the vendor's own way: a cardholder's card
+//! status `kzt` becomes `注销` (cancelled; live cards are `正常`, `挂失` or `冻结`), volunteers
+//! carry a `deleted` boolean, elders an `is_deleted` 0/1, and an HL7 FHIR Patient turns
+//! `"active": false` (a quarter of live patients leave `active` out).
+//!
+//! Vendor habits beyond the happy path: the one-card system answers every request with HTTP
+//! 200 and a `{code, msg, data}` envelope (`"0000"` is success; a busy system says
+//! `{"code": 500, "msg": "系统繁忙，请稍后再试", "data": null}`), the elder-care system a
+//! `{success, resultCode, resultMsg}` one; the volunteer system sends neither birth date nor
+//! gender (only the ID number), and a fifth of the patients with an ID number have no
+//! `birthDate`. [`SourceChaos`] injects faults (503s, a gateway's HTML page with status 200,
+//! business errors inside 200, busy or fatal) on chosen requests or at random; the ground
+//! truth never changes with them.
 
 mod hard_cases;
 mod names;
@@ -47,7 +58,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use platform::{AppliedEntity, PlatformChaos, PlatformView};
-pub use vendors::{onecard_sign, SourceChaos};
+pub use vendors::{onecard_sign, Fault, SourceChaos};
 use world::{GenOptions, StreamId, World};
 
 /// Demo credentials of the simulated systems (public; used by `community-sync demo`).
@@ -181,8 +192,8 @@ pub enum Mutation {
         stream: String,
         key: String,
     },
-    /// Flag deleted and updated_at = now (cardholders, volunteers, elders only: the other
-    /// streams have no deleted flag in the vendor API).
+    /// Mark deleted and updated_at = now, as the vendor says it (card status 注销, a deleted
+    /// flag, FHIR `active: false`); person streams only: the activity streams' APIs cannot.
     Delete {
         source: String,
         stream: String,
@@ -369,7 +380,7 @@ fn touch(
     let s = stream_id(source, stream)?;
     if delete && !s.has_deleted_flag() {
         return Err(SimError::Unsupported(format!(
-            "{source}/{stream} has no deleted flag in its API; only cardholders, volunteers and elders can be deleted"
+            "{source}/{stream} cannot say a record is deleted in its API; only person streams (cardholders, volunteers, elders, patients) can"
         )));
     }
     let unknown = || SimError::UnknownKey {
