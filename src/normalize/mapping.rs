@@ -376,11 +376,10 @@ impl Mapping {
         value: &str,
         f: &CompiledField,
     ) -> Result<FieldValue, Reject> {
-        let value = value.to_string();
         Ok(match ty {
-            FieldType::Text => FieldValue::Text(text::clean(&value)),
+            FieldType::Text => FieldValue::Text(text::clean(value)),
             FieldType::Integer => FieldValue::Int(
-                text::clean(&value)
+                text::clean(value)
                     .parse::<i64>()
                     .map_err(|_| Reject::new(RejectReason::NumberInvalid, "not a whole number"))?,
             ),
@@ -389,17 +388,17 @@ impl Mapping {
                     Some("yuan") => money::MoneyUnit::Yuan,
                     _ => money::MoneyUnit::Fen,
                 };
-                FieldValue::Int(money::to_fen(&value, unit)?)
+                FieldValue::Int(money::to_fen(value, unit)?)
             }
-            FieldType::Date => FieldValue::Text(
-                datetime::parse_date(&value, f.spec.format.as_deref())?.to_string(),
-            ),
+            FieldType::Date => {
+                FieldValue::Text(datetime::parse_date(value, f.spec.format.as_deref())?.to_string())
+            }
             FieldType::DateTime => FieldValue::Text(
-                datetime::parse_datetime(&value, f.spec.format.as_deref(), self.tz)?.to_rfc3339(),
+                datetime::parse_datetime(value, f.spec.format.as_deref(), self.tz)?.to_rfc3339(),
             ),
             FieldType::Minutes => FieldValue::Int(match f.spec.unit.as_deref() {
-                Some("hours") => hours_to_minutes(&value)?,
-                _ => text::clean(&value)
+                Some("hours") => hours_to_minutes(value)?,
+                _ => text::clean(value)
                     .parse::<i64>()
                     .map_err(|_| Reject::new(RejectReason::NumberInvalid, "not whole minutes"))?,
             }),
@@ -407,22 +406,26 @@ impl Mapping {
     }
 }
 
-fn map_code(
-    value: &str,
+/// A value through the field's code table, if it has one (borrowed when it has none).
+fn map_code<'v>(
+    value: &'v str,
     spec: &FieldSpec,
     table: Option<&BTreeMap<String, String>>,
-) -> Result<String, Reject> {
+) -> Result<std::borrow::Cow<'v, str>, Reject> {
     match (table, &spec.map) {
         (Some(t), Some(name)) => {
             let key = text::clean(value);
-            t.get(&key).cloned().ok_or_else(|| {
-                Reject::new(
-                    RejectReason::CodeUnknown,
-                    format!("code {key:?} is not in code table {name:?}"),
-                )
-            })
+            t.get(&key)
+                .cloned()
+                .map(std::borrow::Cow::Owned)
+                .ok_or_else(|| {
+                    Reject::new(
+                        RejectReason::CodeUnknown,
+                        format!("code {key:?} is not in code table {name:?}"),
+                    )
+                })
         }
-        _ => Ok(value.to_string()),
+        _ => Ok(std::borrow::Cow::Borrowed(value)),
     }
 }
 

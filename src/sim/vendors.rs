@@ -853,6 +853,94 @@ pub fn health(shared: Arc<Shared>) -> Router {
 mod tests {
     use super::*;
 
+    async fn body_of(resp: Response) -> (StatusCode, String, Vec<u8>) {
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        (status, ct, bytes.to_vec())
+    }
+
+    #[tokio::test]
+    async fn faults_answer_in_each_vendors_own_style() {
+        // One-card: busy and fatal inside HTTP 200, in GBK, in its {code, msg, data} envelope.
+        let (status, ct, bytes) = body_of(fault_response(0, Fault::Busy)).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::OK, "application/json;charset=GBK")
+        );
+        let (text, _, bad) = encoding_rs::GBK.decode(&bytes);
+        assert!(!bad);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            json!({"code": 500, "msg": "系统繁忙，请稍后再试", "data": null})
+        );
+        let (status, _, bytes) = body_of(fault_response(0, Fault::Fatal)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(encoding_rs::GBK.decode(&bytes).0.contains("\"4003\""));
+        // Elder care: {success: false, resultCode} inside 200.
+        let (status, _, bytes) = body_of(fault_response(2, Fault::Busy)).await;
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (status, v["success"].clone(), v["resultCode"].clone()),
+            (StatusCode::OK, json!(false), json!("E503"))
+        );
+        // A gateway's HTML page with status 200, whatever the system behind it.
+        for i in 0..4 {
+            let (status, ct, bytes) = body_of(fault_response(i, Fault::GatewayHtml)).await;
+            assert_eq!((status, ct.as_str()), (StatusCode::OK, "text/html"));
+            assert!(String::from_utf8_lossy(&bytes).contains("502 Bad Gateway"));
+        }
+        // Volunteer and FHIR use HTTP statuses: busy is a 503, fatal a 403.
+        assert_eq!(
+            body_of(fault_response(1, Fault::Busy)).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (status, ct, _) = body_of(fault_response(3, Fault::Fatal)).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::FORBIDDEN, "application/fhir+json;charset=utf-8")
+        );
+    }
+
+    #[test]
+    fn scheduled_and_random_faults_count_requests_per_stream() {
+        let chaos = SourceChaos::new();
+        assert!(chaos.inject("onecard", "cardholders", 2, Fault::Busy, 2));
+        assert!(!chaos.inject("onecard", "nonsense", 1, Fault::Busy, 1));
+        let seen: Vec<Option<Fault>> = (0..5)
+            .map(|_| chaos.fault_for(StreamId::Cardholders))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![None, Some(Fault::Busy), Some(Fault::Busy), None, None]
+        );
+        assert_eq!(
+            chaos.fault_for(StreamId::Transactions),
+            None,
+            "other streams untouched"
+        );
+        chaos.set_random_faults(1.0, 2, 9);
+        let seen: Vec<bool> = (0..6)
+            .map(|_| chaos.fault_for(StreamId::Elders).is_some())
+            .collect();
+        assert_eq!(
+            seen,
+            vec![true, true, false, true, true, false],
+            "never more than 2 in a row"
+        );
+        assert_eq!(chaos.faults_injected(), 6);
+        chaos.reset();
+        assert_eq!(chaos.fault_for(StreamId::Elders), None);
+    }
+
     #[test]
     fn position_round_trips() {
         assert_eq!(
