@@ -463,11 +463,19 @@ async fn sync_stream_run(
 }
 
 /// Why a run that raised no error still did not see everything, if it did not: the source
-/// says paging stopped early, or the system stated a total and fewer records arrived. (A
-/// stream whose system states a total it does not serve can set `trust_total = false`.)
+/// says paging stopped early, the system stated a total and fewer records arrived (a stream
+/// whose system states a total it does not serve can set `trust_total = false`), or, for a
+/// full refresh, the total moved while it paged (offsets shifted: a record may have slipped
+/// between two pages). An incremental run whose total moved is not partial: it keeps its
+/// cursor and reads the window again next time (`next_cursor`).
 fn incompleteness(stream: &StreamConfig, w: &WriteOutcome, f: &FetchStats) -> Option<String> {
     if let Some(why) = &f.incomplete {
         return Some(why.clone());
+    }
+    if w.shifted {
+        return (stream.mode == SyncMode::FullRefresh).then(|| {
+            "the system's record count changed while paging, so a record may have slipped between two pages".to_string()
+        });
     }
     let total = w.last_total.or(f.total)?;
     (stream.trust_total && w.records < total).then(|| {

@@ -402,3 +402,56 @@ fn demo_with_faults_from_the_command_line_equals_the_ground_truth() {
     assert!(v["faults_injected"].as_u64().unwrap_or(0) > 0, "{v}");
     assert_eq!(v["golden_with_id"], v["golden_as_id_encodes"]);
 }
+
+/// `deleted_flag` pointed at a status field (正常/挂失/注销): nothing ever reads as deleted, so
+/// the first run warns, naming the values and the fix, `status` keeps the finding, and the
+/// next run stays quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_flag_that_never_matches_is_reported_once_with_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<Value> = (0..12)
+        .map(|i| {
+            let mut p = person(i);
+            p["zt"] = json!(["正常", "挂失", "注销"][i % 3]);
+            p
+        })
+        .collect();
+    let v = Variant::start(VariantConfig {
+        custom_records: Some(records),
+        ..VariantConfig::default()
+    })
+    .await
+    .unwrap();
+    let config = registry_config(dir.path(), &v.base_url);
+    let text_of_config = std::fs::read_to_string(&config).unwrap().replace(
+        "mode = \"full_refresh\"",
+        "mode = \"full_refresh\"\ndeleted_flag = \"zt\"",
+    );
+    write_private(&config, &text_of_config);
+    let first = run(&config, &["sync", "registry", "--no-push"]).await;
+    assert!(first.status.success(), "{}", text(&first));
+    let said = text(&first);
+    assert!(said.contains("matched none of 12 records"), "{said}");
+    assert!(
+        said.contains("\"注销\"") && said.contains("\"正常\""),
+        "{said}"
+    );
+    assert!(
+        said.contains("deleted_when = { path = \"zt\", in = ["),
+        "{said}"
+    );
+    let second = run(&config, &["sync", "registry", "--no-push"]).await;
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(
+        !text(&second).contains("matched none"),
+        "once: {}",
+        text(&second)
+    );
+    let status = run(&config, &["status"]).await;
+    assert!(
+        text(&status).contains("deleted_when never_matches"),
+        "{}",
+        text(&status)
+    );
+    drop(v);
+}

@@ -28,6 +28,8 @@ pub struct StreamStatus {
     pub stale: bool,
     /// Schema drift recorded for this stream (most recent first, at most 5).
     pub schema_drift: Vec<String>,
+    /// Findings said once (a deletion test that never matches what the system sends).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +154,7 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
                 records,
                 stale,
                 schema_drift,
+                notes: store.stream_notes(&src.name, &t.name)?,
             });
         }
     }
@@ -247,6 +250,9 @@ pub fn print(st: &Status) {
         }
         for d in &s.schema_drift {
             println!("           └ schema drift: {d}");
+        }
+        for n in &s.notes {
+            println!("           └ {n}");
         }
     }
     println!("residents (golden records): {}", st.persons);

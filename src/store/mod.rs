@@ -381,7 +381,17 @@ impl Store {
         let mut stats = ingest_in(&tx, &self.codec, at, prepared, &now)?;
         if let Some(f) = finish {
             let mut held = None;
-            if let Some(guard) = f.complete_full_refresh {
+            // A record that changed while the refresh paged moved in the system's order, so a
+            // neighbour may have slipped past a page boundary: deleting the unseen is unsafe
+            // this time (the next refresh does it).
+            let moved = f.totals.moved + stats.moved > 0;
+            if moved && f.complete_full_refresh.is_some() {
+                tracing::warn!(
+                    source = at.source, stream = at.stream, run_id = at.run_id,
+                    "records changed while this full refresh paged; delete detection waits for the next refresh"
+                );
+            }
+            if let Some(guard) = f.complete_full_refresh.filter(|_| !moved) {
                 match delete_unseen(&tx, at, guard, &now)? {
                     Ok(n) => stats.deleted += n,
                     Err(h) => {
@@ -462,39 +472,41 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Remembers a finding about a stream once (a deletion test that never matches, …) in
-    /// the `schema_drift` list `status` shows; true when it is new (the caller logs it then).
+    /// Remembers a finding about a stream once (a deletion test that never matches, …), for
+    /// `status`; true when it is new (the caller logs it then). The detail is masked.
     pub fn note_once(
         &mut self,
         source: &str,
         stream: &str,
         run_id: i64,
-        field: &str,
+        topic: &str,
         kind: &str,
         detail: &str,
     ) -> Result<bool> {
-        let known: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_drift WHERE source = ?1 AND stream = ?2 AND field = ?3 AND kind = ?4)",
-            params![source, stream, field, kind],
-            |r| r.get(0),
-        )?;
-        if known {
-            return Ok(false);
-        }
-        self.conn.execute(
-            "INSERT INTO schema_drift (source, stream, field, kind, detail, run_id, at)
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO stream_notes (source, stream, topic, kind, detail, run_id, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 source,
                 stream,
-                field,
+                topic,
                 kind,
                 crate::mask::scrub_text(detail),
                 run_id,
                 now_text()
             ],
         )?;
-        Ok(true)
+        Ok(n > 0)
+    }
+
+    /// The notes about a stream (`topic kind: detail (at)`), newest first.
+    pub fn stream_notes(&self, source: &str, stream: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT topic || ' ' || kind || ': ' || detail || ' (' || at || ')' FROM stream_notes
+             WHERE source = ?1 AND stream = ?2 ORDER BY at DESC",
+        )?;
+        let rows = stmt.query_map(params![source, stream], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Closes a failed run; its cursor stays where it was.
@@ -1549,5 +1561,74 @@ mod tests {
             ),
             5
         );
+    }
+
+    #[test]
+    fn a_refresh_during_which_records_moved_deletes_nothing_until_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let refresh = |store: &mut Store, batch: &[Ingest]| {
+            let run = store.begin_run("a", "b", "sync", "test").unwrap();
+            store.begin_full_refresh(run).unwrap();
+            // Every change counts as "during this run" (run_started is long ago).
+            let at = stream_ref(run, true);
+            let finish = Finish {
+                cursor: None,
+                pages: 1,
+                fetched: batch.len() as u64,
+                totals: IngestStats::default(),
+                complete_full_refresh: Some(DeleteGuard {
+                    max: crate::config::MaxDelete::Share(1.0),
+                    confirmed: false,
+                }),
+            };
+            store.ingest(&at, batch, Some(&finish)).unwrap()
+        };
+        let three = [
+            rec("1", "13800000001").0,
+            rec("2", "13800000002").0,
+            rec("3", "13800000003").0,
+        ];
+        refresh(&mut store, &three);
+        // Record 1 changed while paging (moved in the system's order), record 3 is unseen.
+        let s = refresh(
+            &mut store,
+            &[rec("1", "13900000001").0, rec("2", "13800000002").0],
+        );
+        assert_eq!((s.moved, s.deleted), (1, 0));
+        let s = refresh(
+            &mut store,
+            &[rec("1", "13900000001").0, rec("2", "13800000002").0],
+        );
+        assert_eq!((s.moved, s.deleted), (0, 1));
+    }
+
+    #[test]
+    fn a_finding_is_noted_once_per_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        assert!(store
+            .note_once(
+                "a",
+                "b",
+                1,
+                "deleted_when",
+                "never_matches",
+                "x 13800138000"
+            )
+            .unwrap());
+        assert!(!store
+            .note_once("a", "b", 2, "deleted_when", "never_matches", "y")
+            .unwrap());
+        assert!(store
+            .note_once("a", "c", 2, "deleted_when", "never_matches", "y")
+            .unwrap());
+        let notes = store.stream_notes("a", "b").unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("deleted_when never_matches: x "),
+            "{notes:?}"
+        );
+        assert!(!notes[0].contains("13800138000"), "masked: {notes:?}");
     }
 }
