@@ -869,6 +869,11 @@ impl Config {
             }
             (None, true) => {}
         }
+        self.validate_mode(&key, t)
+    }
+
+    /// `mode` and the `[incremental]` table agree, and the bound's format is one we write.
+    fn validate_mode(&self, key: &str, t: &StreamConfig) -> Result<(), ConfigError> {
         match (t.mode, &t.incremental) {
             (SyncMode::Incremental, None) => {
                 return Err(self.invalid(

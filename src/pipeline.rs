@@ -305,25 +305,9 @@ async fn sync_stream_run(
     let started = Instant::now();
     let run_started = crate::store::now_text();
     let full_refresh = stream.mode == SyncMode::FullRefresh;
-    let begun = {
-        let store = ctx.store.clone();
-        let (s, t, trig) = (src.name.clone(), stream.name.clone(), opts.trigger.clone());
-        tokio::task::spawn_blocking(
-            move || -> Result<(i64, Option<String>), crate::store::StoreError> {
-                let mut g = store.lock().map_err(|_| poisoned())?;
-                let run = g.begin_run(&s, &t, "sync", &trig)?;
-                if full_refresh {
-                    g.begin_full_refresh(run)?;
-                }
-                Ok((run, g.cursor(&s, &t)?))
-            },
-        )
-        .await
-    };
-    let (run_id, cursor) = match begun {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return failed_report(&src.name, &stream.name, e.to_string()),
-        Err(e) => return failed_report(&src.name, &stream.name, e.to_string()),
+    let (run_id, cursor) = match begin_stream_run(ctx, src, stream, &opts.trigger).await {
+        Ok(v) => v,
+        Err(e) => return failed_report(&src.name, &stream.name, e),
     };
     tracing::Span::current().record("run_id", run_id);
     let plan = fetch_plan(ctx, stream, cursor.as_deref(), opts.full);
@@ -415,6 +399,77 @@ async fn sync_stream_run(
         Err(e) => (w.totals, Some(e)),
     };
     let seconds = started.elapsed().as_secs_f64();
+    log_stream_end(
+        src,
+        stream,
+        run_id,
+        &w,
+        &stats,
+        &fetch_stats,
+        &error,
+        seconds,
+        opts,
+    );
+    StreamReport {
+        source: src.name.clone(),
+        stream: stream.name.clone(),
+        run_id,
+        ok: error.is_none(),
+        cursor: if error.is_none() && stats.moved == 0 {
+            new_cursor.or(cursor)
+        } else {
+            cursor
+        },
+        error: error.map(|e| crate::mask::scrub_text(&e)),
+        pages: w.pages,
+        fetched: w.records,
+        skipped: w.skipped,
+        stats,
+        seconds,
+    }
+}
+
+/// Opens a stream's run in the store (and a full refresh's seen set): its id and cursor.
+async fn begin_stream_run(
+    ctx: &Context,
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    trigger: &str,
+) -> Result<(i64, Option<String>), String> {
+    let store = ctx.store.clone();
+    let (s, t, trig) = (src.name.clone(), stream.name.clone(), trigger.to_string());
+    let full_refresh = stream.mode == SyncMode::FullRefresh;
+    let begun = tokio::task::spawn_blocking(
+        move || -> Result<(i64, Option<String>), crate::store::StoreError> {
+            let mut g = store.lock().map_err(|_| poisoned())?;
+            let run = g.begin_run(&s, &t, "sync", &trig)?;
+            if full_refresh {
+                g.begin_full_refresh(run)?;
+            }
+            Ok((run, g.cursor(&s, &t)?))
+        },
+    )
+    .await;
+    match begun {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The end of a stream run in the log and the progress stream.
+#[allow(clippy::too_many_arguments)]
+fn log_stream_end(
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    run_id: i64,
+    w: &WriteOutcome,
+    stats: &IngestStats,
+    fetch_stats: &FetchStats,
+    error: &Option<String>,
+    seconds: f64,
+    opts: &SyncOptions,
+) {
     if stats.moved > 0 {
         tracing::warn!(
             source = %src.name, stream = %stream.name, run_id, moved = stats.moved,
@@ -442,23 +497,6 @@ async fn sync_stream_run(
             records: w.records,
             error: error.as_deref().map(crate::mask::scrub_text),
         });
-    }
-    StreamReport {
-        source: src.name.clone(),
-        stream: stream.name.clone(),
-        run_id,
-        ok: error.is_none(),
-        cursor: if error.is_none() && stats.moved == 0 {
-            new_cursor.or(cursor)
-        } else {
-            cursor
-        },
-        error: error.map(|e| crate::mask::scrub_text(&e)),
-        pages: w.pages,
-        fetched: w.records,
-        skipped: w.skipped,
-        stats,
-        seconds,
     }
 }
 

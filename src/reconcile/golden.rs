@@ -258,6 +258,38 @@ pub fn refresh_person(
         now,
         sources_text
     ])?;
+    let mut changed = changed;
+    let record = person_record(pid, &old, &new, sources, &mut changed);
+    if sources_changed {
+        changed.push("sources".into());
+    }
+    out.push(Event::new(
+        "person",
+        &person_key(pid),
+        v,
+        Op::Upsert,
+        changed,
+        Some(record),
+    ));
+    if version == 0 {
+        // counted in persons_created
+    } else {
+        stats.persons_changed += 1;
+    }
+    stats.events += 1;
+    Ok(())
+}
+
+/// A golden record as the platform receives it: the person fields (gender as its GB/T 2261.1
+/// number), `region_code` from the ID number (listed in `changed` when it changes) and the
+/// systems the resident appears in.
+fn person_record(
+    pid: i64,
+    old: &[Option<String>; 7],
+    new: &[Option<String>],
+    sources: Vec<Value>,
+    changed: &mut Vec<String>,
+) -> Value {
     let mut record = serde_json::Map::new();
     record.insert("person".into(), json!(person_key(pid)));
     for (i, f) in PERSON_FIELDS.iter().enumerate() {
@@ -272,30 +304,12 @@ pub fn refresh_person(
         region_code(old[1].as_deref()),
         region_code(new[1].as_deref()),
     );
-    record.insert("region_code".into(), json!(new_region));
-    record.insert("sources".into(), Value::Array(sources));
-    let mut changed = changed;
     if old_region != new_region {
         changed.push("region_code".into());
     }
-    if sources_changed {
-        changed.push("sources".into());
-    }
-    out.push(Event::new(
-        "person",
-        &person_key(pid),
-        v,
-        Op::Upsert,
-        changed,
-        Some(Value::Object(record)),
-    ));
-    if version == 0 {
-        // counted in persons_created
-    } else {
-        stats.persons_changed += 1;
-    }
-    stats.events += 1;
-    Ok(())
+    record.insert("region_code".into(), json!(new_region));
+    record.insert("sources".into(), Value::Array(sources));
+    Value::Object(record)
 }
 
 /// Birth date and gender from the golden ID number (GB 11643: digits 7–14 are the birth date,

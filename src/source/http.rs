@@ -435,52 +435,8 @@ impl Http {
                             continue;
                         }
                     }
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        return Err(SourceError::Auth {
-                            source_name: self.cfg.name.clone(),
-                            stream: stream.to_string(),
-                            path,
-                            status: status.as_u16(),
-                        });
-                    }
-                    if status.is_redirection() {
-                        let target = resp
-                            .headers
-                            .get(reqwest::header::LOCATION)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|l| req.url.join(l).ok())
-                            .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
-                            .unwrap_or_else(|| "unknown".into());
-                        return Err(SourceError::CrossHostRedirect {
-                            source_name: self.cfg.name.clone(),
-                            stream: stream.to_string(),
-                            path,
-                            target_host: target,
-                        });
-                    }
-                    let retryable =
-                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                    if !retryable || attempt >= h.retries {
-                        let said = self.said(&resp, classifier);
-                        let what = if retryable {
-                            format!("the system kept failing; it may be overloaded or down. Try later or raise http.retries ({})", h.retries)
-                        } else {
-                            "the system rejected the request; check the stream's path, query and body".to_string()
-                        } + &said;
-                        return Err(SourceError::Status {
-                            source_name: self.cfg.name.clone(),
-                            stream: stream.to_string(),
-                            path,
-                            status: status.as_u16(),
-                            attempts: attempt + 1,
-                            what,
-                        });
-                    }
-                    retry_after = resp
-                        .headers
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    retry_after =
+                        self.error_status(stream, &path, req, &resp, attempt, classifier)?;
                     tracing::debug!(source = %self.cfg.name, stream, path = %path, status = status.as_u16(), attempt, "retrying after HTTP error");
                 }
                 Err(AttemptError::Fatal(e)) => return Err(e),
@@ -513,6 +469,66 @@ impl Http {
             *retries += 1;
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// A response that is neither a success nor an OAuth2 token to refresh: the error to fail
+    /// with, or (5xx, 429 with retries left) the `Retry-After` to wait before trying again.
+    fn error_status(
+        &self,
+        stream: &str,
+        path: &str,
+        req: &Req,
+        resp: &Fetched,
+        attempt: u32,
+        classifier: &Classifier,
+    ) -> Result<Option<Duration>, SourceError> {
+        let (h, status, path) = (&self.cfg.http, resp.status, path.to_string());
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(SourceError::Auth {
+                source_name: self.cfg.name.clone(),
+                stream: stream.to_string(),
+                path,
+                status: status.as_u16(),
+            });
+        }
+        if status.is_redirection() {
+            let target = resp
+                .headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| req.url.join(l).ok())
+                .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
+                .unwrap_or_else(|| "unknown".into());
+            return Err(SourceError::CrossHostRedirect {
+                source_name: self.cfg.name.clone(),
+                stream: stream.to_string(),
+                path,
+                target_host: target,
+            });
+        }
+        let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        if !retryable || attempt >= h.retries {
+            let said = self.said(resp, classifier);
+            let what = if retryable {
+                format!("the system kept failing; it may be overloaded or down. Try later or raise http.retries ({})", h.retries)
+            } else {
+                "the system rejected the request; check the stream's path, query and body"
+                    .to_string()
+            } + &said;
+            return Err(SourceError::Status {
+                source_name: self.cfg.name.clone(),
+                stream: stream.to_string(),
+                path,
+                status: status.as_u16(),
+                attempts: attempt + 1,
+                what,
+            });
+        }
+        Ok(resp
+            .headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now())))
     }
 
     /// What an error response said: the vendor's code and message when the body is JSON and
