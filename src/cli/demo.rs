@@ -46,9 +46,7 @@ pub struct DemoArgs {
     pub fault_rate: f64,
 }
 
-/// Faults `demo --faults` injects: at most this many in a row per stream, fewer than the
-/// example config's `http.retries` (4), so every page gets through.
-pub const FAULTS_IN_A_ROW: u64 = 2;
+pub use crate::sim::FAULTS_IN_A_ROW;
 
 /// What the demo found, beside what the simulator knows to be true.
 #[derive(Debug, Serialize)]
@@ -165,21 +163,20 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "starting the simulator: {} residents across 4 department systems (seed {}) …",
         args.residents, args.seed
     );
-    let sim = Sim::start(SimOptions {
-        seed: args.seed,
-        residents: args.residents,
-        ..SimOptions::default()
-    })
-    .await
-    .context("cannot start the simulator")?;
     if args.faults {
         eprintln!(
             "--faults: about {:.0}% of data requests fail (503, a gateway HTML page at 200, busy answers inside 200)",
             args.fault_rate * 100.0
         );
-        sim.source_chaos()
-            .set_random_faults(args.fault_rate, FAULTS_IN_A_ROW, args.seed);
     }
+    let sim = Sim::start(SimOptions {
+        seed: args.seed,
+        residents: args.residents,
+        fault_rate: if args.faults { args.fault_rate } else { 0.0 },
+        ..SimOptions::default()
+    })
+    .await
+    .context("cannot start the simulator")?;
     let summary = run_with_options(
         &sim,
         &args.dir,

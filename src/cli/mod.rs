@@ -143,6 +143,10 @@ pub enum Command {
         residents: usize,
         #[arg(long, default_value_t = 20240501)]
         seed: u64,
+        /// Fail this share of data requests the way real systems do (503, a gateway HTML
+        /// page at 200, busy answers inside 200), never more than twice in a row per stream.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
     },
 }
 
@@ -240,7 +244,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::bench::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sim { residents, seed } => {
+        Command::Sim {
+            residents,
+            seed,
+            fault_rate,
+        } => {
             init_logging(&cli, None);
             let rt = runtime()?;
             rt.block_on(async {
@@ -248,6 +256,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed: *seed,
                     residents: *residents,
                     fixed_ports: true,
+                    fault_rate: *fault_rate,
                     ..Default::default()
                 };
                 crate::sim::serve_forever(opts)

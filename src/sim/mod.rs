@@ -72,6 +72,10 @@ pub const HEALTH_PASSWORD: &str = "health-demo-pass";
 pub const PLATFORM_TOKEN: &str = "platform-demo-token";
 /// Fixed ports of `community-sync sim`: onecard, volunteer, eldercare, health, platform.
 pub const FIXED_PORTS: [u16; 5] = [18081, 18082, 18083, 18084, 18085];
+/// Random faults ([`SimOptions::fault_rate`], `demo --faults`) never come more than this many
+/// in a row on one stream: fewer than the example config's `http.retries` (4), so a client
+/// that retries as configured always gets through and reaches the ground truth.
+pub const FAULTS_IN_A_ROW: u64 = 2;
 /// The four source names, in port order.
 pub const SOURCES: [&str; 4] = ["onecard", "volunteer", "eldercare", "health"];
 
@@ -87,6 +91,9 @@ pub struct SimOptions {
     /// traditional-character names, swapped birth dates, shared family phones, common names,
     /// twins, minority names. Off in the default demo population.
     pub hard_cases: bool,
+    /// Random transient faults on this share of data requests (see
+    /// [`SourceChaos::set_random_faults`]); 0 = none.
+    pub fault_rate: f64,
 }
 
 impl Default for SimOptions {
@@ -97,6 +104,7 @@ impl Default for SimOptions {
             fixed_ports: false,
             token_lifetime_secs: 3600,
             hard_cases: false,
+            fault_rate: 0.0,
         }
     }
 }
@@ -566,6 +574,11 @@ impl Sim {
             platform: platform::PlatformState::new(opts.seed),
             source_chaos: vendors::SourceChaos::new(),
         });
+        if opts.fault_rate > 0.0 {
+            shared
+                .source_chaos
+                .set_random_faults(opts.fault_rate, FAULTS_IN_A_ROW, opts.seed);
+        }
         let names = ["onecard", "volunteer", "eldercare", "health", "platform"];
         let mut listeners = Vec::new();
         for (i, what) in names.into_iter().enumerate() {
@@ -765,6 +778,7 @@ impl Sim {
 /// `community-sync sim`: serves on the fixed ports, prints the URLs and demo secrets as
 /// shell `export` lines, and waits for Ctrl-C.
 pub async fn serve_forever(opts: SimOptions) -> Result<(), SimError> {
+    let opts_fault_rate = opts.fault_rate;
     let sim = Sim::start(opts).await?;
     println!("# community-sync simulator");
     println!("#   onecard   {}", sim.urls.onecard);
@@ -772,6 +786,12 @@ pub async fn serve_forever(opts: SimOptions) -> Result<(), SimError> {
     println!("#   eldercare {}", sim.urls.eldercare);
     println!("#   health    {}", sim.urls.health);
     println!("#   platform  {}", sim.urls.platform);
+    if opts_fault_rate > 0.0 {
+        println!(
+            "#   faults    about {:.0}% of data requests (503, gateway HTML at 200, busy answers)",
+            opts_fault_rate * 100.0
+        );
+    }
     println!("export ONECARD_SECRET={ONECARD_SECRET}");
     println!("export VOLUNTEER_SECRET={VOLUNTEER_SECRET}");
     println!("export ELDERCARE_KEY={ELDERCARE_KEY}");
