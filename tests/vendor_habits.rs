@@ -4,6 +4,7 @@
 //! and random faults that must not move the result off the ground truth.
 
 mod common;
+mod vendor_support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -12,70 +13,11 @@ use community_sync::config::Config;
 use community_sync::pipeline::{self, Context};
 use community_sync::sim::{Fault, Mutation, Sim};
 use community_sync::store::Store;
-
-/// A one-card source with one full-refresh stream of cardholders (100 per page, the system's
-/// total at /data/total), pointed at `sim`, with `response` (a `[sources.response]` table or
-/// nothing) and short backoffs.
-fn onecard_refresh_config(sim: &Sim, store: &Path, response: &str, stream_extra: &str) -> String {
-    format!(
-        r#"
-[store]
-path = {store:?}
-[platform]
-url = "{platform}"
-[platform.auth]
-type = "bearer"
-token = {{ value = "{token}" }}
-[[sources]]
-name = "onecard"
-base_url = "{base}"
-[sources.auth]
-type = "signed"
-app_key = "ykt-demo"
-secret = {{ value = "{secret}" }}
-location = "query"
-[sources.http]
-retries = 2
-backoff_initial_ms = 1
-backoff_max_ms = 5
-{response}
-[[sources.streams]]
-name = "cardholders"
-entity = "card_account"
-path = "/api/ykt/v1/cardholders"
-records = "/data/rows"
-key = "kh"
-mode = "full_refresh"
-deleted_when = {{ path = "kzt", in = ["注销"] }}
-pagination = {{ type = "page_number", page_param = "page", size_param = "rows", size = 100, total_path = "/data/total" }}
-{stream_extra}
-[sources.streams.fields]
-card_no = "kh"
-name = "xm"
-id_number = "sfzh"
-phone = "sjhm"
-"#,
-        platform = sim.urls.platform,
-        token = community_sync::sim::PLATFORM_TOKEN,
-        base = sim.urls.onecard,
-        secret = community_sync::sim::ONECARD_SECRET,
-    )
-}
-
-const ONECARD_RESPONSE: &str = r#"[sources.response]
-success = { path = "/code", in = ["0000"] }
-retry = { path = "/code", in = [500, 503, "9999"] }
-message = "/msg"
-code = "/code""#;
+use vendor_support::{onecard_refresh_config, write_private, ONECARD_RESPONSE};
 
 fn context_from(text: &str, dir: &Path) -> Context {
     let path = dir.join("c.toml");
-    std::fs::write(&path, text).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    write_private(&path, text);
     let config = Config::load(&path).unwrap();
     let store = Store::open_configured(&config).unwrap();
     Context {
@@ -103,7 +45,7 @@ async fn a_busy_page_mid_refresh_never_deletes_declared_envelope_or_not() {
     assert!(holders > 250, "at least three pages: {holders}");
     for response in [ONECARD_RESPONSE, ""] {
         let dir = tempfile::tempdir().unwrap();
-        let text = onecard_refresh_config(&sim, &dir.path().join("s.db"), response, "");
+        let text = onecard_refresh_config(&sim, &dir.path().join("s.db"), None, response, "");
         let ctx = context_from(&text, dir.path());
         let r = pipeline::sync(&ctx, &common::sync_options(false))
             .await
@@ -158,7 +100,7 @@ async fn a_busy_page_mid_refresh_never_deletes_declared_envelope_or_not() {
 async fn a_fatal_business_error_fails_at_once_with_the_vendors_message() {
     let sim = common::sim(300).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = onecard_refresh_config(&sim, &dir.path().join("s.db"), ONECARD_RESPONSE, "");
+    let text = onecard_refresh_config(&sim, &dir.path().join("s.db"), None, ONECARD_RESPONSE, "");
     let ctx = context_from(&text, dir.path());
     pipeline::sync(&ctx, &common::sync_options(false))
         .await
@@ -190,7 +132,7 @@ async fn a_page_short_of_the_stated_total_is_a_partial_run_that_deletes_nothing(
     let response = r#"[sources.response]
 success = { path = "/code", in = ["0000"] }
 empty = { path = "/code", in = [500] }"#;
-    let text = onecard_refresh_config(&sim, &dir.path().join("s.db"), response, "");
+    let text = onecard_refresh_config(&sim, &dir.path().join("s.db"), None, response, "");
     let ctx = context_from(&text, dir.path());
     let r = pipeline::sync(&ctx, &common::sync_options(false))
         .await
@@ -213,6 +155,7 @@ empty = { path = "/code", in = [500] }"#;
     let text = onecard_refresh_config(
         &sim,
         &dir.path().join("s.db"),
+        None,
         response,
         "trust_total = false",
     );

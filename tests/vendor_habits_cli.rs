@@ -6,20 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod vendor_support;
+
 use community_sync::sim::variants::{Variant, VariantConfig};
 use community_sync::sim::{Fault, Sim, SimOptions};
 use serde_json::{json, Value};
+use vendor_support::{onecard_refresh_config, write_private, ONECARD_RESPONSE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_community-sync");
-
-fn write_private(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-}
 
 /// Runs the binary with `args` on `config` (off the async threads: the servers the binary
 /// talks to run on them).
@@ -55,55 +49,8 @@ fn count(store: &Path, sql: &str) -> i64 {
 /// of `sim`, a control socket of its own (no daemon answers it), short backoffs.
 fn onecard_config(sim: &Sim, dir: &Path) -> (PathBuf, PathBuf) {
     let store = dir.join("store.db");
-    let text = format!(
-        r#"
-[store]
-path = {store:?}
-[daemon]
-control_socket = {socket:?}
-[platform]
-url = "{platform}"
-[platform.auth]
-type = "bearer"
-token = {{ value = "{token}" }}
-[[sources]]
-name = "onecard"
-base_url = "{base}"
-[sources.auth]
-type = "signed"
-app_key = "ykt-demo"
-secret = {{ value = "{secret}" }}
-location = "query"
-[sources.http]
-retries = 2
-backoff_initial_ms = 1
-backoff_max_ms = 5
-[sources.response]
-success = {{ path = "/code", in = ["0000"] }}
-retry = {{ path = "/code", in = [500, 503, "9999"] }}
-message = "/msg"
-code = "/code"
-[[sources.streams]]
-name = "cardholders"
-entity = "card_account"
-path = "/api/ykt/v1/cardholders"
-records = "/data/rows"
-key = "kh"
-mode = "full_refresh"
-deleted_when = {{ path = "kzt", in = ["注销"] }}
-pagination = {{ type = "page_number", page_param = "page", size_param = "rows", size = 100, total_path = "/data/total" }}
-[sources.streams.fields]
-card_no = "kh"
-name = "xm"
-id_number = "sfzh"
-phone = "sjhm"
-"#,
-        socket = dir.join("control.sock"),
-        platform = sim.urls.platform,
-        token = community_sync::sim::PLATFORM_TOKEN,
-        base = sim.urls.onecard,
-        secret = community_sync::sim::ONECARD_SECRET,
-    );
+    let socket = dir.join("control.sock");
+    let text = onecard_refresh_config(sim, &store, Some(&socket), ONECARD_RESPONSE, "");
     let config = dir.join("c.toml");
     write_private(&config, &text);
     (config, store)
