@@ -149,6 +149,7 @@ fn opts(push: bool) -> SyncOptions {
         full: false,
         trigger: "bench".into(),
         push,
+        confirm_deletes: false,
     }
 }
 

@@ -10,9 +10,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{EntityKind, PERSON_FIELDS};
+use crate::normalize::path::{FieldPath, PathSpec};
+use crate::normalize::predicate::{Predicate, PredicateSpec};
 use crate::source::config::{
     AuthConfig, ColumnEncoding, DatabaseConfig, EncodingConfig, FileEncoding, FileSemantics,
-    FilesConfig, HttpConfig, IncrementalParam, Method, PaginationConfig, SourceKind,
+    FilesConfig, HttpConfig, IncrementalParam, Method, PaginationConfig, ResponseConfig,
+    SourceKind,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -425,6 +428,13 @@ pub struct SourceConfig {
     /// Allowed time since the last successful run before `status` calls it stale.
     #[serde(default)]
     pub max_lag_secs: Option<u64>,
+    /// How to tell a success from an error answered with HTTP 200 (an envelope such as
+    /// `{code, msg, data}`); each stream may override any part.
+    #[serde(default)]
+    pub response: Option<ResponseConfig>,
+    /// Default of the streams' `max_delete`.
+    #[serde(default)]
+    pub max_delete: Option<MaxDeleteSpec>,
     pub streams: Vec<StreamConfig>,
 }
 
@@ -482,9 +492,27 @@ pub struct StreamConfig {
     pub mode: SyncMode,
     #[serde(default)]
     pub incremental: Option<IncrementalConfig>,
-    /// Field path of a boolean/flag that marks the record deleted at the source.
+    /// Field path of a boolean/flag that marks the record deleted at the source: short for
+    /// `deleted_when = { path = "…", truthy = true }`.
     #[serde(default)]
     pub deleted_flag: Option<String>,
+    /// When a record counts as deleted at the source (`{ path = "zt", in = ["注销"] }`).
+    #[serde(default)]
+    pub deleted_when: Option<PredicateSpec>,
+    /// Records to ignore altogether (test accounts): neither stored nor counted as seen.
+    #[serde(default)]
+    pub skip_when: Option<PredicateSpec>,
+    /// Overrides parts of the source's `response` classification for this stream.
+    #[serde(default)]
+    pub response: Option<ResponseConfig>,
+    /// The most a full refresh may delete without `sync --confirm-deletes`: a share of the
+    /// stream's live records (`"10%"`, the default) or a count (`500`).
+    #[serde(default)]
+    pub max_delete: Option<MaxDeleteSpec>,
+    /// A run that receives fewer records than the system's stated total is partial (no
+    /// deletions, the cursor stays). Set false only for a system whose total is an estimate.
+    #[serde(default = "default_true")]
+    pub trust_total: bool,
     /// Canonical field → source field mapping.
     pub fields: BTreeMap<String, FieldMapping>,
     /// For activity streams: which stream's key the record points at.
@@ -599,18 +627,21 @@ pub struct LinkConfig {
     pub field: String,
 }
 
-/// A field mapping: a bare path string, or a table with options.
+/// A field mapping: a bare path, a list of fallback paths (the first with a value wins), or a
+/// table with options.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FieldMapping {
     Path(String),
+    Paths(Vec<String>),
     Detailed(FieldSpec),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldSpec {
-    pub path: String,
+    /// A path, or fallback paths: `["mobile", "telecom[system=phone].value"]`.
+    pub path: PathSpec,
     /// Date/time format string or `epoch_ms`/`epoch_s`/`excel`/`rfc3339`.
     #[serde(default)]
     pub format: Option<String>,
@@ -632,11 +663,116 @@ impl FieldMapping {
     pub fn spec(&self) -> FieldSpec {
         match self {
             FieldMapping::Path(p) => FieldSpec {
-                path: p.clone(),
+                path: PathSpec::One(p.clone()),
+                ..FieldSpec::default()
+            },
+            FieldMapping::Paths(ps) => FieldSpec {
+                path: PathSpec::Fallbacks(ps.clone()),
                 ..FieldSpec::default()
             },
             FieldMapping::Detailed(s) => s.clone(),
         }
+    }
+
+    /// The config key below `fields.<name>` where its paths are written.
+    fn path_key(&self) -> &'static str {
+        match self {
+            FieldMapping::Detailed(_) => ".path",
+            _ => "",
+        }
+    }
+}
+
+/// `max_delete` as written: a count (`500`) or a share (`"10%"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MaxDeleteSpec {
+    Count(u64),
+    Share(String),
+}
+
+/// The most deletions one full refresh may apply without an operator's confirmation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxDelete {
+    Count(u64),
+    /// A fraction of the stream's live records, 0..=1.
+    Share(f64),
+}
+
+impl MaxDelete {
+    /// Ten percent of a stream's live records. A register of residents, cards or patients
+    /// loses a few percent a month at most (moves, deaths, cancelled cards), so a refresh after
+    /// weeks of outage still stays well inside; what exceeds it is nearly always the system
+    /// hiding records (an error answered as an empty page, a query narrowed by a tenant or
+    /// permission change, a half-migrated database). Holding such a refresh costs an operator
+    /// one command; applying it would retire residents and send the platform deletions.
+    pub const DEFAULT: MaxDelete = MaxDelete::Share(0.10);
+
+    /// Whether deleting `deletions` of `live` records exceeds this limit. A refresh that
+    /// deletes a single record is never held (one record of a tiny stream is not a mass
+    /// deletion).
+    pub fn exceeded(&self, deletions: u64, live: u64) -> bool {
+        if deletions <= 1 {
+            return false;
+        }
+        match *self {
+            MaxDelete::Count(n) => deletions > n,
+            MaxDelete::Share(f) => (deletions as f64) > f * live as f64 + 1e-9,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDelete::Count(n) => write!(f, "{n} records"),
+            MaxDelete::Share(s) => write!(f, "{}%", (s * 1000.0).round() / 10.0),
+        }
+    }
+}
+
+impl MaxDeleteSpec {
+    pub fn parse(&self) -> Result<MaxDelete, String> {
+        match self {
+            MaxDeleteSpec::Count(n) => Ok(MaxDelete::Count(*n)),
+            MaxDeleteSpec::Share(text) => {
+                let t = text.trim();
+                let number = t.strip_suffix('%').ok_or_else(|| {
+                    format!("{text:?} is neither a count nor a share; write max_delete = \"10%\" or max_delete = 500")
+                })?;
+                let pct: f64 = number
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{text:?} is not a percentage; write it like \"10%\""))?;
+                if !(0.0..=100.0).contains(&pct) {
+                    return Err(format!("{text:?} must be between \"0%\" and \"100%\""));
+                }
+                Ok(MaxDelete::Share(pct / 100.0))
+            }
+        }
+    }
+}
+
+impl StreamConfig {
+    /// The stream's deletion test: `deleted_when`, or the `deleted_flag` shorthand.
+    pub fn deleted_predicate(&self) -> Option<PredicateSpec> {
+        self.deleted_when
+            .clone()
+            .or_else(|| self.deleted_flag.as_deref().map(PredicateSpec::truthy_at))
+    }
+
+    /// The stream's response classification: the source's, with the stream's parts over it.
+    pub fn response_config(&self, source: &SourceConfig) -> ResponseConfig {
+        ResponseConfig::merged(source.response.as_ref(), self.response.as_ref())
+    }
+
+    /// The stream's deletion limit (its own, the source's, or [`MaxDelete::DEFAULT`]).
+    pub fn max_delete(&self, source: &SourceConfig) -> MaxDelete {
+        self.max_delete
+            .as_ref()
+            .or(source.max_delete.as_ref())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(MaxDelete::DEFAULT)
     }
 }
 
@@ -813,6 +949,13 @@ impl Config {
             } else {
                 self.validate_kind_source(&key, s)?;
             }
+            if let Some(r) = &s.response {
+                self.check_response(&format!("{key}.response"), r)?;
+            }
+            if let Some(m) = &s.max_delete {
+                m.parse()
+                    .map_err(|e| self.invalid(format!("{key}.max_delete"), e))?;
+            }
             parse_schedule(&s.schedule).map_err(|m| self.invalid(format!("{key}.schedule"), m))?;
             if s.streams.is_empty() {
                 return Err(self.invalid(
@@ -964,8 +1107,11 @@ impl Config {
                 ));
             }
             let spec = mapping.spec();
-            if spec.path.trim().is_empty() {
-                return Err(self.invalid(format!("{key}.fields.{field}"), "empty source path"));
+            if let Err((at, e)) = spec.path.compile() {
+                return Err(self.invalid(
+                    format!("{key}.fields.{field}{}{at}", mapping.path_key()),
+                    e.to_string(),
+                ));
             }
             if let Some(table) = &spec.map {
                 if !self.code_tables.contains_key(table) {
@@ -984,6 +1130,7 @@ impl Config {
                 }
             }
         }
+        self.validate_stream_paths(&key, t)?;
         if t.entity.carries_person()
             && !t.fields.contains_key("id_number")
             && !(t.fields.contains_key("name") && t.fields.contains_key("phone"))
@@ -1019,6 +1166,16 @@ impl Config {
             }
             (None, true) => {}
         }
+        self.validate_mode(&key, source, t)
+    }
+
+    /// `mode` and the `[incremental]` table agree, and the bound's format is one we write.
+    fn validate_mode(
+        &self,
+        key: &str,
+        source: &SourceConfig,
+        t: &StreamConfig,
+    ) -> Result<(), ConfigError> {
         match (t.mode, &t.incremental) {
             (SyncMode::Incremental, None) if source.kind != SourceKind::Files => {
                 return Err(self.invalid(
@@ -1042,6 +1199,79 @@ impl Config {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// The key, cursor and deletion paths, the record predicates, the response
+    /// classification and `max_delete` of one stream: each parses, or the error names its key.
+    fn validate_stream_paths(&self, key: &str, t: &StreamConfig) -> Result<(), ConfigError> {
+        let path = |k: String, p: &str| -> Result<(), ConfigError> {
+            FieldPath::parse(p)
+                .map(|_| ())
+                .map_err(|e| self.invalid(k, e.to_string()))
+        };
+        // A composite key (SQL and file streams) is several paths joined by commas.
+        for part in t.key_paths() {
+            path(format!("{key}.key"), part)?;
+        }
+        if let Some(inc) = &t.incremental {
+            path(format!("{key}.incremental.cursor_field"), &inc.cursor_field)?;
+        }
+        if let Some(flag) = &t.deleted_flag {
+            path(format!("{key}.deleted_flag"), flag)?;
+            if t.deleted_when.is_some() {
+                return Err(self.invalid(
+                    format!("{key}.deleted_flag"),
+                    format!("set deleted_flag or deleted_when, not both; deleted_flag = {flag:?} is short for deleted_when = {{ path = {flag:?}, truthy = true }}"),
+                ));
+            }
+        }
+        for (name, spec) in [
+            ("deleted_when", &t.deleted_when),
+            ("skip_when", &t.skip_when),
+        ] {
+            if let Some(spec) = spec {
+                self.check_predicate(&format!("{key}.{name}"), spec)?;
+            }
+        }
+        if let Some(r) = &t.response {
+            self.check_response(&format!("{key}.response"), r)?;
+        }
+        if let Some(m) = &t.max_delete {
+            m.parse()
+                .map_err(|e| self.invalid(format!("{key}.max_delete"), e))?;
+        }
+        Ok(())
+    }
+
+    fn check_predicate(&self, key: &str, spec: &PredicateSpec) -> Result<(), ConfigError> {
+        Predicate::compile(spec).map(|_| ()).map_err(|e| {
+            let full = if e.key.is_empty() {
+                key.to_string()
+            } else {
+                format!("{key}.{}", e.key)
+            };
+            self.invalid(full, e.message)
+        })
+    }
+
+    /// A `response` table (a source's or a stream's).
+    fn check_response(&self, key: &str, r: &ResponseConfig) -> Result<(), ConfigError> {
+        for (name, spec) in [
+            ("success", &r.success),
+            ("retry", &r.retry),
+            ("empty", &r.empty),
+        ] {
+            if let Some(spec) = spec {
+                self.check_predicate(&format!("{key}.{name}"), spec)?;
+            }
+        }
+        for (name, paths) in [("message", &r.message), ("code", &r.code)] {
+            if let Some(p) = paths {
+                p.compile()
+                    .map_err(|(at, e)| self.invalid(format!("{key}.{name}{at}"), e.to_string()))?;
+            }
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use crate::progress::{Progress, ProgressEvent};
 use crate::push::PushStats;
 use crate::reconcile::{self, ReconcileStats};
 use crate::source::files::PendingFile;
-use crate::source::{CursorBound, FetchPlan, Page, Source};
+use crate::source::{CursorBound, FetchPlan, FetchStats, Page, Source};
 use crate::store::{Finish, Ingest, IngestStats, Prepared, Store, StreamRef};
 
 /// Pages buffered between the fetcher and the writer: bounds memory whatever the system size.
@@ -63,6 +63,9 @@ pub struct SyncOptions {
     pub push: bool,
     /// Receives progress events (terminal bar, log lines, control socket).
     pub progress: Option<Progress>,
+    /// Apply the deletions of complete full refreshes even beyond their `max_delete` (an
+    /// operator's confirmation, `sync SOURCE --confirm-deletes`).
+    pub confirm_deletes: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +77,8 @@ pub struct StreamReport {
     pub error: Option<String>,
     pub pages: u64,
     pub fetched: u64,
+    /// Records `skip_when` ignored.
+    pub skipped: u64,
     pub stats: IngestStats,
     pub cursor: Option<String>,
     pub seconds: f64,
@@ -307,6 +312,7 @@ fn failed_report(source: &str, stream: &str, error: String) -> StreamReport {
         error: Some(error),
         pages: 0,
         fetched: 0,
+        skipped: 0,
         stats: IngestStats::default(),
         cursor: None,
         seconds: 0.0,
@@ -405,25 +411,9 @@ async fn sync_stream_run(
     let started = Instant::now();
     let run_started = crate::store::now_text();
     let full_refresh = stream.full_refresh();
-    let begun = {
-        let store = ctx.store.clone();
-        let (s, t, trig) = (src.name.clone(), stream.name.clone(), opts.trigger.clone());
-        tokio::task::spawn_blocking(
-            move || -> Result<(i64, Option<String>), crate::store::StoreError> {
-                let mut g = store.lock().map_err(|_| poisoned())?;
-                let run = g.begin_run(&s, &t, "sync", &trig)?;
-                if full_refresh {
-                    g.begin_full_refresh(run)?;
-                }
-                Ok((run, g.cursor(&s, &t)?))
-            },
-        )
-        .await
-    };
-    let (run_id, cursor) = match begun {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return failed_report(&src.name, &stream.name, e.to_string()).into(),
-        Err(e) => return failed_report(&src.name, &stream.name, e.to_string()).into(),
+    let (run_id, cursor) = match begin_stream_run(ctx, src, stream, &opts.trigger).await {
+        Ok(v) => v,
+        Err(e) => return failed_report(&src.name, &stream.name, e).into(),
     };
     tracing::Span::current().record("run_id", run_id);
     let plan = fetch_plan(ctx, stream, cursor.as_deref(), opts.full);
@@ -472,149 +462,65 @@ async fn sync_stream_run(
         })
     };
     let fetched = fetch.await;
-    let written = writer.await;
-    let (pages, records, totals, max_cursor, pending, write_error, profile, shifted) = match written
-    {
+    let mut w = match writer.await {
         Ok(w) => w,
+        Err(e) => WriteOutcome::failed(e.to_string()),
+    };
+    let (fetch_stats, fetch_error) = match fetched {
+        Ok(Ok(stats)) => (stats, None),
+        Ok(Err(e)) => (FetchStats::default(), Some(e.to_string())),
         Err(e) => (
-            0,
-            0,
-            IngestStats::default(),
-            None,
-            Vec::new(),
-            Some(e.to_string()),
-            FieldProfile::default(),
-            false,
+            FetchStats::default(),
+            Some(format!("fetch task failed: {e}")),
         ),
     };
-    // Whether the read saw everything, as the system said: only then may a full refresh
-    // delete what it did not see.
-    let (fetch_error, complete) = match fetched {
-        Ok(Ok(stats)) => (None, stats.complete),
-        Ok(Err(e)) => (Some(e.to_string()), false),
-        Err(e) => (Some(format!("fetch task failed: {e}")), false),
-    };
+    // The reader's own error: a ledger file that cannot be read is set aside for it.
     let read_error = fetch_error.clone();
-    let error = write_error.or(fetch_error);
-    // Cursor: the newest change seen, never past the settle bound.
-    let new_cursor = match (&max_cursor, &upper_text) {
-        (Some(m), Some(u)) if later(m, u) => Some(u.clone()),
-        (Some(m), _) => Some(m.clone()),
-        (None, _) => None,
-    };
-    let new_cursor = match (&new_cursor, &cursor) {
-        (Some(n), Some(c)) if !later(n, c) => None,
-        _ => new_cursor,
-    };
-    // Offsets shifted while paging: a record may have slipped between two pages. Keep the old
-    // cursor so the next run reads the same window again (unchanged records write nothing).
-    let new_cursor = if shifted {
-        tracing::warn!(
-            source = %src.name, stream = %stream.name, run_id,
-            "the system's record count changed while paging (records changed mid-sync); the cursor stays put so the next run re-reads this window"
-        );
-        None
-    } else {
-        new_cursor
-    };
-    let closing = {
-        let store = ctx.store.clone();
-        let (s, t) = (src.name.clone(), stream.name.clone());
-        let link = stream.link.as_ref().map(|l| l.stream.clone());
-        let error = error.clone();
-        let new_cursor = new_cursor.clone();
-        let entity = stream.entity;
-        let drift_action = stream.schema_drift;
-        let run_started = run_started.clone();
-        let file_done = file.as_ref().map(|f| (f.name.clone(), f.hash.clone()));
-        tokio::task::spawn_blocking(move || -> Result<(IngestStats, Option<String>), crate::store::StoreError> {
-            let mut g = store.lock().map_err(|_| poisoned())?;
-            let mut error = error;
-            if error.is_none() && records > 0 {
-                // The writer's compiled mapping recorded the field names in the profile.
-                let names: Vec<&str> = profile.names.iter().map(String::as_str).collect();
-                let drifts = g.check_drift(&s, &t, run_id, &names, &profile)?;
-                for d in &drifts {
-                    tracing::warn!(source = %s, stream = %t, run_id, field = %d.field, kind = %d.kind, "schema drift: {}", d.detail);
-                }
-                if !drifts.is_empty() && drift_action == crate::config::DriftAction::Fail {
-                    let list: Vec<String> = drifts.iter().map(|d| format!("{} {} ({})", d.field, d.kind, d.detail)).collect();
-                    error = Some(format!(
-                        "schema drift in {s}/{t}: {}; the stream is set to fail on drift (schema_drift = \"fail\"): fix the mapping in the config or set schema_drift = \"warn\"",
-                        list.join("; ")
-                    ));
-                }
-            }
-            let at = StreamRef {
-                source: &s,
-                stream: &t,
-                run_id,
-                link_stream: link.as_deref(),
-                full_refresh,
-                entity,
-                run_started: &run_started,
-            };
-            match &error {
-                None => {
-                    let finish = Finish {
-                        cursor: new_cursor,
-                        pages,
-                        fetched: records,
-                        totals,
-                        complete_full_refresh: full_refresh && complete,
-                        file: file_done,
-                    };
-                    let last = g.ingest(&at, &pending, Some(&finish))?;
-                    let mut all = totals;
-                    all.add(&last);
-                    Ok((all, None))
-                }
-                Some(e) => {
-                    // Records already fetched are kept (re-fetching them later is a no-op);
-                    // the cursor stays where it was.
-                    let last = g.ingest(&at, &pending, None)?;
-                    let mut all = totals;
-                    all.add(&last);
-                    g.fail_run(run_id, e, pages, records, &all)?;
-                    Ok((all, Some(e.clone())))
-                }
-            }
-        })
-        .await
-    };
+    let mut error = w.error.take().or(fetch_error);
+    // Complete means paging ended the way the system said it would. A run that did not see
+    // everything keeps the records it saw but deletes nothing and keeps its cursor.
+    if error.is_none() {
+        if let Some(why) = incompleteness(stream, &w, &fetch_stats) {
+            tracing::warn!(
+                source = %src.name, stream = %stream.name, run_id, fetched = w.records,
+                "partial run of {}/{}: {why}; nothing is deleted and the cursor stays, so the next run reads it all again",
+                src.name, stream.name
+            );
+            error = Some(format!(
+                "partial run: {why}; nothing was deleted and the cursor stays (the next run reads it again)"
+            ));
+        }
+    }
+    let new_cursor = next_cursor(src, stream, run_id, &w, &cursor, upper_text.as_deref());
+    let closing = close_stream_run(
+        ctx,
+        src,
+        stream,
+        run_id,
+        &run_started,
+        opts.confirm_deletes,
+        file.as_ref().map(|f| (f.name.clone(), f.hash.clone())),
+        &mut w,
+        error,
+        new_cursor.clone(),
+    )
+    .await;
     let (stats, error) = match closing {
-        Ok(Ok((s, e))) => (s, e),
-        Ok(Err(e)) => (totals, Some(e.to_string())),
-        Err(e) => (totals, Some(e.to_string())),
+        Ok(v) => v,
+        Err(e) => (w.totals, Some(e)),
     };
     let seconds = started.elapsed().as_secs_f64();
-    if stats.moved > 0 {
-        tracing::warn!(
-            source = %src.name, stream = %stream.name, run_id, moved = stats.moved,
-            "records changed while this run paged through them; the cursor stays put so the next run re-reads the window"
-        );
-    }
-    match &error {
-        None => tracing::info!(
-            source = %src.name, stream = %stream.name, run_id, pages, fetched = records,
-            inserted = stats.inserted, updated = stats.updated, unchanged = stats.unchanged,
-            rejected = stats.rejected, deleted = stats.deleted, seconds = format!("{seconds:.2}"),
-            "stream sync finished"
-        ),
-        Some(e) => tracing::error!(
-            source = %src.name, stream = %stream.name, run_id, pages, fetched = records,
-            "stream sync failed: {}", crate::mask::scrub_text(e)
-        ),
-    }
-    if let Some(p) = &opts.progress {
-        p.emit(ProgressEvent::StreamFinished {
-            source: src.name.clone(),
-            stream: stream.name.clone(),
-            ok: error.is_none(),
-            records,
-            error: error.as_deref().map(crate::mask::scrub_text),
-        });
-    }
+    log_stream_end(
+        src,
+        stream,
+        run_id,
+        &w,
+        &stats,
+        &fetch_stats,
+        &error,
+        seconds,
+        opts,
+    );
     let report = StreamReport {
         source: src.name.clone(),
         stream: stream.name.clone(),
@@ -626,8 +532,9 @@ async fn sync_stream_run(
             cursor
         },
         error: error.map(|e| crate::mask::scrub_text(&e)),
-        pages,
-        fetched: records,
+        pages: w.pages,
+        fetched: w.records,
+        skipped: w.skipped,
         stats,
         seconds,
     };
@@ -637,18 +544,275 @@ async fn sync_stream_run(
     }
 }
 
-/// What the writer hands back: pages, records, totals so far, newest cursor seen, the last
-/// partial batch, an error, the field profile, and whether the window shifted under paging.
-type WriteOutcome = (
-    u64,
-    u64,
-    IngestStats,
-    Option<String>,
-    Vec<Ingest>,
-    Option<String>,
-    FieldProfile,
-    bool,
-);
+/// Opens a stream's run in the store (and a full refresh's seen set): its id and cursor.
+async fn begin_stream_run(
+    ctx: &Context,
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    trigger: &str,
+) -> Result<(i64, Option<String>), String> {
+    let store = ctx.store.clone();
+    let (s, t, trig) = (src.name.clone(), stream.name.clone(), trigger.to_string());
+    let full_refresh = stream.full_refresh();
+    let begun = tokio::task::spawn_blocking(
+        move || -> Result<(i64, Option<String>), crate::store::StoreError> {
+            let mut g = store.lock().map_err(|_| poisoned())?;
+            let run = g.begin_run(&s, &t, "sync", &trig)?;
+            if full_refresh {
+                g.begin_full_refresh(run)?;
+            }
+            Ok((run, g.cursor(&s, &t)?))
+        },
+    )
+    .await;
+    match begun {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The end of a stream run in the log and the progress stream.
+#[allow(clippy::too_many_arguments)]
+fn log_stream_end(
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    run_id: i64,
+    w: &WriteOutcome,
+    stats: &IngestStats,
+    fetch_stats: &FetchStats,
+    error: &Option<String>,
+    seconds: f64,
+    opts: &SyncOptions,
+) {
+    if stats.moved > 0 {
+        tracing::warn!(
+            source = %src.name, stream = %stream.name, run_id, moved = stats.moved,
+            "records changed while this run paged through them; the cursor stays put so the next run re-reads the window"
+        );
+    }
+    match &error {
+        None => tracing::info!(
+            source = %src.name, stream = %stream.name, run_id, pages = w.pages, fetched = w.records,
+            inserted = stats.inserted, updated = stats.updated, unchanged = stats.unchanged,
+            rejected = stats.rejected, deleted = stats.deleted, skipped = w.skipped,
+            retries = fetch_stats.retries, seconds = format!("{seconds:.2}"),
+            "stream sync finished"
+        ),
+        Some(e) => tracing::error!(
+            source = %src.name, stream = %stream.name, run_id, pages = w.pages, fetched = w.records,
+            "stream sync failed: {}", crate::mask::scrub_text(e)
+        ),
+    }
+    if let Some(p) = &opts.progress {
+        p.emit(ProgressEvent::StreamFinished {
+            source: src.name.clone(),
+            stream: stream.name.clone(),
+            ok: error.is_none(),
+            records: w.records,
+            error: error.as_deref().map(crate::mask::scrub_text),
+        });
+    }
+}
+
+/// Why a run that raised no error still did not see everything, if it did not: the source
+/// says paging stopped early, the system stated a total and fewer records arrived (a stream
+/// whose system states a total it does not serve can set `trust_total = false`), or, for a
+/// full refresh, the total moved while it paged (offsets shifted: a record may have slipped
+/// between two pages). An incremental run whose total moved is not partial: it keeps its
+/// cursor and reads the window again next time (`next_cursor`).
+fn incompleteness(stream: &StreamConfig, w: &WriteOutcome, f: &FetchStats) -> Option<String> {
+    if let Some(why) = &f.incomplete {
+        return Some(why.clone());
+    }
+    if !f.complete {
+        return Some("the read stopped before the system said it ended".to_string());
+    }
+    if w.shifted {
+        return stream.full_refresh().then(|| {
+            "the system's record count changed while paging, so a record may have slipped between two pages".to_string()
+        });
+    }
+    let total = w.last_total.or(f.total)?;
+    (stream.trust_total && w.records < total).then(|| {
+        format!(
+            "received {} of the {total} records the system announced",
+            w.records
+        )
+    })
+}
+
+/// The cursor this run may move to: the newest change seen, never past the settle bound,
+/// never backwards, and none when offsets shifted while paging.
+fn next_cursor(
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    run_id: i64,
+    w: &WriteOutcome,
+    cursor: &Option<String>,
+    upper: Option<&str>,
+) -> Option<String> {
+    let new_cursor = match (&w.max_cursor, upper) {
+        (Some(m), Some(u)) if later(m, u) => Some(u.to_string()),
+        (Some(m), _) => Some(m.clone()),
+        (None, _) => None,
+    };
+    let new_cursor = match (&new_cursor, cursor) {
+        (Some(n), Some(c)) if !later(n, c) => None,
+        _ => new_cursor,
+    };
+    // Offsets shifted while paging: a record may have slipped between two pages. Keep the old
+    // cursor so the next run reads the same window again (unchanged records write nothing).
+    if w.shifted {
+        tracing::warn!(
+            source = %src.name, stream = %stream.name, run_id,
+            "the system's record count changed while paging (records changed mid-sync); the cursor stays put so the next run re-reads this window"
+        );
+        return None;
+    }
+    new_cursor
+}
+
+/// Closes a stream run in the store: schema drift and the deletion-test check on a clean run,
+/// then the last batch with the cursor and (for a complete full refresh) delete detection in
+/// one transaction, or the failed run. Returns the run's totals and its error, if any.
+#[allow(clippy::too_many_arguments)]
+async fn close_stream_run(
+    ctx: &Context,
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    run_id: i64,
+    run_started: &str,
+    confirm_deletes: bool,
+    file_done: Option<(String, String)>,
+    w: &mut WriteOutcome,
+    error: Option<String>,
+    new_cursor: Option<String>,
+) -> Result<(IngestStats, Option<String>), String> {
+    let store = ctx.store.clone();
+    let (s, t) = (src.name.clone(), stream.name.clone());
+    let link = stream.link.as_ref().map(|l| l.stream.clone());
+    let entity = stream.entity;
+    let drift_action = stream.schema_drift;
+    let run_started = run_started.to_string();
+    let full_refresh = stream.full_refresh();
+    let guard = crate::store::DeleteGuard {
+        max: stream.max_delete(src),
+        confirmed: confirm_deletes,
+    };
+    let (pages, records, totals) = (w.pages, w.records, w.totals);
+    let pending = std::mem::take(&mut w.pending);
+    let profile = std::mem::take(&mut w.profile);
+    let deletion_warning = w.deletion_warning.take();
+    let closing = tokio::task::spawn_blocking(move || -> Result<(IngestStats, Option<String>), crate::store::StoreError> {
+        let mut g = store.lock().map_err(|_| poisoned())?;
+        let mut error = error;
+        if error.is_none() && records > 0 {
+            if let Some(warning) = &deletion_warning {
+                if g.note_once(&s, &t, run_id, "deleted_when", "never_matches", warning)? {
+                    tracing::warn!(source = %s, stream = %t, run_id, "{s}/{t}: {warning}");
+                }
+            }
+            // The writer's compiled mapping recorded the field names in the profile.
+            let names: Vec<&str> = profile.names.iter().map(String::as_str).collect();
+            let drifts = g.check_drift(&s, &t, run_id, &names, &profile)?;
+            for d in &drifts {
+                tracing::warn!(source = %s, stream = %t, run_id, field = %d.field, kind = %d.kind, "schema drift: {}", d.detail);
+            }
+            if !drifts.is_empty() && drift_action == crate::config::DriftAction::Fail {
+                let list: Vec<String> = drifts.iter().map(|d| format!("{} {} ({})", d.field, d.kind, d.detail)).collect();
+                error = Some(format!(
+                    "schema drift in {s}/{t}: {}; the stream is set to fail on drift (schema_drift = \"fail\"): fix the mapping in the config or set schema_drift = \"warn\"",
+                    list.join("; ")
+                ));
+            }
+        }
+        let at = StreamRef {
+            source: &s,
+            stream: &t,
+            run_id,
+            link_stream: link.as_deref(),
+            full_refresh,
+            entity,
+            run_started: &run_started,
+        };
+        match &error {
+            None => {
+                let finish = Finish {
+                    cursor: new_cursor,
+                    pages,
+                    fetched: records,
+                    totals,
+                    complete_full_refresh: full_refresh.then_some(guard),
+                    file: file_done,
+                };
+                let last = g.ingest(&at, &pending, Some(&finish))?;
+                let mut all = totals;
+                all.add(&last);
+                if last.held > 0 {
+                    let held = g.held_deletions()?;
+                    let why = held
+                        .iter()
+                        .find(|h| h.source == s && h.stream == t)
+                        .map(|h| h.describe())
+                        .unwrap_or_else(|| format!("{s}/{t}: deletions held"));
+                    tracing::error!(source = %s, stream = %t, run_id, held = last.held, "{why}");
+                    return Ok((all, Some(why)));
+                }
+                Ok((all, None))
+            }
+            Some(e) => {
+                // Records already fetched are kept (re-fetching them later is a no-op);
+                // the cursor stays where it was.
+                let last = g.ingest(&at, &pending, None)?;
+                let mut all = totals;
+                all.add(&last);
+                g.fail_run(run_id, e, pages, records, &all)?;
+                Ok((all, Some(e.clone())))
+            }
+        }
+    })
+    .await;
+    match closing {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What the writer hands back.
+#[derive(Default)]
+struct WriteOutcome {
+    pages: u64,
+    /// Records received (skipped ones included: the system served them).
+    records: u64,
+    /// Records `skip_when` ignored.
+    skipped: u64,
+    /// Totals of the batches written so far.
+    totals: IngestStats,
+    /// The newest cursor value seen.
+    max_cursor: Option<String>,
+    /// The last partial batch, unwritten: the caller closes the run with it.
+    pending: Vec<Ingest>,
+    error: Option<String>,
+    profile: FieldProfile,
+    /// The system's total moved while paging (offsets shifted).
+    shifted: bool,
+    /// The last total the system stated.
+    last_total: Option<u64>,
+    /// The stream's deletion test never matched values it cannot mean (see
+    /// [`Mapping::deletion_warning`]).
+    deletion_warning: Option<String>,
+}
+
+impl WriteOutcome {
+    fn failed(error: String) -> WriteOutcome {
+        WriteOutcome {
+            error: Some(error),
+            ..WriteOutcome::default()
+        }
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 /// The writer: maps each page's records and ingests full batches. Returns the last partial
@@ -666,62 +830,55 @@ fn write_pages(
     let mapping = Mapping::compile(&ctx.config, stream);
     let batch_size = ctx.config.store.batch_size;
     let link = stream.link.as_ref().map(|l| l.stream.as_str());
+    let mut out = WriteOutcome::default();
     let mut batch: Vec<Ingest> = Vec::with_capacity(batch_size);
-    let mut totals = IngestStats::default();
-    let (mut pages, mut records) = (0u64, 0u64);
-    let mut max_cursor: Option<String> = None;
-    let mut profile = FieldProfile::default();
     // Hashing and sealing are done before taking the store, which the other streams' writers
     // share: held only for its SQL, it is free for them meanwhile (BENCHMARKS.md). Sealing
     // ahead of the lookups pays only when most records are new or changed, so it follows the
     // last batch: a poll that re-reads unchanged records never seals them.
     let codec = match ctx.store.lock() {
         Ok(g) => g.codec().clone(),
-        Err(_) => {
-            return (
-                0,
-                0,
-                totals,
-                None,
-                Vec::new(),
-                Some(poisoned().to_string()),
-                profile,
-                false,
-            )
-        }
+        Err(_) => return WriteOutcome::failed(poisoned().to_string()),
     };
     let mut seal_ahead = false;
     // The system's total for the query, first and latest: if it moves while we page, records
     // left (or entered) the window and offsets shifted, so some record may have been skipped.
-    let (mut first_total, mut last_total) = (None, None);
+    let mut first_total = None;
     while let Some(page) = rx.blocking_recv() {
         if first_total.is_none() {
             first_total = page.total;
         }
         if page.total.is_some() {
-            last_total = page.total;
+            out.last_total = page.total;
         }
-        pages += 1;
-        records += page.records.len() as u64;
+        out.pages += 1;
+        out.records += page.records.len() as u64;
         if let Some(p) = &progress {
             p.emit(ProgressEvent::Page {
                 source: source.to_string(),
                 stream: stream.name.clone(),
-                pages,
-                records,
+                pages: out.pages,
+                records: out.records,
                 total: page.total,
             });
         }
+        // A SQL page states its own cursor (the last row's watermark, exact); others leave it
+        // to each record's change time.
         if let Some(c) = &page.cursor {
-            if max_cursor.as_ref().is_none_or(|m| later(c, m)) {
-                max_cursor = Some(c.clone());
+            if out.max_cursor.as_ref().is_none_or(|m| later(c, m)) {
+                out.max_cursor = Some(c.clone());
             }
         }
         let mut locations = page.locations.into_iter();
         for raw in page.records {
-            mapping.observe(&raw, &mut profile);
+            let at = locations.next();
+            if mapping.skips(&raw) {
+                out.skipped += 1;
+                continue;
+            }
+            mapping.observe(&raw, &mut out.profile);
             let mut mapped = mapping.apply(&raw);
-            if let Some(at) = locations.next() {
+            if let Some(at) = at {
                 locate(&mut mapped, &at);
             }
             // Kept as text from here on (what is hashed and stored; a fraction of the tree).
@@ -729,8 +886,8 @@ fn write_pages(
             let item = match mapped {
                 Mapped::Ok(record, deleted) => {
                     if let (Some(c), None) = (&record.updated_at, &page.cursor) {
-                        if max_cursor.as_ref().is_none_or(|m| later(c, m)) {
-                            max_cursor = Some(c.clone());
+                        if out.max_cursor.as_ref().is_none_or(|m| later(c, m)) {
+                            out.max_cursor = Some(c.clone());
                         }
                     }
                     Ingest::Ok {
@@ -762,29 +919,21 @@ fn write_pages(
                 Ok(s) => {
                     seal_ahead = 2 * (s.inserted + s.updated + s.deleted) > batch.len() as u64;
                     tracing::debug!(source, stream = %stream.name, run_id, records = batch.len(), inserted = s.inserted, updated = s.updated, unchanged = s.unchanged, "batch written");
-                    totals.add(&s);
+                    out.totals.add(&s);
                     batch.clear();
                     crate::memory::release_free();
                 }
                 Err(e) => {
-                    return (
-                        pages,
-                        records,
-                        totals,
-                        max_cursor,
-                        Vec::new(),
-                        Some(e.to_string()),
-                        profile,
-                        false,
-                    )
+                    out.error = Some(e.to_string());
+                    return out;
                 }
             }
         }
     }
-    let shifted = first_total.is_some() && first_total != last_total;
-    (
-        pages, records, totals, max_cursor, batch, None, profile, shifted,
-    )
+    out.shifted = first_total.is_some() && first_total != out.last_total;
+    out.deletion_warning = mapping.deletion_warning(&out.profile);
+    out.pending = batch;
+    out
 }
 
 /// Names where a record came from (a ledger's file and row) in each of its rejects.

@@ -71,6 +71,7 @@ fn opts() -> SyncOptions {
         full: false,
         trigger: "test".into(),
         push: false,
+        confirm_deletes: false,
     }
 }
 

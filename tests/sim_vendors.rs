@@ -133,10 +133,12 @@ async fn onecard_is_gbk_signed_and_pages_completely() {
     assert_eq!(first["code"], "0000");
     let row = &first["data"]["rows"][0];
     for f in [
-        "kh", "xm", "sfzh", "xb", "csrq", "sjhm", "sqmc", "zz", "ye", "kzt", "kksj", "gxsj", "scbz",
+        "kh", "xm", "sfzh", "xb", "csrq", "sjhm", "sqmc", "zz", "ye", "kzt", "kksj", "gxsj",
     ] {
         assert!(row.get(f).is_some(), "cardholder field {f} missing: {row}");
     }
+    // The card status says a card is cancelled (注销); live cards are 正常, 挂失 or 冻结.
+    assert!(["正常", "挂失", "冻结"].contains(&row["kzt"].as_str().unwrap_or("")));
 
     let truth = sim.truth();
     let holders = onecard_all(&client, &sim, "/api/ykt/v1/cardholders", &[]).await;
@@ -259,7 +261,9 @@ async fn volunteer_needs_oauth_serves_bom_and_cursor_pages() {
     let truth = sim.truth();
     assert_eq!(all.len(), truth.served[&key("volunteer", "volunteers")]);
     let first = &all[0];
-    assert!(first["birthday"].as_str().is_some_and(|b| b.contains('/')));
+    // The volunteer system carries the ID number but no birth date or gender.
+    assert!(first.get("birthday").is_none() && first.get("gender").is_none());
+    assert!(first.get("idCardNo").is_some());
     assert!(first["updatedAt"]
         .as_str()
         .is_some_and(|u| u.ends_with("+08:00")));

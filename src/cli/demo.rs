@@ -35,7 +35,18 @@ pub struct DemoArgs {
     /// Keep personal data unencrypted in the demo store (for comparison; the default encrypts).
     #[arg(long)]
     pub no_encrypt: bool,
+    /// Make the simulated systems misbehave as real ones do: flaky pages (503), a gateway's
+    /// HTML error page with status 200, and "busy" business errors inside HTTP 200, on about
+    /// one data request in ten (never three in a row). The result must still equal the
+    /// ground truth.
+    #[arg(long)]
+    pub faults: bool,
+    /// Share of data requests that fail with --faults.
+    #[arg(long, default_value_t = 0.1, requires = "faults")]
+    pub fault_rate: f64,
 }
+
+pub use crate::sim::FAULTS_IN_A_ROW;
 
 /// What the demo found, beside what the simulator knows to be true.
 #[derive(Debug, Serialize)]
@@ -51,6 +62,12 @@ pub struct DemoSummary {
     pub persons_by_systems: BTreeMap<usize, u64>,
     pub events_pushed: u64,
     pub platform_applied: u64,
+    /// Faults the simulated systems answered with (`--faults`), absorbed by retries.
+    pub faults_injected: u64,
+    /// Golden records with a valid ID number, and how many of them have the birth date and
+    /// gender that number encodes (GB 11643): all of them, stated or derived.
+    pub golden_with_id: u64,
+    pub golden_as_id_encodes: u64,
     pub truth: TruthSummary,
     pub matches_truth: bool,
 }
@@ -146,9 +163,16 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "starting the simulator: {} residents across 4 department systems (seed {}) …",
         args.residents, args.seed
     );
+    if args.faults {
+        eprintln!(
+            "--faults: about {:.0}% of data requests fail (503, a gateway HTML page at 200, busy answers inside 200)",
+            args.fault_rate * 100.0
+        );
+    }
     let sim = Sim::start(SimOptions {
         seed: args.seed,
         residents: args.residents,
+        fault_rate: if args.faults { args.fault_rate } else { 0.0 },
         ..SimOptions::default()
     })
     .await
@@ -223,6 +247,7 @@ pub async fn run_with_options(
         full: false,
         trigger: "demo".into(),
         push: true,
+        confirm_deletes: false,
     };
     let report = pipeline::sync(&ctx, &opts).await?;
     if let Some(e) = &report.push_error {
@@ -295,6 +320,7 @@ fn summarize(
         r.get(0)
     })?;
     let persons_by_systems = crate::reconcile::persons_by_systems(&store)?;
+    let (golden_with_id, golden_as_id_encodes) = golden_against_id_numbers(&store)?;
     let events_pushed = report.push.map(|p| p.sent).unwrap_or(0);
     let platform = sim.platform();
     let truth = truth_summary(&sim.truth());
@@ -304,6 +330,7 @@ fn summarize(
         .iter()
         .all(|(k, v)| truth.accepted.get(k).copied() == Some(v[1]));
     let matches_truth = accepted_match
+        && golden_with_id == golden_as_id_encodes
         && rejected_records_by_reason == truth.rejected_records_by_reason
         && rejected_fields_by_reason == truth.rejected_fields_by_reason
         && persons as u64 == truth.persons
@@ -319,9 +346,42 @@ fn summarize(
         persons_by_systems,
         events_pushed,
         platform_applied: platform.applications.len() as u64,
+        faults_injected: sim.source_chaos().faults_injected(),
+        golden_with_id,
+        golden_as_id_encodes,
         truth,
         matches_truth,
     })
+}
+
+/// Live golden records with an ID number, and those whose birth date and gender are the ones
+/// the number encodes.
+fn golden_against_id_numbers(store: &crate::store::Store) -> anyhow::Result<(u64, u64)> {
+    let codec = store.codec().clone();
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT id_number, birth_date, gender FROM persons WHERE retired = 0")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            codec.open(r.get_ref(0)?)?,
+            codec.open(r.get_ref(1)?)?,
+            codec.open(r.get_ref(2)?)?,
+        ))
+    })?;
+    let (mut with_id, mut agree) = (0, 0);
+    for row in rows {
+        let (id, birth, gender) = row?;
+        let Some(parsed) = id.and_then(|i| crate::normalize::id_number::normalize(&i).ok()) else {
+            continue;
+        };
+        with_id += 1;
+        if birth.as_deref() == Some(parsed.birth_date.to_string().as_str())
+            && gender.as_deref() == Some(parsed.gender.code().to_string().as_str())
+        {
+            agree += 1;
+        }
+    }
+    Ok((with_id, agree))
 }
 
 fn truth_summary(t: &GroundTruth) -> TruthSummary {
@@ -445,6 +505,18 @@ pub fn print_summary(s: &DemoSummary) {
         "Pushed to the platform: {} events; the platform applied {}",
         s.events_pushed, s.platform_applied
     );
+    println!(
+        "Golden records with an ID number: {}; with the birth date and gender it encodes: {} {}",
+        s.golden_with_id,
+        s.golden_as_id_encodes,
+        mark(s.golden_with_id == s.golden_as_id_encodes)
+    );
+    if s.faults_injected > 0 {
+        println!(
+            "Faults the systems answered with, absorbed by retries: {}",
+            s.faults_injected
+        );
+    }
     println!();
     println!("Store left on disk: {}", s.store);
     println!("Config written to:  {}", s.config);

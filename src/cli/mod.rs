@@ -79,6 +79,11 @@ pub enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Apply the deletions a full refresh held back because they exceeded the stream's
+        /// max_delete (`status` lists them). Only with source names: confirm one system at a
+        /// time after checking it answered everything.
+        #[arg(long)]
+        confirm_deletes: bool,
     },
     /// Push pending outbox events to the platform now.
     Push,
@@ -142,6 +147,10 @@ pub enum Command {
         residents: usize,
         #[arg(long, default_value_t = 20240501)]
         seed: u64,
+        /// Fail this share of data requests the way real systems do (503, a gateway HTML
+        /// page at 200, busy answers inside 200), never more than twice in a row per stream.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
     },
 }
 
@@ -258,7 +267,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::city::run_cli(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sim { residents, seed } => {
+        Command::Sim {
+            residents,
+            seed,
+            fault_rate,
+        } => {
             init_logging(&cli, None);
             let rt = runtime()?;
             rt.block_on(async {
@@ -266,6 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed: *seed,
                     residents: *residents,
                     fixed_ports: true,
+                    fault_rate: *fault_rate,
                     ..Default::default()
                 };
                 crate::sim::serve_forever(opts)
@@ -312,7 +326,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             full,
             no_push,
             json,
+            confirm_deletes,
         } => {
+            if *confirm_deletes && sources.is_empty() {
+                anyhow::bail!(
+                    "--confirm-deletes needs the source names: confirm one system at a time after checking it answered everything, e.g. `community-sync sync onecard --full --confirm-deletes` (`community-sync status` lists the held deletions)"
+                );
+            }
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
             let rt = runtime()?;
@@ -321,6 +341,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 full: *full,
                 no_push: *no_push,
                 json: *json,
+                confirm_deletes: *confirm_deletes,
             };
             rt.block_on(run::sync(config, &args))
         }

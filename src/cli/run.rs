@@ -25,6 +25,8 @@ pub struct SyncArgs {
     pub full: bool,
     pub no_push: bool,
     pub json: bool,
+    /// Apply deletions held back by `max_delete` (named sources only).
+    pub confirm_deletes: bool,
 }
 
 /// `community-sync sync`: in the daemon if one answers on the control socket, else here.
@@ -53,6 +55,7 @@ async fn sync_in_daemon(
         sources: args.sources.clone(),
         full: args.full,
         push: !args.no_push,
+        confirm_deletes: args.confirm_deletes,
     };
     let show = !args.json || std::io::stderr().is_terminal();
     let last = client
@@ -102,6 +105,7 @@ async fn sync_here(config: Config, args: &SyncArgs) -> anyhow::Result<ExitCode> 
         full: args.full,
         trigger: "manual".into(),
         push: !args.no_push,
+        confirm_deletes: args.confirm_deletes,
     };
     let holder = crate::store::lease::holder_token("cli");
     let span = tracing::info_span!("job", source = %if args.sources.is_empty() { "all".to_string() } else { args.sources.join(",") }, trigger = "manual");

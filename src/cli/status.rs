@@ -28,6 +28,8 @@ pub struct StreamStatus {
     pub stale: bool,
     /// Schema drift recorded for this stream (most recent first, at most 5).
     pub schema_drift: Vec<String>,
+    /// Findings said once (a deletion test that never matches what the system sends).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +46,9 @@ pub struct Status {
     pub dead_letters: i64,
     pub last_push: Option<String>,
     pub rejects_by_reason: BTreeMap<String, i64>,
+    /// Full refreshes that would have deleted more than their `max_delete`: nothing was
+    /// deleted; `sync SOURCE --full --confirm-deletes` applies them.
+    pub held_deletions: Vec<crate::store::HeldDeletion>,
     pub healthy: bool,
     pub problems: Vec<String>,
 }
@@ -149,9 +154,12 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
                 records,
                 stale,
                 schema_drift,
+                notes: store.stream_notes(&src.name, &t.name)?,
             });
         }
     }
+    let held_deletions = store.held_deletions()?;
+    problems.extend(held_deletions.iter().map(|h| h.describe()));
     let persons: i64 = c.query_row("SELECT count(*) FROM persons WHERE retired = 0", [], |r| {
         r.get(0)
     })?;
@@ -201,6 +209,7 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
         dead_letters,
         last_push,
         rejects_by_reason,
+        held_deletions,
         healthy: problems.is_empty(),
         problems,
     })
@@ -241,6 +250,9 @@ pub fn print(st: &Status) {
         }
         for d in &s.schema_drift {
             println!("           └ schema drift: {d}");
+        }
+        for n in &s.notes {
+            println!("           └ {n}");
         }
     }
     println!("residents (golden records): {}", st.persons);

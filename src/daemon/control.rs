@@ -51,6 +51,9 @@ pub enum Request {
         full: bool,
         #[serde(default = "yes")]
         push: bool,
+        /// Apply deletions of full refreshes beyond their `max_delete`.
+        #[serde(default)]
+        confirm_deletes: bool,
     },
 }
 
@@ -220,7 +223,8 @@ mod tests {
             Request::Sync {
                 sources: vec!["eldercare".into()],
                 full: false,
-                push: true
+                push: true,
+                confirm_deletes: false
             }
         );
         let r: Request = serde_json::from_str(r#"{"cmd":"ping"}"#).unwrap();

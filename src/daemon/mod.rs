@@ -410,6 +410,7 @@ fn fire(
                             trigger: "schedule".into(),
                             push: false,
                             progress: None,
+                            confirm_deletes: false,
                         };
                         let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
                             tracing::info!(
@@ -662,6 +663,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
             sources,
             full,
             push,
+            confirm_deletes,
         } => {
             if shared.stopping.load(Ordering::SeqCst) {
                 let _ = control::write_line(&mut w, &json!({"type": "error", "message": "the daemon is stopping; try again when it is back"})).await;
@@ -704,6 +706,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
                                 trigger: "manual".into(),
                                 push,
                                 progress: Some(progress),
+                                confirm_deletes,
                             };
                             let holder = crate::store::lease::holder_token(&format!("job{id}"));
                             let on_wait = |lease: &str, h: Option<&LeaseHolder>| {

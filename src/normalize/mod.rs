@@ -9,5 +9,7 @@ pub mod id_number;
 pub mod mapping;
 pub mod money;
 pub mod name;
+pub mod path;
 pub mod phone;
+pub mod predicate;
 pub mod text;

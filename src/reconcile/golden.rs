@@ -149,9 +149,13 @@ pub fn refresh_person(
     let Some((version, retired, old, old_provenance, old_sources)) = current else {
         return Ok(());
     };
+    // Only person records hold a resident (as in `has_other_records`): a cancelled card's
+    // transactions stay linked to the resident, but they neither keep it alive nor blank
+    // its golden record.
     let mut stmt = tx.prepare_cached(
         "SELECT id, source, COALESCE(updated_at, last_changed) FROM source_records
-         WHERE person_id = ?1 AND status = 'ok' AND deleted = 0 ORDER BY id",
+         WHERE person_id = ?1 AND status = 'ok' AND deleted = 0
+           AND entity IN ('card_account', 'volunteer', 'elder', 'patient') ORDER BY id",
     )?;
     let mut payload = tx.prepare_cached(store::SELECT_NORMALIZED_BY_ID)?;
     let mut candidates: Vec<Candidate> = Vec::new();
@@ -205,6 +209,7 @@ pub fn refresh_person(
     }
     let mut chosen = choose(config, &candidates);
     hard_fields(tx, codec, pid, version, &old, &candidates, &mut chosen)?;
+    derive_from_id_number(&mut chosen);
     let new: Vec<Option<String>> = PERSON_FIELDS
         .iter()
         .map(|f| chosen.get(f).map(|(v, _)| v.clone()))
@@ -253,6 +258,38 @@ pub fn refresh_person(
         now,
         sources_text
     ])?;
+    let mut changed = changed;
+    let record = person_record(pid, &old, &new, sources, &mut changed);
+    if sources_changed {
+        changed.push("sources".into());
+    }
+    out.push(Event::new(
+        "person",
+        &person_key(pid),
+        v,
+        Op::Upsert,
+        changed,
+        Some(record),
+    ));
+    if version == 0 {
+        // counted in persons_created
+    } else {
+        stats.persons_changed += 1;
+    }
+    stats.events += 1;
+    Ok(())
+}
+
+/// A golden record as the platform receives it: the person fields (gender as its GB/T 2261.1
+/// number), `region_code` from the ID number (listed in `changed` when it changes) and the
+/// systems the resident appears in.
+fn person_record(
+    pid: i64,
+    old: &[Option<String>; 7],
+    new: &[Option<String>],
+    sources: Vec<Value>,
+    changed: &mut Vec<String>,
+) -> Value {
     let mut record = serde_json::Map::new();
     record.insert("person".into(), json!(person_key(pid)));
     for (i, f) in PERSON_FIELDS.iter().enumerate() {
@@ -263,26 +300,43 @@ pub fn refresh_person(
         };
         record.insert((*f).into(), value);
     }
+    let (old_region, new_region) = (
+        region_code(old[1].as_deref()),
+        region_code(new[1].as_deref()),
+    );
+    if old_region != new_region {
+        changed.push("region_code".into());
+    }
+    record.insert("region_code".into(), json!(new_region));
     record.insert("sources".into(), Value::Array(sources));
-    let mut changed = changed;
-    if sources_changed {
-        changed.push("sources".into());
-    }
-    out.push(Event::new(
-        "person",
-        &person_key(pid),
-        v,
-        Op::Upsert,
-        changed,
-        Some(Value::Object(record)),
-    ));
-    if version == 0 {
-        // counted in persons_created
-    } else {
-        stats.persons_changed += 1;
-    }
-    stats.events += 1;
-    Ok(())
+    Value::Object(record)
+}
+
+/// Birth date and gender from the golden ID number (GB 11643: digits 7–14 are the birth date,
+/// the 17th is odd for men and even for women) when no linked record states them. A stated
+/// value is never replaced: one that contradicts the ID number is a review item
+/// (`gender_id`, or a `conflict` between records) as before. Provenance points at the record
+/// whose ID number the value was read from.
+fn derive_from_id_number(chosen: &mut BTreeMap<&'static str, (String, i64)>) {
+    let Some((id, record)) = chosen.get("id_number").cloned() else {
+        return;
+    };
+    let Ok(parsed) = crate::normalize::id_number::normalize(&id) else {
+        return;
+    };
+    chosen
+        .entry("birth_date")
+        .or_insert_with(|| (parsed.birth_date.to_string(), record));
+    chosen
+        .entry("gender")
+        .or_insert_with(|| (parsed.gender.code().to_string(), record));
+}
+
+/// The GB/T 2260 county code of first issue: the first six digits of an ID number.
+fn region_code(id: Option<&str>) -> Option<String> {
+    id.and_then(|i| i.get(..6))
+        .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+        .map(String::from)
 }
 
 /// The person part of a record's sealed normalized form (`record_payloads.normalized`);
@@ -426,4 +480,38 @@ fn record_phone_history(
         .execute(params![pid, codec.blind("phone", phone), c.source, codec.seal(phone), c.changed])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn birth_date_and_gender_come_from_the_id_number_only_when_nobody_states_them() {
+        // 360102 19800101 123 + check: born 1980-01-01, 17th digit 3 (odd): male.
+        let first17 = "36010219800101123";
+        let id = format!(
+            "{first17}{}",
+            crate::normalize::id_number::check_char(first17).unwrap()
+        );
+        let mut chosen: BTreeMap<&'static str, (String, i64)> = BTreeMap::new();
+        chosen.insert("id_number", (id.clone(), 7));
+        derive_from_id_number(&mut chosen);
+        assert_eq!(chosen["birth_date"], ("1980-01-01".to_string(), 7));
+        assert_eq!(chosen["gender"], ("1".to_string(), 7));
+        // A stated value stays, even one the ID contradicts (that is a review item).
+        let mut chosen: BTreeMap<&'static str, (String, i64)> = BTreeMap::new();
+        chosen.insert("id_number", (id, 7));
+        chosen.insert("birth_date", ("1980-02-02".to_string(), 9));
+        chosen.insert("gender", ("2".to_string(), 9));
+        derive_from_id_number(&mut chosen);
+        assert_eq!(chosen["birth_date"].0, "1980-02-02");
+        assert_eq!(chosen["gender"].0, "2");
+        // No ID number: nothing to derive.
+        let mut none: BTreeMap<&'static str, (String, i64)> = BTreeMap::new();
+        derive_from_id_number(&mut none);
+        assert!(none.is_empty());
+        assert_eq!(region_code(Some(first17)).as_deref(), Some("360102"));
+        assert_eq!(region_code(None), None);
+    }
 }

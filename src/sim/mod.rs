@@ -29,8 +29,19 @@
 //! patients (no resident-id identifier); they carry name + valid phone, and every other
 //! ID-carrying record of that resident carries the same valid mobile, so name + phone links.
 //!
-//! Deleting is possible where the vendor API has a flag: cardholders (`scbz`), volunteers
-//! (`deleted`), elders (`is_deleted`).
+//! Deleting is possible in every person stream, each the vendor's own way: a cardholder's card
+//! status `kzt` becomes `注销` (cancelled; live cards are `正常`, `挂失` or `冻结`), volunteers
+//! carry a `deleted` boolean, elders an `is_deleted` 0/1, and an HL7 FHIR Patient turns
+//! `"active": false` (a quarter of live patients leave `active` out).
+//!
+//! Vendor habits beyond the happy path: the one-card system answers every request with HTTP
+//! 200 and a `{code, msg, data}` envelope (`"0000"` is success; a busy system says
+//! `{"code": 500, "msg": "系统繁忙，请稍后再试", "data": null}`), the elder-care system a
+//! `{success, resultCode, resultMsg}` one; the volunteer system sends neither birth date nor
+//! gender (only the ID number), and a fifth of the patients with an ID number have no
+//! `birthDate`. [`SourceChaos`] injects faults (503s, a gateway's HTML page with status 200,
+//! business errors inside 200, busy or fatal) on chosen requests or at random; the ground
+//! truth never changes with them.
 
 pub mod district;
 mod hard_cases;
@@ -49,7 +60,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use platform::{AppliedEntity, PlatformChaos, PlatformView};
-pub use vendors::{onecard_sign, SourceChaos};
+pub use vendors::{onecard_sign, Fault, SourceChaos};
 use world::{GenOptions, StreamId, World};
 
 /// Demo credentials of the simulated systems (public; used by `community-sync demo`).
@@ -63,6 +74,10 @@ pub const HEALTH_PASSWORD: &str = "health-demo-pass";
 pub const PLATFORM_TOKEN: &str = "platform-demo-token";
 /// Fixed ports of `community-sync sim`: onecard, volunteer, eldercare, health, platform.
 pub const FIXED_PORTS: [u16; 5] = [18081, 18082, 18083, 18084, 18085];
+/// Random faults ([`SimOptions::fault_rate`], `demo --faults`) never come more than this many
+/// in a row on one stream: fewer than the example config's `http.retries` (4), so a client
+/// that retries as configured always gets through and reaches the ground truth.
+pub const FAULTS_IN_A_ROW: u64 = 2;
 /// The four source names, in port order.
 pub const SOURCES: [&str; 4] = ["onecard", "volunteer", "eldercare", "health"];
 
@@ -81,6 +96,9 @@ pub struct SimOptions {
     /// Serve one district of a city: residents registered there, some moved to or from the
     /// neighbouring districts (`sim::district`). None: the whole of Nanchang, no movers.
     pub district: Option<district::DistrictOptions>,
+    /// Random transient faults on this share of data requests (see
+    /// [`SourceChaos::set_random_faults`]); 0 = none.
+    pub fault_rate: f64,
 }
 
 impl Default for SimOptions {
@@ -92,6 +110,7 @@ impl Default for SimOptions {
             token_lifetime_secs: 3600,
             hard_cases: false,
             district: None,
+            fault_rate: 0.0,
         }
     }
 }
@@ -187,8 +206,8 @@ pub enum Mutation {
         stream: String,
         key: String,
     },
-    /// Flag deleted and updated_at = now (cardholders, volunteers, elders only: the other
-    /// streams have no deleted flag in the vendor API).
+    /// Mark deleted and updated_at = now, as the vendor says it (card status 注销, a deleted
+    /// flag, FHIR `active: false`); person streams only: the activity streams' APIs cannot.
     Delete {
         source: String,
         stream: String,
@@ -375,7 +394,7 @@ fn touch(
     let s = stream_id(source, stream)?;
     if delete && !s.has_deleted_flag() {
         return Err(SimError::Unsupported(format!(
-            "{source}/{stream} has no deleted flag in its API; only cardholders, volunteers and elders can be deleted"
+            "{source}/{stream} cannot say a record is deleted in its API; only person streams (cardholders, volunteers, elders, patients) can"
         )));
     }
     let unknown = || SimError::UnknownKey {
@@ -562,6 +581,11 @@ impl Sim {
             platform: platform::PlatformState::new(opts.seed),
             source_chaos: vendors::SourceChaos::new(),
         });
+        if opts.fault_rate > 0.0 {
+            shared
+                .source_chaos
+                .set_random_faults(opts.fault_rate, FAULTS_IN_A_ROW, opts.seed);
+        }
         let names = ["onecard", "volunteer", "eldercare", "health", "platform"];
         let mut listeners = Vec::new();
         for (i, what) in names.into_iter().enumerate() {
@@ -766,6 +790,7 @@ impl Sim {
 /// `community-sync sim`: serves on the fixed ports, prints the URLs and demo secrets as
 /// shell `export` lines, and waits for Ctrl-C.
 pub async fn serve_forever(opts: SimOptions) -> Result<(), SimError> {
+    let opts_fault_rate = opts.fault_rate;
     let sim = Sim::start(opts).await?;
     println!("# community-sync simulator");
     println!("#   onecard   {}", sim.urls.onecard);
@@ -773,6 +798,12 @@ pub async fn serve_forever(opts: SimOptions) -> Result<(), SimError> {
     println!("#   eldercare {}", sim.urls.eldercare);
     println!("#   health    {}", sim.urls.health);
     println!("#   platform  {}", sim.urls.platform);
+    if opts_fault_rate > 0.0 {
+        println!(
+            "#   faults    about {:.0}% of data requests (503, gateway HTML at 200, busy answers)",
+            opts_fault_rate * 100.0
+        );
+    }
     println!("export ONECARD_SECRET={ONECARD_SECRET}");
     println!("export VOLUNTEER_SECRET={VOLUNTEER_SECRET}");
     println!("export ELDERCARE_KEY={ELDERCARE_KEY}");

@@ -1,7 +1,7 @@
 //! HTTP servers of the four simulated department systems, each exactly as
 //! `config/community-sync.toml` describes it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,10 +27,50 @@ use super::{
 
 type Params = Vec<(String, String)>;
 
+/// A fault a simulated system can answer a data request with instead of its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 503 with `Retry-After: 1` and the vendor's JSON error body.
+    Unavailable,
+    /// A gateway's own nginx "502 Bad Gateway" HTML page, with status 200.
+    GatewayHtml,
+    /// "Busy, try again" the vendor's way: inside HTTP 200 (one-card `{"code": 500, …}`,
+    /// elder care `{"success": false, "resultCode": "E503"}`), or 503 where the vendor uses
+    /// HTTP statuses (volunteer, FHIR).
+    Busy,
+    /// A refusal that retrying does not cure, the vendor's way: one-card `{"code": "4003"}` and
+    /// elder care `{"resultCode": "E401"}` inside HTTP 200, 403 / FHIR OperationOutcome else.
+    Fatal,
+}
+
+/// A fault scheduled on one stream's requests.
+struct Scheduled {
+    stream: StreamId,
+    /// The 1-based number of the stream's data request that gets the first fault.
+    from: u64,
+    remaining: u64,
+    fault: Fault,
+}
+
+/// Random transient faults (`demo --faults`): each data request fails with probability
+/// `rate`, but never more than `max_in_a_row` times in a row on one stream, so a client that
+/// retries as many times always gets through and the ground truth is reached.
+struct RandomFaults {
+    rate: f64,
+    max_in_a_row: u64,
+    rng: rand_chacha::ChaCha8Rng,
+    in_a_row: [u64; 8],
+}
+
 /// Failure knobs of the four simulated systems (index = position in `SOURCES`).
 pub struct SourceChaos {
     fail_next: [AtomicU64; 4],
     latency_ms: [AtomicU64; 4],
+    /// Data requests seen per stream (index = `StreamId::idx`), faulted ones included.
+    requests: [AtomicU64; 8],
+    scheduled: Mutex<Vec<Scheduled>>,
+    random: Mutex<Option<RandomFaults>>,
+    injected: AtomicU64,
 }
 
 impl SourceChaos {
@@ -38,6 +78,10 @@ impl SourceChaos {
         SourceChaos {
             fail_next: Default::default(),
             latency_ms: Default::default(),
+            requests: Default::default(),
+            scheduled: Mutex::new(Vec::new()),
+            random: Mutex::new(None),
+            injected: AtomicU64::new(0),
         }
     }
 
@@ -59,18 +103,149 @@ impl SourceChaos {
         }
     }
 
+    /// Answers data requests of `source`/`stream` with `fault`: the `at`-th request from now
+    /// (1 = the next one) and the `times - 1` after it. Retries count as requests, so
+    /// `inject(…, 2, Fault::Busy, 3)` on a fresh sync makes page 2 busy for its first three
+    /// attempts. An unknown stream injects nothing and returns false.
+    pub fn inject(&self, source: &str, stream: &str, at: u64, fault: Fault, times: u64) -> bool {
+        let Some(s) = StreamId::parse(source, stream) else {
+            return false;
+        };
+        let seen = self.requests[s.idx()].load(Ordering::SeqCst);
+        self.scheduled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Scheduled {
+                stream: s,
+                from: seen + at.max(1),
+                remaining: times,
+                fault,
+            });
+        true
+    }
+
+    /// Random transient faults on every data request of every system (see [`Fault`]):
+    /// 503s, gateway HTML pages at 200 and busy answers, each request with probability
+    /// `rate`, at most `max_in_a_row` in a row per stream; seeded, so a run is repeatable.
+    pub fn set_random_faults(&self, rate: f64, max_in_a_row: u64, seed: u64) {
+        use rand::SeedableRng;
+        *self.random.lock().unwrap_or_else(|e| e.into_inner()) = Some(RandomFaults {
+            rate: rate.clamp(0.0, 1.0),
+            max_in_a_row,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x00FA_u64),
+            in_a_row: [0; 8],
+        });
+    }
+
+    /// Faults answered so far (scheduled and random).
+    pub fn faults_injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
     /// Back to well-behaved systems.
     pub fn reset(&self) {
         for i in 0..4 {
             self.fail_next[i].store(0, Ordering::SeqCst);
             self.latency_ms[i].store(0, Ordering::SeqCst);
         }
+        self.scheduled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.random.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn take_failure(&self, i: usize) -> bool {
         self.fail_next[i]
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// Counts a data request of `s` and says which fault it gets, if any.
+    fn fault_for(&self, s: StreamId) -> Option<Fault> {
+        use rand::Rng;
+        let n = self.requests[s.idx()].fetch_add(1, Ordering::SeqCst) + 1;
+        let scheduled = {
+            let mut list = self.scheduled.lock().unwrap_or_else(|e| e.into_inner());
+            let hit = list
+                .iter_mut()
+                .find(|f| f.stream == s && n >= f.from && f.remaining > 0);
+            let fault = hit.map(|f| {
+                f.remaining -= 1;
+                f.fault
+            });
+            list.retain(|f| f.remaining > 0);
+            fault
+        };
+        let fault = scheduled.or_else(|| {
+            let mut guard = self.random.lock().unwrap_or_else(|e| e.into_inner());
+            let r = guard.as_mut()?;
+            let run = &mut r.in_a_row[s.idx()];
+            if *run >= r.max_in_a_row || !r.rng.random_bool(r.rate) {
+                *run = 0;
+                return None;
+            }
+            *run += 1;
+            Some([Fault::Unavailable, Fault::GatewayHtml, Fault::Busy][r.rng.random_range(0..3)])
+        });
+        if fault.is_some() {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+        }
+        fault
+    }
+}
+
+/// nginx's own error page, as a gateway in front of a department system answers it (here
+/// with status 200, as misconfigured gateways do).
+const GATEWAY_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+/// The response of system `i` for an injected fault, in that vendor's own style.
+fn fault_response(i: usize, fault: Fault) -> Response {
+    let unavailable = |body: Response| {
+        let mut resp = body;
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp
+    };
+    match (fault, i) {
+        (Fault::GatewayHtml, _) => with_type(
+            StatusCode::OK,
+            "text/html",
+            GATEWAY_HTML.as_bytes().to_vec(),
+        ),
+        (Fault::Busy, 0) => gbk_json(
+            StatusCode::OK,
+            &json!({"code": 500, "msg": "系统繁忙，请稍后再试", "data": null}),
+        ),
+        (Fault::Fatal, 0) => gbk_json(
+            StatusCode::OK,
+            &json!({"code": "4003", "msg": "接口访问受限，请联系管理员开通权限", "data": null}),
+        ),
+        (Fault::Busy, 2) => plain_json(
+            StatusCode::OK,
+            &json!({"success": false, "resultCode": "E503", "resultMsg": "服务繁忙，请稍后重试"}),
+        ),
+        (Fault::Fatal, 2) => plain_json(
+            StatusCode::OK,
+            &json!({"success": false, "resultCode": "E401", "resultMsg": "应用未授权访问该接口"}),
+        ),
+        (Fault::Fatal, 3) => fhir_json(
+            StatusCode::FORBIDDEN,
+            &outcome("forbidden", "access to this resource is not permitted"),
+        ),
+        (Fault::Fatal, _) => plain_json(
+            StatusCode::FORBIDDEN,
+            &json!({"error": "forbidden", "message": "client may not read this resource"}),
+        ),
+        (Fault::Unavailable | Fault::Busy, 3) => unavailable(fhir_json(
+            StatusCode::OK,
+            &outcome("transient", "server busy, try again"),
+        )),
+        (Fault::Unavailable | Fault::Busy, _) => unavailable(plain_json(
+            StatusCode::OK,
+            &json!({"error": "service_unavailable", "message": "系统繁忙，请稍后重试"}),
+        )),
     }
 }
 
@@ -91,6 +266,12 @@ async fn chaos_layer(
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return resp;
+    }
+    // Only data requests: the OAuth token endpoint stays well-behaved.
+    if let Some(s) = StreamId::of_path(req.uri().path()) {
+        if let Some(fault) = shared.source_chaos.fault_for(s) {
+            return fault_response(i, fault);
+        }
     }
     next.run(req).await
 }
@@ -523,7 +704,7 @@ fn eldercare_page(
     let (total, data) = render_slice(shared, s, lo, hi, offset, limit, "");
     let resp = plain_json(
         StatusCode::OK,
-        &json!({"total": total, "offset": offset, "limit": limit, "data": data}),
+        &json!({"success": true, "resultCode": "0000", "resultMsg": "ok", "total": total, "offset": offset, "limit": limit, "data": data}),
     );
     shared.page_served(s);
     resp
@@ -671,6 +852,94 @@ pub fn health(shared: Arc<Shared>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn body_of(resp: Response) -> (StatusCode, String, Vec<u8>) {
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        (status, ct, bytes.to_vec())
+    }
+
+    #[tokio::test]
+    async fn faults_answer_in_each_vendors_own_style() {
+        // One-card: busy and fatal inside HTTP 200, in GBK, in its {code, msg, data} envelope.
+        let (status, ct, bytes) = body_of(fault_response(0, Fault::Busy)).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::OK, "application/json;charset=GBK")
+        );
+        let (text, _, bad) = encoding_rs::GBK.decode(&bytes);
+        assert!(!bad);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            json!({"code": 500, "msg": "系统繁忙，请稍后再试", "data": null})
+        );
+        let (status, _, bytes) = body_of(fault_response(0, Fault::Fatal)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(encoding_rs::GBK.decode(&bytes).0.contains("\"4003\""));
+        // Elder care: {success: false, resultCode} inside 200.
+        let (status, _, bytes) = body_of(fault_response(2, Fault::Busy)).await;
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (status, v["success"].clone(), v["resultCode"].clone()),
+            (StatusCode::OK, json!(false), json!("E503"))
+        );
+        // A gateway's HTML page with status 200, whatever the system behind it.
+        for i in 0..4 {
+            let (status, ct, bytes) = body_of(fault_response(i, Fault::GatewayHtml)).await;
+            assert_eq!((status, ct.as_str()), (StatusCode::OK, "text/html"));
+            assert!(String::from_utf8_lossy(&bytes).contains("502 Bad Gateway"));
+        }
+        // Volunteer and FHIR use HTTP statuses: busy is a 503, fatal a 403.
+        assert_eq!(
+            body_of(fault_response(1, Fault::Busy)).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (status, ct, _) = body_of(fault_response(3, Fault::Fatal)).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::FORBIDDEN, "application/fhir+json;charset=utf-8")
+        );
+    }
+
+    #[test]
+    fn scheduled_and_random_faults_count_requests_per_stream() {
+        let chaos = SourceChaos::new();
+        assert!(chaos.inject("onecard", "cardholders", 2, Fault::Busy, 2));
+        assert!(!chaos.inject("onecard", "nonsense", 1, Fault::Busy, 1));
+        let seen: Vec<Option<Fault>> = (0..5)
+            .map(|_| chaos.fault_for(StreamId::Cardholders))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![None, Some(Fault::Busy), Some(Fault::Busy), None, None]
+        );
+        assert_eq!(
+            chaos.fault_for(StreamId::Transactions),
+            None,
+            "other streams untouched"
+        );
+        chaos.set_random_faults(1.0, 2, 9);
+        let seen: Vec<bool> = (0..6)
+            .map(|_| chaos.fault_for(StreamId::Elders).is_some())
+            .collect();
+        assert_eq!(
+            seen,
+            vec![true, true, false, true, true, false],
+            "never more than 2 in a row"
+        );
+        assert_eq!(chaos.faults_injected(), 6);
+        chaos.reset();
+        assert_eq!(chaos.fault_for(StreamId::Elders), None);
+    }
 
     #[test]
     fn position_round_trips() {

@@ -111,12 +111,28 @@ impl StreamId {
     pub fn activity_stream(self) -> StreamId {
         StreamId::ALL[self.idx() / 2 * 2 + 1]
     }
-    /// Whether the vendor can flag a record of this stream as deleted.
+    /// Whether the vendor's API can say a record of this stream is deleted: by a status value
+    /// (a cardholder's `kzt` = 注销), a flag (volunteers' `deleted`, elders' `is_deleted`) or
+    /// HL7 FHIR `Patient.active = false`.
     pub fn has_deleted_flag(self) -> bool {
-        matches!(
-            self,
-            StreamId::Cardholders | StreamId::Volunteers | StreamId::Elders
-        )
+        StreamId::PERSON.contains(&self)
+    }
+    /// The URL path the vendor serves this stream at.
+    pub fn path(self) -> &'static str {
+        match self {
+            StreamId::Cardholders => "/api/ykt/v1/cardholders",
+            StreamId::Transactions => "/api/ykt/v1/transactions",
+            StreamId::Volunteers => "/api/v2/volunteers",
+            StreamId::ServiceRecords => "/api/v2/service-records",
+            StreamId::Elders => "/api/elders",
+            StreamId::ServiceOrders => "/api/service_orders",
+            StreamId::Patients => "/fhir/Patient",
+            StreamId::Followups => "/fhir/Encounter",
+        }
+    }
+    /// The stream served at a URL path.
+    pub fn of_path(path: &str) -> Option<StreamId> {
+        StreamId::ALL.into_iter().find(|s| s.path() == path)
     }
     /// Timestamps of this stream are whole seconds (all but eldercare, which uses epoch ms).
     pub fn whole_seconds(self) -> bool {
@@ -1013,8 +1029,14 @@ impl World {
         let fen = derive(rec.seed, 1, 100_000);
         let opened = rec.ts - derive(rec.seed, 2, 2000) as i64 * DAY_MS;
         let opened = opened - opened.rem_euclid(1000);
-        let status = ["01", "01", "01", "01", "01", "01", "01", "02", "03", "01"]
-            [derive(rec.seed, 3, 10) as usize];
+        // The card's status is also how the system says a card was cancelled: 注销.
+        let status = if rec.deleted {
+            "注销"
+        } else {
+            [
+                "正常", "正常", "正常", "正常", "正常", "正常", "正常", "挂失", "冻结", "正常",
+            ][derive(rec.seed, 3, 10) as usize]
+        };
         json!({
             "kh": key,
             "xm": self.name_text(rec),
@@ -1028,7 +1050,6 @@ impl World {
             "kzt": status,
             "kksj": fmt_ts(opened, "%Y-%m-%d %H:%M:%S"),
             "gxsj": fmt_ts(rec.ts, "%Y-%m-%d %H:%M:%S"),
-            "scbz": if rec.deleted { "1" } else { "0" },
         })
     }
 
@@ -1046,13 +1067,13 @@ impl World {
             "SUSPENDED",
             "RETIRED",
         ][derive(rec.seed, 3, 6) as usize];
+        // The volunteer system carries the ID number but neither birth date nor gender: the
+        // golden record reads them from the ID number (GB 11643).
         json!({
             "volunteerId": key,
             "fullName": self.name_text(rec),
             "idCardNo": self.id_text(rec),
             "mobile": self.phone_text(rec),
-            "gender": if r.male { "M" } else { "F" },
-            "birthday": format!("{}/{}/{}", self.rec_birth(rec).year(), self.rec_birth(rec).month(), self.rec_birth(rec).day()),
             "community": self.community(r).name,
             "address": self.address(r),
             "registeredAt": rfc3339_local(registered),
@@ -1113,6 +1134,23 @@ impl World {
             "birthDate": self.rec_birth(rec).format("%Y-%m-%d").to_string(),
             "address": [{"text": self.address(r)}],
         });
+        if let Some(obj) = resource.as_object_mut() {
+            // Patient.active is optional in FHIR: a quarter of the records leave it out
+            // (absent means in use); an inactive patient is how the system deletes one.
+            if rec.deleted {
+                obj.insert("active".into(), json!(false));
+            } else if derive(rec.seed, 11, 4) != 0 {
+                obj.insert("active".into(), json!(true));
+            }
+            // birthDate is optional too: a fifth of the patients with an ID number have none
+            // (never a hard-case record, whose matching evidence is measured).
+            let hard_case = self
+                .case_kind
+                .contains_key(&(StreamId::Patients.idx(), rec.no));
+            if !hard_case && self.id_text(rec).is_some() && derive(rec.seed, 12, 5) == 0 {
+                obj.remove("birthDate");
+            }
+        }
         if let (Some(phone), Some(obj)) = (self.phone_text(rec), resource.as_object_mut()) {
             obj.insert(
                 "telecom".into(),

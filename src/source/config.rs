@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::normalize::path::PathSpec;
+use crate::normalize::predicate::PredicateSpec;
+
 /// Where a secret comes from. Never required inline: `env` or `file` (e.g.
 /// `${CREDENTIALS_DIRECTORY}/onecard` under systemd's `LoadCredential=`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,6 +293,52 @@ fn default_page_size() -> u64 {
 }
 fn default_one() -> u64 {
     1
+}
+
+/// How to read a vendor's answer beyond its HTTP status: many government and vendor APIs answer
+/// every request with `200 OK` and put the outcome in an envelope (`{"code": 0, "msg": "成功",
+/// "data": …}`, `{"success": false, "resultCode": "E503", …}`). Declared per source; a stream
+/// may override any part. Without it, a 200 whose body is JSON is a success (today's
+/// behaviour for APIs without an envelope).
+///
+/// In order: a body matching `empty` is a page without records (the system's way of saying
+/// "no data"); then, when `success` is given, a body that satisfies it is a page; a body that
+/// matches `retry` is retried like a 503 (the vendor is busy), and a body that fails `success`
+/// without matching `retry` fails the stream at once. `message` and `code` say where the
+/// vendor explains itself; both go into the error, masked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<PredicateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<PredicateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty: Option<PredicateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<PathSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<PathSpec>,
+}
+
+impl ResponseConfig {
+    /// The source's classification with the stream's parts over it.
+    pub fn merged(
+        source: Option<&ResponseConfig>,
+        stream: Option<&ResponseConfig>,
+    ) -> ResponseConfig {
+        let base = source.cloned().unwrap_or_default();
+        let Some(over) = stream else {
+            return base;
+        };
+        ResponseConfig {
+            success: over.success.clone().or(base.success),
+            retry: over.retry.clone().or(base.retry),
+            empty: over.empty.clone().or(base.empty),
+            message: over.message.clone().or(base.message),
+            code: over.code.clone().or(base.code),
+        }
+    }
 }
 
 /// How the incremental lower bound is sent to the system.

@@ -177,6 +177,21 @@ pub fn select_records(
     }
 }
 
+/// The record container a body lacks: for `records = "/data/rows"`, `Some("/data")` when
+/// `/data` is absent, null or not an object or array (`{"code": 500, "data": null}` is an error,
+/// not an empty page). The records array itself may be absent or null (an empty FHIR Bundle
+/// has no `entry`), and `records` at the top level needs no container.
+pub fn missing_container(doc: &Value, records: &str) -> Option<String> {
+    let parent = match records.rfind('/') {
+        Some(0) | None => return None,
+        Some(i) => &records[..i],
+    };
+    match doc.pointer(parent) {
+        Some(Value::Object(_)) | Some(Value::Array(_)) => None,
+        _ => Some(parent.to_string()),
+    }
+}
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

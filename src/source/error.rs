@@ -136,7 +136,7 @@ pub enum SourceError {
     },
 
     #[error(
-        "source {source_name}, stream {stream}: {path}: response is not JSON ({detail}); it starts with {snippet:?}. The system may be returning an error page: check it and the stream's path"
+        "source {source_name}, stream {stream}: {path}: response is not JSON ({detail}) after {attempts} attempt(s); it starts with {snippet:?}. The system (or a gateway in front of it) may be returning an error page: check it and the stream's path"
     )]
     NotJson {
         source_name: String,
@@ -144,6 +144,20 @@ pub enum SourceError {
         path: String,
         snippet: String,
         detail: String,
+        attempts: u32,
+    },
+
+    #[error(
+        "source {source_name}, stream {stream}: {path}: HTTP 200 but the system reported an error{said} after {attempts} attempt(s): {what}"
+    )]
+    Refused {
+        source_name: String,
+        stream: String,
+        path: String,
+        attempts: u32,
+        /// The vendor's code and message, masked (` (code 500: 系统繁忙)`), or empty.
+        said: String,
+        what: String,
     },
 
     #[error("source {source_name}, stream {stream}: {path}: unexpected response shape: {message}")]

@@ -384,9 +384,13 @@ fn wanted_columns(stream: &StreamConfig) -> Vec<String> {
     let mut out: Vec<String> = stream.key_paths().iter().map(|k| header_key(k)).collect();
     for m in stream.fields.values() {
         let spec = m.spec();
-        let head = header_key(spec.path.trim_start_matches('/'));
-        if !out.contains(&head) {
-            out.push(head);
+        // Of a fallback list, the first column is the one a header row must hold.
+        let Some(first) = spec.path.texts().first().map(|p| header_key(p.trim_start_matches('/')))
+        else {
+            continue;
+        };
+        if !out.contains(&first) {
+            out.push(first);
         }
     }
     out

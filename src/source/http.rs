@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::auth::{Auth, CachedToken};
+use super::classify::{Class, Classifier};
 use super::config::{ApiKeyLocation, HttpConfig, Method};
 use super::decode::{self, DecodeProblem};
 use super::pager::{Pager, Req};
@@ -44,6 +45,24 @@ struct Fetched {
     status: StatusCode,
     headers: HeaderMap,
     body: Vec<u8>,
+}
+
+/// What a check of a 2xx body decided.
+enum Body<T> {
+    Ok(T),
+    /// Worth another try (a gateway page, a busy vendor); the error if none is left.
+    Retry(SourceError),
+    Fail(SourceError),
+}
+
+/// A 2xx body that is a page.
+struct Accepted {
+    doc: serde_json::Value,
+    /// The vendor said "no data" (or a declared success carried no record container).
+    empty: bool,
+    /// The `Link` response header.
+    link: Option<String>,
+    bytes: usize,
 }
 
 /// Why one attempt failed.
@@ -197,43 +216,50 @@ impl Http {
         })
     }
 
-    /// Fetches, decodes and cuts out one page, and moves the pager on.
+    /// Fetches, decodes, classifies and cuts out one page, and moves the pager on. A body
+    /// that is not JSON, or that the classifier calls busy, is retried like a 5xx (sharing the
+    /// request's retry budget); a body it calls fatal fails at once.
     pub async fn fetch_page(
         &self,
         stream: &StreamConfig,
+        classifier: &Classifier,
         pager: &mut Pager,
         req: Req,
         number: u64,
         retries: &mut u64,
     ) -> Result<Page, SourceError> {
         let path = req.url.path().to_string();
-        let resp = self.execute(&stream.name, &req, retries).await?;
-        let ct = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let body = self
+            .execute(&stream.name, &req, retries, classifier, |resp, attempts| {
+                self.accept_body(stream, classifier, &path, resp, attempts)
+            })
+            .await?;
         let h = &self.cfg.http;
-        let doc = decode::parse_body(&resp.body, self.cfg.encoding, ct, h.max_json_depth)
-            .map_err(|p| self.decode_error(&stream.name, &path, p))?;
-        let link = resp.headers.get(LINK).and_then(|v| v.to_str().ok());
-        let signals = pager.signals(&doc, link);
+        let signals = pager.signals(&body.doc, body.link.as_deref());
         let total = signals.total;
-        let records = decode::select_records(
-            doc,
-            &stream.records,
-            stream.record_pointer.as_deref(),
-            h.max_records_per_page,
-        )
-        .map_err(|message| SourceError::Shape {
-            source_name: self.cfg.name.clone(),
-            stream: stream.name.clone(),
-            path: path.clone(),
-            message,
-        })?;
+        let records = if body.empty {
+            Vec::new()
+        } else {
+            decode::select_records(
+                body.doc,
+                &stream.records,
+                stream.record_pointer.as_deref(),
+                h.max_records_per_page,
+            )
+            .map_err(|message| SourceError::Shape {
+                source_name: self.cfg.name.clone(),
+                stream: stream.name.clone(),
+                path: path.clone(),
+                message,
+            })?
+        };
         pager.advance(&req, signals, records.len() as u64)?;
         tracing::debug!(
             source = %self.cfg.name,
             stream = %stream.name,
             page = number,
             records = records.len(),
-            bytes = resp.body.len(),
+            bytes = body.bytes,
             path = %path,
             "fetched page"
         );
@@ -242,13 +268,88 @@ impl Http {
             number,
             total,
             url_path: path,
-            bytes: resp.body.len(),
+            bytes: body.bytes,
             cursor: None,
             locations: Vec::new(),
         })
     }
 
-    fn decode_error(&self, stream: &str, path: &str, p: DecodeProblem) -> SourceError {
+    /// Reads a 2xx body: decodes it, classifies it (see [`super::classify`]) and checks that
+    /// the records' container is there.
+    fn accept_body(
+        &self,
+        stream: &StreamConfig,
+        classifier: &Classifier,
+        path: &str,
+        resp: &Fetched,
+        attempts: u32,
+    ) -> Body<Accepted> {
+        let ct = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let h = &self.cfg.http;
+        let doc = match decode::parse_body(&resp.body, self.cfg.encoding, ct, h.max_json_depth) {
+            Ok(doc) => doc,
+            Err(p @ DecodeProblem::NotJson { .. }) => {
+                return Body::Retry(self.decode_error(&stream.name, path, p, attempts))
+            }
+            Err(p) => return Body::Fail(self.decode_error(&stream.name, path, p, attempts)),
+        };
+        let refused = |what: String| SourceError::Refused {
+            source_name: self.cfg.name.clone(),
+            stream: stream.name.clone(),
+            path: path.to_string(),
+            attempts,
+            said: classifier
+                .vendor_says(&doc)
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default(),
+            what,
+        };
+        let link = resp
+            .headers
+            .get(LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let empty = match classifier.classify(&doc) {
+            Class::Empty => true,
+            Class::Busy => {
+                return Body::Retry(refused(format!(
+                    "it kept answering that it is busy (response.retry); try later or raise http.retries ({})",
+                    h.retries
+                )))
+            }
+            Class::Fatal => {
+                return Body::Fail(refused(format!(
+                    "the body does not satisfy response.success ({}) and is not a busy answer (response.retry); check the credentials and the request, or add the code to response.retry if the system means \"try again\"",
+                    classifier.success_text().unwrap_or_default()
+                )))
+            }
+            Class::Page => match decode::missing_container(&doc, &stream.records) {
+                // A declared success with no container: the system's way of saying "none".
+                Some(_) if classifier.declares_success() => true,
+                Some(container) => {
+                    return Body::Retry(refused(format!(
+                        "the body has no {container:?} (where records = {:?} lives), so it is not a page of records; if the system reports errors this way, declare [sources.response] (docs/sources.md)",
+                        stream.records
+                    )))
+                }
+                None => false,
+            },
+        };
+        Body::Ok(Accepted {
+            doc,
+            empty,
+            link,
+            bytes: resp.body.len(),
+        })
+    }
+
+    fn decode_error(
+        &self,
+        stream: &str,
+        path: &str,
+        p: DecodeProblem,
+        attempts: u32,
+    ) -> SourceError {
         let (source_name, stream, path) =
             (self.cfg.name.clone(), stream.to_string(), path.to_string());
         match p {
@@ -276,17 +377,22 @@ impl Http {
                 path,
                 snippet,
                 detail,
+                attempts,
             },
         }
     }
 
-    /// Sends a request with rate limiting, the concurrency limit, auth and retries.
-    async fn execute(
+    /// Sends a request with rate limiting, the concurrency limit, auth and retries, and hands
+    /// a 2xx response to `accept`, which may ask for a retry (sharing the retry budget) or
+    /// fail. Other statuses are retried (5xx, 429) or fail, naming what the vendor said.
+    async fn execute<T>(
         &self,
         stream: &str,
         req: &Req,
         retries: &mut u64,
-    ) -> Result<Fetched, SourceError> {
+        classifier: &Classifier,
+        mut accept: impl FnMut(&Fetched, u32) -> Body<T>,
+    ) -> Result<T, SourceError> {
         let h = &self.cfg.http;
         let path = req.url.path().to_string();
         let mut attempt: u32 = 0;
@@ -310,11 +416,17 @@ impl Http {
             };
             let retry_after;
             match outcome {
+                Ok(resp) if resp.status.is_success() => match accept(&resp, attempt + 1) {
+                    Body::Ok(t) => return Ok(t),
+                    Body::Fail(e) => return Err(e),
+                    Body::Retry(e) if attempt >= h.retries => return Err(e),
+                    Body::Retry(e) => {
+                        retry_after = None;
+                        tracing::debug!(source = %self.cfg.name, stream, path = %path, attempt, "retrying after an unusable body: {e}");
+                    }
+                },
                 Ok(resp) => {
                     let status = resp.status;
-                    if status.is_success() {
-                        return Ok(resp);
-                    }
                     if status == StatusCode::UNAUTHORIZED && !refreshed {
                         if let (Auth::OAuth2 { cache, .. }, Some(used)) = (&self.auth, token) {
                             refreshed = true;
@@ -325,59 +437,8 @@ impl Http {
                             continue;
                         }
                     }
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        return Err(SourceError::Auth {
-                            source_name: self.cfg.name.clone(),
-                            stream: stream.to_string(),
-                            path,
-                            status: status.as_u16(),
-                        });
-                    }
-                    if status.is_redirection() {
-                        let target = resp
-                            .headers
-                            .get(reqwest::header::LOCATION)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|l| req.url.join(l).ok())
-                            .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
-                            .unwrap_or_else(|| "unknown".into());
-                        return Err(SourceError::CrossHostRedirect {
-                            source_name: self.cfg.name.clone(),
-                            stream: stream.to_string(),
-                            path,
-                            target_host: target,
-                        });
-                    }
-                    let retryable =
-                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                    if !retryable || attempt >= h.retries {
-                        let said = if resp.body.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                "; it answered {:?}",
-                                decode::snippet(&String::from_utf8_lossy(&resp.body))
-                            )
-                        };
-                        let what = if retryable {
-                            format!("the system kept failing; it may be overloaded or down. Try later or raise http.retries ({})", h.retries)
-                        } else {
-                            "the system rejected the request; check the stream's path, query and body".to_string()
-                        } + &said;
-                        return Err(SourceError::Status {
-                            source_name: self.cfg.name.clone(),
-                            stream: stream.to_string(),
-                            path,
-                            status: status.as_u16(),
-                            attempts: attempt + 1,
-                            what,
-                        });
-                    }
-                    retry_after = resp
-                        .headers
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    retry_after =
+                        self.error_status(stream, &path, req, &resp, attempt, classifier)?;
                     tracing::debug!(source = %self.cfg.name, stream, path = %path, status = status.as_u16(), attempt, "retrying after HTTP error");
                 }
                 Err(AttemptError::Fatal(e)) => return Err(e),
@@ -409,6 +470,90 @@ impl Http {
             attempt += 1;
             *retries += 1;
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// A response that is neither a success nor an OAuth2 token to refresh: the error to fail
+    /// with, or (5xx, 429 with retries left) the `Retry-After` to wait before trying again.
+    fn error_status(
+        &self,
+        stream: &str,
+        path: &str,
+        req: &Req,
+        resp: &Fetched,
+        attempt: u32,
+        classifier: &Classifier,
+    ) -> Result<Option<Duration>, SourceError> {
+        let (h, status, path) = (&self.cfg.http, resp.status, path.to_string());
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(SourceError::Auth {
+                source_name: self.cfg.name.clone(),
+                stream: stream.to_string(),
+                path,
+                status: status.as_u16(),
+            });
+        }
+        if status.is_redirection() {
+            let target = resp
+                .headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| req.url.join(l).ok())
+                .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
+                .unwrap_or_else(|| "unknown".into());
+            return Err(SourceError::CrossHostRedirect {
+                source_name: self.cfg.name.clone(),
+                stream: stream.to_string(),
+                path,
+                target_host: target,
+            });
+        }
+        let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        if !retryable || attempt >= h.retries {
+            let said = self.said(resp, classifier);
+            let what = if retryable {
+                format!("the system kept failing; it may be overloaded or down. Try later or raise http.retries ({})", h.retries)
+            } else {
+                "the system rejected the request; check the stream's path, query and body"
+                    .to_string()
+            } + &said;
+            return Err(SourceError::Status {
+                source_name: self.cfg.name.clone(),
+                stream: stream.to_string(),
+                path,
+                status: status.as_u16(),
+                attempts: attempt + 1,
+                what,
+            });
+        }
+        Ok(resp
+            .headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now())))
+    }
+
+    /// What an error response said: the vendor's code and message when the body is JSON and
+    /// holds them (masked), else its first bytes.
+    fn said(&self, resp: &Fetched, classifier: &Classifier) -> String {
+        if resp.body.is_empty() {
+            return String::new();
+        }
+        let ct = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let vendor = decode::parse_body(
+            &resp.body,
+            self.cfg.encoding,
+            ct,
+            self.cfg.http.max_json_depth,
+        )
+        .ok()
+        .and_then(|doc| classifier.vendor_says(&doc));
+        match vendor {
+            Some(v) => format!("; the system said: {v}"),
+            None => format!(
+                "; it answered {:?}",
+                decode::snippet(&String::from_utf8_lossy(&resp.body))
+            ),
         }
     }
 

@@ -6,6 +6,7 @@
 //! ([`FetchStats::complete`]), which is what a full refresh's deletions depend on.
 
 pub mod auth;
+pub mod classify;
 pub mod config;
 pub mod decode;
 mod error;
@@ -72,6 +73,11 @@ pub struct FetchStats {
     /// The read saw everything it was asked for, as the system said (the last page ended
     /// the list; a file was read to its end). Only a complete full refresh may delete.
     pub complete: bool,
+    /// The last total the system stated for the query, if it states one.
+    pub total: Option<u64>,
+    /// Set when paging stopped before the system said it would (an empty page while it
+    /// still announced more): the fetch did not see everything.
+    pub incomplete: Option<String>,
 }
 
 /// What `check --connect` learns from one authenticated page.
@@ -133,6 +139,7 @@ impl SourceClient {
         tx: mpsc::Sender<Page>,
     ) -> Result<FetchStats, SourceError> {
         let mut pager = pager::Pager::new(&self.inner, stream, plan)?;
+        let classifier = classify::Classifier::new(&stream.response_config(&self.inner.cfg));
         let mut stats = FetchStats::default();
         // Complete unless a page limit stops the fetch before the system said it ended.
         let mut complete = true;
@@ -152,11 +159,19 @@ impl SourceClient {
             }
             let fetched = self
                 .inner
-                .fetch_page(stream, &mut pager, req, number, &mut stats.retries)
+                .fetch_page(
+                    stream,
+                    &classifier,
+                    &mut pager,
+                    req,
+                    number,
+                    &mut stats.retries,
+                )
                 .await?;
             stats.pages = number;
             stats.records += fetched.records.len() as u64;
             stats.bytes += fetched.bytes as u64;
+            stats.total = fetched.total.or(stats.total);
             if !fetched.records.is_empty() {
                 tx.send(fetched).await.map_err(|_| SourceError::Cancelled {
                     source_name: self.name.clone(),
@@ -165,6 +180,7 @@ impl SourceClient {
             }
         }
         stats.complete = complete;
+        stats.incomplete = pager.ended_early();
         Ok(stats)
     }
 
@@ -179,9 +195,10 @@ impl SourceClient {
             });
         };
         let mut retries = 0;
+        let classifier = classify::Classifier::new(&stream.response_config(&self.inner.cfg));
         let page = self
             .inner
-            .fetch_page(stream, &mut pager, req, 1, &mut retries)
+            .fetch_page(stream, &classifier, &mut pager, req, 1, &mut retries)
             .await?;
         Ok(ProbeReport {
             records: page.records.len(),

@@ -60,6 +60,8 @@ pub struct Pager {
     seen_records: u64,
     pages_done: u64,
     seen_tokens: HashSet<String>,
+    /// Why paging stopped before the system said it would, if it did.
+    ended_early: Option<String>,
 }
 
 impl Pager {
@@ -162,12 +164,19 @@ impl Pager {
             seen_records: 0,
             pages_done: 0,
             seen_tokens: HashSet::new(),
+            ended_early: None,
         })
     }
 
     /// The next request to send, or None when the fetch is complete.
     pub fn next_request(&mut self) -> Option<Req> {
         self.next.take()
+    }
+
+    /// Why paging stopped before the system said it would: an empty page while its has-more
+    /// flag or its total still announced more records. Such a fetch did not see everything.
+    pub fn ended_early(&self) -> Option<String> {
+        self.ended_early.clone()
     }
 
     /// JSON pointer of the total count, if the pagination declares one.
@@ -234,12 +243,21 @@ impl Pager {
                 has_more_path,
                 ..
             } => {
-                let more = records > 0
-                    && match (has_more_path.is_some(), signals.has_more, signals.total) {
-                        (true, Some(flag), _) => flag,
-                        (_, _, Some(total)) => self.seen_records < total,
-                        _ => records >= size,
-                    };
+                let announced = match (has_more_path.is_some(), signals.has_more, signals.total) {
+                    (true, Some(flag), _) => flag,
+                    (_, _, Some(total)) => self.seen_records < total,
+                    _ => records >= size,
+                };
+                if records == 0
+                    && announced
+                    && (signals.has_more.is_some() || signals.total.is_some())
+                {
+                    self.ended_early = Some(format!(
+                        "page {} was empty although the system announced more records",
+                        self.page
+                    ));
+                }
+                let more = records > 0 && announced;
                 if more {
                     self.page += 1;
                     let mut next = self.base.clone();
@@ -252,6 +270,13 @@ impl Pager {
                 limit,
                 ..
             } => {
+                if records == 0 && signals.total.is_some_and(|t| self.offset < t) {
+                    self.ended_early = Some(format!(
+                        "an empty page at offset {} although the system announced {} records",
+                        self.offset,
+                        signals.total.unwrap_or_default()
+                    ));
+                }
                 self.offset += records;
                 let more = records > 0
                     && match signals.total {

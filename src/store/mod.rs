@@ -136,6 +136,9 @@ pub struct IngestStats {
     /// Records fetched twice in one run with different content: they changed while the run
     /// paged, so offsets may have shifted and a neighbour may have been skipped.
     pub moved: u64,
+    /// Records a full refresh did not see but did not delete: more than its `max_delete`
+    /// (see [`DeleteGuard`]).
+    pub held: u64,
 }
 
 impl IngestStats {
@@ -146,6 +149,7 @@ impl IngestStats {
         self.rejected += o.rejected;
         self.deleted += o.deleted;
         self.moved += o.moved;
+        self.held += o.held;
     }
 
     pub fn written(&self) -> u64 {
@@ -188,11 +192,47 @@ pub struct Finish {
     pub pages: u64,
     pub fetched: u64,
     pub totals: IngestStats,
-    /// A complete full refresh: records of the stream not seen in it are marked deleted.
-    pub complete_full_refresh: bool,
+    /// A complete full refresh: records of the stream not seen in it are deleted, within this
+    /// limit (else held). `None` for every other run: nothing is deleted for not being seen.
+    pub complete_full_refresh: Option<DeleteGuard>,
     /// The ledger file (name, SHA-256) whose records this run committed: recorded in the
     /// same transaction, so that it is never ingested twice.
     pub file: Option<(String, String)>,
+}
+
+/// How many unseen records a complete full refresh may delete.
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteGuard {
+    pub max: crate::config::MaxDelete,
+    /// The operator confirmed this run's deletions (`sync --confirm-deletes`).
+    pub confirmed: bool,
+}
+
+/// Deletions a full refresh held back (see [`DeleteGuard`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HeldDeletion {
+    pub source: String,
+    pub stream: String,
+    pub run_id: i64,
+    pub would_delete: u64,
+    pub live: u64,
+    pub max_delete: String,
+    pub at: String,
+}
+
+impl HeldDeletion {
+    /// What happened and what to do, for the run's error and `status`.
+    pub fn describe(&self) -> String {
+        let pct = if self.live > 0 {
+            self.would_delete as f64 * 100.0 / self.live as f64
+        } else {
+            100.0
+        };
+        format!(
+            "{}/{}: a full refresh would delete {} of {} records ({pct:.0}%, more than max_delete = {}); nothing was deleted. Check that the system answered everything, then apply them with `community-sync sync {} --full --confirm-deletes`",
+            self.source, self.stream, self.would_delete, self.live, self.max_delete, self.source
+        )
+    }
 }
 
 impl Store {
@@ -361,11 +401,45 @@ impl Store {
         let tx = self.conn.transaction().map_err(classify)?;
         let mut stats = ingest_in(&tx, &self.codec, at, prepared, &now)?;
         if let Some(f) = finish {
-            if f.complete_full_refresh {
-                stats.deleted += mark_unseen_deleted(&tx, at, &now)?;
+            let mut held = None;
+            // A record that changed while the refresh paged moved in the system's order, so a
+            // neighbour may have slipped past a page boundary: deleting the unseen is unsafe
+            // this time (the next refresh does it).
+            let moved = f.totals.moved + stats.moved > 0;
+            if moved && f.complete_full_refresh.is_some() {
+                tracing::warn!(
+                    source = at.source, stream = at.stream, run_id = at.run_id,
+                    "records changed while this full refresh paged; delete detection waits for the next refresh"
+                );
+            }
+            if let Some(guard) = f.complete_full_refresh.filter(|_| !moved) {
+                match delete_unseen(&tx, at, guard, &now)? {
+                    Ok(n) => stats.deleted += n,
+                    Err(h) => {
+                        stats.held = h.would_delete;
+                        held = Some(h);
+                    }
+                }
             }
             let mut totals = f.totals;
             totals.add(&stats);
+            if let Some(h) = held {
+                // The run ends failed: its records are kept, nothing is deleted, the cursor
+                // (a full refresh has none) stays.
+                close_run(
+                    &tx,
+                    at.run_id,
+                    "failed",
+                    Some(&h.describe()),
+                    f,
+                    &totals,
+                    None,
+                    &now,
+                )?;
+                tx.commit().map_err(classify)?;
+                self.drop_seen(at);
+                return Ok(stats);
+            }
             // A record that changed under the run's feet may have shifted a neighbour past a
             // page boundary: keep the old cursor so the next run reads the window again.
             let cursor = if totals.moved > 0 {
@@ -388,31 +462,79 @@ impl Store {
                     params![at.source, at.stream, sha256, name, f.fetched as i64, at.run_id, now],
                 )?;
             }
-            tx.execute(
-                "UPDATE runs SET status = 'ok', finished_at = ?2, pages = ?3, fetched = ?4, inserted = ?5,
-                 updated = ?6, unchanged = ?7, rejected = ?8, deleted = ?9,
-                 cursor_after = COALESCE(?10, cursor_before) WHERE id = ?1",
-                params![
-                    at.run_id,
-                    now,
-                    f.pages as i64,
-                    f.fetched as i64,
-                    totals.inserted as i64,
-                    totals.updated as i64,
-                    totals.unchanged as i64,
-                    totals.rejected as i64,
-                    totals.deleted as i64,
-                    cursor
-                ],
-            )?;
+            close_run(&tx, at.run_id, "ok", None, f, &totals, cursor, &now)?;
         }
         tx.commit().map_err(classify)?;
-        if finish.is_some() && at.full_refresh {
+        if finish.is_some() {
+            self.drop_seen(at);
+        }
+        Ok(stats)
+    }
+
+    /// Forgets a full refresh's seen set once its run is closed.
+    fn drop_seen(&self, at: &StreamRef<'_>) {
+        if at.full_refresh {
             let _ = self
                 .conn
                 .execute_batch(&format!("DROP TABLE IF EXISTS temp.seen_{}", at.run_id));
         }
-        Ok(stats)
+    }
+
+    /// Streams whose last full refresh held its deletions (see [`DeleteGuard`]).
+    pub fn held_deletions(&self) -> Result<Vec<HeldDeletion>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source, stream, run_id, would_delete, live, max_delete, at FROM held_deletions
+             ORDER BY source, stream",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(HeldDeletion {
+                source: r.get(0)?,
+                stream: r.get(1)?,
+                run_id: r.get(2)?,
+                would_delete: r.get::<_, i64>(3)? as u64,
+                live: r.get::<_, i64>(4)? as u64,
+                max_delete: r.get(5)?,
+                at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Remembers a finding about a stream once (a deletion test that never matches, …), for
+    /// `status`; true when it is new (the caller logs it then). The detail is masked.
+    pub fn note_once(
+        &mut self,
+        source: &str,
+        stream: &str,
+        run_id: i64,
+        topic: &str,
+        kind: &str,
+        detail: &str,
+    ) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO stream_notes (source, stream, topic, kind, detail, run_id, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                source,
+                stream,
+                topic,
+                kind,
+                crate::mask::scrub_text(detail),
+                run_id,
+                now_text()
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The notes about a stream (`topic kind: detail (at)`), newest first.
+    pub fn stream_notes(&self, source: &str, stream: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT topic || ' ' || kind || ': ' || detail || ' (' || at || ')' FROM stream_notes
+             WHERE source = ?1 AND stream = ?2 ORDER BY at DESC",
+        )?;
+        let rows = stmt.query_map(params![source, stream], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Closes a failed run; its cursor stays where it was.
@@ -987,6 +1109,93 @@ impl OutboxBatch {
     }
 }
 
+/// Closes a stream run (ok, or failed with `error`) with its figures and cursor.
+#[allow(clippy::too_many_arguments)]
+fn close_run(
+    tx: &Transaction<'_>,
+    run_id: i64,
+    status: &str,
+    error: Option<&str>,
+    f: &Finish,
+    totals: &IngestStats,
+    cursor: Option<&String>,
+    now: &str,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE runs SET status = ?11, error = ?12, finished_at = ?2, pages = ?3, fetched = ?4, inserted = ?5,
+         updated = ?6, unchanged = ?7, rejected = ?8, deleted = ?9,
+         cursor_after = COALESCE(?10, cursor_before) WHERE id = ?1",
+        params![
+            run_id,
+            now,
+            f.pages as i64,
+            f.fetched as i64,
+            totals.inserted as i64,
+            totals.updated as i64,
+            totals.unchanged as i64,
+            totals.rejected as i64,
+            totals.deleted as i64,
+            cursor,
+            status,
+            error
+        ],
+    )?;
+    Ok(())
+}
+
+/// A complete full refresh's delete detection: the stream's live records it did not see are
+/// marked deleted, unless there are more than the guard allows and the operator did not
+/// confirm; then nothing is deleted and the finding is held (`Err`) for `status`.
+fn delete_unseen(
+    tx: &Transaction<'_>,
+    at: &StreamRef<'_>,
+    guard: DeleteGuard,
+    now: &str,
+) -> Result<std::result::Result<u64, HeldDeletion>> {
+    let (unseen, live): (i64, i64) = tx.query_row(
+        &format!(
+            "SELECT COALESCE(sum(id NOT IN (SELECT id FROM temp.seen_{})), 0), count(*)
+             FROM source_records WHERE source = ?1 AND stream = ?2 AND deleted = 0",
+            at.run_id
+        ),
+        params![at.source, at.stream],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (unseen, live) = (unseen as u64, live as u64);
+    if guard.max.exceeded(unseen, live) && !guard.confirmed {
+        let held = HeldDeletion {
+            source: at.source.to_string(),
+            stream: at.stream.to_string(),
+            run_id: at.run_id,
+            would_delete: unseen,
+            live,
+            max_delete: guard.max.to_string(),
+            at: now.to_string(),
+        };
+        tx.execute(
+            "INSERT INTO held_deletions (source, stream, run_id, would_delete, live, max_delete, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (source, stream) DO UPDATE SET run_id = ?3, would_delete = ?4, live = ?5,
+                 max_delete = ?6, at = ?7",
+            params![
+                held.source,
+                held.stream,
+                held.run_id,
+                unseen as i64,
+                live as i64,
+                held.max_delete,
+                now
+            ],
+        )?;
+        return Ok(Err(held));
+    }
+    tx.execute(
+        "DELETE FROM held_deletions WHERE source = ?1 AND stream = ?2",
+        params![at.source, at.stream],
+    )?;
+    Ok(Ok(mark_unseen_deleted(tx, at, now)?))
+}
+
 fn mark_unseen_deleted(tx: &Transaction<'_>, at: &StreamRef<'_>, now: &str) -> Result<u64> {
     let n = tx.execute(
         &format!(
@@ -1259,7 +1468,7 @@ mod tests {
             pages: 1,
             fetched: 1,
             totals: IngestStats::default(),
-            complete_full_refresh: false,
+            complete_full_refresh: None,
             file: None,
         };
         store.ingest(&at, &[], Some(&finish)).unwrap();
@@ -1296,7 +1505,10 @@ mod tests {
             pages: 1,
             fetched: 2,
             totals: IngestStats::default(),
-            complete_full_refresh: true,
+            complete_full_refresh: Some(DeleteGuard {
+                max: crate::config::MaxDelete::DEFAULT,
+                confirmed: false,
+            }),
             file: None,
         };
         store.ingest(&at, &[], Some(&finish)).unwrap();
@@ -1316,5 +1528,139 @@ mod tests {
             1
         );
         assert_eq!(count(&store, "SELECT deleted FROM runs WHERE id = 2"), 1);
+    }
+
+    #[test]
+    fn a_refresh_that_would_delete_too_much_holds_its_deletions_until_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let all: Vec<Ingest> = (0..10)
+            .map(|i| rec(&i.to_string(), &format!("1380000000{i}")).0)
+            .collect();
+        let guard = |confirmed| DeleteGuard {
+            max: crate::config::MaxDelete::DEFAULT,
+            confirmed,
+        };
+        let refresh = |store: &mut Store, batch: &[Ingest], confirmed: bool| {
+            let run = store.begin_run("a", "b", "sync", "test").unwrap();
+            store.begin_full_refresh(run).unwrap();
+            let at = stream_ref(run, true);
+            let finish = Finish {
+                cursor: None,
+                pages: 1,
+                fetched: batch.len() as u64,
+                totals: IngestStats::default(),
+                complete_full_refresh: Some(guard(confirmed)),
+                file: None,
+            };
+            (run, store.ingest(&at, batch, Some(&finish)).unwrap())
+        };
+        refresh(&mut store, &all, false);
+        // Half of the stream vanishes: held, nothing deleted, the run failed with the reason.
+        let half: Vec<Ingest> = (0..5)
+            .map(|i| rec(&i.to_string(), &format!("1380000000{i}")).0)
+            .collect();
+        let (run, s) = refresh(&mut store, &half, false);
+        assert_eq!((s.deleted, s.held), (0, 5));
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM source_records WHERE deleted = 1"
+            ),
+            0
+        );
+        let (status, error): (String, String) = store
+            .conn()
+            .query_row("SELECT status, error FROM runs WHERE id = ?1", [run], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(status, "failed");
+        assert!(error.contains("would delete 5 of 10"), "{error}");
+        assert!(error.contains("--confirm-deletes"), "{error}");
+        let held = store.held_deletions().unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].would_delete, held[0].live), (5, 10));
+        // Confirmed: applied, and no longer held.
+        let (_, s) = refresh(&mut store, &half, true);
+        assert_eq!((s.deleted, s.held), (5, 0));
+        assert!(store.held_deletions().unwrap().is_empty());
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM source_records WHERE deleted = 1"
+            ),
+            5
+        );
+    }
+
+    #[test]
+    fn a_refresh_during_which_records_moved_deletes_nothing_until_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let refresh = |store: &mut Store, batch: &[Ingest]| {
+            let run = store.begin_run("a", "b", "sync", "test").unwrap();
+            store.begin_full_refresh(run).unwrap();
+            // Every change counts as "during this run" (run_started is long ago).
+            let at = stream_ref(run, true);
+            let finish = Finish {
+                cursor: None,
+                pages: 1,
+                fetched: batch.len() as u64,
+                totals: IngestStats::default(),
+                complete_full_refresh: Some(DeleteGuard {
+                    max: crate::config::MaxDelete::Share(1.0),
+                    confirmed: false,
+                }),
+                file: None,
+            };
+            store.ingest(&at, batch, Some(&finish)).unwrap()
+        };
+        let three = [
+            rec("1", "13800000001").0,
+            rec("2", "13800000002").0,
+            rec("3", "13800000003").0,
+        ];
+        refresh(&mut store, &three);
+        // Record 1 changed while paging (moved in the system's order), record 3 is unseen.
+        let s = refresh(
+            &mut store,
+            &[rec("1", "13900000001").0, rec("2", "13800000002").0],
+        );
+        assert_eq!((s.moved, s.deleted), (1, 0));
+        let s = refresh(
+            &mut store,
+            &[rec("1", "13900000001").0, rec("2", "13800000002").0],
+        );
+        assert_eq!((s.moved, s.deleted), (0, 1));
+    }
+
+    #[test]
+    fn a_finding_is_noted_once_per_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        assert!(store
+            .note_once(
+                "a",
+                "b",
+                1,
+                "deleted_when",
+                "never_matches",
+                "x 13800138000"
+            )
+            .unwrap());
+        assert!(!store
+            .note_once("a", "b", 2, "deleted_when", "never_matches", "y")
+            .unwrap());
+        assert!(store
+            .note_once("a", "c", 2, "deleted_when", "never_matches", "y")
+            .unwrap());
+        let notes = store.stream_notes("a", "b").unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("deleted_when never_matches: x "),
+            "{notes:?}"
+        );
+        assert!(!notes[0].contains("13800138000"), "masked: {notes:?}");
     }
 }

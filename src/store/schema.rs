@@ -17,6 +17,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_PENDING_PERSONS),
         M::up(V_REVIEW_DESK),
         M::up(V_INGESTED_FILES),
+        M::up(V_HELD_DELETIONS),
     ])
 }
 
@@ -537,6 +538,35 @@ CREATE TABLE ingested_files (
     run_id      INTEGER NOT NULL,
     at          TEXT NOT NULL,
     PRIMARY KEY (source, stream, sha256)
+"#;
+
+/// Deletions a full refresh found but did not apply because they exceeded the stream's
+/// `max_delete` (one row per stream, the latest such run): `status` reports them until a run
+/// applies or no longer finds them (`sync SOURCE --full --confirm-deletes`). And notes about a
+/// stream said once (`Store::note_once`).
+const V_HELD_DELETIONS: &str = r#"
+CREATE TABLE held_deletions (
+    source       TEXT NOT NULL,
+    stream       TEXT NOT NULL,
+    run_id       INTEGER NOT NULL,
+    would_delete INTEGER NOT NULL,
+    live         INTEGER NOT NULL,
+    max_delete   TEXT NOT NULL,
+    at           TEXT NOT NULL,
+    PRIMARY KEY (source, stream)
+);
+
+-- Findings about a stream worth saying once (a deletion test that never matches what the
+-- system sends): logged when first found, listed by `status` under the stream.
+CREATE TABLE stream_notes (
+    source  TEXT NOT NULL,
+    stream  TEXT NOT NULL,
+    topic   TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    run_id  INTEGER NOT NULL,
+    at      TEXT NOT NULL,
+    PRIMARY KEY (source, stream, topic, kind)
 );
 "#;
 

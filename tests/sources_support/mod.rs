@@ -49,6 +49,7 @@ pub fn opts() -> SyncOptions {
         full: false,
         trigger: "test".into(),
         push: false,
+        ..SyncOptions::default()
     }
 }
 

@@ -394,14 +394,21 @@ impl SqlSource {
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         for (field, mapping) in &stream.fields {
             let spec = mapping.spec();
-            let head = spec
+            // A fallback list needs one of its columns; a single path its own.
+            let heads: Vec<String> = spec
                 .path
-                .trim_start_matches('/')
-                .split(['.', '/', '['])
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            if !names.iter().any(|n| *n == head) {
+                .texts()
+                .iter()
+                .map(|p| {
+                    p.trim_start_matches('/')
+                        .split(['.', '/', '['])
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            let head = heads.join(" or ");
+            if !heads.iter().any(|h| names.iter().any(|n| n == h)) {
                 return Err(self.err(
                     &stream.name,
                     format!(
