@@ -8,7 +8,7 @@ mod sources_support;
 
 use std::path::Path;
 
-use community_sync::pipeline;
+use community_sync::pipeline::{self, SyncOptions};
 use ledger_gen::Outcome;
 use sources_support::{context, count, opts};
 
@@ -171,9 +171,23 @@ async fn a_file_is_ingested_once_and_replace_deletes_what_the_new_version_drops(
         "a known file starts no run"
     );
     assert_eq!(std::fs::read_dir(folder.join("done")).unwrap().count(), 2);
-    // A new version without its last 10 rows: those records are deleted, nothing else.
+    // A new version without its last 10 rows: 10 of 60 records is more than max_delete (10 %),
+    // so the deletions are held and the file stays in the inbox until an operator confirms.
     ledger_gen::xlsx(&folder.join("台账-新.xlsx"), 31, 50);
     let r = pipeline::ingest_sources(&ctx, &opts()).await.unwrap();
+    assert_eq!(r.failed_streams(), 1, "{:?}", r.streams);
+    assert_eq!(r.streams[0].stats.held, 10, "{:?}", r.streams);
+    assert_eq!(r.streams[0].stats.deleted, 0, "{:?}", r.streams);
+    assert!(
+        folder.join("台账-新.xlsx").exists(),
+        "a held file stays in the inbox"
+    );
+    // Confirmed: those records are deleted, nothing else.
+    let confirmed = SyncOptions {
+        confirm_deletes: true,
+        ..opts()
+    };
+    let r = pipeline::ingest_sources(&ctx, &confirmed).await.unwrap();
     assert_eq!(r.failed_streams(), 0, "{:?}", r.streams);
     // Rows 51..60 of the old version: every record of them is deleted, no other.
     let dropped = "source_key LIKE 'LR-%' AND CAST(substr(source_key, 4) AS INTEGER) > 50";

@@ -385,7 +385,11 @@ fn wanted_columns(stream: &StreamConfig) -> Vec<String> {
     for m in stream.fields.values() {
         let spec = m.spec();
         // Of a fallback list, the first column is the one a header row must hold.
-        let Some(first) = spec.path.texts().first().map(|p| header_key(p.trim_start_matches('/')))
+        let Some(first) = spec
+            .path
+            .texts()
+            .first()
+            .map(|p| header_key(p.trim_start_matches('/')))
         else {
             continue;
         };

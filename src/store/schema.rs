@@ -538,6 +538,7 @@ CREATE TABLE ingested_files (
     run_id      INTEGER NOT NULL,
     at          TEXT NOT NULL,
     PRIMARY KEY (source, stream, sha256)
+);
 "#;
 
 /// Deletions a full refresh found but did not apply because they exceeded the stream's
