@@ -62,6 +62,7 @@ async fn backup_taken_mid_sync_is_a_consistent_store() {
         full: false,
         trigger: "test".into(),
         push: true,
+        stop: None,
     };
     let report = pipeline::sync(&ctx, &opts).await.unwrap();
     assert_eq!(report.failed_streams(), 0);

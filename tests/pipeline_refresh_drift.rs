@@ -71,6 +71,7 @@ fn opts() -> SyncOptions {
         full: false,
         trigger: "test".into(),
         push: false,
+        stop: None,
     }
 }
 

@@ -16,6 +16,7 @@ fn no_push() -> SyncOptions {
         full: false,
         trigger: "test".into(),
         push: false,
+        stop: None,
     }
 }
 

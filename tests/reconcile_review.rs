@@ -19,6 +19,7 @@ fn opts(full: bool) -> SyncOptions {
         full,
         trigger: "test".into(),
         push: false,
+        stop: None,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod backup;
 pub mod demo;
 pub mod logging;
+pub mod out;
 pub mod progress;
 pub mod report;
 pub mod review;
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::pipeline::{self, Context};
+use out::{errln, out, outln};
 
 pub const DEFAULT_CONFIG: &str = "/etc/community-sync/community-sync.toml";
 
@@ -81,24 +83,31 @@ pub enum Command {
     },
     /// Push pending outbox events to the platform now.
     Push,
-    /// Show per-source state, outbox depth and health (exit 1 when unhealthy).
+    /// Show per-stream state (failures toward unhealthy_after_failures), outbox depth and
+    /// health: exit 0 ok, 3 degraded, 1 unhealthy.
     Status {
+        /// Print the status as JSON (`health`: ok, degraded or unhealthy).
         #[arg(long)]
         json: bool,
     },
-    /// Validate the config file without syncing; with --connect also reach each source,
-    /// authenticate and fetch one page of each stream.
+    /// Validate the config file, and read the store key and every secret it names, without
+    /// syncing; with --connect also reach each source (authenticate, fetch one page of each
+    /// stream) and the platform.
     Check {
+        /// Also reach each source and the platform over the network.
         #[arg(long)]
         connect: bool,
     },
-    /// List quarantined records and fields (values masked).
+    /// List quarantined records and fields, newest first (values masked, record keys shown).
     Rejects {
-        #[arg(long)]
+        /// Only this source (a name from the config).
+        #[arg(long, value_name = "SOURCE")]
         source: Option<String>,
-        #[arg(long)]
+        /// Only this reason code (id_number.check_digit, phone.invalid, identity.missing, ...).
+        #[arg(long, value_name = "CODE")]
         reason: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// List at most N rows (0: all); says so when there are more.
+        #[arg(long, value_name = "N", default_value_t = 50)]
         limit: usize,
     },
     /// Measure throughput, limits, steady-state cost and memory against the simulator.
@@ -107,17 +116,27 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Copy the store to FILE, consistently, even while a sync or the daemon runs.
     Backup(backup::BackupArgs),
-    /// Write the man page and shell completions into DIR (used by packaging).
+    /// Write the man pages and shell completions into DIR (used by packaging).
     #[command(hide = true)]
-    GenerateAssets { dir: PathBuf },
+    GenerateAssets {
+        /// Directory for man/ and completions/.
+        dir: PathBuf,
+    },
     /// The review queue: what a machine should not decide.
     #[command(subcommand)]
     Review(review::ReviewCmd),
     /// Why a source record belongs to its resident: candidates, feature scores, thresholds.
-    Explain { source: String, key: String },
+    Explain {
+        /// The source's name in the config (onecard, volunteer, eldercare, health, ...).
+        source: String,
+        /// The record's key in that system (as `rejects` and `review show` print it).
+        key: String,
+    },
     /// Write a new random store key (0600) for [security] key_file.
     Keygen {
-        #[arg(long)]
+        /// Where to write it; it must not exist yet
+        /// (/etc/community-sync/credentials/store-key for the service).
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Re-encrypt the store (and re-key its match keys) under a new key, online.
@@ -132,24 +151,27 @@ pub enum Command {
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(security::AuditCommand),
-    /// Serve the built-in simulator on 127.0.0.1:18081-18085 until Ctrl-C.
-    Sim {
-        #[arg(long, default_value_t = 20_000)]
-        residents: usize,
-        #[arg(long, default_value_t = 20240501)]
-        seed: u64,
-    },
+    /// Serve the built-in simulator (four department systems and the platform) on
+    /// 127.0.0.1:18081-18085, or from --port, until Ctrl-C.
+    Sim(demo::SimArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             let msg = crate::mask::scrub_text(&format!("{e:#}"));
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             ExitCode::from(2)
         }
+    };
+    match out::stdout_error() {
+        Some(e) => {
+            errln!("error: cannot write the output: {e}; it is incomplete");
+            ExitCode::from(2)
+        }
+        None => code,
     }
 }
 
@@ -180,7 +202,7 @@ async fn check_connect(config: &Config) -> bool {
             Ok(c) => c,
             Err(e) => {
                 all_ok = false;
-                println!(
+                outln!(
                     "{:<10} {:<16} FAILED  {}",
                     src.name,
                     "*",
@@ -191,7 +213,7 @@ async fn check_connect(config: &Config) -> bool {
         };
         for stream in &src.streams {
             match client.probe(stream).await {
-                Ok(p) => println!(
+                Ok(p) => outln!(
                     "{:<10} {:<16} ok      {} records on the first page{} ({} bytes, {})",
                     src.name,
                     stream.name,
@@ -202,7 +224,7 @@ async fn check_connect(config: &Config) -> bool {
                 ),
                 Err(e) => {
                     all_ok = false;
-                    println!(
+                    outln!(
                         "{:<10} {:<16} FAILED  {}",
                         src.name,
                         stream.name,
@@ -235,25 +257,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::bench::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sim { residents, seed } => {
+        Command::Sim(args) => {
             init_logging(&cli, None);
             let rt = runtime()?;
-            rt.block_on(async {
-                let opts = crate::sim::SimOptions {
-                    seed: *seed,
-                    residents: *residents,
-                    fixed_ports: true,
-                    ..Default::default()
-                };
-                crate::sim::serve_forever(opts)
-                    .await
-                    .map_err(anyhow::Error::from)
-            })?;
-            Ok(ExitCode::SUCCESS)
+            rt.block_on(demo::serve_sim(args))
         }
         Command::Check { connect } => {
             let config = load_config(&cli)?;
-            println!(
+            outln!(
                 "{}: ok ({} sources, {} streams)",
                 cli.config.display(),
                 config.sources.len(),
@@ -311,32 +322,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(s) => s,
                     Err(e) => {
                         // The platform (not the set-up) failed: exit 1, as documented.
-                        eprintln!("error: {}", crate::mask::scrub_text(&e.to_string()));
-                        eprintln!("the events stay in the outbox and are sent by the next push");
+                        errln!("error: {}", crate::mask::scrub_text(&e.to_string()));
+                        errln!("the events stay in the outbox and are sent by the next push");
                         return Ok(ExitCode::from(1));
                     }
                 };
-                println!(
+                outln!(
                     "pushed {} events in {} batches ({} dead letters, {} superseded)",
-                    stats.sent, stats.batches, stats.dead, stats.superseded
+                    stats.sent,
+                    stats.batches,
+                    stats.dead,
+                    stats.superseded
                 );
                 Ok(ExitCode::SUCCESS)
             })
         }
         Command::Status { json } => {
             let config = load_config(&cli)?;
-            let store = crate::store::Store::open_configured(&config)?;
+            let store = report::open_existing(&config)?;
             let st = status::collect(&config, &store)?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {
                 status::print(&st);
             }
-            Ok(if st.healthy {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(ExitCode::from(st.health.exit_code()))
         }
         Command::Report(args) => {
             let config = load_config(&cli)?;
@@ -350,7 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::GenerateAssets { dir } => {
             for f in assets::generate(dir)? {
-                println!("{}", f.display());
+                outln!("{}", f.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -361,8 +371,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Explain { source, key } => {
             let config = load_config(&cli)?;
-            let store = crate::store::Store::open_configured(&config)?;
-            print!("{}", review::explain_text(&store, &config, source, key)?);
+            let store = report::open_existing(&config)?;
+            out!("{}", review::explain_text(&store, &config, source, key)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen { out } => security::keygen(out),
@@ -381,8 +391,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => {
             let config = load_config(&cli)?;
-            let store = crate::store::Store::open_configured(&config)?;
-            status::print_rejects(&store, source.as_deref(), reason.as_deref(), *limit)?;
+            let store = report::open_existing(&config)?;
+            status::print_rejects(
+                &config,
+                &store,
+                source.as_deref(),
+                reason.as_deref(),
+                *limit,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

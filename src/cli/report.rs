@@ -1,5 +1,6 @@
 //! `community-sync report [--html FILE] [--json]`: the data-quality report.
 
+use crate::cli::out::{errln, out, outln};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -22,9 +23,9 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
     let store = open_existing(config)?;
     let report = crate::report::collect(config, &store)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", crate::report::table::render(&report));
+        out!("{}", crate::report::table::render(&report));
     }
     if let Some(path) = &args.html {
         let page = crate::report::html::render(&report);
@@ -34,7 +35,7 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
                 path.display()
             )
         })?;
-        eprintln!("HTML report written to {}", path.display());
+        errln!("HTML report written to {}", path.display());
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `community-sync review list|show|accept|reject|merge|split` and
 //! `community-sync explain SOURCE KEY`: the review queue and why a record is where it is.
 
+use crate::cli::out::{out, outln};
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
@@ -20,19 +21,40 @@ pub enum ReviewCmd {
         /// open, accepted, rejected, superseded or all.
         #[arg(long)]
         state: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// List at most N items.
+        #[arg(long, value_name = "N", default_value_t = 50)]
         limit: usize,
     },
     /// Show one item with the score explanation.
-    Show { id: i64 },
+    Show {
+        /// The item's number, as `review list` prints it (#12 → 12).
+        id: i64,
+    },
     /// Accept an item (link the record / take the record's value / acknowledge).
-    Accept { id: i64 },
+    Accept {
+        /// The item's number, as `review list` prints it.
+        id: i64,
+    },
     /// Reject an item (never match this pair / keep the golden value / dismiss).
-    Reject { id: i64 },
+    Reject {
+        /// The item's number, as `review list` prints it.
+        id: i64,
+    },
     /// Merge resident OTHER into SURVIVOR (person keys like P00000012 or numbers).
-    Merge { survivor: String, other: String },
+    Merge {
+        /// The resident that stays (P00000012 or 12).
+        survivor: String,
+        /// The resident folded into it and retired (P00000034 or 34).
+        other: String,
+    },
     /// Detach source records (ids from `explain` or `review show`) into a new resident.
-    Split { person: String, records: Vec<i64> },
+    Split {
+        /// The resident the records belong to now (P00000012 or 12).
+        person: String,
+        /// Record ids to move to a new resident.
+        #[arg(required = true)]
+        records: Vec<i64>,
+    },
 }
 
 /// Parses `P00000012` or `12`.
@@ -43,13 +65,13 @@ pub fn parse_person(s: &str) -> anyhow::Result<i64> {
 }
 
 pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
-    let mut store = Store::open_configured(config)?;
+    let mut store = super::report::open_existing(config)?;
     match cmd {
         ReviewCmd::List { state, limit } => {
             let items = review::list(store.conn(), state.as_deref(), *limit)?;
-            println!("{} open review items", review::open_count(store.conn())?);
+            outln!("{} open review items", review::open_count(store.conn())?);
             for it in items {
-                println!(
+                outln!(
                     "#{:<6} {:<9} {:<10} record {:<8} resident {:<10} {:<10} {}",
                     it.id,
                     it.kind,
@@ -63,7 +85,7 @@ pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
                 );
             }
         }
-        ReviewCmd::Show { id } => print!("{}", show_text(&store, config, *id)?),
+        ReviewCmd::Show { id } => out!("{}", show_text(&store, config, *id)?),
         ReviewCmd::Accept { id } | ReviewCmd::Reject { id } => {
             let d = if matches!(cmd, ReviewCmd::Accept { .. }) {
                 Decision::Accept { item: *id }
@@ -71,7 +93,7 @@ pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
                 Decision::Reject { item: *id }
             };
             let stats = decide(&mut store, config, &d)?;
-            println!("decided; {} outbox events written", stats.events);
+            outln!("decided; {} outbox events written", stats.events);
         }
         ReviewCmd::Merge { survivor, other } => {
             let d = Decision::Merge {
@@ -79,7 +101,7 @@ pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
                 other: parse_person(other)?,
             };
             let stats = decide(&mut store, config, &d)?;
-            println!("merged; {} outbox events written", stats.events);
+            outln!("merged; {} outbox events written", stats.events);
         }
         ReviewCmd::Split { person, records } => {
             let d = Decision::Split {
@@ -87,7 +109,7 @@ pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
                 records: records.clone(),
             };
             let stats = decide(&mut store, config, &d)?;
-            println!("split; {} outbox events written", stats.events);
+            outln!("split; {} outbox events written", stats.events);
         }
     }
     Ok(())

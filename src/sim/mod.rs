@@ -59,8 +59,10 @@ pub const ELDERCARE_KEY: &str = "eld-demo-key";
 pub const HEALTH_USER: &str = "sync";
 pub const HEALTH_PASSWORD: &str = "health-demo-pass";
 pub const PLATFORM_TOKEN: &str = "platform-demo-token";
-/// Fixed ports of `community-sync sim`: onecard, volunteer, eldercare, health, platform.
-pub const FIXED_PORTS: [u16; 5] = [18081, 18082, 18083, 18084, 18085];
+/// The default base port of `community-sync sim`: onecard, volunteer, eldercare, health and
+/// the platform listen on it and the four ports after it (18081-18085), the ports
+/// `config/community-sync.toml` names.
+pub const DEFAULT_BASE_PORT: u16 = 18081;
 /// The four source names, in port order.
 pub const SOURCES: [&str; 4] = ["onecard", "volunteer", "eldercare", "health"];
 
@@ -68,8 +70,9 @@ pub const SOURCES: [&str; 4] = ["onecard", "volunteer", "eldercare", "health"];
 pub struct SimOptions {
     pub seed: u64,
     pub residents: usize,
-    /// Bind 127.0.0.1:18081..18085 instead of ephemeral ports.
-    pub fixed_ports: bool,
+    /// Bind 127.0.0.1:base..base+4 (onecard, volunteer, eldercare, health, platform) instead
+    /// of ephemeral ports.
+    pub base_port: Option<u16>,
     /// Lifetime of the volunteer system's OAuth tokens.
     pub token_lifetime_secs: u64,
     /// Add the matching hard cases (see `sim::hard_cases`): old phones, homophone and
@@ -83,7 +86,7 @@ impl Default for SimOptions {
         SimOptions {
             seed: 20240501,
             residents: 20_000,
-            fixed_ports: false,
+            base_port: None,
             token_lifetime_secs: 3600,
             hard_cases: false,
         }
@@ -92,7 +95,7 @@ impl Default for SimOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("simulator: cannot listen on 127.0.0.1:{port} for {what}: {source} (is another simulator running? use ephemeral ports)")]
+    #[error("simulator: cannot listen on 127.0.0.1:{port} for {what}: {source}. Is another simulator or program using it? Choose other ports with --port BASE, or --port 0 for free ones")]
     Bind {
         what: &'static str,
         port: u16,
@@ -167,6 +170,19 @@ pub struct GroundTruth {
     /// (source, stream, key) -> hard-case kind, for accepted person records that are part of
     /// a hard case (empty unless `SimOptions::hard_cases`).
     pub case_of_record: BTreeMap<(String, String, String), String>,
+    /// Open review items a correct reconcile raises, by `kind:field`: one `conflict` item per
+    /// accepted person record whose birth date contradicts its resident's (the hard case
+    /// `swapped_birth`): a machine must not pick a birth date, and the golden record keeps the
+    /// one of the ID-bearing record. (A stated gender always agrees with the ID number here,
+    /// and no two residents are close enough to score between the thresholds.)
+    pub review_items: BTreeMap<String, usize>,
+}
+
+impl GroundTruth {
+    /// Open review items a correct reconcile raises, all kinds.
+    pub fn review_total(&self) -> usize {
+        self.review_items.values().sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +288,8 @@ impl Shared {
 
 pub struct Sim {
     pub urls: SimUrls,
+    /// What it was started with (seed, residents, ports, hard cases).
+    pub options: SimOptions,
     shared: Arc<Shared>,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -462,6 +480,14 @@ fn compute_truth(w: &World) -> GroundTruth {
                 }
                 t.resident_of_record
                     .insert((sk.0.clone(), sk.1.clone(), s.key(rec.no)), r as usize);
+                if w.residents
+                    .get(r as usize)
+                    .is_some_and(|res| res.birth != w.rec_birth(rec))
+                {
+                    *t.review_items
+                        .entry("conflict:birth_date".to_string())
+                        .or_default() += 1;
+                }
                 if let Some(kind) = w.case_kind.get(&(s.idx(), rec.no)) {
                     t.case_of_record.insert(
                         (sk.0.clone(), sk.1.clone(), s.key(rec.no)),
@@ -557,8 +583,21 @@ impl Sim {
         });
         let names = ["onecard", "volunteer", "eldercare", "health", "platform"];
         let mut listeners = Vec::new();
+        if let Some(base) = opts.base_port.filter(|b| *b > u16::MAX - 4) {
+            return Err(SimError::Bind {
+                what: "onecard",
+                port: base,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a base port leaves room for five ports only up to 65531",
+                ),
+            });
+        }
         for (i, what) in names.into_iter().enumerate() {
-            let port = if opts.fixed_ports { FIXED_PORTS[i] } else { 0 };
+            let port = match opts.base_port {
+                Some(0) | None => 0,
+                Some(base) => base.saturating_add(i as u16),
+            };
             listeners.push(bind(what, port).await?);
         }
         let mut urls = Vec::new();
@@ -609,6 +648,7 @@ impl Sim {
         };
         Ok(Sim {
             urls,
+            options: opts,
             shared,
             stops,
             tasks,
@@ -749,27 +789,6 @@ impl Sim {
             let _ = t.await;
         }
     }
-}
-
-/// `community-sync sim`: serves on the fixed ports, prints the URLs and demo secrets as
-/// shell `export` lines, and waits for Ctrl-C.
-pub async fn serve_forever(opts: SimOptions) -> Result<(), SimError> {
-    let sim = Sim::start(opts).await?;
-    println!("# community-sync simulator");
-    println!("#   onecard   {}", sim.urls.onecard);
-    println!("#   volunteer {}", sim.urls.volunteer);
-    println!("#   eldercare {}", sim.urls.eldercare);
-    println!("#   health    {}", sim.urls.health);
-    println!("#   platform  {}", sim.urls.platform);
-    println!("export ONECARD_SECRET={ONECARD_SECRET}");
-    println!("export VOLUNTEER_SECRET={VOLUNTEER_SECRET}");
-    println!("export ELDERCARE_KEY={ELDERCARE_KEY}");
-    println!("export HEALTH_PASSWORD={HEALTH_PASSWORD}");
-    println!("export PLATFORM_TOKEN={PLATFORM_TOKEN}");
-    println!("# Ctrl-C to stop");
-    let _ = tokio::signal::ctrl_c().await;
-    sim.shutdown().await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub fn sync_options(push: bool) -> SyncOptions {
         full: false,
         trigger: "test".into(),
         push,
+        stop: None,
     }
 }
 
