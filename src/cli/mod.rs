@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod backup;
+pub mod check;
 pub mod demo;
 pub mod logging;
 pub mod out;
@@ -192,51 +193,6 @@ fn init_logging(cli: &Cli, config: Option<&Config>) {
     logging::init(&level, format);
 }
 
-/// Reaches every enabled source: authenticate and fetch one page per stream. Prints one line
-/// per stream; true when all succeeded.
-async fn check_connect(config: &Config) -> bool {
-    let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
-    let mut all_ok = true;
-    for src in config.sources.iter().filter(|s| s.enabled) {
-        let client = match crate::source::SourceClient::with_config_dir(src, dir) {
-            Ok(c) => c,
-            Err(e) => {
-                all_ok = false;
-                outln!(
-                    "{:<10} {:<16} FAILED  {}",
-                    src.name,
-                    "*",
-                    crate::mask::scrub_text(&e.to_string())
-                );
-                continue;
-            }
-        };
-        for stream in &src.streams {
-            match client.probe(stream).await {
-                Ok(p) => outln!(
-                    "{:<10} {:<16} ok      {} records on the first page{} ({} bytes, {})",
-                    src.name,
-                    stream.name,
-                    p.records,
-                    p.total.map(|t| format!(" of {t}")).unwrap_or_default(),
-                    p.bytes,
-                    p.url_path
-                ),
-                Err(e) => {
-                    all_ok = false;
-                    outln!(
-                        "{:<10} {:<16} FAILED  {}",
-                        src.name,
-                        stream.name,
-                        crate::mask::scrub_text(&e.to_string())
-                    );
-                }
-            }
-        }
-    }
-    all_ok
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -264,27 +220,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { connect } => {
             let config = load_config(&cli)?;
-            outln!(
-                "{}: ok ({} sources, {} streams)",
-                cli.config.display(),
-                config.sources.len(),
-                config
-                    .sources
-                    .iter()
-                    .map(|s| s.streams.len())
-                    .sum::<usize>()
-            );
-            if !connect {
-                return Ok(ExitCode::SUCCESS);
-            }
             init_logging(&cli, Some(&config));
             let rt = runtime()?;
-            let all_ok = rt.block_on(check_connect(&config));
-            Ok(if all_ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(rt.block_on(check::run(&cli.config, &config, *connect)))
         }
         Command::Run => {
             let config = load_config(&cli)?;
