@@ -21,7 +21,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::pipeline::{self, Context};
 use out::{errln, out, outln};
 
 pub const DEFAULT_CONFIG: &str = "/etc/community-sync/community-sync.toml";
@@ -29,15 +28,24 @@ pub const DEFAULT_CONFIG: &str = "/etc/community-sync/community-sync.toml";
 /// Shown at the end of `--help`: what the exit status means, for scripts and systemd.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0  everything asked for was done (status: healthy)
+  0  everything asked for was done (status: ok)
   1  the command ran but a stream or the push failed, or status found the service unhealthy;
      the output says which source/stream and why; the next run resumes from the cursor
-  2  usage, config or setup error (bad arguments, invalid config, unreadable secret,
+  2  usage, config or setup error (bad arguments, invalid config, unreadable key or secret,
      store cannot be opened or is locked, disk full); nothing was synced; fix what the
      message names and run again
+  3  status: degraded (a stream failed, fewer than unhealthy_after_failures times in a row,
+     or the last push failed)
+  4  sync: cut short by a stop (SIGTERM, Ctrl-C); the streams that completed are listed, the
+     others resume from their cursors at the next sync
 
-Errors name what happened, where (source, stream, URL path, config key, file) and what to do.
-Personal data (ID numbers, phones) is always masked in messages and logs.";
+Errors name what happened, where (source, stream, host:port and URL path, config key, file)
+and what to do. Personal data (ID numbers, phones) is always masked in messages and logs;
+times and record keys are not personal data and are shown in full.
+
+From a root shell on the service's machine nothing needs exporting: ${CREDENTIALS_DIRECTORY}
+in the config means the credentials/ directory beside it outside the service (the files the
+unit hands the service), and `sync` finds the daemon on its control socket.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,7 +76,8 @@ pub enum Command {
     /// Run as a service: scheduled syncs, control socket, signals, systemd notify.
     Run,
     /// Sync now (all sources, or those named), reconcile, then push; handed to the running
-    /// daemon when one answers on the control socket.
+    /// daemon when one answers on the control socket. Exit 1 if a stream or the push failed,
+    /// 4 if a stop cut it short (the streams that completed are listed).
     Sync {
         /// Source names (default: all enabled sources).
         sources: Vec<String>,
@@ -254,26 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
             let rt = runtime()?;
-            rt.block_on(async {
-                let ctx = Context::open(config)?;
-                let stats = match pipeline::push(&ctx).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // The platform (not the set-up) failed: exit 1, as documented.
-                        errln!("error: {}", crate::mask::scrub_text(&e.to_string()));
-                        errln!("the events stay in the outbox and are sent by the next push");
-                        return Ok(ExitCode::from(1));
-                    }
-                };
-                outln!(
-                    "pushed {} events in {} batches ({} dead letters, {} superseded)",
-                    stats.sent,
-                    stats.batches,
-                    stats.dead,
-                    stats.superseded
-                );
-                Ok(ExitCode::SUCCESS)
-            })
+            rt.block_on(run::push(config))
         }
         Command::Status { json } => {
             let config = load_config(&cli)?;

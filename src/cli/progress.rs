@@ -37,11 +37,11 @@ impl Display {
     /// below the last bar.
     pub fn finish(self) {
         if let Some(multi) = self.multi {
-            // Drawing is asynchronous (a steady tick); draw the final state, then step below.
-            let _ = multi.println("");
-            multi.set_move_cursor(false);
+            crate::cli::logging::around_bars(None);
+            // The bars that are left (finished ones show their result) stay where they are;
+            // what comes next starts on the line below the last one.
+            let _ = multi.clear();
             drop(multi);
-            crate::cli::out::errln!();
         }
     }
 }
@@ -50,6 +50,7 @@ impl Display {
 pub fn auto_display() -> Display {
     if std::io::stderr().is_terminal() {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        crate::cli::logging::around_bars(Some(multi.clone()));
         Display {
             progress: bars_on(multi.clone()),
             multi: Some(multi),
@@ -153,14 +154,16 @@ fn bars_on(multi: MultiProgress) -> Progress {
                     bar.finish_with_message(msg);
                 }
             }
-            ProgressEvent::Reconciled { records, events } => {
-                let _ = multi.println(format!("reconciled {records} records → {events} events"));
-            }
-            ProgressEvent::Pushed { sent, dead } => {
-                let _ = multi.println(format!(
+            // Lines of their own above the bars (`println` leaves the cursor at the end of
+            // its line when no bar is left to draw below it).
+            ProgressEvent::Reconciled { records, events } => multi.suspend(|| {
+                crate::cli::out::errln!("reconciled {records} records → {events} events")
+            }),
+            ProgressEvent::Pushed { sent, dead } => multi.suspend(|| {
+                crate::cli::out::errln!(
                     "pushed {sent} events to the platform ({dead} dead letters)"
-                ));
-            }
+                )
+            }),
         }
     })
 }

@@ -292,6 +292,50 @@ async fn stop_on_signals(stop: Stop) {
     }
 }
 
+/// `community-sync push`: drains the outbox now, under the push lease (so it never overlaps
+/// the daemon's scheduled push); exit 1 when the platform failed.
+pub async fn push(config: Config) -> anyhow::Result<ExitCode> {
+    if !config.store.path.exists() {
+        // Nothing to push, and no store to create here.
+        super::report::open_existing(&config)?;
+    }
+    let ctx = open_context(config)?;
+    let holder = crate::store::lease::holder_token("cli-push");
+    let _lease = daemon::lease::acquire(
+        ctx.store.clone(),
+        &[daemon::PUSH_LEASE.to_string()],
+        &holder,
+        |_, h| {
+            errln!(
+                "waiting: another push (process {}) is draining the outbox",
+                h.map(|h| h.pid.to_string()).unwrap_or_else(|| "?".into())
+            )
+        },
+    )
+    .await?;
+    match crate::pipeline::push(&ctx).await {
+        Ok(stats) => {
+            outln!(
+                "pushed {} events in {} batches ({} dead letters, {} superseded)",
+                stats.sent,
+                stats.batches,
+                stats.dead,
+                stats.superseded
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (crate::push::PushError::Setup(_) | crate::push::PushError::Store(_))) => {
+            Err(e.into())
+        }
+        Err(e) => {
+            // The platform (not the set-up) failed: exit 1, as documented.
+            errln!("error: {}", crate::mask::scrub_text(&e.to_string()));
+            errln!("the events stay in the outbox and are sent by the next push");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 /// Opens the store for an in-process sync. Runs left `running` are marked interrupted only
 /// for sources no other process holds a lease on: otherwise they may be that process's live runs.
 fn open_context(config: Config) -> anyhow::Result<Context> {
