@@ -38,7 +38,10 @@ async fn manual_sync_runs_in_the_daemon_and_streams_its_result() {
         stderr.contains("handing the sync to the running daemon"),
         "{stderr}"
     );
-    assert!(stderr.contains("eldercare/elders: started"), "{stderr}");
+    assert!(
+        stderr.contains("eldercare/elders: sync started"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("eldercare/service_orders: done"),
         "{stderr}"
