@@ -265,17 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(run::push(config))
         }
-        Command::Status { json } => {
-            let config = load_config(&cli)?;
-            let store = report::open_existing(&config)?;
-            let st = status::collect(&config, &store)?;
-            if *json {
-                outln!("{}", serde_json::to_string_pretty(&st)?);
-            } else {
-                status::print(&st);
-            }
-            Ok(ExitCode::from(st.health.exit_code()))
-        }
+        Command::Status { json } => status::run(&load_config(&cli)?, *json),
         Command::Report(args) => {
             let config = load_config(&cli)?;
             report::run(&config, args)?;

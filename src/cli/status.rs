@@ -110,6 +110,114 @@ fn age_secs(ts: &str) -> Option<i64> {
         .map(|t| (Utc::now() - t.with_timezone(&Utc)).num_seconds())
 }
 
+/// `community-sync status [--json]`: exit 0 ok, 3 degraded, 1 unhealthy.
+pub fn run(config: &Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let store = super::report::open_existing(config)?;
+    let st = collect(config, &store)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        print(&st);
+    }
+    Ok(std::process::ExitCode::from(st.health.exit_code()))
+}
+
+/// One stream's status; its problems (unhealthy) and warnings (degraded) are added.
+fn stream_status(
+    config: &Config,
+    store: &Store,
+    src: &crate::config::SourceConfig,
+    t: &crate::config::StreamConfig,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<StreamStatus, StoreError> {
+    let c = store.conn();
+    let limit = config.daemon.unhealthy_after_failures;
+    let mut recent = c.prepare_cached(
+        "SELECT status, finished_at, error, fetched, inserted, updated, rejected FROM runs
+         WHERE source = ?1 AND stream = ?2 AND kind = 'sync' ORDER BY id DESC LIMIT 50",
+    )?;
+    let runs: Vec<RunRow> = recent
+        .query_map(params![src.name, t.name], |r| {
+            Ok(RunRow {
+                status: r.get(0)?,
+                finished: r.get(1)?,
+                error: r.get(2)?,
+                fetched: r.get(3)?,
+                inserted: r.get(4)?,
+                updated: r.get(5)?,
+                rejected: r.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let consecutive_failures = runs.iter().take_while(|r| r.status == "failed").count() as u32;
+    let last_success: Option<String> = c
+        .query_row(
+            "SELECT finished_at FROM runs WHERE source = ?1 AND stream = ?2 AND kind = 'sync' AND status = 'ok'
+             ORDER BY id DESC LIMIT 1",
+            params![src.name, t.name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let records: i64 = c.query_row(
+        "SELECT count(*) FROM source_records WHERE source = ?1 AND stream = ?2 AND deleted = 0",
+        params![src.name, t.name],
+        |r| r.get(0),
+    )?;
+    let stale = match (src.max_lag_secs, &last_success) {
+        (Some(max), Some(ts)) => age_secs(ts).is_some_and(|a| a > max as i64),
+        (Some(_), None) => !runs.is_empty(),
+        _ => false,
+    };
+    if consecutive_failures >= limit {
+        problems.push(format!(
+            "{}/{}: last {} runs failed",
+            src.name, t.name, consecutive_failures
+        ));
+    } else if consecutive_failures > 0 {
+        warnings.push(format!(
+            "{}/{}: {} of {} failed runs in a row before it counts as unhealthy ([daemon] unhealthy_after_failures)",
+            src.name, t.name, consecutive_failures, limit
+        ));
+    }
+    if stale {
+        problems.push(format!(
+            "{}/{}: no successful run within max_lag_secs",
+            src.name, t.name
+        ));
+    }
+    let schema_drift: Vec<String> = {
+        let mut stmt = c.prepare_cached(
+            "SELECT field || ' ' || kind || ': ' || detail || ' (' || at || ')' FROM schema_drift
+             WHERE source = ?1 AND stream = ?2 ORDER BY id DESC LIMIT 5",
+        )?;
+        let rows = stmt
+            .query_map(params![src.name, t.name], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        rows
+    };
+    let last = runs.first();
+    Ok(StreamStatus {
+        source: src.name.clone(),
+        stream: t.name.clone(),
+        last_run_status: last.map(|r| r.status.clone()),
+        last_run_finished: last.and_then(|r| r.finished.clone()),
+        last_success,
+        consecutive_failures,
+        last_error: last
+            .and_then(|r| r.error.clone())
+            .map(|e| crate::mask::scrub_text(&e)),
+        fetched: last.map_or(0, |r| r.fetched),
+        inserted: last.map_or(0, |r| r.inserted),
+        updated: last.map_or(0, |r| r.updated),
+        rejected: last.map_or(0, |r| r.rejected),
+        cursor: store.cursor(&src.name, &t.name)?,
+        records,
+        stale,
+        schema_drift,
+    })
+}
+
 pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
     let c = store.conn();
     let mut streams = Vec::new();
@@ -118,90 +226,14 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
     let limit = config.daemon.unhealthy_after_failures;
     for src in &config.sources {
         for t in &src.streams {
-            let mut recent = c.prepare_cached(
-                "SELECT status, finished_at, error, fetched, inserted, updated, rejected FROM runs
-                 WHERE source = ?1 AND stream = ?2 AND kind = 'sync' ORDER BY id DESC LIMIT 50",
-            )?;
-            let runs: Vec<RunRow> = recent
-                .query_map(params![src.name, t.name], |r| {
-                    Ok(RunRow {
-                        status: r.get(0)?,
-                        finished: r.get(1)?,
-                        error: r.get(2)?,
-                        fetched: r.get(3)?,
-                        inserted: r.get(4)?,
-                        updated: r.get(5)?,
-                        rejected: r.get(6)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
-            let consecutive_failures =
-                runs.iter().take_while(|r| r.status == "failed").count() as u32;
-            let last_success: Option<String> = c
-                .query_row(
-                    "SELECT finished_at FROM runs WHERE source = ?1 AND stream = ?2 AND kind = 'sync' AND status = 'ok'
-                     ORDER BY id DESC LIMIT 1",
-                    params![src.name, t.name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let records: i64 = c.query_row(
-                "SELECT count(*) FROM source_records WHERE source = ?1 AND stream = ?2 AND deleted = 0",
-                params![src.name, t.name],
-                |r| r.get(0),
-            )?;
-            let stale = match (src.max_lag_secs, &last_success) {
-                (Some(max), Some(ts)) => age_secs(ts).is_some_and(|a| a > max as i64),
-                (Some(_), None) => !runs.is_empty(),
-                _ => false,
-            };
-            if consecutive_failures >= limit {
-                problems.push(format!(
-                    "{}/{}: last {} runs failed",
-                    src.name, t.name, consecutive_failures
-                ));
-            } else if consecutive_failures > 0 {
-                warnings.push(format!(
-                    "{}/{}: {} of {} failed runs in a row before it counts as unhealthy ([daemon] unhealthy_after_failures)",
-                    src.name, t.name, consecutive_failures, limit
-                ));
-            }
-            if stale {
-                problems.push(format!(
-                    "{}/{}: no successful run within max_lag_secs",
-                    src.name, t.name
-                ));
-            }
-            let schema_drift: Vec<String> = {
-                let mut stmt = c.prepare_cached(
-                    "SELECT field || ' ' || kind || ': ' || detail || ' (' || at || ')' FROM schema_drift
-                     WHERE source = ?1 AND stream = ?2 ORDER BY id DESC LIMIT 5",
-                )?;
-                let rows = stmt
-                    .query_map(params![src.name, t.name], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                rows
-            };
-            let last = runs.first();
-            streams.push(StreamStatus {
-                source: src.name.clone(),
-                stream: t.name.clone(),
-                last_run_status: last.map(|r| r.status.clone()),
-                last_run_finished: last.and_then(|r| r.finished.clone()),
-                last_success,
-                consecutive_failures,
-                last_error: last
-                    .and_then(|r| r.error.clone())
-                    .map(|e| crate::mask::scrub_text(&e)),
-                fetched: last.map_or(0, |r| r.fetched),
-                inserted: last.map_or(0, |r| r.inserted),
-                updated: last.map_or(0, |r| r.updated),
-                rejected: last.map_or(0, |r| r.rejected),
-                cursor: store.cursor(&src.name, &t.name)?,
-                records,
-                stale,
-                schema_drift,
-            });
+            streams.push(stream_status(
+                config,
+                store,
+                src,
+                t,
+                &mut problems,
+                &mut warnings,
+            )?);
         }
     }
     let persons: i64 = c.query_row("SELECT count(*) FROM persons WHERE retired = 0", [], |r| {

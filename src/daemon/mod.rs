@@ -280,25 +280,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         metrics_addr: metrics.as_ref().map(|m| m.0),
     });
 
-    // First due times: an overdue job (missed ticks while down, or never run) runs once now.
-    {
-        let now = Utc::now();
-        let tz = ctx.tz();
-        let g = ctx.store.lock().map_err(|_| poisoned())?;
-        for j in &mut jobs {
-            let st = g.schedule_state(&j.kind.key())?;
-            let last = st
-                .last_due
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc));
-            j.next = scheduler::first_due(&j.schedule, tz, last, now);
-            if j.next == Some(now) {
-                tracing::info!(job = %j.kind.key(), "overdue after downtime (or never run): runs once now");
-            }
-        }
-        metrics::update_store_gauges(&g);
-    }
+    first_due_times(&ctx, &mut jobs)?;
 
     let accept = {
         let shared = shared.clone();
@@ -364,6 +346,27 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     }
 
     shutdown(&shared, accept).await;
+    Ok(())
+}
+
+/// First due times: an overdue job (missed ticks while down, or never run) runs once now.
+fn first_due_times(ctx: &Context, jobs: &mut [Job]) -> Result<(), DaemonError> {
+    let now = Utc::now();
+    let tz = ctx.tz();
+    let g = ctx.store.lock().map_err(|_| poisoned())?;
+    for j in jobs.iter_mut() {
+        let st = g.schedule_state(&j.kind.key())?;
+        let last = st
+            .last_due
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        j.next = scheduler::first_due(&j.schedule, tz, last, now);
+        if j.next == Some(now) {
+            tracing::info!(job = %j.kind.key(), "overdue after downtime (or never run): runs once now");
+        }
+    }
+    metrics::update_store_gauges(&g);
     Ok(())
 }
 
@@ -716,34 +719,15 @@ fn socket_progress(tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>) ->
     })
 }
 
-/// A manual sync for a control-socket client: runs it as a job, streams its progress and
-/// ends with its `result` (`interrupted` when a stop cut it short) or an `error`; if the
-/// daemon's shutdown timeout abandons it, the client hears `interrupted` with the streams
-/// that completed.
-async fn serve_sync(
+/// The job of a manual sync: its progress and lease waits go to `tx` (the client).
+fn spawn_manual_sync(
     shared: &Arc<Shared>,
-    w: &mut tokio::net::unix::OwnedWriteHalf,
     sources: Vec<String>,
     full: bool,
     push: bool,
-) {
-    if shared.stopping.load(Ordering::SeqCst) {
-        let _ = control::write_line(w, &json!({"type": "error", "message": "the daemon is stopping; try again when it is back"})).await;
-        return;
-    }
+    tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
+) -> tokio::task::JoinHandle<Result<SyncReport, String>> {
     let (ctx, sem) = shared.current();
-    let selected: Vec<String> = match pipeline::select_sources(&ctx.config, &sources) {
-        Ok(s) => s
-            .iter()
-            .flat_map(|s| s.streams.iter().map(|t| format!("{}/{}", s.name, t.name)))
-            .collect(),
-        Err(e) => {
-            let _ =
-                control::write_line(w, &json!({"type": "error", "message": e.to_string()})).await;
-            return;
-        }
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     let progress = socket_progress(tx.clone());
     let label = if sources.is_empty() {
         "all".to_string()
@@ -751,7 +735,7 @@ async fn serve_sync(
         sources.join(",")
     };
     let stop = shared.stop.clone();
-    let mut job = spawn_job(shared, format!("manual sync of {label}"), None, move |id| {
+    spawn_job(shared, format!("manual sync of {label}"), None, move |id| {
         let span = tracing::info_span!("job", job = id, source = %label, trigger = "manual");
         Box::pin(
             async move {
@@ -794,7 +778,76 @@ async fn serve_sync(
             }
             .instrument(span),
         )
-    });
+    })
+}
+
+/// The last line a manual sync's client reads: its `result`, an `error`, or `interrupted`
+/// (with the streams that completed) when the shutdown timeout abandoned it.
+fn final_line(
+    outcome: Result<Result<SyncReport, String>, tokio::task::JoinError>,
+    completed: &[serde_json::Value],
+    selected: &[String],
+) -> serde_json::Value {
+    match outcome {
+        Ok(Ok(report)) => {
+            let ok =
+                report.failed_streams() == 0 && report.push_error.is_none() && !report.interrupted;
+            json!({"type": "result", "ok": ok, "interrupted": report.interrupted, "report": report})
+        }
+        Ok(Err(e)) => json!({"type": "error", "message": e}),
+        Err(e) if e.is_cancelled() => {
+            let done: Vec<String> = completed
+                .iter()
+                .filter_map(|c| {
+                    Some(format!(
+                        "{}/{}",
+                        c["source"].as_str()?,
+                        c["stream"].as_str()?
+                    ))
+                })
+                .collect();
+            let not_completed: Vec<&String> =
+                selected.iter().filter(|s| !done.contains(s)).collect();
+            json!({
+                "type": "interrupted",
+                "message": "the daemon stopped before the sync finished (its shutdown timeout ran out); the streams that did not complete resume from their cursors at the next sync",
+                "completed": completed,
+                "not_completed": not_completed,
+            })
+        }
+        Err(e) => json!({"type": "error", "message": format!("sync task failed: {e}")}),
+    }
+}
+
+/// A manual sync for a control-socket client: runs it as a job, streams its progress and
+/// ends with its `result` (`interrupted` when a stop cut it short) or an `error`; if the
+/// daemon's shutdown timeout abandons it, the client hears `interrupted` with the streams
+/// that completed.
+async fn serve_sync(
+    shared: &Arc<Shared>,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    sources: Vec<String>,
+    full: bool,
+    push: bool,
+) {
+    if shared.stopping.load(Ordering::SeqCst) {
+        let _ = control::write_line(w, &json!({"type": "error", "message": "the daemon is stopping; try again when it is back"})).await;
+        return;
+    }
+    let (ctx, _) = shared.current();
+    let selected: Vec<String> = match pipeline::select_sources(&ctx.config, &sources) {
+        Ok(s) => s
+            .iter()
+            .flat_map(|s| s.streams.iter().map(|t| format!("{}/{}", s.name, t.name)))
+            .collect(),
+        Err(e) => {
+            let _ =
+                control::write_line(w, &json!({"type": "error", "message": e.to_string()})).await;
+            return;
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let mut job = spawn_manual_sync(shared, sources, full, push, tx);
     // Relay progress until the job ends; note which streams completed.
     let mut client_gone = false;
     let mut completed: Vec<serde_json::Value> = Vec::new();
@@ -823,35 +876,7 @@ async fn serve_sync(
             client_gone = true;
         }
     }
-    let last = match outcome {
-        Ok(Ok(report)) => {
-            let ok =
-                report.failed_streams() == 0 && report.push_error.is_none() && !report.interrupted;
-            json!({"type": "result", "ok": ok, "interrupted": report.interrupted, "report": report})
-        }
-        Ok(Err(e)) => json!({"type": "error", "message": e}),
-        Err(e) if e.is_cancelled() => {
-            let done: Vec<String> = completed
-                .iter()
-                .filter_map(|c| {
-                    Some(format!(
-                        "{}/{}",
-                        c["source"].as_str()?,
-                        c["stream"].as_str()?
-                    ))
-                })
-                .collect();
-            let not_completed: Vec<&String> =
-                selected.iter().filter(|s| !done.contains(s)).collect();
-            json!({
-                "type": "interrupted",
-                "message": "the daemon stopped before the sync finished (its shutdown timeout ran out); the streams that did not complete resume from their cursors at the next sync",
-                "completed": completed,
-                "not_completed": not_completed,
-            })
-        }
-        Err(e) => json!({"type": "error", "message": format!("sync task failed: {e}")}),
-    };
+    let last = final_line(outcome, &completed, &selected);
     if !client_gone {
         let _ = control::write_line(w, &last).await;
     }

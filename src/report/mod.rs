@@ -357,7 +357,29 @@ pub fn collect(config: &Config, store: &Store) -> Result<Report, StoreError> {
     } else {
         None
     };
-    let push = PushSummary {
+    let push = push_summary(store, tz)?;
+    Ok(Report {
+        timezone: tz.name().to_string(),
+        generated_at: in_zone(&crate::store::now_text(), tz),
+        store: store.path().display().to_string(),
+        records: sources.iter().map(|s| s.records).sum(),
+        rejected_records: sources.iter().map(|s| s.rejected_records).sum(),
+        rejects_by_reason: group_counts(
+            store,
+            "SELECT reason, count(*) FROM rejects GROUP BY reason",
+        )?,
+        persons: count(store, "SELECT count(*) FROM persons WHERE retired = 0")?,
+        persons_by_systems: crate::reconcile::persons_by_systems(store)?,
+        review,
+        push,
+        sources,
+    })
+}
+
+/// What reached the platform, what waits, what it refused, and the last attempt.
+fn push_summary(store: &Store, tz: chrono_tz::Tz) -> Result<PushSummary, StoreError> {
+    let c = store.conn();
+    Ok(PushSummary {
         outbox_pending: count(store, "SELECT count(*) FROM outbox WHERE state = 'pending'")?,
         outbox_sent: count(store, "SELECT count(*) FROM outbox WHERE state = 'sent'")?,
         outbox_dead: count(store, "SELECT count(*) FROM outbox WHERE state = 'dead'")?,
@@ -397,22 +419,6 @@ pub fn collect(config: &Config, store: &Store) -> Result<Report, StoreError> {
                 outcome,
                 detail: crate::mask::scrub_text(&detail),
             }),
-    };
-    Ok(Report {
-        timezone: tz.name().to_string(),
-        generated_at: in_zone(&crate::store::now_text(), tz),
-        store: store.path().display().to_string(),
-        records: sources.iter().map(|s| s.records).sum(),
-        rejected_records: sources.iter().map(|s| s.rejected_records).sum(),
-        rejects_by_reason: group_counts(
-            store,
-            "SELECT reason, count(*) FROM rejects GROUP BY reason",
-        )?,
-        persons: count(store, "SELECT count(*) FROM persons WHERE retired = 0")?,
-        persons_by_systems: crate::reconcile::persons_by_systems(store)?,
-        review,
-        push,
-        sources,
     })
 }
 

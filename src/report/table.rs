@@ -42,28 +42,8 @@ fn bar(value: u64, max: u64, cols: usize) -> String {
     "█".repeat(n.max(usize::from(value > 0)))
 }
 
-pub fn render(r: &Report) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "数据质量报告 Data-quality report");
-    let _ = writeln!(
-        o,
-        "generated {} ({}, {})   store {}",
-        display_time(&r.generated_at),
-        r.timezone,
-        zone_label(&r.generated_at),
-        r.store
-    );
-    let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "居民 residents {}   记录 records {}   整条隔离 records quarantined {}   待推送 pending {}   死信 dead letters {}",
-        thousands(r.persons),
-        thousands(r.records),
-        thousands(r.rejected_records),
-        thousands(r.push.outbox_pending),
-        thousands(r.push.dead_letters)
-    );
-    let _ = writeln!(o);
+/// The sources section: each stream's records, quarantine, last run and freshness.
+fn sources(o: &mut String, r: &Report) {
     let _ = writeln!(o, "数据来源 Sources");
     let _ = writeln!(
         o,
@@ -109,6 +89,31 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "数据质量报告 Data-quality report");
+    let _ = writeln!(
+        o,
+        "generated {} ({}, {})   store {}",
+        display_time(&r.generated_at),
+        r.timezone,
+        zone_label(&r.generated_at),
+        r.store
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "居民 residents {}   记录 records {}   整条隔离 records quarantined {}   待推送 pending {}   死信 dead letters {}",
+        thousands(r.persons),
+        thousands(r.records),
+        thousands(r.rejected_records),
+        thousands(r.push.outbox_pending),
+        thousands(r.push.dead_letters)
+    );
+    let _ = writeln!(o);
+    sources(&mut o, r);
     let _ = writeln!(o);
     let _ = writeln!(o, "隔离原因 Quarantine by reason (values masked)");
     let mut any = false;

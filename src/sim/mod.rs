@@ -480,14 +480,6 @@ fn compute_truth(w: &World) -> GroundTruth {
                 }
                 t.resident_of_record
                     .insert((sk.0.clone(), sk.1.clone(), s.key(rec.no)), r as usize);
-                if w.residents
-                    .get(r as usize)
-                    .is_some_and(|res| res.birth != w.rec_birth(rec))
-                {
-                    *t.review_items
-                        .entry("conflict:birth_date".to_string())
-                        .or_default() += 1;
-                }
                 if let Some(kind) = w.case_kind.get(&(s.idx(), rec.no)) {
                     t.case_of_record.insert(
                         (sk.0.clone(), sk.1.clone(), s.key(rec.no)),
@@ -535,7 +527,27 @@ fn compute_truth(w: &World) -> GroundTruth {
         t.persons = t.residents_present;
     }
     t.sensitive_values = w.sensitive_values();
+    t.review_items = review_items(w);
     t
+}
+
+/// The review items a correct reconcile raises (see [`GroundTruth::review_items`]): one per
+/// accepted person record whose birth date is not its resident's.
+fn review_items(w: &World) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for s in StreamId::PERSON {
+        for rec in &w.stream(s).recs {
+            let accepted = !rec.deleted && w.record_reject(rec).is_none();
+            let wrong_birth = w
+                .residents
+                .get(rec.owner as usize)
+                .is_some_and(|res| res.birth != w.rec_birth(rec));
+            if accepted && wrong_birth {
+                *out.entry("conflict:birth_date".to_string()).or_default() += 1;
+            }
+        }
+    }
+    out
 }
 
 async fn bind(what: &'static str, port: u16) -> Result<tokio::net::TcpListener, SimError> {
