@@ -61,6 +61,31 @@ async fn output_into_a_closed_pipe_ends_quietly_with_the_usual_exit_code() {
             "{args:?}: {stderr}"
         );
     }
+    // `rejects` says where it stopped, and refuses what it does not know.
+    let out = setup.command(&["rejects", "--limit", "1"]);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{listing}");
+    let total = setup.count("SELECT count(*) FROM rejects");
+    assert!(total > 1, "the population has quarantined records");
+    assert!(
+        listing.contains(&format!("(1 of {total} shown")),
+        "{listing}"
+    );
+    for (args, expect) in [
+        (
+            ["rejects", "--source", "nosuch"],
+            "the configured sources are: onecard",
+        ),
+        (["rejects", "--reason", "nosuch"], "id_number.check_digit"),
+    ] {
+        let out = setup.command(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("nosuch") && stderr.contains(expect),
+            "{stderr}"
+        );
+    }
     // The exit code still says what happened: an unhealthy status stays 1.
     {
         let mut store = community_sync::store::Store::open(&setup.store).unwrap();

@@ -13,7 +13,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_community-sync");
 
 /// Runs the demo in-process into `dir`; returns the config path it wrote.
 async fn demo_store(dir: &Path) -> PathBuf {
-    let sim = common::sim(800).await;
+    demo_store_of(dir, 800).await
+}
+
+async fn demo_store_of(dir: &Path, residents: usize) -> PathBuf {
+    let sim = common::sim(residents).await;
     let summary = community_sync::cli::demo::run_with(&sim, dir)
         .await
         .expect("demo runs");
@@ -245,7 +249,7 @@ async fn html_report_renders_in_headless_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_times_are_beijing_time_unmasked_and_keys_can_be_followed_up() {
     let dir = tempfile::tempdir().unwrap();
-    let config = demo_store(dir.path()).await;
+    let config = demo_store_of(dir.path(), 300).await;
     let html = dir.path().join("r.html");
     let (code, text, stderr) = run(&config, &["report", "--html", html.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
@@ -275,14 +279,14 @@ async fn report_times_are_beijing_time_unmasked_and_keys_can_be_followed_up() {
     );
     assert!(text.contains("Asia/Shanghai, UTC+08:00"), "{text}");
     // A quarantined record's key, as in `rejects`, so that it can be looked up.
-    let key: String = conn
+    let (source, key): (String, String) = conn
         .query_row(
-            "SELECT source_key FROM rejects WHERE source = 'onecard' ORDER BY id LIMIT 1",
+            "SELECT source, source_key FROM rejects ORDER BY id LIMIT 1",
             [],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     assert!(text.contains(&format!("/{key} ")), "{key} in:\n{text}");
-    let (_, rejects, _) = run(&config, &["rejects", "--source", "onecard", "--limit", "0"]);
+    let (_, rejects, _) = run(&config, &["rejects", "--source", &source, "--limit", "0"]);
     assert!(rejects.contains(&key), "{rejects}");
 }

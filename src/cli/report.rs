@@ -45,8 +45,10 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
 pub fn open_existing(config: &crate::config::Config) -> anyhow::Result<Store> {
     let path = &config.store.path;
     if !path.exists() {
+        // A key that cannot be used is the first thing to fix, store or not.
+        crate::store::Codec::from_config(config)?;
         anyhow::bail!(
-            "store {} does not exist. Check [store] path in the config (or --config), or run `community-sync sync` first",
+            "store {} does not exist yet: the service makes it when it first starts (systemctl start community-sync), or `community-sync sync` does; if it should be there, check [store] path in the config (or --config)",
             path.display()
         );
     }
