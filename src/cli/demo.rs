@@ -185,17 +185,20 @@ pub fn sim_config_text(sim: &Sim, store: &Path) -> String {
         ),
         None => "# Its ports were free ones picked at start; `community-sync demo --serve` or\n#   community-sync sim --port 0 --write-config DIR\n# give you a simulator that stays up, with its own config.\n".to_string(),
     };
-    let header =
-        format!(
-        "# community-sync config for the built-in simulator (seed {}, {} residents{}), written\n\
-         # by `community-sync demo` or `community-sync sim --write-config`. It points at that\n\
-         # simulator on 127.0.0.1 (base_url of each source, [platform] url), which serves only\n\
-         # while the process that started it runs.\n{again}\
+    let header = format!(
+        "# community-sync config for the built-in simulator: seed {}, {} residents{}.\n\
+         # Written by `community-sync demo` or `community-sync sim --write-config`. It points at\n\
+         # that simulator on 127.0.0.1 (base_url of each source, [platform] url), which serves\n\
+         # only while the process that started it runs.\n{again}\
          # The secrets and the store key are the files it names (mode 0600). Every option is\n\
          # explained in config/community-sync.toml, which this copy is made from.\n\n",
         o.seed,
         o.residents,
-        if o.hard_cases { ", with the matching hard cases" } else { "" },
+        if o.hard_cases {
+            ", with the matching hard cases"
+        } else {
+            ""
+        },
     );
     let body = body
         .replace("http://127.0.0.1:18081", &u.onecard)
