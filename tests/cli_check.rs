@@ -148,11 +148,17 @@ fn check_reports_toml_type_errors_with_the_key() {
     assert!(err.contains("batch_size"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_connect_reaches_every_stream_and_names_a_bad_secret() {
+/// A simulator, and a config for it in a temporary directory.
+async fn sim_and_config(
+    residents: usize,
+) -> (
+    community_sync::sim::Sim,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
     let sim = community_sync::sim::Sim::start(community_sync::sim::SimOptions {
         seed: 3,
-        residents: 200,
+        residents,
         ..Default::default()
     })
     .await
@@ -161,6 +167,12 @@ async fn check_connect_reaches_every_stream_and_names_a_bad_secret() {
     let config =
         community_sync::cli::demo::write_sim_config(&sim, dir.path(), &dir.path().join("s.db"))
             .unwrap();
+    (sim, dir, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_reaches_every_stream_and_names_a_bad_secret() {
+    let (sim, dir, config) = sim_and_config(200).await;
     let out = bin()
         .args(["--config", config.to_str().unwrap(), "check", "--connect"])
         .output()
@@ -246,17 +258,7 @@ fn closed_ports() -> (u16, u16, u16) {
 /// the operator to the credentials; a source and the platform name where they were refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_connect_names_host_port_and_the_real_cause() {
-    let sim = community_sync::sim::Sim::start(community_sync::sim::SimOptions {
-        seed: 3,
-        residents: 100,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config =
-        community_sync::cli::demo::write_sim_config(&sim, dir.path(), &dir.path().join("s.db"))
-            .unwrap();
+    let (sim, _dir, config) = sim_and_config(100).await;
     let (token_port, source_port, platform_port) = closed_ports();
     let text = std::fs::read_to_string(&config)
         .unwrap()

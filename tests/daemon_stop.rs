@@ -13,23 +13,10 @@ mod daemon_support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon_support::{wait_for, Daemon, Setup, BIN};
+use daemon_support::{wait_for, wait_idle, Daemon, Setup, BIN};
 use nix::sys::signal::Signal;
 
 const YEARLY: &str = "0 0 0 1 1 *";
-
-/// Waits until the runs due at start (never run before) are done.
-fn wait_idle(setup: &Setup, daemon: &Daemon) {
-    wait_for("the start-up runs to finish", || {
-        let idle = daemon.ping()["running"]
-            .as_array()
-            .is_some_and(|r| r.is_empty());
-        let open = setup.count("SELECT count(*) FROM runs WHERE status = 'running'");
-        let done =
-            setup.count("SELECT count(*) FROM runs WHERE kind = 'sync' AND trigger = 'schedule'");
-        (idle && open == 0 && done == 8).then_some(())
-    });
-}
 
 fn spawn_sync(setup: &Setup, args: &[&str]) -> std::process::Child {
     Command::new(BIN)

@@ -547,17 +547,10 @@ fn write_shims(dir: &Path) {
 fn edit_config(root: &Root, sim: &Sim) {
     let path = root.at("/etc/community-sync/community-sync.toml");
     let text = std::fs::read_to_string(&path).expect("the config is installed");
-    let u = &sim.urls;
-    let text = text
-        .replace("http://127.0.0.1:18081", &u.onecard)
-        .replace("http://127.0.0.1:18082", &u.volunteer)
-        .replace("http://127.0.0.1:18083", &u.eldercare)
-        .replace("http://127.0.0.1:18084", &u.health)
-        .replace("http://127.0.0.1:18085/api/v1/events", &u.platform)
-        .replace(
-            "# control_socket = \"/run/community-sync/control.sock\"",
-            "control_socket = \"/run/community-sync/control.sock\"",
-        );
+    let text = community_sync::cli::demo::point_at(&text, &sim.urls).replace(
+        "# control_socket = \"/run/community-sync/control.sock\"",
+        "control_socket = \"/run/community-sync/control.sock\"",
+    );
     let text = text
         .lines()
         .map(|l| {

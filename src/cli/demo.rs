@@ -160,6 +160,17 @@ pub const SIM_SECRETS: [(&str, &str); 5] = [
     ("platform", crate::sim::PLATFORM_TOKEN),
 ];
 
+/// A config's sources and platform, as shipped (the simulator's default ports), pointed at the
+/// simulator serving at `urls`.
+pub fn point_at(config_text: &str, urls: &crate::sim::SimUrls) -> String {
+    config_text
+        .replace("http://127.0.0.1:18081", &urls.onecard)
+        .replace("http://127.0.0.1:18082", &urls.volunteer)
+        .replace("http://127.0.0.1:18083", &urls.eldercare)
+        .replace("http://127.0.0.1:18084", &urls.health)
+        .replace("http://127.0.0.1:18085/api/v1/events", &urls.platform)
+}
+
 /// The example config pointed at a running simulator and a store path, under a header that
 /// says what it is for (secret files still under `${CREDENTIALS_DIRECTORY}`).
 pub fn sim_config_text(sim: &Sim, store: &Path) -> String {
@@ -200,16 +211,10 @@ pub fn sim_config_text(sim: &Sim, store: &Path) -> String {
             ""
         },
     );
-    let body = body
-        .replace("http://127.0.0.1:18081", &u.onecard)
-        .replace("http://127.0.0.1:18082", &u.volunteer)
-        .replace("http://127.0.0.1:18083", &u.eldercare)
-        .replace("http://127.0.0.1:18084", &u.health)
-        .replace("http://127.0.0.1:18085/api/v1/events", &u.platform)
-        .replace(
-            "path = \"/var/lib/community-sync/store.db\"",
-            &format!("path = {:?}", store.display().to_string()),
-        );
+    let body = point_at(&body, u).replace(
+        "path = \"/var/lib/community-sync/store.db\"",
+        &format!("path = {:?}", store.display().to_string()),
+    );
     format!("{header}{body}")
 }
 
@@ -226,25 +231,7 @@ fn set_private(path: &Path, mode: u32) -> anyhow::Result<()> {
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    errln!(
-        "starting the simulator: {} residents across 4 department systems (seed {}{}) …",
-        args.residents,
-        args.seed,
-        if args.no_hard_cases {
-            ""
-        } else {
-            ", with the matching hard cases"
-        }
-    );
-    let sim = Sim::start(SimOptions {
-        seed: args.seed,
-        residents: args.residents,
-        base_port: args.port,
-        hard_cases: !args.no_hard_cases,
-        ..SimOptions::default()
-    })
-    .await
-    .context("cannot start the simulator")?;
+    let sim = start_sim(args.seed, args.residents, args.port, !args.no_hard_cases).await?;
     let display = super::progress::auto_display();
     let summary =
         run_with_options(&sim, &args.dir, !args.no_encrypt, Some(display.progress())).await;
@@ -280,23 +267,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// `community-sync sim`: serves the simulator until Ctrl-C or SIGTERM; prints where.
 pub async fn serve_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
-    errln!(
-        "generating {} residents (seed {}{}) …",
-        args.residents,
+    let sim = start_sim(
         args.seed,
-        if args.no_hard_cases {
-            ""
-        } else {
-            ", with the matching hard cases"
-        }
-    );
-    let sim = Sim::start(SimOptions {
-        seed: args.seed,
-        residents: args.residents,
-        base_port: Some(args.port),
-        hard_cases: !args.no_hard_cases,
-        ..SimOptions::default()
-    })
+        args.residents,
+        Some(args.port),
+        !args.no_hard_cases,
+    )
     .await?;
     outln!(
         "# community-sync simulator (seed {}, {} residents)",
@@ -323,6 +299,32 @@ pub async fn serve_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     wait_for_stop().await;
     sim.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Generates the population and starts the simulator, saying so on stderr.
+async fn start_sim(
+    seed: u64,
+    residents: usize,
+    base_port: Option<u16>,
+    hard_cases: bool,
+) -> anyhow::Result<Sim> {
+    errln!(
+        "starting the simulator: {residents} residents across 4 department systems (seed {seed}{}) …",
+        if hard_cases {
+            ", with the matching hard cases"
+        } else {
+            ""
+        }
+    );
+    Sim::start(SimOptions {
+        seed,
+        residents,
+        base_port,
+        hard_cases,
+        ..SimOptions::default()
+    })
+    .await
+    .context("cannot start the simulator")
 }
 
 /// Until Ctrl-C (SIGINT) or SIGTERM.
