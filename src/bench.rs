@@ -9,6 +9,7 @@
 //! outbox is also drained into a NATS JetStream stream (a copy of the store taken before the
 //! HTTP push, published by the JetStream sink), so the two deliveries compare within one run.
 
+use crate::cli::out::{errln, outln};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -150,6 +151,7 @@ fn opts(push: bool) -> SyncOptions {
         trigger: "bench".into(),
         push,
         confirm_deletes: false,
+        stop: None,
     }
 }
 
@@ -172,7 +174,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchSummary> {
     let runs = args.runs.max(1);
     let mut reports = Vec::with_capacity(runs);
     for i in 1..=runs {
-        eprintln!(
+        errln!(
             "bench: run {i}/{runs}: generating {residents} residents (~{} source records) …",
             args.records
         );
@@ -195,7 +197,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchSummary> {
         // The runs' figures first: the large population takes long and must not lose them.
         print_summary(&summary);
         let large = ((args.rss_records as f64) / RECORDS_PER_RESIDENT).ceil() as usize;
-        eprintln!(
+        errln!(
             "bench: peak RSS at {large} residents (~{} records) …",
             args.rss_records
         );
@@ -217,7 +219,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchSummary> {
     }
     print_summary(&summary);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     }
     Ok(summary)
 }
@@ -306,7 +308,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     let (ctx, config_path) = context_for(sim, &dir, &args.cipher)?;
 
     // The parse limit: every page of every stream fetched and parsed, nothing else.
-    eprintln!("bench: parse limit …");
+    errln!("bench: parse limit …");
     let t = Instant::now();
     let mut parsed = 0u64;
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
@@ -338,7 +340,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     r.parse_limit_records_per_sec = parsed as f64 / r.parse_limit_secs;
 
     // The initial sync, without push (measured next on its own).
-    eprintln!("bench: initial sync of {parsed} records …");
+    errln!("bench: initial sync of {parsed} records …");
     let t = Instant::now();
     let ingest = pipeline::ingest_sources(&ctx, &opts(false)).await?;
     r.ingest_secs = t.elapsed().as_secs_f64();
@@ -357,7 +359,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     r.initial_records_per_sec = parsed as f64 / r.initial_sync_secs;
 
     // The write limit: the same rows into a fresh store by a plain loop.
-    eprintln!("bench: write limit …");
+    errln!("bench: write limit …");
     let (rows, secs) = write_limit(&ctx, &dir.join("write-limit.db"))?;
     r.rows_written = rows;
     r.write_limit_secs = secs;
@@ -378,7 +380,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     }
 
     // Push drain.
-    eprintln!("bench: push drain …");
+    errln!("bench: push drain …");
     let t = Instant::now();
     let pushed = pipeline::push(&ctx).await?;
     checkpoint_wal(&ctx)?;
@@ -395,7 +397,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     }
 
     // A no-change cycle: all four systems polled.
-    eprintln!("bench: no-change cycle …");
+    errln!("bench: no-change cycle …");
     let cpu = cpu_secs();
     let t = Instant::now();
     let report = pipeline::sync(&ctx, &opts(true)).await?;
@@ -411,7 +413,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
 
     // A 1% change cycle.
     let n = (residents / 100).max(1);
-    eprintln!("bench: 1% change cycle ({n} residents' records changed) …");
+    errln!("bench: 1% change cycle ({n} residents' records changed) …");
     let mut changed = 0u64;
     for source in crate::sim::SOURCES {
         let people = sim.residents_in(source);
@@ -441,7 +443,7 @@ async fn measure(sim: &Sim, residents: usize, args: &BenchArgs) -> anyhow::Resul
     r.change_1pct_vs_initial = r.change_1pct_wall_secs / r.initial_sync_secs;
 
     if !args.no_rss {
-        eprintln!("bench: peak RSS of a separate sync process …");
+        errln!("bench: peak RSS of a separate sync process …");
         let rss_dir = args.dir.join("rss");
         fresh_dir(&rss_dir)?;
         r.peak_rss_mb = Some(child_peak_rss(sim, &rss_dir, &args.cipher).await?);
@@ -586,8 +588,8 @@ async fn child_peak_rss(sim: &Sim, dir: &Path, cipher: &str) -> anyhow::Result<f
 pub fn print_summary(s: &BenchSummary) {
     let (m, lo, hi) = (&s.median, &s.min, &s.max);
     let n = s.runs.len();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "community-sync bench — {} source records, {} residents, store sealed with {}; {n} run(s): median (min … max)",
         m.source_records, m.residents, s.cipher
     );
@@ -658,7 +660,7 @@ pub fn print_summary(s: &BenchSummary) {
         .chain(m.jetstream_events_per_sec.is_some().then_some(&jetstream))
         .chain(m.peak_rss_mb.is_some().then_some(&rss));
     for (name, unit, get, digits) in shown {
-        println!(
+        outln!(
             "{name:<30} {:>12.digits$} {unit:<10} ({:.digits$} … {:.digits$})",
             get(m),
             get(lo),
@@ -666,45 +668,50 @@ pub fn print_summary(s: &BenchSummary) {
         );
     }
     if let (Some(mb), Some(n)) = (m.peak_rss_mb_large, m.large_records) {
-        println!("peak RSS (sync child) at {n} records: {mb:.1} MiB (one run)");
+        outln!("peak RSS (sync child) at {n} records: {mb:.1} MiB (one run)");
     }
 }
 
 /// One run's figures.
 pub fn print(r: &BenchReport) {
-    println!();
-    println!(
+    outln!();
+    outln!(
         "community-sync bench — {} source records, {} residents",
-        r.source_records, r.residents
+        r.source_records,
+        r.residents
     );
-    println!(
+    outln!(
         "initial sync          {:>8.2} s  {:>10.0} records/s   (ingest {:.2} s + reconcile {:.2} s)",
         r.initial_sync_secs, r.initial_records_per_sec, r.ingest_secs, r.reconcile_secs
     );
-    println!(
+    outln!(
         "parse limit           {:>8.2} s  {:>10.0} records/s   ours/limit = {:.2}",
-        r.parse_limit_secs, r.parse_limit_records_per_sec, r.ratio_to_parse_limit
+        r.parse_limit_secs,
+        r.parse_limit_records_per_sec,
+        r.ratio_to_parse_limit
     );
-    println!(
+    outln!(
         "write limit           {:>8.2} s  {:>10.0} rows/s      ({} rows)   limit time / our time = {:.2}",
         r.write_limit_secs, r.write_limit_rows_per_sec, r.rows_written, r.ratio_to_write_limit
     );
-    println!(
+    outln!(
         "push drain            {:>8.2} s  {:>10.0} events/s    ({} events)",
-        r.push_secs, r.push_events_per_sec, r.push_events
+        r.push_secs,
+        r.push_events_per_sec,
+        r.push_events
     );
     if let (Some(secs), Some(rate), Some(n)) = (
         r.jetstream_secs,
         r.jetstream_events_per_sec,
         r.jetstream_events,
     ) {
-        println!("JetStream drain       {secs:>8.2} s  {rate:>10.0} events/s    ({n} events, one stream on one NATS server)");
+        outln!("JetStream drain       {secs:>8.2} s  {rate:>10.0} events/s    ({n} events, one stream on one NATS server)");
     }
-    println!(
+    outln!(
         "no-change cycle       {:>8.1} ms wall, {:.1} ms CPU (this process, simulator included), {} rows written",
         r.no_change_wall_ms, r.no_change_cpu_ms, r.no_change_rows_written
     );
-    println!(
+    outln!(
         "1% change cycle       {:>8.2} s  ({} records changed, {} rows written) = {:.2}% of the initial sync",
         r.change_1pct_wall_secs,
         r.change_1pct_records,
@@ -712,12 +719,12 @@ pub fn print(r: &BenchReport) {
         r.change_1pct_vs_initial * 100.0
     );
     if let Some(m) = r.peak_rss_mb {
-        println!(
+        outln!(
             "peak RSS (sync child)  {m:>7.1} MiB at {} records",
             r.source_records
         );
     }
     if let (Some(m), Some(n)) = (r.peak_rss_mb_large, r.large_records) {
-        println!("peak RSS (sync child)  {m:>7.1} MiB at {n} records");
+        outln!("peak RSS (sync child)  {m:>7.1} MiB at {n} records");
     }
 }

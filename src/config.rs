@@ -791,10 +791,74 @@ fn contains_inline_value(v: &serde_json::Value) -> bool {
     }
 }
 
+/// The top-level keys and tables of a config file.
+pub const TOP_LEVEL: [&str; 9] = [
+    "timezone",
+    "store",
+    "log",
+    "daemon",
+    "reconcile",
+    "security",
+    "platform",
+    "sources",
+    "code_tables",
+];
+
+/// Names a mistyped top-level table (`[platfrom]`) as such: serde would only say what is
+/// then missing (`missing field platform`) or, inside, a confusing `missing field url`.
+fn check_top_level(text: &str, path: &Path) -> Result<(), ConfigError> {
+    // Syntax errors are reported by the typed parse, with line and column.
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    for key in table.keys() {
+        if TOP_LEVEL.contains(&key.as_str()) {
+            continue;
+        }
+        let what = match table.get(key) {
+            Some(toml::Value::Table(_)) => format!("unknown table [{key}]"),
+            Some(toml::Value::Array(a)) if a.iter().all(|v| v.is_table()) => {
+                format!("unknown table [[{key}]]")
+            }
+            _ => format!("unknown top-level key `{key}`"),
+        };
+        let hint = TOP_LEVEL
+            .iter()
+            .map(|k| (edit_distance(key, k), *k))
+            .filter(|(d, _)| *d <= 2)
+            .min()
+            .map(|(_, k)| format!("did you mean `{k}`? "))
+            .unwrap_or_default();
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.clone(),
+            message: format!("{what}; {hint}the top level has: {}", TOP_LEVEL.join(", ")),
+        });
+    }
+    Ok(())
+}
+
+/// Levenshtein distance (for "did you mean").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     /// A config writable by others is refused; one readable by others is refused when it
-    /// holds an inline secret (`value = ...`) and warned about otherwise.
+    /// holds an inline secret (`value = ...`), and fine otherwise (the service's dynamic user
+    /// reads it as "others").
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -823,10 +887,12 @@ impl Config {
                     why: "readable by others and it holds an inline secret (`value = ...`)".into(),
                 });
             }
-            tracing::warn!(
+            // Fine without an inline secret: the unit's dynamic user (not root, no group)
+            // must read it, so the installed config is 0644 and holds no secret.
+            tracing::debug!(
                 config = %path.display(),
                 mode = format!("{mode:04o}"),
-                "config file is readable by others; run `chmod 640` on it"
+                "config file is readable by others (it holds no inline secret)"
             );
         }
         Ok(config)
@@ -845,6 +911,7 @@ impl Config {
 
     /// Parses and validates config text; `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        check_top_level(text, path)?;
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: crate::mask::scrub_text(&e.to_string()),
@@ -1360,5 +1427,47 @@ mod tests {
         assert!(parse_schedule("*/1 * * * * *").is_ok());
         assert!(parse_schedule("* * *").is_err());
         assert!(parse_schedule("61 * * * *").is_err());
+    }
+}
+
+#[cfg(test)]
+mod top_level_tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config/community-sync.toml");
+
+    #[test]
+    fn a_mistyped_table_is_named_with_a_suggestion() {
+        let text = EXAMPLE.replace("\n[platform]\n", "\n[platfrom]\n");
+        let e = Config::from_toml(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown table [platfrom]") && e.contains("did you mean `platform`"),
+            "{e}"
+        );
+        assert!(!e.contains("missing field"), "{e}");
+        let e = Config::from_toml(&format!("colour = 1\n{EXAMPLE}"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown top-level key `colour`"), "{e}");
+    }
+
+    #[test]
+    fn every_top_level_key_of_the_schema_is_known() {
+        let config = Config::from_toml(EXAMPLE, Path::new("c.toml")).unwrap();
+        let v = toml::Table::try_from(&config).unwrap();
+        for k in v.keys() {
+            assert!(
+                TOP_LEVEL.contains(&k.as_str()),
+                "{k} missing from TOP_LEVEL"
+            );
+        }
+        assert_eq!(
+            v.len(),
+            TOP_LEVEL.len(),
+            "{:?}",
+            v.keys().collect::<Vec<_>>()
+        );
     }
 }

@@ -64,9 +64,18 @@ pub fn is_sensitive_looking(raw: &str) -> bool {
 }
 
 /// Replaces every run of 7 or more digits (allowing spaces, dashes and a trailing X) in free
-/// text with a masked form. Used on error messages that may quote input.
+/// text with a masked form. Used on error messages that may quote input. A calendar date
+/// written `YYYY-MM-DD` (as in every timestamp we print) is a time, not a value: it is kept.
 pub fn scrub_text(text: &str) -> String {
     scrub_runs(text, 7)
+}
+
+/// A department system's record key (`pat-0000025`, `NC00012345`), shown in full so that a
+/// quarantined record or a review item can be followed up in that system: a key is the
+/// vendor's identifier, not personal data. A key that carries an ID number or a phone (11 or
+/// more digits in a row, as some vendors key records by them) is masked like a log line.
+pub fn record_key(key: &str) -> String {
+    scrub_log(key)
 }
 
 /// The log-line safety net: masks runs of 11 or more digits (a phone, a 15- or 18-digit ID
@@ -83,7 +92,10 @@ fn scrub_runs(text: &str, min_digits: usize) -> String {
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < chars.len() {
-        if is_digit(chars[i]) {
+        if is_digit(chars[i]) && (i == 0 || !is_digit(chars[i - 1])) && is_date_at(&chars, i) {
+            out.extend(&chars[i..i + 10]);
+            i += 10;
+        } else if is_digit(chars[i]) {
             let start = i;
             let mut j = i;
             let mut digits = 0;
@@ -115,6 +127,33 @@ fn scrub_runs(text: &str, min_digits: usize) -> String {
         }
     }
     out
+}
+
+/// `YYYY-MM-DD` (a plausible month and day) at `i`, not followed by another digit or by a
+/// dash and a digit (so `0791-86-123456` is not read as a date).
+fn is_date_at(chars: &[char], i: usize) -> bool {
+    let Some(w) = chars.get(i..i + 10) else {
+        return false;
+    };
+    let d = |k: usize| w[k].is_ascii_digit();
+    let shape = (0..4).all(d) && w[4] == '-' && d(5) && d(6) && w[7] == '-' && d(8) && d(9);
+    if !shape {
+        return false;
+    }
+    let num = |a: usize, b: usize| {
+        w[a..b]
+            .iter()
+            .collect::<String>()
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+    let (month, day) = (num(5, 7), num(8, 10));
+    let next = chars.get(i + 10).copied();
+    let after = chars.get(i + 11).copied();
+    (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && !next.is_some_and(is_digit)
+        && !(next == Some('-') && after.is_some_and(is_digit))
 }
 
 fn is_digit(c: char) -> bool {
@@ -167,6 +206,37 @@ mod tests {
         assert!(!s.contains("36010219800101123X"), "{s}");
         assert!(!s.contains("1234-5678"), "{s}");
         assert!(s.contains("page 12"), "{s}");
+    }
+
+    #[test]
+    fn dates_and_times_are_not_values() {
+        let s = scrub_text("last push: 2026-01-07T01:00:27.232Z ok, at 2026-01-07 09:00:27");
+        assert_eq!(
+            s,
+            "last push: 2026-01-07T01:00:27.232Z ok, at 2026-01-07 09:00:27"
+        );
+        // ... but a phone right after a date still is one.
+        let s = scrub_text("2026-01-07 13812345678");
+        assert!(
+            s.starts_with("2026-01-07 ") && !s.contains("12345678"),
+            "{s}"
+        );
+        // Digit groups that only look like a date's start are masked as before.
+        for v in ["0791-86-123456", "2026-01-0712345", "1381-12-12-5678"] {
+            assert!(
+                !scrub_text(v).contains(&v[v.len() - 4..]),
+                "{v}: {}",
+                scrub_text(v)
+            );
+        }
+    }
+
+    #[test]
+    fn record_keys_are_shown_unless_they_carry_an_id_or_phone() {
+        assert_eq!(record_key("pat-0000025"), "pat-0000025");
+        assert_eq!(record_key("T0000012345"), "T0000012345");
+        assert!(!record_key("36010219800101123X").contains("19800101"));
+        assert!(!record_key("ykt-13812345678").contains("12345678"));
     }
 
     #[test]

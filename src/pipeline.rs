@@ -5,6 +5,7 @@
 //!
 //! This module holds no business rules of its own; it only moves data between the stages.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -66,6 +67,33 @@ pub struct SyncOptions {
     /// Apply the deletions of complete full refreshes even beyond their `max_delete` (an
     /// operator's confirmation, `sync SOURCE --confirm-deletes`).
     pub confirm_deletes: bool,
+    /// Once raised (the daemon got SIGTERM), no further stream starts; the streams under way
+    /// finish, and reconcile and push are left to the next sync.
+    pub stop: Option<Stop>,
+}
+
+/// A stop request shared by the daemon and its running syncs.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl SyncOptions {
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(Stop::is_raised)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,7 +114,13 @@ pub struct StreamReport {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct SyncReport {
+    /// The streams that ran, in the order they finished per source.
     pub streams: Vec<StreamReport>,
+    /// Streams (`source/stream`) that did not start because a stop was requested.
+    pub not_started: Vec<String>,
+    /// A stop cut this sync short: some streams did not start, and reconcile and push were
+    /// left to the next sync (nothing is lost: the records are in the store, still dirty).
+    pub interrupted: bool,
     pub reconcile: ReconcileStats,
     pub push: Option<PushStats>,
     pub push_error: Option<String>,
@@ -111,6 +145,14 @@ pub enum PipelineError {
 /// Fetches and ingests the selected sources, reconciles, and pushes if asked.
 pub async fn sync(ctx: &Context, opts: &SyncOptions) -> Result<SyncReport, PipelineError> {
     let mut report = ingest_sources(ctx, opts).await?;
+    if opts.stopping() {
+        report.interrupted = true;
+        tracing::info!(
+            not_started = report.not_started.len(),
+            "stopping: reconcile and push are left to the next sync"
+        );
+        return Ok(report);
+    }
     report.reconcile = run_reconcile(ctx).await?;
     if let Some(p) = &opts.progress {
         p.emit(ProgressEvent::Reconciled {
@@ -159,14 +201,33 @@ pub async fn ingest_sources(
     opts: &SyncOptions,
 ) -> Result<SyncReport, PipelineError> {
     let sources = select_sources(&ctx.config, &opts.sources)?;
+    let all: Vec<String> = sources
+        .iter()
+        .flat_map(|s| s.streams.iter().map(|t| format!("{}/{}", s.name, t.name)))
+        .collect();
+    let mut report = SyncReport::default();
+    if opts.stopping() {
+        report.not_started = all;
+        report.interrupted = true;
+        return Ok(report);
+    }
     defer_match_indexes(ctx).await?;
     let jobs = sources
         .into_iter()
         .map(|s| sync_source(ctx, s.name.clone(), opts));
-    let mut report = SyncReport::default();
     for streams in futures::future::join_all(jobs).await {
         report.streams.extend(streams);
     }
+    report.not_started = all
+        .into_iter()
+        .filter(|k| {
+            !report
+                .streams
+                .iter()
+                .any(|s| format!("{}/{}", s.source, s.stream) == *k)
+        })
+        .collect();
+    report.interrupted = !report.not_started.is_empty();
     Ok(report)
 }
 
@@ -211,6 +272,10 @@ pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> V
     };
     let mut out = Vec::new();
     for stream in &src.streams {
+        if opts.stopping() {
+            tracing::info!(source = %src.name, stream = %stream.name, "stopping: this stream does not start; it resumes from its cursor at the next sync");
+            break;
+        }
         if let Source::Files(files) = reader.as_ref() {
             out.extend(sync_file_stream(ctx, &src, stream, files, reader.clone(), opts).await);
             continue;
@@ -242,6 +307,10 @@ async fn sync_file_stream(
     };
     let mut out = Vec::new();
     for path in paths {
+        if opts.stopping() {
+            tracing::info!(source = %src.name, stream = %stream.name, "stopping: no further ledger file starts; the rest wait in the folder for the next sync");
+            break;
+        }
         let file = match files.load(stream, &path) {
             Ok(Some(f)) => f,
             Ok(None) => continue,

@@ -5,10 +5,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One step of a sync.
-#[derive(Debug, Clone, Serialize)]
+/// Serialised as the control socket sends it (`{"event":"page",...}`), and read back by the
+/// client that shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ProgressEvent {
     StreamStarted {

@@ -3,22 +3,9 @@
 
 mod daemon_support;
 
-use daemon_support::{request, wait_for, Daemon, Setup};
+use daemon_support::{request, wait_idle, Daemon, Setup};
 
 const YEARLY: &str = "0 0 0 1 1 *";
-
-/// Waits until the runs due at start (never run before) are done.
-fn wait_idle(setup: &Setup, daemon: &Daemon) {
-    wait_for("the start-up runs to finish", || {
-        let idle = daemon.ping()["running"]
-            .as_array()
-            .is_some_and(|r| r.is_empty());
-        let open = setup.count("SELECT count(*) FROM runs WHERE status = 'running'");
-        let done =
-            setup.count("SELECT count(*) FROM runs WHERE kind = 'sync' AND trigger = 'schedule'");
-        (idle && open == 0 && done == 8).then_some(())
-    });
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn manual_sync_runs_in_the_daemon_and_streams_its_result() {
@@ -38,7 +25,10 @@ async fn manual_sync_runs_in_the_daemon_and_streams_its_result() {
         stderr.contains("handing the sync to the running daemon"),
         "{stderr}"
     );
-    assert!(stderr.contains("eldercare/elders: started"), "{stderr}");
+    assert!(
+        stderr.contains("eldercare/elders: sync started"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("eldercare/service_orders: done"),
         "{stderr}"

@@ -1,5 +1,7 @@
-//! `status` exit codes, for monitoring: 0 healthy, 1 when a source failed its last N runs or
-//! has had no successful run within its max_lag_secs.
+//! `status` exit codes, for monitoring: 0 healthy; 3 degraded, when a stream failed but fewer
+//! than `unhealthy_after_failures` runs in a row (each stream shows its count toward it); 1
+//! unhealthy, when a stream failed its last N runs or has had no successful run within its
+//! max_lag_secs.
 
 mod daemon_support;
 
@@ -7,7 +9,8 @@ use community_sync::store::{IngestStats, Store};
 use daemon_support::Setup;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_exit_code_is_0_when_healthy_and_1_after_failed_runs_or_when_stale() {
+async fn status_exit_code_is_0_when_healthy_3_when_degraded_and_1_after_failed_runs_or_when_stale()
+{
     let sim = daemon_support::sim(50).await;
     let setup = Setup::new(&sim, "@hourly", "@hourly", 10);
     let status = |setup: &Setup| {
@@ -39,7 +42,29 @@ async fn status_exit_code_is_0_when_healthy_and_1_after_failed_runs_or_when_stal
         }
     }
     let (code, out) = status(&setup);
-    assert_eq!(code, Some(0), "two failures are tolerated: {out}");
+    assert_eq!(
+        code,
+        Some(3),
+        "two failures: degraded, not yet unhealthy: {out}"
+    );
+    assert!(out.contains("health: degraded (exit 3)"), "{out}");
+    assert!(
+        out.contains("eldercare/elders: 2 of 3 failed runs in a row"),
+        "why: {out}"
+    );
+    let elders = out
+        .lines()
+        .find(|l| l.starts_with("eldercare  elders"))
+        .unwrap_or_default();
+    assert!(
+        elders.contains("failed") && elders.contains(" 2/3 "),
+        "the count toward unhealthy_after_failures: {elders}"
+    );
+    let json = setup.command(&["status", "--json"]);
+    assert_eq!(json.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["health"], "degraded");
+    assert_eq!(v["unhealthy_after_failures"], 3);
     {
         let mut store = Store::open(&setup.store).unwrap();
         let run = store
@@ -55,10 +80,12 @@ async fn status_exit_code_is_0_when_healthy_and_1_after_failed_runs_or_when_stal
         out.contains("eldercare/elders: last 3 runs failed"),
         "{out}"
     );
+    assert!(out.contains("health: UNHEALTHY (exit 1)"), "{out}");
     let json = setup.command(&["status", "--json"]);
     assert_eq!(json.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["healthy"], false);
+    assert_eq!(v["health"], "unhealthy");
 
     // A success clears it ...
     let ok_run = ok_run(&setup);

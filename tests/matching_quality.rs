@@ -203,8 +203,15 @@ async fn hard_cases_precision_and_recall_with_and_without_address_and_phone_hist
     assert_eq!(full["shared_phone"].predicted, full["shared_phone"].tp);
     // The old-phone accounts need the phone history (and the address) to link.
     assert!(bare["old_phone"].recall() < full["old_phone"].recall());
-    // The lone common-name records are reviewed, not linked.
+    // What a person must decide is exactly what the ground truth says a correct run raises
+    // (the swapped birth dates); the lone common-name records are neither linked nor raised.
     assert!(review > 0);
+    assert_eq!(
+        review as usize,
+        truth.review_total(),
+        "{:?}",
+        truth.review_items
+    );
     sim.shutdown().await;
 }
 
@@ -226,6 +233,27 @@ async fn hard_cases_make_one_resident_each_and_a_rerun_changes_nothing() {
     assert_eq!(persons as usize, truth.persons);
     let outbox = common::count(&ctx, "SELECT count(*) FROM outbox");
     let reviews = common::count(&ctx, "SELECT count(*) FROM review_items");
+    // The review items a correct run raises, by kind and field, as the ground truth states.
+    let by_kind: std::collections::BTreeMap<String, usize> = {
+        let g = ctx.store.lock().unwrap();
+        let mut stmt = g
+            .conn()
+            .prepare(
+                "SELECT kind || ':' || COALESCE(field, ''), count(*) FROM review_items
+                 WHERE state = 'open' GROUP BY 1",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        rows
+    };
+    assert!(!truth.review_items.is_empty());
+    assert_eq!(by_kind, truth.review_items);
     let report = pipeline::sync(
         &ctx,
         &SyncOptions {

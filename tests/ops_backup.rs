@@ -63,6 +63,7 @@ async fn backup_taken_mid_sync_is_a_consistent_store() {
         trigger: "test".into(),
         push: true,
         confirm_deletes: false,
+        stop: None,
     };
     let report = pipeline::sync(&ctx, &opts).await.unwrap();
     assert_eq!(report.failed_streams(), 0);

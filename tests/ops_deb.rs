@@ -116,22 +116,81 @@ fn deb_installs_every_file_where_the_unit_expects_it() {
         );
     }
 
-    // The packaged binary accepts the packaged config.
+    // The packaged config names the store key and every secret as credentials the unit loads
+    // (LoadCredential=NAME:/etc/community-sync/credentials/NAME), and nothing else.
+    let loaded: Vec<&str> = unit_values(&unit, "LoadCredential")
+        .iter()
+        .filter_map(|v| v.split_once(':').map(|(name, _)| name))
+        .collect();
+    for name in config
+        .split("${CREDENTIALS_DIRECTORY}/")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|n| !n.contains(' '))
+    {
+        let commented = config
+            .lines()
+            .any(|l| l.trim_start().starts_with('#') && l.contains(&format!("/{name}\"")));
+        assert!(
+            loaded.contains(&name) || commented,
+            "the config reads credential {name} but the unit does not load it"
+        );
+    }
+    assert!(loaded.contains(&"store-key"), "{loaded:?}");
+
+    // Before the install's keygen step, check says which key is missing and how to make it.
+    let check = || {
+        Command::new(&bin)
+            .arg("--config")
+            .arg(inside(r, config_arg))
+            .arg("check")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("etc/community-sync/credentials/store-key") && stdout.contains("keygen"),
+        "{stdout}"
+    );
+    // The README's steps: the key, then one root-only file per secret.
+    let creds = inside(r, "/etc/community-sync/credentials");
+    std::fs::create_dir_all(&creds).unwrap();
     let out = Command::new(&bin)
-        .arg("--config")
-        .arg(inside(r, config_arg))
-        .arg("check")
+        .arg("keygen")
+        .arg("--out")
+        .arg(creds.join("store-key"))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "check: {}",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in loaded.iter().filter(|n| **n != "store-key") {
+        let p = creds.join(name);
+        std::fs::write(&p, "a-secret\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+    let out = check();
+    assert!(
+        out.status.success(),
+        "check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Man page and completions.
+    // Man pages (one per command, as the main page lists them) and completions.
     for f in [
         "usr/share/man/man1/community-sync.1.gz",
+        "usr/share/man/man1/community-sync-sync.1.gz",
+        "usr/share/man/man1/community-sync-review-list.1.gz",
         "usr/share/bash-completion/completions/community-sync",
         "usr/share/zsh/vendor-completions/_community-sync",
         "usr/share/fish/vendor_completions.d/community-sync.fish",

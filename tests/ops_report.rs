@@ -13,7 +13,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_community-sync");
 
 /// Runs the demo in-process into `dir`; returns the config path it wrote.
 async fn demo_store(dir: &Path) -> PathBuf {
-    let sim = common::sim(800).await;
+    demo_store_of(dir, 800).await
+}
+
+async fn demo_store_of(dir: &Path, residents: usize) -> PathBuf {
+    let sim = common::sim(residents).await;
     let summary = community_sync::cli::demo::run_with(&sim, dir)
         .await
         .expect("demo runs");
@@ -238,4 +242,51 @@ async fn html_report_renders_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("screenshot of the report: {}", shot.display());
+}
+
+/// Times are times, not values: never masked, and in Beijing time; record keys of the
+/// quarantine examples are shown as the department system knows them, to follow them up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_times_are_beijing_time_unmasked_and_keys_can_be_followed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_store_of(dir.path(), 300).await;
+    let html = dir.path().join("r.html");
+    let (code, text, stderr) = run(&config, &["report", "--html", html.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let last_push_utc: String = conn
+        .query_row(
+            "SELECT at FROM push_log ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let beijing = chrono::DateTime::parse_from_rfc3339(&last_push_utc)
+        .unwrap()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("last push:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(&format!("last push: {beijing} ok")), "{line}");
+    assert!(!line.contains('*'), "{line}");
+    assert!(
+        page.contains(&format!("Last push: {beijing} ok")),
+        "the page too"
+    );
+    assert!(text.contains("Asia/Shanghai, UTC+08:00"), "{text}");
+    // A quarantined record's key, as in `rejects`, so that it can be looked up.
+    let (source, key): (String, String) = conn
+        .query_row(
+            "SELECT source, source_key FROM rejects ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(text.contains(&format!("/{key} ")), "{key} in:\n{text}");
+    let (_, rejects, _) = run(&config, &["rejects", "--source", &source, "--limit", "0"]);
+    assert!(rejects.contains(&key), "{rejects}");
 }

@@ -72,6 +72,7 @@ fn opts() -> SyncOptions {
         trigger: "test".into(),
         push: false,
         confirm_deletes: false,
+        stop: None,
     }
 }
 

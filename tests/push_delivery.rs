@@ -17,6 +17,7 @@ fn no_push() -> SyncOptions {
         trigger: "test".into(),
         push: false,
         confirm_deletes: false,
+        stop: None,
     }
 }
 

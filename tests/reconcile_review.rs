@@ -20,6 +20,7 @@ fn opts(full: bool) -> SyncOptions {
         trigger: "test".into(),
         push: false,
         confirm_deletes: false,
+        stop: None,
     }
 }
 

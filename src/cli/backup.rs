@@ -6,6 +6,7 @@
 //! writers, so the running daemon is not held up. The copy is written beside the target and
 //! renamed into place only once it passed `PRAGMA integrity_check`.
 
+use crate::cli::out::outln;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
@@ -169,11 +170,11 @@ fn restrict(path: &Path) {
 /// The CLI entry: backs up the configured store and says what was copied.
 pub fn run(config: &crate::config::Config, args: &BackupArgs) -> anyhow::Result<()> {
     let s = backup(&config.store.path, &args.file, args.force)?;
-    println!(
+    outln!(
         "backup written to {} ({} bytes): {} source records, {} residents, {} outbox events; integrity check ok",
         s.file, s.bytes, s.source_records, s.persons, s.outbox
     );
-    println!(
+    outln!(
         "restore: stop the service, copy it over {}, start the service",
         config.store.path.display()
     );

@@ -1,15 +1,22 @@
 //! `community-sync demo`: the whole job against the built-in simulator, in one command.
 //!
-//! Starts the simulator in-process on ephemeral 127.0.0.1 ports, writes a real config for it
-//! (from config/community-sync.toml, with the simulator's ports and secret files), runs sync +
-//! reconcile + push, and prints a summary beside the simulator's ground truth.
+//! Starts the simulator in-process on 127.0.0.1 (ephemeral ports, or five from `--port`),
+//! writes a real config for it (from config/community-sync.toml, with the simulator's ports,
+//! secret files and a store key), runs sync + reconcile + push, and prints a summary beside
+//! the simulator's ground truth, review items included: the population carries the matching
+//! hard cases (`sim::hard_cases`) unless `--no-hard-cases`. With `--serve` the simulator keeps
+//! serving afterwards and the demo prints the commands to explore with (`review`, `explain`,
+//! `report`, `sync`, `run`), with this binary's real path. `community-sync sim` serves the
+//! simulator alone.
 
+use crate::cli::out::{errln, outln};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use rusqlite::OptionalExtension as _;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -44,6 +51,44 @@ pub struct DemoArgs {
     /// Share of data requests that fail with --faults.
     #[arg(long, default_value_t = 0.1, requires = "faults")]
     pub fault_rate: f64,
+    /// Keep the simulator serving after the summary (until Ctrl-C or SIGTERM), so that the
+    /// printed commands (`sync`, `run`, `review`, `explain`, `report`) can be tried on it.
+    #[arg(long)]
+    pub serve: bool,
+    /// Serve the simulator on PORT and the four ports after it (one-card, volunteer, elder
+    /// care, health, platform) instead of free ephemeral ports.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Leave the matching hard cases (homophone and traditional names, old phones, swapped
+    /// birth dates, twins, ...) out of the population; with them the review queue has items.
+    #[arg(long)]
+    pub no_hard_cases: bool,
+}
+
+/// `community-sync sim`: the simulator alone, until Ctrl-C or SIGTERM.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Residents in the simulated district.
+    #[arg(long, default_value_t = 20_000)]
+    pub residents: usize,
+    /// Seed of the simulated population: the same seed serves the same records.
+    #[arg(long, default_value_t = 20240501)]
+    pub seed: u64,
+    /// First of five consecutive ports on 127.0.0.1 (one-card, volunteer, elder care, health,
+    /// platform); 18081 is what config/community-sync.toml names; 0 picks free ports.
+    #[arg(long, value_name = "PORT", default_value_t = crate::sim::DEFAULT_BASE_PORT)]
+    pub port: u16,
+    /// Leave the matching hard cases out of the population.
+    #[arg(long)]
+    pub no_hard_cases: bool,
+    /// Also write a ready config for these ports into DIR (with the simulator's secrets and a
+    /// store key in DIR/credentials, and the store in DIR/store.db).
+    #[arg(long, value_name = "DIR")]
+    pub write_config: Option<PathBuf>,
+    /// Fail this share of data requests the way real systems do (503, a gateway HTML page at
+    /// 200, busy answers inside 200), never more than twice in a row per stream.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
 }
 
 pub use crate::sim::FAULTS_IN_A_ROW;
@@ -68,6 +113,11 @@ pub struct DemoSummary {
     /// gender that number encodes (GB 11643): all of them, stated or derived.
     pub golden_with_id: u64,
     pub golden_as_id_encodes: u64,
+    /// Open review items by `kind:field` (`conflict:birth_date`).
+    pub review_items: BTreeMap<String, u64>,
+    /// The first open review item: its id, and the source and key of its record (for the
+    /// `review show` and `explain` commands the demo suggests).
+    pub first_review: Option<(i64, String, String)>,
     pub truth: TruthSummary,
     pub matches_truth: bool,
 }
@@ -80,6 +130,8 @@ pub struct TruthSummary {
     pub rejected_fields_by_reason: BTreeMap<String, u64>,
     pub persons: u64,
     pub persons_by_systems: BTreeMap<usize, u64>,
+    /// Open review items a correct run raises, by `kind:field`.
+    pub review_items: BTreeMap<String, u64>,
 }
 
 /// Writes a config for a running simulator into `dir` and returns its path. Every path in it
@@ -94,24 +146,13 @@ pub fn write_sim_config(sim: &Sim, dir: &Path, store: &Path) -> anyhow::Result<P
     std::fs::create_dir_all(dir.join("credentials"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     set_private(&dir.join("credentials"), 0o700)?;
-    let secrets = [
-        ("ONECARD_SECRET", "onecard", crate::sim::ONECARD_SECRET),
-        (
-            "VOLUNTEER_SECRET",
-            "volunteer",
-            crate::sim::VOLUNTEER_SECRET,
-        ),
-        ("ELDERCARE_KEY", "eldercare", crate::sim::ELDERCARE_KEY),
-        ("HEALTH_PASSWORD", "health", crate::sim::HEALTH_PASSWORD),
-        ("PLATFORM_TOKEN", "platform", crate::sim::PLATFORM_TOKEN),
-    ];
     let mut text = sim_config_text(sim, store);
-    for (env, file, value) in secrets {
+    for (file, value) in SIM_SECRETS {
         let path = dir.join("credentials").join(file);
         std::fs::write(&path, value).with_context(|| format!("cannot write {}", path.display()))?;
         set_private(&path, 0o600)?;
         text = text.replace(
-            &format!("{{ env = \"{env}\" }}"),
+            &format!("{{ file = \"${{CREDENTIALS_DIRECTORY}}/{file}\" }}"),
             &format!("{{ file = {:?} }}", path.display().to_string()),
         );
     }
@@ -131,19 +172,71 @@ pub fn write_sim_config(sim: &Sim, dir: &Path, store: &Path) -> anyhow::Result<P
     Ok(path)
 }
 
-/// The example config pointed at a running simulator and a store path (secrets still by env).
+/// The credential files the example config names, with the simulator's (public) values.
+pub const SIM_SECRETS: [(&str, &str); 5] = [
+    ("onecard", crate::sim::ONECARD_SECRET),
+    ("volunteer", crate::sim::VOLUNTEER_SECRET),
+    ("eldercare", crate::sim::ELDERCARE_KEY),
+    ("health", crate::sim::HEALTH_PASSWORD),
+    ("platform", crate::sim::PLATFORM_TOKEN),
+];
+
+/// A config's sources and platform, as shipped (the simulator's default ports), pointed at the
+/// simulator serving at `urls`.
+pub fn point_at(config_text: &str, urls: &crate::sim::SimUrls) -> String {
+    config_text
+        .replace("http://127.0.0.1:18081", &urls.onecard)
+        .replace("http://127.0.0.1:18082", &urls.volunteer)
+        .replace("http://127.0.0.1:18083", &urls.eldercare)
+        .replace("http://127.0.0.1:18084", &urls.health)
+        .replace("http://127.0.0.1:18085/api/v1/events", &urls.platform)
+}
+
+/// The example config pointed at a running simulator and a store path, under a header that
+/// says what it is for (secret files still under `${CREDENTIALS_DIRECTORY}`).
 pub fn sim_config_text(sim: &Sim, store: &Path) -> String {
     let u = &sim.urls;
-    EXAMPLE_CONFIG
-        .replace("http://127.0.0.1:18081", &u.onecard)
-        .replace("http://127.0.0.1:18082", &u.volunteer)
-        .replace("http://127.0.0.1:18083", &u.eldercare)
-        .replace("http://127.0.0.1:18084", &u.health)
-        .replace("http://127.0.0.1:18085/api/v1/events", &u.platform)
-        .replace(
-            "path = \"/var/lib/community-sync/store.db\"",
-            &format!("path = {:?}", store.display().to_string()),
-        )
+    let body = EXAMPLE_CONFIG
+        .split_once("\ntimezone = ")
+        .map(|(head, rest)| {
+            // Keep the comment just above `timezone` (it belongs to that key).
+            let keep = head
+                .rfind("\n\n")
+                .map(|i| &head[i + 2..])
+                .unwrap_or_default();
+            format!("{keep}\ntimezone = {rest}")
+        })
+        .unwrap_or_else(|| EXAMPLE_CONFIG.to_string());
+    let o = &sim.options;
+    let again = match o.base_port.filter(|p| *p != 0) {
+        Some(p) => format!(
+            "#   community-sync sim --port {p} --seed {} --residents {}{}\n# serves the same records on the same ports again.\n",
+            o.seed,
+            o.residents,
+            if o.hard_cases { "" } else { " --no-hard-cases" }
+        ),
+        None => "# Its ports were free ones picked at start; `community-sync demo --serve` or\n#   community-sync sim --port 0 --write-config DIR\n# give you a simulator that stays up, with its own config.\n".to_string(),
+    };
+    let header = format!(
+        "# community-sync config for the built-in simulator: seed {}, {} residents{}.\n\
+         # Written by `community-sync demo` or `community-sync sim --write-config`. It points at\n\
+         # that simulator on 127.0.0.1 (base_url of each source, [platform] url), which serves\n\
+         # only while the process that started it runs.\n{again}\
+         # The secrets and the store key are the files it names (mode 0600). Every option is\n\
+         # explained in config/community-sync.toml, which this copy is made from.\n\n",
+        o.seed,
+        o.residents,
+        if o.hard_cases {
+            ", with the matching hard cases"
+        } else {
+            ""
+        },
+    );
+    let body = point_at(&body, u).replace(
+        "path = \"/var/lib/community-sync/store.db\"",
+        &format!("path = {:?}", store.display().to_string()),
+    );
+    format!("{header}{body}")
 }
 
 fn set_private(path: &Path, mode: u32) -> anyhow::Result<()> {
@@ -159,31 +252,25 @@ fn set_private(path: &Path, mode: u32) -> anyhow::Result<()> {
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    eprintln!(
-        "starting the simulator: {} residents across 4 department systems (seed {}) …",
-        args.residents, args.seed
-    );
     if args.faults {
-        eprintln!(
+        errln!(
             "--faults: about {:.0}% of data requests fail (503, a gateway HTML page at 200, busy answers inside 200)",
             args.fault_rate * 100.0
         );
     }
-    let sim = Sim::start(SimOptions {
-        seed: args.seed,
-        residents: args.residents,
-        fault_rate: if args.faults { args.fault_rate } else { 0.0 },
-        ..SimOptions::default()
-    })
-    .await
-    .context("cannot start the simulator")?;
-    let summary = run_with_options(
-        &sim,
-        &args.dir,
-        !args.no_encrypt,
-        Some(super::progress::auto()),
+    let fault_rate = if args.faults { args.fault_rate } else { 0.0 };
+    let sim = start_sim(
+        args.seed,
+        args.residents,
+        args.port,
+        !args.no_hard_cases,
+        fault_rate,
     )
-    .await;
+    .await?;
+    let display = super::progress::auto_display();
+    let summary =
+        run_with_options(&sim, &args.dir, !args.no_encrypt, Some(display.progress())).await;
+    display.finish();
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
@@ -191,18 +278,164 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    sim.shutdown().await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);
-        eprintln!("demo finished in {:.1}s", started.elapsed().as_secs_f64());
+        errln!("demo finished in {:.1}s", started.elapsed().as_secs_f64());
     }
-    Ok(if summary.matches_truth {
+    let code = if summary.matches_truth {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    };
+    if args.serve {
+        print_explore(&summary, &sim);
+        wait_for_stop().await;
+        errln!("stopping the simulator");
+    } else if !args.json {
+        print_look_around(&summary);
+    }
+    sim.shutdown().await;
+    Ok(code)
+}
+
+/// `community-sync sim`: serves the simulator until Ctrl-C or SIGTERM; prints where.
+pub async fn serve_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
+    let sim = start_sim(
+        args.seed,
+        args.residents,
+        Some(args.port),
+        !args.no_hard_cases,
+        args.fault_rate,
+    )
+    .await?;
+    outln!(
+        "# community-sync simulator (seed {}, {} residents)",
+        args.seed,
+        args.residents
+    );
+    outln!("#   onecard   {}", sim.urls.onecard);
+    outln!("#   volunteer {}", sim.urls.volunteer);
+    outln!("#   eldercare {}", sim.urls.eldercare);
+    outln!("#   health    {}", sim.urls.health);
+    outln!("#   platform  {}", sim.urls.platform);
+    if args.fault_rate > 0.0 {
+        outln!(
+            "#   faults    about {:.0}% of data requests (503, gateway HTML at 200, busy answers)",
+            args.fault_rate * 100.0
+        );
+    }
+    if let Some(dir) = &args.write_config {
+        let config = write_sim_config(&sim, dir, &dir.join("store.db"))?;
+        outln!("# config for it (secrets and store key in its credentials/ directory):");
+        outln!("#   {} --config {} sync", self_path(), config.display());
+    } else {
+        outln!("# secrets (the files the config's ${{CREDENTIALS_DIRECTORY}}/<name> names):");
+        for (file, value) in SIM_SECRETS {
+            outln!("#   {file:<9} {value}");
+        }
+        outln!("# or start it with --write-config DIR for a ready config");
+    }
+    outln!("# serving; Ctrl-C to stop");
+    wait_for_stop().await;
+    sim.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Generates the population and starts the simulator, saying so on stderr.
+async fn start_sim(
+    seed: u64,
+    residents: usize,
+    base_port: Option<u16>,
+    hard_cases: bool,
+    fault_rate: f64,
+) -> anyhow::Result<Sim> {
+    errln!(
+        "starting the simulator: {residents} residents across 4 department systems (seed {seed}{}) …",
+        if hard_cases {
+            ", with the matching hard cases"
+        } else {
+            ""
+        }
+    );
+    Sim::start(SimOptions {
+        seed,
+        residents,
+        base_port,
+        hard_cases,
+        fault_rate,
+        ..SimOptions::default()
     })
+    .await
+    .context("cannot start the simulator")
+}
+
+/// Until Ctrl-C (SIGINT) or SIGTERM.
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// This binary's path, as the commands to try should name it.
+pub fn self_path() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "community-sync".to_string())
+}
+
+/// Quotes a path for a shell command line when it needs it.
+fn sh(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Commands that read the store the demo left (they work after the simulator is gone).
+fn print_look_around(s: &DemoSummary) {
+    let cmd = format!("{} --config {}", sh(&self_path()), sh(&s.config));
+    outln!();
+    outln!("Look around (the store stays; the simulator has stopped, so `sync` would fail):");
+    outln!("  {cmd} status");
+    outln!("  {cmd} review list");
+    outln!("  {cmd} report");
+    outln!("  {cmd} rejects --reason id_number.check_digit");
+    outln!("Run `demo --serve` to keep the simulator up and sync against it as well.");
+}
+
+/// Commands to try while the simulator keeps serving.
+fn print_explore(s: &DemoSummary, sim: &Sim) {
+    let cmd = format!("{} --config {}", sh(&self_path()), sh(&s.config));
+    outln!();
+    outln!(
+        "The simulator keeps serving on {} … {} until Ctrl-C. In another terminal:",
+        sim.urls.onecard,
+        sim.urls.platform
+    );
+    outln!("  {cmd} status");
+    outln!("  {cmd} review list");
+    if let Some((item, source, key)) = &s.first_review {
+        outln!("  {cmd} review show {item}");
+        outln!("  {cmd} explain {source} {key}");
+    }
+    outln!("  {cmd} report --html /tmp/community-sync-report.html");
+    outln!("  {cmd} rejects --reason id_number.check_digit");
+    outln!("  {cmd} sync --full health");
+    outln!("  {cmd} run        # the daemon: scheduled syncs; `sync` is then handed to it");
 }
 
 /// Runs the full job against a running simulator with a fresh store in `dir`.
@@ -248,6 +481,7 @@ pub async fn run_with_options(
         trigger: "demo".into(),
         push: true,
         confirm_deletes: false,
+        stop: None,
     };
     let report = pipeline::sync(&ctx, &opts).await?;
     if let Some(e) = &report.push_error {
@@ -326,6 +560,25 @@ fn summarize(
     let truth = truth_summary(&sim.truth());
     let rejected_records_by_reason = by_reason(true)?;
     let rejected_fields_by_reason = by_reason(false)?;
+    let review_items: BTreeMap<String, u64> = {
+        let mut stmt = c.prepare(
+            "SELECT kind || ':' || COALESCE(field, ''), count(*) FROM review_items
+             WHERE state = 'open' GROUP BY 1",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let first_review: Option<(i64, String, String)> = c
+        .query_row(
+            "SELECT r.id, s.source, s.source_key FROM review_items r
+             JOIN source_records s ON s.id = r.record_id
+             WHERE r.state = 'open' ORDER BY r.id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
     let accepted_match = records
         .iter()
         .all(|(k, v)| truth.accepted.get(k).copied() == Some(v[1]));
@@ -334,7 +587,8 @@ fn summarize(
         && rejected_records_by_reason == truth.rejected_records_by_reason
         && rejected_fields_by_reason == truth.rejected_fields_by_reason
         && persons as u64 == truth.persons
-        && persons_by_systems == truth.persons_by_systems;
+        && persons_by_systems == truth.persons_by_systems
+        && review_items == truth.review_items;
     Ok(DemoSummary {
         store: store.path().display().to_string(),
         config: config_path.display().to_string(),
@@ -349,6 +603,8 @@ fn summarize(
         faults_injected: sim.source_chaos().faults_injected(),
         golden_with_id,
         golden_as_id_encodes,
+        review_items,
+        first_review,
         truth,
         matches_truth,
     })
@@ -410,6 +666,7 @@ fn truth_summary(t: &GroundTruth) -> TruthSummary {
             .filter(|(_, v)| **v > 0)
             .map(|(k, v)| (k, *v as u64))
             .collect(),
+        review_items: counts(&t.review_items),
     }
 }
 
@@ -422,13 +679,13 @@ fn mark(ok: bool) -> &'static str {
 }
 
 pub fn print_summary(s: &DemoSummary) {
-    println!();
-    println!("community-sync demo — 一库、一平台、四大应用, against the built-in simulator");
-    println!();
-    println!("Records per system                     fetched      kept  rejected   truth(kept)");
+    outln!();
+    outln!("community-sync demo — 一库、一平台、四大应用, against the built-in simulator");
+    outln!();
+    outln!("Records per system                     fetched      kept  rejected   truth(kept)");
     for (k, v) in &s.records {
         let t = s.truth.accepted.get(k).copied().unwrap_or(0);
-        println!(
+        outln!(
             "  {:<34} {:>9} {:>9} {:>9} {:>9} {}",
             k,
             v[0],
@@ -438,8 +695,8 @@ pub fn print_summary(s: &DemoSummary) {
             mark(t == v[1])
         );
     }
-    println!();
-    println!("Rejected (quarantined), by reason               found     truth");
+    outln!();
+    outln!("Rejected (quarantined), by reason               found     truth");
     let reasons: std::collections::BTreeSet<&String> = s
         .rejected_records_by_reason
         .keys()
@@ -453,7 +710,7 @@ pub fn print_summary(s: &DemoSummary) {
             .get(r)
             .copied()
             .unwrap_or(0);
-        println!(
+        outln!(
             "  whole record  {:<30} {:>9} {:>9} {}",
             r,
             f,
@@ -474,7 +731,7 @@ pub fn print_summary(s: &DemoSummary) {
             .get(r)
             .copied()
             .unwrap_or(0);
-        println!(
+        outln!(
             "  one field     {:<30} {:>9} {:>9} {}",
             r,
             f,
@@ -482,8 +739,8 @@ pub fn print_summary(s: &DemoSummary) {
             mark(f == t)
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Residents (golden records): {}   truth: {} {}",
         s.persons,
         s.truth.persons,
@@ -492,7 +749,7 @@ pub fn print_summary(s: &DemoSummary) {
     for k in 1..=4 {
         let f = s.persons_by_systems.get(&k).copied().unwrap_or(0);
         let t = s.truth.persons_by_systems.get(&k).copied().unwrap_or(0);
-        println!(
+        outln!(
             "  found in {k} system{:<2}                        {:>9} {:>9} {}",
             if k == 1 { "" } else { "s" },
             f,
@@ -500,33 +757,45 @@ pub fn print_summary(s: &DemoSummary) {
             mark(f == t)
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Pushed to the platform: {} events; the platform applied {}",
-        s.events_pushed, s.platform_applied
+        s.events_pushed,
+        s.platform_applied
     );
-    println!(
+    outln!(
         "Golden records with an ID number: {}; with the birth date and gender it encodes: {} {}",
         s.golden_with_id,
         s.golden_as_id_encodes,
         mark(s.golden_with_id == s.golden_as_id_encodes)
     );
     if s.faults_injected > 0 {
-        println!(
+        outln!(
             "Faults the systems answered with, absorbed by retries: {}",
             s.faults_injected
         );
     }
-    println!();
-    println!("Store left on disk: {}", s.store);
-    println!("Config written to:  {}", s.config);
-    println!("Look around:  community-sync --config {} status", s.config);
-    println!(
-        "              community-sync --config {} rejects --reason id_number.check_digit",
-        s.config
-    );
-    println!();
-    println!(
+    outln!();
+    outln!();
+    outln!("Review queue (what a person must decide)          found     truth");
+    let kinds: std::collections::BTreeSet<&String> = s
+        .review_items
+        .keys()
+        .chain(s.truth.review_items.keys())
+        .collect();
+    if kinds.is_empty() {
+        outln!("  (no items; the population has no hard cases)");
+    }
+    for k in kinds {
+        let f = s.review_items.get(k).copied().unwrap_or(0);
+        let t = s.truth.review_items.get(k).copied().unwrap_or(0);
+        outln!("  {:<44} {:>9} {:>9} {}", k, f, t, mark(f == t));
+    }
+    outln!();
+    outln!("Store left on disk: {}", s.store);
+    outln!("Config written to:  {}", s.config);
+    outln!();
+    outln!(
         "{}",
         if s.matches_truth {
             "Every figure matches the simulator's ground truth."

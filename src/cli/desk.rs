@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
+use crate::cli::out::outln;
 use crate::config::Config;
 use crate::desk::{self, accounts, Desk, Listen};
 use crate::store::Store;
@@ -113,7 +114,7 @@ pub fn serve(config: &Config, args: &ServeArgs) -> anyhow::Result<()> {
         let bound = desk::bind(&listen).await?;
         let at = bound.listen();
         tracing::info!(listen = %at, "review desk listening");
-        println!("review desk on {at} (Ctrl-C stops it)");
+        outln!("review desk on {at} (Ctrl-C stops it)");
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -131,7 +132,7 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 fn print_link(url: &str, token: &str, name: &str, hours: u64) {
-    println!(
+    outln!(
         "one-time sign-in link for {name} (valid {hours} h, works once; send it privately):\n{}/welcome/{token}",
         url.trim_end_matches('/')
     );
@@ -188,7 +189,7 @@ pub fn users(config: &Config, cmd: &UsersCmd) -> anyhow::Result<()> {
                     }
                 }
             })?;
-            println!(
+            outln!(
                 "reviewer {name} added (communities: {})",
                 shown(communities)
             );
@@ -198,7 +199,7 @@ pub fn users(config: &Config, cmd: &UsersCmd) -> anyhow::Result<()> {
         }
         UsersCmd::List => {
             for r in accounts::list(store.conn())? {
-                println!(
+                outln!(
                     "{:<20} {:<9} {:<12} communities: {}",
                     r.name,
                     if r.disabled { "disabled" } else { "active" },
@@ -228,20 +229,20 @@ pub fn users(config: &Config, cmd: &UsersCmd) -> anyhow::Result<()> {
             audited(&mut store, "password set", name, |tx| {
                 accounts::set_password_hash(tx, name, &hash)
             })?;
-            println!("password of {name} set; their sessions ended");
+            outln!("password of {name} set; their sessions ended");
         }
         UsersCmd::Communities { name, communities } => {
             let change = format!("communities set to {}", shown(communities));
             audited(&mut store, &change, name, |tx| {
                 accounts::set_communities(tx, name, communities)
             })?;
-            println!("{name} may now see {}", shown(communities));
+            outln!("{name} may now see {}", shown(communities));
         }
         UsersCmd::Disable { name } => {
             audited(&mut store, "disabled", name, |tx| {
                 accounts::disable(tx, name)
             })?;
-            println!("{name} disabled; their sessions ended");
+            outln!("{name} disabled; their sessions ended");
         }
     }
     Ok(())

@@ -18,6 +18,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Progress bars on the terminal that log lines must not tear: while set, every log line is
+/// written with the bars lifted (`MultiProgress::suspend`) and drawn again below it.
+static BARS: std::sync::Mutex<Option<indicatif::MultiProgress>> = std::sync::Mutex::new(None);
+
+/// Routes log lines around these bars (`None`: straight to stderr again).
+pub fn around_bars(bars: Option<indicatif::MultiProgress>) {
+    if let Ok(mut b) = BARS.lock() {
+        *b = bars;
+    }
+}
+
 /// A writer that masks ID numbers and phones in whatever passes through it.
 pub struct ScrubWriter<W: Write> {
     inner: W,
@@ -27,7 +38,11 @@ impl<W: Write> Write for ScrubWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         let clean = crate::mask::scrub_log(&text);
-        self.inner.write_all(clean.as_bytes())?;
+        let bars = BARS.lock().ok().and_then(|b| b.clone());
+        match bars {
+            Some(bars) => bars.suspend(|| self.inner.write_all(clean.as_bytes()))?,
+            None => self.inner.write_all(clean.as_bytes())?,
+        }
         Ok(buf.len())
     }
 

@@ -3,9 +3,11 @@
 
 pub mod assets;
 pub mod backup;
+pub mod check;
 pub mod demo;
 pub mod desk;
 pub mod logging;
+pub mod out;
 pub mod progress;
 pub mod report;
 pub mod review;
@@ -20,22 +22,31 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::pipeline::{self, Context};
+use out::{errln, out, outln};
 
 pub const DEFAULT_CONFIG: &str = "/etc/community-sync/community-sync.toml";
 
 /// Shown at the end of `--help`: what the exit status means, for scripts and systemd.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0  everything asked for was done (status: healthy)
+  0  everything asked for was done (status: ok)
   1  the command ran but a stream or the push failed, or status found the service unhealthy;
      the output says which source/stream and why; the next run resumes from the cursor
-  2  usage, config or setup error (bad arguments, invalid config, unreadable secret,
+  2  usage, config or setup error (bad arguments, invalid config, unreadable key or secret,
      store cannot be opened or is locked, disk full); nothing was synced; fix what the
      message names and run again
+  3  status: degraded (a stream failed, fewer than unhealthy_after_failures times in a row,
+     or the last push failed)
+  4  sync: cut short by a stop (SIGTERM, Ctrl-C); the streams that completed are listed, the
+     others resume from their cursors at the next sync
 
-Errors name what happened, where (source, stream, URL path, config key, file) and what to do.
-Personal data (ID numbers, phones) is always masked in messages and logs.";
+Errors name what happened, where (source, stream, host:port and URL path, config key, file)
+and what to do. Personal data (ID numbers, phones) is always masked in messages and logs;
+times and record keys are not personal data and are shown in full.
+
+From a root shell on the service's machine nothing needs exporting: ${CREDENTIALS_DIRECTORY}
+in the config means the credentials/ directory beside it outside the service (the files the
+unit hands the service), and `sync` finds the daemon on its control socket.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,7 +77,8 @@ pub enum Command {
     /// Run as a service: scheduled syncs, control socket, signals, systemd notify.
     Run,
     /// Sync now (all sources, or those named), reconcile, then push; handed to the running
-    /// daemon when one answers on the control socket.
+    /// daemon when one answers on the control socket. Exit 1 if a stream or the push failed,
+    /// 4 if a stop cut it short (the streams that completed are listed).
     Sync {
         /// Source names (default: all enabled sources).
         sources: Vec<String>,
@@ -87,24 +99,31 @@ pub enum Command {
     },
     /// Push pending outbox events to the platform now.
     Push,
-    /// Show per-source state, outbox depth and health (exit 1 when unhealthy).
+    /// Show per-stream state (failures toward unhealthy_after_failures), outbox depth and
+    /// health: exit 0 ok, 3 degraded, 1 unhealthy.
     Status {
+        /// Print the status as JSON (`health`: ok, degraded or unhealthy).
         #[arg(long)]
         json: bool,
     },
-    /// Validate the config file without syncing; with --connect also reach each source,
-    /// authenticate and fetch one page of each stream, and check a JetStream platform's stream.
+    /// Validate the config file, and read the store key and every secret it names, without
+    /// syncing; with --connect also reach each source (authenticate, fetch one page of each
+    /// stream) and the platform (an HTTP platform's empty batch, a JetStream platform's stream).
     Check {
+        /// Also reach each source and the platform over the network.
         #[arg(long)]
         connect: bool,
     },
-    /// List quarantined records and fields (values masked).
+    /// List quarantined records and fields, newest first (values masked, record keys shown).
     Rejects {
-        #[arg(long)]
+        /// Only this source (a name from the config).
+        #[arg(long, value_name = "SOURCE")]
         source: Option<String>,
-        #[arg(long)]
+        /// Only this reason code (id_number.check_digit, phone.invalid, identity.missing, ...).
+        #[arg(long, value_name = "CODE")]
         reason: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// List at most N rows (0: all); says so when there are more.
+        #[arg(long, value_name = "N", default_value_t = 50)]
         limit: usize,
     },
     /// Measure throughput, limits, steady-state cost and memory against the simulator.
@@ -116,17 +135,27 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Copy the store to FILE, consistently, even while a sync or the daemon runs.
     Backup(backup::BackupArgs),
-    /// Write the man page and shell completions into DIR (used by packaging).
+    /// Write the man pages and shell completions into DIR (used by packaging).
     #[command(hide = true)]
-    GenerateAssets { dir: PathBuf },
+    GenerateAssets {
+        /// Directory for man/ and completions/.
+        dir: PathBuf,
+    },
     /// The review queue: what a machine should not decide.
     #[command(subcommand)]
     Review(review::ReviewCmd),
     /// Why a source record belongs to its resident: candidates, feature scores, thresholds.
-    Explain { source: String, key: String },
+    Explain {
+        /// The source's name in the config (onecard, volunteer, eldercare, health, ...).
+        source: String,
+        /// The record's key in that system (as `rejects` and `review show` print it).
+        key: String,
+    },
     /// Write a new random store key (0600) for [security] key_file.
     Keygen {
-        #[arg(long)]
+        /// Where to write it; it must not exist yet
+        /// (/etc/community-sync/credentials/store-key for the service).
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Re-encrypt the store (and re-key its match keys) under a new key, online.
@@ -141,28 +170,27 @@ pub enum Command {
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(security::AuditCommand),
-    /// Serve the built-in simulator on 127.0.0.1:18081-18085 until Ctrl-C.
-    Sim {
-        #[arg(long, default_value_t = 20_000)]
-        residents: usize,
-        #[arg(long, default_value_t = 20240501)]
-        seed: u64,
-        /// Fail this share of data requests the way real systems do (503, a gateway HTML
-        /// page at 200, busy answers inside 200), never more than twice in a row per stream.
-        #[arg(long, default_value_t = 0.0)]
-        fault_rate: f64,
-    },
+    /// Serve the built-in simulator (four department systems and the platform) on
+    /// 127.0.0.1:18081-18085, or from --port, until Ctrl-C.
+    Sim(demo::SimArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             let msg = crate::mask::scrub_text(&format!("{e:#}"));
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             ExitCode::from(2)
         }
+    };
+    match out::stdout_error() {
+        Some(e) => {
+            errln!("error: cannot write the output: {e}; it is incomplete");
+            ExitCode::from(2)
+        }
+        None => code,
     }
 }
 
@@ -181,60 +209,6 @@ fn init_logging(cli: &Cli, config: Option<&Config>) {
         .or_else(|| config.map(|c| logging::parse_format(&c.log.format)))
         .unwrap_or(logging::LogFormat::Auto);
     logging::init(&level, format);
-}
-
-/// Reaches every enabled source: authenticate and fetch one page per stream. Prints one line
-/// per stream; true when all succeeded.
-async fn check_connect(config: &Config) -> bool {
-    let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
-    let tz = config.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
-    let mut all_ok = true;
-    for src in config.sources.iter().filter(|s| s.enabled) {
-        let reader = match crate::source::Source::open(src, dir, tz) {
-            Ok(c) => c,
-            Err(e) => {
-                all_ok = false;
-                println!(
-                    "{:<10} {:<16} FAILED  {}",
-                    src.name,
-                    "*",
-                    crate::mask::scrub_text(&e.to_string())
-                );
-                continue;
-            }
-        };
-        for stream in &src.streams {
-            match reader.probe(stream).await {
-                Ok(line) => println!("{:<10} {:<16} ok      {line}", src.name, stream.name),
-                Err(e) => {
-                    all_ok = false;
-                    println!(
-                        "{:<10} {:<16} FAILED  {}",
-                        src.name,
-                        stream.name,
-                        crate::mask::scrub_text(&e.to_string())
-                    );
-                }
-            }
-        }
-    }
-    if config.platform.kind == crate::config::PlatformKind::Jetstream {
-        // The JetStream platform: the stream exists (or is created as configured), listens on
-        // this district's subjects with a long enough duplicate window, and takes a publish.
-        match crate::push::JetStreamSink::probe(config).await {
-            Ok(what) => println!("{:<10} {:<16} ok      {what}", "platform", "jetstream"),
-            Err(e) => {
-                all_ok = false;
-                println!(
-                    "{:<10} {:<16} FAILED  {}",
-                    "platform",
-                    "jetstream",
-                    crate::mask::scrub_text(&e.to_string())
-                );
-            }
-        }
-    }
-    all_ok
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -267,50 +241,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::city::run_cli(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sim {
-            residents,
-            seed,
-            fault_rate,
-        } => {
+        Command::Sim(args) => {
             init_logging(&cli, None);
             let rt = runtime()?;
-            rt.block_on(async {
-                let opts = crate::sim::SimOptions {
-                    seed: *seed,
-                    residents: *residents,
-                    fixed_ports: true,
-                    fault_rate: *fault_rate,
-                    ..Default::default()
-                };
-                crate::sim::serve_forever(opts)
-                    .await
-                    .map_err(anyhow::Error::from)
-            })?;
-            Ok(ExitCode::SUCCESS)
+            rt.block_on(demo::serve_sim(args))
         }
         Command::Check { connect } => {
             let config = load_config(&cli)?;
-            println!(
-                "{}: ok ({} sources, {} streams)",
-                cli.config.display(),
-                config.sources.len(),
-                config
-                    .sources
-                    .iter()
-                    .map(|s| s.streams.len())
-                    .sum::<usize>()
-            );
-            if !connect {
-                return Ok(ExitCode::SUCCESS);
-            }
             init_logging(&cli, Some(&config));
             let rt = runtime()?;
-            let all_ok = rt.block_on(check_connect(&config));
-            Ok(if all_ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(rt.block_on(check::run(&cli.config, &config, *connect)))
         }
         Command::Run => {
             let config = load_config(&cli)?;
@@ -349,39 +289,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
             let rt = runtime()?;
-            rt.block_on(async {
-                let ctx = Context::open(config)?;
-                let stats = match pipeline::push(&ctx).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // The platform (not the set-up) failed: exit 1, as documented.
-                        eprintln!("error: {}", crate::mask::scrub_text(&e.to_string()));
-                        eprintln!("the events stay in the outbox and are sent by the next push");
-                        return Ok(ExitCode::from(1));
-                    }
-                };
-                println!(
-                    "pushed {} events in {} batches ({} dead letters, {} superseded)",
-                    stats.sent, stats.batches, stats.dead, stats.superseded
-                );
-                Ok(ExitCode::SUCCESS)
-            })
+            rt.block_on(run::push(config))
         }
-        Command::Status { json } => {
-            let config = load_config(&cli)?;
-            let store = crate::store::Store::open_configured(&config)?;
-            let st = status::collect(&config, &store)?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
-            } else {
-                status::print(&st);
-            }
-            Ok(if st.healthy {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        Command::Status { json } => status::run(&load_config(&cli)?, *json),
         Command::Report(args) => {
             let config = load_config(&cli)?;
             report::run(&config, args)?;
@@ -394,7 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::GenerateAssets { dir } => {
             for f in assets::generate(dir)? {
-                println!("{}", f.display());
+                outln!("{}", f.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -405,8 +315,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Explain { source, key } => {
             let config = load_config(&cli)?;
-            let store = crate::store::Store::open_configured(&config)?;
-            print!("{}", review::explain_text(&store, &config, source, key)?);
+            let store = report::open_existing(&config)?;
+            out!("{}", review::explain_text(&store, &config, source, key)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen { out } => security::keygen(out),
@@ -425,8 +335,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => {
             let config = load_config(&cli)?;
-            let store = crate::store::Store::open_configured(&config)?;
-            status::print_rejects(&store, source.as_deref(), reason.as_deref(), *limit)?;
+            let store = report::open_existing(&config)?;
+            status::print_rejects(
+                &config,
+                &store,
+                source.as_deref(),
+                reason.as_deref(),
+                *limit,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

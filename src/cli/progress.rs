@@ -16,10 +16,50 @@ pub const LINE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Bars when stderr is a terminal, periodic log lines otherwise.
 pub fn auto() -> Progress {
+    auto_display().progress()
+}
+
+/// Where progress goes, and what to do when the sync is over.
+pub struct Display {
+    progress: Progress,
+    /// The bars' terminal, to leave on a clean line (none for log lines).
+    multi: Option<MultiProgress>,
+}
+
+impl Display {
+    /// The callback to hand to the sync.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
+    /// Ends the display so that what is printed next (the summary table) starts on a line
+    /// of its own: bars still running are abandoned where they stand and the cursor moves
+    /// below the last bar.
+    pub fn finish(self) {
+        if let Some(multi) = self.multi {
+            crate::cli::logging::around_bars(None);
+            // The bars that are left (finished ones show their result) stay where they are;
+            // what comes next starts on the line below the last one.
+            let _ = multi.clear();
+            drop(multi);
+        }
+    }
+}
+
+/// [`auto`], with a handle to finish the display before printing a summary.
+pub fn auto_display() -> Display {
     if std::io::stderr().is_terminal() {
-        bars()
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        crate::cli::logging::around_bars(Some(multi.clone()));
+        Display {
+            progress: bars_on(multi.clone()),
+            multi: Some(multi),
+        }
     } else {
-        lines(LINE_INTERVAL, |line| tracing::info!("{line}"))
+        Display {
+            progress: lines(LINE_INTERVAL, |line| tracing::info!("{line}")),
+            multi: None,
+        }
     }
 }
 
@@ -27,19 +67,32 @@ fn key(source: &str, stream: &str) -> String {
     format!("{source}/{stream}")
 }
 
+/// Records per second, whole: `22,795/s` (indicatif's `{per_sec:>12}` reads the width as
+/// a precision and printed `22,794.908720043695/s`).
+fn rate_key(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = write!(w, "{:>9}/s", thousands(state.per_sec().round() as u64));
+}
+
+/// `22795` → `22,795`.
+fn thousands(n: u64) -> String {
+    crate::report::thousands(n.min(i64::MAX as u64) as i64)
+}
+
 fn style_known() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix:<28} [{bar:30.cyan/blue}] {human_pos:>9}/{human_len:<9} {msg} {per_sec:>12} ETA {eta}",
+        "{prefix:<28} [{bar:30.cyan/blue}] {human_pos:>9}/{human_len:<9} {msg} {rate} ETA {eta}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .with_key("rate", rate_key)
     .progress_chars("=> ")
 }
 
 fn style_unknown() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix:<28} {spinner} {human_pos:>9} records {msg} {per_sec:>12} {elapsed}",
+        "{prefix:<28} {spinner} {human_pos:>9} records {msg} {rate} {elapsed}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_spinner())
+    .with_key("rate", rate_key)
 }
 
 fn style_done() -> ProgressStyle {
@@ -49,11 +102,10 @@ fn style_done() -> ProgressStyle {
 
 /// Progress bars on stderr, one per stream.
 pub fn bars() -> Progress {
-    bars_to(ProgressDrawTarget::stderr())
+    bars_on(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
 }
 
-fn bars_to(target: ProgressDrawTarget) -> Progress {
-    let multi = MultiProgress::with_draw_target(target);
+fn bars_on(multi: MultiProgress) -> Progress {
     let bars: Arc<Mutex<HashMap<String, ProgressBar>>> = Arc::default();
     Progress::new(move |event| {
         let Ok(mut bars) = bars.lock() else { return };
@@ -102,14 +154,16 @@ fn bars_to(target: ProgressDrawTarget) -> Progress {
                     bar.finish_with_message(msg);
                 }
             }
-            ProgressEvent::Reconciled { records, events } => {
-                let _ = multi.println(format!("reconciled {records} records → {events} events"));
-            }
-            ProgressEvent::Pushed { sent, dead } => {
-                let _ = multi.println(format!(
+            // Lines of their own above the bars (`println` leaves the cursor at the end of
+            // its line when no bar is left to draw below it).
+            ProgressEvent::Reconciled { records, events } => multi.suspend(|| {
+                crate::cli::out::errln!("reconciled {records} records → {events} events")
+            }),
+            ProgressEvent::Pushed { sent, dead } => multi.suspend(|| {
+                crate::cli::out::errln!(
                     "pushed {sent} events to the platform ({dead} dead letters)"
-                ));
-            }
+                )
+            }),
         }
     })
 }

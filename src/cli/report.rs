@@ -1,5 +1,6 @@
 //! `community-sync report [--html FILE] [--json]`: the data-quality report.
 
+use crate::cli::out::{errln, out, outln};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -22,9 +23,9 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
     let store = open_existing(config)?;
     let report = crate::report::collect(config, &store)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", crate::report::table::render(&report));
+        out!("{}", crate::report::table::render(&report));
     }
     if let Some(path) = &args.html {
         let page = crate::report::html::render(&report);
@@ -34,7 +35,7 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
                 path.display()
             )
         })?;
-        eprintln!("HTML report written to {}", path.display());
+        errln!("HTML report written to {}", path.display());
     }
     Ok(())
 }
@@ -44,8 +45,10 @@ pub fn run(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
 pub fn open_existing(config: &crate::config::Config) -> anyhow::Result<Store> {
     let path = &config.store.path;
     if !path.exists() {
+        // A key that cannot be used is the first thing to fix, store or not.
+        crate::store::Codec::from_config(config)?;
         anyhow::bail!(
-            "store {} does not exist. Check [store] path in the config (or --config), or run `community-sync sync` first",
+            "store {} does not exist yet: the service makes it when it first starts (systemctl start community-sync), or `community-sync sync` does; if it should be there, check [store] path in the config (or --config)",
             path.display()
         );
     }

@@ -2,6 +2,7 @@
 //! desk's `serve` and `users` are in `cli::desk`) and `community-sync explain SOURCE KEY`:
 //! the review queue and why a record is where it is.
 
+use crate::cli::out::{out, outln};
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
@@ -21,13 +22,18 @@ pub enum ReviewCmd {
         /// open, accepted, rejected, superseded or all.
         #[arg(long)]
         state: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// List at most N items.
+        #[arg(long, value_name = "N", default_value_t = 50)]
         limit: usize,
     },
     /// Show one item with the score explanation.
-    Show { id: i64 },
+    Show {
+        /// The item's number, as `review list` prints it (#12 → 12).
+        id: i64,
+    },
     /// Accept an item (link the record / take the record's value / acknowledge).
     Accept {
+        /// The item's number, as `review list` prints it.
         id: i64,
         /// Why (kept with the decision and in the audit trail; no ID numbers or phones).
         #[arg(long)]
@@ -35,38 +41,52 @@ pub enum ReviewCmd {
     },
     /// Reject an item (never match this pair / keep the golden value / dismiss).
     Reject {
+        /// The item's number, as `review list` prints it.
         id: i64,
+        /// Why (kept with the decision and in the audit trail; no ID numbers or phones).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Not sure: record that you looked and left the item open.
     Skip {
+        /// The item's number, as `review list` prints it.
         id: i64,
+        /// Why (kept with the decision and in the audit trail; no ID numbers or phones).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Merge resident OTHER into SURVIVOR (person keys like P00000012 or numbers).
     Merge {
+        /// The resident that stays (P00000012 or 12).
         survivor: String,
+        /// The resident folded into it and retired (P00000034 or 34).
         other: String,
+        /// Why (kept with the decision and in the audit trail; no ID numbers or phones).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Detach source records (ids from `explain` or `review show`) into a new resident.
     Split {
+        /// The resident the records belong to now (P00000012 or 12).
         person: String,
+        /// Record ids to move to a new resident.
+        #[arg(required = true)]
         records: Vec<i64>,
+        /// Why (kept with the decision and in the audit trail; no ID numbers or phones).
         #[arg(long)]
         reason: Option<String>,
     },
     /// List the latest decisions (ids for `review undo`).
     Decisions {
+        /// Show at most this many, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
     /// Undo a decision: what it changed is put back and its item is open again.
     Undo {
+        /// The decision's number, as `review decisions` prints it.
         decision: i64,
+        /// Why (kept with the decision and in the audit trail; no ID numbers or phones).
         #[arg(long)]
         reason: Option<String>,
     },
@@ -90,11 +110,11 @@ pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
         ReviewCmd::Users(u) => return super::desk::users(config, u),
         _ => {}
     }
-    let mut store = Store::open_configured(config)?;
+    let mut store = super::report::open_existing(config)?;
     let (d, reason) = match cmd {
         ReviewCmd::List { state, limit } => return list(&store, state.as_deref(), *limit),
         ReviewCmd::Show { id } => {
-            print!("{}", show_text(&store, config, *id)?);
+            out!("{}", show_text(&store, config, *id)?);
             return Ok(());
         }
         ReviewCmd::Decisions { limit } => return print_decisions(&store, *limit),
@@ -137,18 +157,19 @@ pub fn run(config: &Config, cmd: &ReviewCmd) -> anyhow::Result<()> {
         Decision::Undo { decision } => format!("decision {decision} undone"),
         _ => "decided".to_string(),
     };
-    println!(
+    outln!(
         "{what}: decision {}; {} outbox events written",
-        r.decision, r.stats.events
+        r.decision,
+        r.stats.events
     );
     Ok(())
 }
 
 fn list(store: &Store, state: Option<&str>, limit: usize) -> anyhow::Result<()> {
     let items = review::list(store.conn(), state, limit)?;
-    println!("{} open review items", review::open_count(store.conn())?);
+    outln!("{} open review items", review::open_count(store.conn())?);
     for it in items {
-        println!(
+        outln!(
             "#{:<6} {:<9} {:<10} record {:<8} resident {:<10} {:<10} {}",
             it.id,
             it.kind,
@@ -194,7 +215,7 @@ fn print_decisions(store: &Store, limit: usize) -> anyhow::Result<()> {
             (None, Some(a), None) => person_key(a),
             _ => String::new(),
         };
-        println!(
+        outln!(
             "{:<6} {:<7} {subject:<24} {:<16} {} {}{}",
             d.id,
             d.action,

@@ -1,5 +1,6 @@
 //! `keygen`, `rotate-key` and `audit verify`.
 
+use crate::cli::out::{errln, outln};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ use crate::store::Store;
 pub enum AuditCommand {
     /// Check the audit trail's hash chain; exit 1 when a row was edited or deleted.
     Verify {
+        /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -28,7 +30,7 @@ pub fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
             out.display()
         )
     })?;
-    println!(
+    outln!(
         "wrote a new store key to {} (mode 0600). Keep a copy offline: without it the store cannot be read.",
         out.display()
     );
@@ -63,17 +65,17 @@ pub fn rotate_key(config: &Config, new_key: &Path, chunk: usize) -> anyhow::Resu
     };
     let new_id = new.id_hex();
     let mut store = Store::open(&config.store.path)?;
-    eprintln!(
+    errln!(
         "re-encrypting {} under key id {new_id} ({} rows per transaction) …",
         store.path().display(),
         chunk
     );
     let report = codec::rotate(&mut store, old, new, chunk)?;
-    println!(
+    outln!(
         "rotated to key id {}: {} rows rewritten ({} values re-encrypted, {} records re-blinded) in {} pass(es).",
         report.new_key, report.rows_rewritten, report.values_resealed, report.blinds_recomputed, report.passes
     );
-    println!(
+    outln!(
         "Now set [security] key_file to {} (keep the old key in previous_key_files until a running daemon was restarted) and restart the daemon.",
         new_key.display()
     );
@@ -87,17 +89,17 @@ pub fn audit(config: &Config, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
             let store = Store::open(&config.store.path)?;
             let report = crate::audit::verify(store.conn())?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else if report.ok() {
-                println!(
+                outln!(
                     "audit trail intact: {} rows, head {}",
                     report.rows,
                     report.head.as_deref().unwrap_or("-")
                 );
             } else {
-                println!("audit trail BROKEN ({} rows checked):", report.rows);
+                outln!("audit trail BROKEN ({} rows checked):", report.rows);
                 for p in &report.problems {
-                    println!("  row {}: {}", p.id, p.what);
+                    outln!("  row {}: {}", p.id, p.what);
                 }
             }
             Ok(if report.ok() {

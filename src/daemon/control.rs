@@ -7,9 +7,17 @@
 //! → {"cmd":"sync","sources":["eldercare"],"full":false,"push":true}
 //! ← {"type":"waiting","source":"eldercare","holder_pid":1234}       (only if another sync holds it)
 //! ← {"type":"progress","progress":{"event":"stream_started",...}}   (progress::ProgressEvent)
-//! ← {"type":"result","ok":true,"report":{...}}                     (pipeline::SyncReport)
+//! ← {"type":"result","ok":true,"interrupted":false,"report":{...}} (pipeline::SyncReport)
 //! ← {"type":"error","message":"..."}                               (instead of a result)
+//! ← {"type":"interrupted","message":"...","completed":[{"source":..,"stream":..,"ok":..,
+//!    "records":..}],"not_completed":["source/stream",...]}           (the daemon stopped and
+//!                                                                    abandoned the sync)
 //! ```
+//!
+//! `page` progress is sent at most once a second per stream; `stream_started`,
+//! `stream_finished`, `reconciled` and `pushed` always. A `result` with `"interrupted":true`
+//! means a stop (SIGTERM) let the streams under way finish but started no others and left
+//! reconcile and push to the next sync (`report.not_started` lists the streams).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -180,7 +188,8 @@ impl Client {
             })
     }
 
-    /// Sends a request and reads until the final line (`result`, `pong` or `error`), calling
+    /// Sends a request and reads until the final line (`result`, `pong`, `error` or
+    /// `interrupted`), calling
     /// `on_line` for each line before it.
     pub async fn request(
         &mut self,
@@ -192,7 +201,7 @@ impl Client {
             match self.next().await? {
                 None => return Err(ControlError::Closed(self.path.clone())),
                 Some(v) => match v.get("type").and_then(|t| t.as_str()) {
-                    Some("result") | Some("pong") | Some("error") => return Ok(v),
+                    Some("result" | "pong" | "error" | "interrupted") => return Ok(v),
                     _ => on_line(&v),
                 },
             }

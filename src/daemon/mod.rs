@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use crate::config::{Config, ConfigError};
-use crate::pipeline::{self, Context, PipelineError, SyncOptions, SyncReport};
+use crate::pipeline::{self, Context, PipelineError, Stop, SyncOptions, SyncReport};
 use crate::progress::{Progress, ProgressEvent};
 use crate::store::lease::{source_lease, LeaseHolder};
 use crate::store::{Store, StoreError};
@@ -74,6 +74,10 @@ pub async fn sync_with_leases(
         .map(|s| s.name.clone())
         .collect();
     let leases: Vec<String> = names.iter().map(|n| source_lease(n)).collect();
+    if opts.stop.as_ref().is_some_and(Stop::is_raised) {
+        // Stopping: nothing new starts (ingest_sources reports every stream as not started).
+        return pipeline::ingest_sources(ctx, opts).await;
+    }
     let mut report = {
         let _guard = lease::acquire(ctx.store.clone(), &leases, holder, &mut on_wait).await?;
         // Holding the leases, any run of these sources still `running` died with its process.
@@ -98,7 +102,7 @@ pub async fn sync_with_leases(
         };
         pipeline::sync(ctx, &inner).await?
     };
-    if opts.push {
+    if opts.push && !report.interrupted {
         let _guard = lease::acquire(
             ctx.store.clone(),
             &[PUSH_LEASE.to_string()],
@@ -139,6 +143,10 @@ struct Shared {
     tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     next_id: AtomicU64,
     stopping: AtomicBool,
+    /// Raised with `stopping`: running syncs start no further stream.
+    stop: Stop,
+    /// Control connections still writing a sync's outcome to their client.
+    clients: AtomicU64,
     scheduled: Mutex<Vec<String>>,
     socket: PathBuf,
     config_path: PathBuf,
@@ -264,31 +272,15 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         tasks: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
+        stop: Stop::new(),
+        clients: AtomicU64::new(0),
         scheduled: Mutex::new(jobs.iter().map(|j| j.kind.key()).collect()),
         socket: socket.clone(),
         config_path: config_path.clone(),
         metrics_addr: metrics.as_ref().map(|m| m.0),
     });
 
-    // First due times: an overdue job (missed ticks while down, or never run) runs once now.
-    {
-        let now = Utc::now();
-        let tz = ctx.tz();
-        let g = ctx.store.lock().map_err(|_| poisoned())?;
-        for j in &mut jobs {
-            let st = g.schedule_state(&j.kind.key())?;
-            let last = st
-                .last_due
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc));
-            j.next = scheduler::first_due(&j.schedule, tz, last, now);
-            if j.next == Some(now) {
-                tracing::info!(job = %j.kind.key(), "overdue after downtime (or never run): runs once now");
-            }
-        }
-        metrics::update_store_gauges(&g);
-    }
+    first_due_times(&ctx, &mut jobs)?;
 
     let accept = {
         let shared = shared.clone();
@@ -357,6 +349,27 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     Ok(())
 }
 
+/// First due times: an overdue job (missed ticks while down, or never run) runs once now.
+fn first_due_times(ctx: &Context, jobs: &mut [Job]) -> Result<(), DaemonError> {
+    let now = Utc::now();
+    let tz = ctx.tz();
+    let g = ctx.store.lock().map_err(|_| poisoned())?;
+    for j in jobs.iter_mut() {
+        let st = g.schedule_state(&j.kind.key())?;
+        let last = st
+            .last_due
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        j.next = scheduler::first_due(&j.schedule, tz, last, now);
+        if j.next == Some(now) {
+            tracing::info!(job = %j.kind.key(), "overdue after downtime (or never run): runs once now");
+        }
+    }
+    metrics::update_store_gauges(&g);
+    Ok(())
+}
+
 /// Starts a scheduled job unless the previous run of the same job is still going.
 fn fire(
     shared: &Arc<Shared>,
@@ -411,6 +424,7 @@ fn fire(
                             push: false,
                             progress: None,
                             confirm_deletes: false,
+                            stop: Some(shared2.stop.clone()),
                         };
                         let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
                             tracing::info!(
@@ -556,6 +570,7 @@ fn reload(shared: &Arc<Shared>) -> Option<Vec<Job>> {
 
 async fn shutdown(shared: &Arc<Shared>, accept: tokio::task::JoinHandle<()>) {
     shared.stopping.store(true, Ordering::SeqCst);
+    shared.stop.raise();
     notify::stopping();
     accept.abort();
     let (ctx, _) = shared.current();
@@ -585,6 +600,11 @@ async fn shutdown(shared: &Arc<Shared>, accept: tokio::task::JoinHandle<()>) {
         while running() > 0 && Instant::now() < grace {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+    // Clients waiting on a manual sync hear how it ended (and which streams completed).
+    let grace = Instant::now() + Duration::from_secs(2);
+    while shared.clients.load(Ordering::SeqCst) > 0 && Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let store = ctx.store.clone();
     let aborted = left > 0;
@@ -629,35 +649,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
     };
     match req {
         Request::Ping => {
-            let (generation, reload_failures) = shared
-                .current
-                .read()
-                .map(|c| (c.generation, c.reload_failures))
-                .unwrap_or((0, 0));
-            let running: Vec<String> = shared
-                .running
-                .lock()
-                .map(|r| r.values().cloned().collect())
-                .unwrap_or_default();
-            let scheduled: Vec<String> = shared
-                .scheduled
-                .lock()
-                .map(|s| s.clone())
-                .unwrap_or_default();
-            let v = json!({
-                "type": "pong",
-                "pid": std::process::id(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "config": shared.config_path.display().to_string(),
-                "generation": generation,
-                "reload_failures": reload_failures,
-                "running": running,
-                "scheduled": scheduled,
-                "stopping": shared.stopping.load(Ordering::SeqCst),
-                "activity": shared.activity(),
-                "metrics": shared.metrics_addr.map(|a| a.to_string()),
-            });
-            let _ = control::write_line(&mut w, &v).await;
+            let _ = control::write_line(&mut w, &pong(&shared)).await;
         }
         Request::Sync {
             sources,
@@ -665,110 +657,233 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
             push,
             confirm_deletes,
         } => {
-            if shared.stopping.load(Ordering::SeqCst) {
-                let _ = control::write_line(&mut w, &json!({"type": "error", "message": "the daemon is stopping; try again when it is back"})).await;
+            shared.clients.fetch_add(1, Ordering::SeqCst);
+            serve_sync(&shared, &mut w, sources, full, push, confirm_deletes).await;
+            shared.clients.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The answer to `ping`: what the daemon is and does.
+fn pong(shared: &Shared) -> serde_json::Value {
+    let (generation, reload_failures) = shared
+        .current
+        .read()
+        .map(|c| (c.generation, c.reload_failures))
+        .unwrap_or((0, 0));
+    let running: Vec<String> = shared
+        .running
+        .lock()
+        .map(|r| r.values().cloned().collect())
+        .unwrap_or_default();
+    let scheduled: Vec<String> = shared
+        .scheduled
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    json!({
+        "type": "pong",
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": shared.config_path.display().to_string(),
+        "generation": generation,
+        "reload_failures": reload_failures,
+        "running": running,
+        "scheduled": scheduled,
+        "stopping": shared.stopping.load(Ordering::SeqCst),
+        "activity": shared.activity(),
+        "metrics": shared.metrics_addr.map(|a| a.to_string()),
+    })
+}
+
+/// How often a stream's `page` progress goes to a client: enough for a live bar, and a slow
+/// client is not sent one line per page (the channel to it is unbounded).
+const SOCKET_PAGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Progress for a control-socket client: every event but `page`, which is sent at most once
+/// per [`SOCKET_PAGE_INTERVAL`] per stream.
+fn socket_progress(tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>) -> Progress {
+    let last: Mutex<HashMap<String, Instant>> = Mutex::default();
+    Progress::new(move |e| {
+        if let ProgressEvent::Page { source, stream, .. } = e {
+            let Ok(mut last) = last.lock() else { return };
+            let now = Instant::now();
+            let key = format!("{source}/{stream}");
+            if last
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < SOCKET_PAGE_INTERVAL)
+            {
                 return;
             }
-            let (ctx, sem) = shared.current();
-            if let Err(e) = pipeline::select_sources(&ctx.config, &sources) {
-                let _ = control::write_line(
-                    &mut w,
-                    &json!({"type": "error", "message": e.to_string()}),
-                )
-                .await;
-                return;
-            }
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-            let ptx = tx.clone();
-            let progress = Progress::new(move |e| {
-                let _ = ptx.send(json!({"type": "progress", "progress": e}));
-            });
-            let label = if sources.is_empty() {
-                "all".to_string()
-            } else {
-                sources.join(",")
-            };
-            let mut job = spawn_job(
-                &shared,
-                format!("manual sync of {label}"),
-                None,
-                move |id| {
-                    let span =
-                        tracing::info_span!("job", job = id, source = %label, trigger = "manual");
-                    Box::pin(
-                        async move {
-                            let Ok(_permit) = sem.acquire_owned().await else {
-                                return Err("the daemon is stopping".to_string());
-                            };
-                            let opts = SyncOptions {
-                                sources,
-                                full,
-                                trigger: "manual".into(),
-                                push,
-                                progress: Some(progress),
-                                confirm_deletes,
-                            };
-                            let holder = crate::store::lease::holder_token(&format!("job{id}"));
-                            let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
-                                tracing::info!(
-                                    lease,
-                                    holder_pid = h.map(|h| h.pid),
-                                    "waiting for another sync of this source to finish"
-                                );
-                                let _ = tx.send(json!({
-                                    "type": "waiting",
-                                    "lease": lease,
-                                    "holder_pid": h.map(|h| h.pid),
-                                    "since": h.map(|h| h.acquired_at.clone()),
-                                }));
-                            };
-                            let started = Instant::now();
-                            let r = sync_with_leases(&ctx, &opts, &holder, on_wait).await;
-                            if let Ok(report) = &r {
-                                metrics::record_report(report, started.elapsed().as_secs_f64());
-                            }
-                            let _ = blocking(&ctx, |s| {
-                                metrics::update_store_gauges(s);
-                                Ok(())
-                            })
-                            .await;
-                            r.map_err(|e| crate::mask::scrub_text(&e.to_string()))
-                        }
-                        .instrument(span),
-                    )
-                },
-            );
-            let mut client_gone = false;
-            let outcome = loop {
-                tokio::select! {
-                    Some(msg) = rx.recv() => {
-                        if !client_gone && control::write_line(&mut w, &msg).await.is_err() {
-                            client_gone = true;
-                        }
-                    }
-                    done = &mut job => break done,
+            last.insert(key, now);
+        }
+        let _ = tx.send(json!({"type": "progress", "progress": e}));
+    })
+}
+
+/// The job of a manual sync: its progress and lease waits go to `tx` (the client).
+fn spawn_manual_sync(
+    shared: &Arc<Shared>,
+    sources: Vec<String>,
+    full: bool,
+    push: bool,
+    confirm_deletes: bool,
+    tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
+) -> tokio::task::JoinHandle<Result<SyncReport, String>> {
+    let (ctx, sem) = shared.current();
+    let progress = socket_progress(tx.clone());
+    let label = if sources.is_empty() {
+        "all".to_string()
+    } else {
+        sources.join(",")
+    };
+    let stop = shared.stop.clone();
+    spawn_job(shared, format!("manual sync of {label}"), None, move |id| {
+        let span = tracing::info_span!("job", job = id, source = %label, trigger = "manual");
+        Box::pin(
+            async move {
+                let Ok(_permit) = sem.acquire_owned().await else {
+                    return Err("the daemon is stopping".to_string());
+                };
+                let opts = SyncOptions {
+                    sources,
+                    full,
+                    trigger: "manual".into(),
+                    push,
+                    progress: Some(progress),
+                    confirm_deletes,
+                    stop: Some(stop),
+                };
+                let holder = crate::store::lease::holder_token(&format!("job{id}"));
+                let on_wait = |lease: &str, h: Option<&LeaseHolder>| {
+                    tracing::info!(
+                        lease,
+                        holder_pid = h.map(|h| h.pid),
+                        "waiting for another sync of this source to finish"
+                    );
+                    let _ = tx.send(json!({
+                        "type": "waiting",
+                        "lease": lease,
+                        "holder_pid": h.map(|h| h.pid),
+                        "since": h.map(|h| h.acquired_at.clone()),
+                    }));
+                };
+                let started = Instant::now();
+                let r = sync_with_leases(&ctx, &opts, &holder, on_wait).await;
+                if let Ok(report) = &r {
+                    metrics::record_report(report, started.elapsed().as_secs_f64());
                 }
-            };
-            while let Ok(msg) = rx.try_recv() {
-                if !client_gone && control::write_line(&mut w, &msg).await.is_err() {
+                let _ = blocking(&ctx, |s| {
+                    metrics::update_store_gauges(s);
+                    Ok(())
+                })
+                .await;
+                r.map_err(|e| crate::mask::scrub_text(&e.to_string()))
+            }
+            .instrument(span),
+        )
+    })
+}
+
+/// The last line a manual sync's client reads: its `result`, an `error`, or `interrupted`
+/// (with the streams that completed) when the shutdown timeout abandoned it.
+fn final_line(
+    outcome: Result<Result<SyncReport, String>, tokio::task::JoinError>,
+    completed: &[serde_json::Value],
+    selected: &[String],
+) -> serde_json::Value {
+    match outcome {
+        Ok(Ok(report)) => {
+            let ok =
+                report.failed_streams() == 0 && report.push_error.is_none() && !report.interrupted;
+            json!({"type": "result", "ok": ok, "interrupted": report.interrupted, "report": report})
+        }
+        Ok(Err(e)) => json!({"type": "error", "message": e}),
+        Err(e) if e.is_cancelled() => {
+            let done: Vec<String> = completed
+                .iter()
+                .filter_map(|c| {
+                    Some(format!(
+                        "{}/{}",
+                        c["source"].as_str()?,
+                        c["stream"].as_str()?
+                    ))
+                })
+                .collect();
+            let not_completed: Vec<&String> =
+                selected.iter().filter(|s| !done.contains(s)).collect();
+            json!({
+                "type": "interrupted",
+                "message": "the daemon stopped before the sync finished (its shutdown timeout ran out); the streams that did not complete resume from their cursors at the next sync",
+                "completed": completed,
+                "not_completed": not_completed,
+            })
+        }
+        Err(e) => json!({"type": "error", "message": format!("sync task failed: {e}")}),
+    }
+}
+
+/// A manual sync for a control-socket client: runs it as a job, streams its progress and
+/// ends with its `result` (`interrupted` when a stop cut it short) or an `error`; if the
+/// daemon's shutdown timeout abandons it, the client hears `interrupted` with the streams
+/// that completed.
+async fn serve_sync(
+    shared: &Arc<Shared>,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    sources: Vec<String>,
+    full: bool,
+    push: bool,
+    confirm_deletes: bool,
+) {
+    if shared.stopping.load(Ordering::SeqCst) {
+        let _ = control::write_line(w, &json!({"type": "error", "message": "the daemon is stopping; try again when it is back"})).await;
+        return;
+    }
+    let (ctx, _) = shared.current();
+    let selected: Vec<String> = match pipeline::select_sources(&ctx.config, &sources) {
+        Ok(s) => s
+            .iter()
+            .flat_map(|s| s.streams.iter().map(|t| format!("{}/{}", s.name, t.name)))
+            .collect(),
+        Err(e) => {
+            let _ =
+                control::write_line(w, &json!({"type": "error", "message": e.to_string()})).await;
+            return;
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let mut job = spawn_manual_sync(shared, sources, full, push, confirm_deletes, tx);
+    // Relay progress until the job ends; note which streams completed.
+    let mut client_gone = false;
+    let mut completed: Vec<serde_json::Value> = Vec::new();
+    let relay = |msg: &serde_json::Value, completed: &mut Vec<serde_json::Value>| {
+        let p = &msg["progress"];
+        if p["event"] == "stream_finished" {
+            completed.push(json!({
+                "source": p["source"], "stream": p["stream"], "ok": p["ok"], "records": p["records"],
+            }));
+        }
+    };
+    let outcome = loop {
+        tokio::select! {
+            Some(msg) = rx.recv() => {
+                relay(&msg, &mut completed);
+                if !client_gone && control::write_line(w, &msg).await.is_err() {
                     client_gone = true;
                 }
             }
-            let last = match outcome {
-                Ok(Ok(report)) => {
-                    let ok = report.failed_streams() == 0 && report.push_error.is_none();
-                    json!({"type": "result", "ok": ok, "report": report})
-                }
-                Ok(Err(e)) => json!({"type": "error", "message": e}),
-                Err(e) if e.is_cancelled() => {
-                    json!({"type": "error", "message": "the daemon stopped before the sync finished; it resumes from its cursors"})
-                }
-                Err(e) => json!({"type": "error", "message": format!("sync task failed: {e}")}),
-            };
-            if !client_gone {
-                let _ = control::write_line(&mut w, &last).await;
-            }
+            done = &mut job => break done,
         }
+    };
+    while let Ok(msg) = rx.try_recv() {
+        relay(&msg, &mut completed);
+        if !client_gone && control::write_line(w, &msg).await.is_err() {
+            client_gone = true;
+        }
+    }
+    let last = final_line(outcome, &completed, &selected);
+    if !client_gone {
+        let _ = control::write_line(w, &last).await;
     }
 }
 

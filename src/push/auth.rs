@@ -115,7 +115,11 @@ impl PlatformAuth {
                 return Ok(c.token.clone());
             }
         }
-        let path = token_url.path().to_string();
+        let path = format!(
+            "{}{}",
+            crate::source::host_port(token_url),
+            token_url.path()
+        );
         let err = |message: String| PushError::Platform {
             path: path.clone(),
             message: format!("cannot get an OAuth2 token for [platform.auth]: {message}"),
@@ -135,14 +139,20 @@ impl PlatformAuth {
             .await
             .map_err(|e| {
                 err(format!(
-                    "request failed: {}",
-                    crate::mask::scrub_text(&e.to_string())
+                    "the token endpoint cannot be reached ({}); check [platform.auth] token_url, the network and that it is up (the credentials were not tried)",
+                    crate::source::describe_http_error(&e)
                 ))
             })?;
         let status = resp.status();
+        if status.is_server_error() {
+            return Err(err(format!(
+                "the token endpoint answered HTTP {}; its service failed, try later (the credentials were not judged)",
+                status.as_u16()
+            )));
+        }
         if !status.is_success() {
             return Err(err(format!(
-                "token endpoint answered HTTP {}",
+                "the token endpoint answered HTTP {}: the credentials were refused; check [platform.auth] client_id and its secret",
                 status.as_u16()
             )));
         }

@@ -185,6 +185,19 @@ pub struct Pusher {
     auth: PlatformAuth,
     url: url::Url,
     path: String,
+    /// `host:port/path` of the events endpoint, for messages (never the query: it may carry
+    /// a key).
+    endpoint: String,
+}
+
+/// What `check --connect` found at the platform ([`probe`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// `host:port/path` of the endpoint.
+    pub endpoint: String,
+    /// The HTTP status of its answer.
+    pub status: u16,
+    pub millis: u64,
 }
 
 impl Pusher {
@@ -198,13 +211,52 @@ impl Pusher {
         let auth = PlatformAuth::new(&p.auth, &url, dir)?;
         auth.apply_to_url(&mut url);
         let path = url.path().to_string();
+        let endpoint = format!("{}{}", crate::source::host_port(&url), url.path());
         Ok(Pusher {
             client,
             config: p.clone(),
             auth,
             url,
             path,
+            endpoint,
         })
+    }
+
+    /// Reaches the platform and authenticates, changing nothing: one empty batch (no events)
+    /// under a fresh `cs-probe-…` Idempotency-Key, which the contract accepts without effect
+    /// (docs/platform-api.md). No retries: `check --connect` reports the first answer.
+    pub async fn probe(&self) -> Result<Probe, PushError> {
+        let started = std::time::Instant::now();
+        let key = format!("cs-probe-{:016x}", rand::random::<u64>());
+        let body = serde_json::json!({ "batch_id": key, "events": [] }).to_string();
+        let req = self
+            .client
+            .post(self.url.clone())
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", &key)
+            .body(body);
+        let (req, _) = self.auth.apply(&self.client, req).await?;
+        let resp = req.send().await.map_err(|e| {
+            self.err(format!(
+                "cannot reach the platform: {}; check platform.url, the network and that the platform is up",
+                crate::source::describe_http_error(&e)
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => Ok(Probe {
+                endpoint: self.endpoint.clone(),
+                status,
+                millis: started.elapsed().as_millis() as u64,
+            }),
+            401 | 403 => Err(PushError::Unauthorized {
+                path: self.endpoint.clone(),
+                status,
+            }),
+            _ => Err(self.err(format!(
+                "the platform answered an empty batch with HTTP {status}; check platform.url (the events endpoint) and the platform's state"
+            ))),
+        }
     }
 
     /// Sends pending events until the outbox is empty, or `max_batches` were sent. Stops at the
@@ -286,7 +338,7 @@ impl Pusher {
                         }
                         return (
                             Err(PushError::Unauthorized {
-                                path: self.path.clone(),
+                                path: self.endpoint.clone(),
                                 status: status.as_u16(),
                             }),
                             attempt as u64,
@@ -313,7 +365,7 @@ impl Pusher {
                     } else {
                         format!(
                             "cannot reach the platform: {}",
-                            crate::mask::scrub_text(&e.to_string())
+                            crate::source::describe_http_error(&e)
                         )
                     },
                 ),
@@ -353,7 +405,7 @@ impl Pusher {
 
     fn err(&self, message: String) -> PushError {
         PushError::Platform {
-            path: self.path.clone(),
+            path: self.endpoint.clone(),
             message,
         }
     }
@@ -444,6 +496,12 @@ impl Delivery for Pusher {
     async fn deliver(&self, batch: &Batch) -> (Result<BatchResponse, PushError>, u64) {
         self.send(batch).await
     }
+}
+
+/// Reaches the configured platform without changing anything (`check --connect`); see
+/// [`Pusher::probe`]. The one place a transport other than HTTP would add its own probe.
+pub async fn probe(config: &Config) -> Result<Probe, PushError> {
+    Pusher::new(config)?.probe().await
 }
 
 /// Plain http only to loopback, unless `allow_insecure_http` (as for sources).

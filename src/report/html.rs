@@ -98,8 +98,9 @@ pub fn render(r: &Report) -> String {
     let _ = write!(
         o,
         "<header><h1>社区数据同步 · 数据质量报告<small>community-sync data-quality report</small></h1>\
-         <p>生成时间 Generated {} · 数据库 Store <code style=\"background:rgba(255,255,255,.15);color:#fff\">{}</code></p></header>\n<main>\n",
-        esc(&r.generated_at),
+         <p>生成时间 Generated {} ({}) · 数据库 Store <code style=\"background:rgba(255,255,255,.15);color:#fff\">{}</code></p></header>\n<main>\n",
+        esc(&super::display_time(&r.generated_at)),
+        esc(&format!("{}, {}", r.timezone, super::zone_label(&r.generated_at))),
         esc(&r.store)
     );
 
@@ -192,10 +193,10 @@ pub fn render(r: &Report) -> String {
             let since = match (&t.last_success, t.age_secs) {
                 (Some(ts), Some(a)) => format!(
                     "{} <span class=\"ex\">({} ago)</span>",
-                    esc(ts),
+                    esc(&super::display_time(ts)),
                     human_age(a)
                 ),
-                (Some(ts), None) => esc(ts),
+                (Some(ts), None) => esc(&super::display_time(ts)),
                 _ => "—".into(),
             };
             let _ = write!(
@@ -322,7 +323,11 @@ pub fn render(r: &Report) -> String {
         o.push_str("</table>");
     }
     if let Some(l) = &p.last_push {
-        let _ = write!(o, "<p class=\"ex\">最近推送 Last push: {}</p>", esc(l));
+        let _ = write!(
+            o,
+            "<p class=\"ex\">最近推送 Last push: {}</p>",
+            esc(&l.to_string())
+        );
     }
     o.push_str("</section>\n</div>\n");
     let _ = write!(
@@ -490,7 +495,8 @@ mod tests {
     #[test]
     fn page_is_self_contained() {
         let r = Report {
-            generated_at: "2026-01-01T00:00:00Z".into(),
+            timezone: "Asia/Shanghai".into(),
+            generated_at: "2026-01-01T08:00:00+08:00".into(),
             store: "/tmp/<s>.db".into(),
             sources: vec![],
             records: 0,

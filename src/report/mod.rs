@@ -21,6 +21,9 @@ pub const EXAMPLES_PER_REASON: usize = 3;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Times in the report are RFC 3339 in this zone (the config's `timezone`, Asia/Shanghai
+    /// by default), and shown as `2026-01-07 09:00:27` in the table and the page.
+    pub timezone: String,
     pub generated_at: String,
     pub store: String,
     pub sources: Vec<SourceReport>,
@@ -90,6 +93,9 @@ impl RejectGroup {
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectExample {
     pub stream: String,
+    /// The department system's record key, in full (it is the vendor's identifier, not
+    /// personal data; see [`crate::mask::record_key`]), so the record can be looked up there
+    /// and with `community-sync rejects` / `explain`.
     pub key: String,
     pub field: String,
     /// The quarantined value, masked.
@@ -119,7 +125,26 @@ pub struct PushSummary {
     pub dead_letter_reasons: Vec<(String, i64)>,
     /// Push attempts by outcome.
     pub push_outcomes: BTreeMap<String, i64>,
-    pub last_push: Option<String>,
+    pub last_push: Option<LastPush>,
+}
+
+/// The last push attempt: when (RFC 3339 in the report's zone), how it went, what it said
+/// (masked: it may quote the platform).
+#[derive(Debug, Clone, Serialize)]
+pub struct LastPush {
+    pub at: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for LastPush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", display_time(&self.at), self.outcome)?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
 }
 
 /// The Chinese label of a reject reason code.
@@ -139,6 +164,43 @@ pub fn reason_label(code: &str) -> &'static str {
         "key.missing" => "缺少记录主键",
         "record.malformed" => "记录格式错误",
         _ => "其他",
+    }
+}
+
+/// A stored RFC 3339 time (UTC in the store) in `tz`, still RFC 3339:
+/// `2026-01-07T01:00:27.232Z` → `2026-01-07T09:00:27.232+08:00`. Anything else is kept.
+pub fn in_zone(ts: &str, tz: chrono_tz::Tz) -> String {
+    match chrono::DateTime::parse_from_rfc3339(ts) {
+        Ok(t) => t
+            .with_timezone(&tz)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+        Err(_) => ts.to_string(),
+    }
+}
+
+/// A time as an operator reads it: `2026-01-07 09:00:27` in `tz` (the offset is in the
+/// column header or the report's header). Anything that is not RFC 3339 is kept.
+pub fn local_time(ts: &str, tz: chrono_tz::Tz) -> String {
+    match chrono::DateTime::parse_from_rfc3339(ts) {
+        Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => ts.to_string(),
+    }
+}
+
+/// An RFC 3339 time shown in its own offset: `2026-01-07T09:00:27.232+08:00` →
+/// `2026-01-07 09:00:27`.
+pub fn display_time(ts: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(ts) {
+        Ok(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => ts.to_string(),
+    }
+}
+
+/// `UTC+08:00` for Asia/Shanghai (from an RFC 3339 time in the report's zone).
+pub fn zone_label(ts: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(ts) {
+        Ok(t) => format!("UTC{}", t.format("%:z")),
+        Err(_) => String::new(),
     }
 }
 
@@ -227,6 +289,7 @@ fn source_list(config: &Config, store: &Store) -> Result<Vec<SourceEntry>, Store
 /// Computes the report from the store. `config` supplies titles, stream order and lag limits.
 pub fn collect(config: &Config, store: &Store) -> Result<Report, StoreError> {
     let c = store.conn();
+    let tz: chrono_tz::Tz = config.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
     let codec = store.codec().clone();
     let mut sources = Vec::new();
     for (name, title, streams, max_lag) in source_list(config, store)? {
@@ -274,7 +337,7 @@ pub fn collect(config: &Config, store: &Store) -> Result<Report, StoreError> {
                 rejected,
                 with_field_rejects,
                 last_run_status,
-                last_success,
+                last_success: last_success.map(|t| in_zone(&t, tz)),
                 age_secs: age,
                 stale,
             });
@@ -294,31 +357,10 @@ pub fn collect(config: &Config, store: &Store) -> Result<Report, StoreError> {
     } else {
         None
     };
-    let push = PushSummary {
-        outbox_pending: count(store, "SELECT count(*) FROM outbox WHERE state = 'pending'")?,
-        outbox_sent: count(store, "SELECT count(*) FROM outbox WHERE state = 'sent'")?,
-        outbox_dead: count(store, "SELECT count(*) FROM outbox WHERE state = 'dead'")?,
-        outbox_superseded: count(store, "SELECT count(*) FROM outbox WHERE state = 'superseded'")?,
-        dead_letters: count(store, "SELECT count(*) FROM dead_letters")?,
-        dead_letter_reasons: {
-            let mut stmt = c.prepare(
-                "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC, reason LIMIT 10",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((crate::mask::scrub_text(&r.get::<_, String>(0)?), r.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        },
-        push_outcomes: group_counts(store, "SELECT outcome, count(*) FROM push_log GROUP BY outcome")?,
-        last_push: c
-            .query_row(
-                "SELECT at || ' ' || outcome || ': ' || COALESCE(detail, '') FROM push_log ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()?
-            .map(|s| crate::mask::scrub_text(&s)),
-    };
+    let push = push_summary(store, tz)?;
     Ok(Report {
-        generated_at: crate::store::now_text(),
+        timezone: tz.name().to_string(),
+        generated_at: in_zone(&crate::store::now_text(), tz),
         store: store.path().display().to_string(),
         records: sources.iter().map(|s| s.records).sum(),
         rejected_records: sources.iter().map(|s| s.rejected_records).sum(),
@@ -331,6 +373,52 @@ pub fn collect(config: &Config, store: &Store) -> Result<Report, StoreError> {
         review,
         push,
         sources,
+    })
+}
+
+/// What reached the platform, what waits, what it refused, and the last attempt.
+fn push_summary(store: &Store, tz: chrono_tz::Tz) -> Result<PushSummary, StoreError> {
+    let c = store.conn();
+    Ok(PushSummary {
+        outbox_pending: count(store, "SELECT count(*) FROM outbox WHERE state = 'pending'")?,
+        outbox_sent: count(store, "SELECT count(*) FROM outbox WHERE state = 'sent'")?,
+        outbox_dead: count(store, "SELECT count(*) FROM outbox WHERE state = 'dead'")?,
+        outbox_superseded: count(
+            store,
+            "SELECT count(*) FROM outbox WHERE state = 'superseded'",
+        )?,
+        dead_letters: count(store, "SELECT count(*) FROM dead_letters")?,
+        dead_letter_reasons: {
+            let mut stmt = c.prepare(
+                "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC, reason LIMIT 10",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((crate::mask::scrub_text(&r.get::<_, String>(0)?), r.get(1)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        },
+        push_outcomes: group_counts(
+            store,
+            "SELECT outcome, count(*) FROM push_log GROUP BY outcome",
+        )?,
+        last_push: c
+            .query_row(
+                "SELECT at, outcome, COALESCE(detail, '') FROM push_log ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()?
+            .map(|(at, outcome, detail)| LastPush {
+                at: in_zone(&at, tz),
+                outcome,
+                detail: crate::mask::scrub_text(&detail),
+            }),
     })
 }
 
@@ -358,7 +446,7 @@ fn reject_groups(
             let raw = codec.open(r.get_ref(3)?)?.unwrap_or_default();
             Ok(RejectExample {
                 stream: r.get(0)?,
-                key: crate::mask::scrub_text(&r.get::<_, String>(1)?),
+                key: crate::mask::record_key(&r.get::<_, String>(1)?),
                 value: shorten(&crate::mask::field(&field, &raw), 48),
                 field,
                 detail: shorten(&crate::mask::scrub_text(&r.get::<_, String>(4)?), 80),
@@ -498,6 +586,33 @@ mod tests {
     }
 
     #[test]
+    fn times_are_shown_in_the_zone_and_never_masked() {
+        let tz = chrono_tz::Asia::Shanghai;
+        assert_eq!(
+            in_zone("2026-01-07T01:00:27.232Z", tz),
+            "2026-01-07T09:00:27.232+08:00"
+        );
+        assert_eq!(
+            local_time("2026-01-07T01:00:27.232Z", tz),
+            "2026-01-07 09:00:27"
+        );
+        assert_eq!(
+            display_time("2026-01-07T09:00:27.232+08:00"),
+            "2026-01-07 09:00:27"
+        );
+        assert_eq!(zone_label("2026-01-07T09:00:27.232+08:00"), "UTC+08:00");
+        let p = LastPush {
+            at: in_zone("2026-01-07T01:00:27.232Z", tz),
+            outcome: "ok".into(),
+            detail: crate::mask::scrub_text("12 events, 2026-01-07"),
+        };
+        assert_eq!(
+            p.to_string(),
+            "2026-01-07 09:00:27 ok: 12 events, 2026-01-07"
+        );
+    }
+
+    #[test]
     fn report_masks_quarantined_values() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
@@ -512,6 +627,10 @@ mod tests {
         let groups = reject_groups(&store, store.codec(), "onecard").unwrap();
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].whole_records, 1);
+        assert_eq!(
+            groups[0].examples[0].key, "K1",
+            "the key is shown to follow it up"
+        );
         let v = &groups[0].examples[0].value;
         assert!(!v.contains("19491231"), "{v}");
         assert!(v.starts_with("1101"), "{v}");

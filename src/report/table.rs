@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{human_age, thousands, Report};
+use super::{display_time, human_age, thousands, zone_label, Report};
 
 /// Display width of a character on a terminal (CJK and full-width forms take two columns).
 fn char_width(c: char) -> usize {
@@ -42,21 +42,8 @@ fn bar(value: u64, max: u64, cols: usize) -> String {
     "█".repeat(n.max(usize::from(value > 0)))
 }
 
-pub fn render(r: &Report) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "数据质量报告 Data-quality report");
-    let _ = writeln!(o, "generated {}   store {}", r.generated_at, r.store);
-    let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "居民 residents {}   记录 records {}   整条隔离 records quarantined {}   待推送 pending {}   死信 dead letters {}",
-        thousands(r.persons),
-        thousands(r.records),
-        thousands(r.rejected_records),
-        thousands(r.push.outbox_pending),
-        thousands(r.push.dead_letters)
-    );
-    let _ = writeln!(o);
+/// The sources section: each stream's records, quarantine, last run and freshness.
+fn sources(o: &mut String, r: &Report) {
     let _ = writeln!(o, "数据来源 Sources");
     let _ = writeln!(
         o,
@@ -67,7 +54,7 @@ pub fn render(r: &Report) -> String {
         rpad("rejected", 9),
         rpad("field issues", 12),
         pad("last run", 9),
-        pad("last success", 25),
+        pad("last success", 20),
         rpad("age", 7)
     );
     for s in &r.sources {
@@ -89,13 +76,44 @@ pub fn render(r: &Report) -> String {
                 rpad(&thousands(t.rejected), 9),
                 rpad(&thousands(t.with_field_rejects), 12),
                 pad(t.last_run_status.as_deref().unwrap_or("never"), 9),
-                pad(t.last_success.as_deref().unwrap_or("-"), 25),
+                pad(
+                    &t.last_success
+                        .as_deref()
+                        .map(display_time)
+                        .unwrap_or_else(|| "-".into()),
+                    20
+                ),
                 rpad(&t.age_secs.map(human_age).unwrap_or_else(|| "-".into()), 7),
                 t.cursor.as_deref().unwrap_or("-"),
                 if t.stale { "  STALE 数据过期" } else { "" }
             );
         }
     }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "数据质量报告 Data-quality report");
+    let _ = writeln!(
+        o,
+        "generated {} ({}, {})   store {}",
+        display_time(&r.generated_at),
+        r.timezone,
+        zone_label(&r.generated_at),
+        r.store
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "居民 residents {}   记录 records {}   整条隔离 records quarantined {}   待推送 pending {}   死信 dead letters {}",
+        thousands(r.persons),
+        thousands(r.records),
+        thousands(r.rejected_records),
+        thousands(r.push.outbox_pending),
+        thousands(r.push.dead_letters)
+    );
+    let _ = writeln!(o);
+    sources(&mut o, r);
     let _ = writeln!(o);
     let _ = writeln!(o, "隔离原因 Quarantine by reason (values masked)");
     let mut any = false;

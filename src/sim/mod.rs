@@ -72,8 +72,10 @@ pub const ELDERCARE_KEY: &str = "eld-demo-key";
 pub const HEALTH_USER: &str = "sync";
 pub const HEALTH_PASSWORD: &str = "health-demo-pass";
 pub const PLATFORM_TOKEN: &str = "platform-demo-token";
-/// Fixed ports of `community-sync sim`: onecard, volunteer, eldercare, health, platform.
-pub const FIXED_PORTS: [u16; 5] = [18081, 18082, 18083, 18084, 18085];
+/// The default base port of `community-sync sim`: onecard, volunteer, eldercare, health and
+/// the platform listen on it and the four ports after it (18081-18085), the ports
+/// `config/community-sync.toml` names.
+pub const DEFAULT_BASE_PORT: u16 = 18081;
 /// Random faults ([`SimOptions::fault_rate`], `demo --faults`) never come more than this many
 /// in a row on one stream: fewer than the example config's `http.retries` (4), so a client
 /// that retries as configured always gets through and reaches the ground truth.
@@ -85,8 +87,9 @@ pub const SOURCES: [&str; 4] = ["onecard", "volunteer", "eldercare", "health"];
 pub struct SimOptions {
     pub seed: u64,
     pub residents: usize,
-    /// Bind 127.0.0.1:18081..18085 instead of ephemeral ports.
-    pub fixed_ports: bool,
+    /// Bind 127.0.0.1:base..base+4 (onecard, volunteer, eldercare, health, platform) instead
+    /// of ephemeral ports.
+    pub base_port: Option<u16>,
     /// Lifetime of the volunteer system's OAuth tokens.
     pub token_lifetime_secs: u64,
     /// Add the matching hard cases (see `sim::hard_cases`): old phones, homophone and
@@ -106,7 +109,7 @@ impl Default for SimOptions {
         SimOptions {
             seed: 20240501,
             residents: 20_000,
-            fixed_ports: false,
+            base_port: None,
             token_lifetime_secs: 3600,
             hard_cases: false,
             district: None,
@@ -117,7 +120,7 @@ impl Default for SimOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("simulator: cannot listen on 127.0.0.1:{port} for {what}: {source} (is another simulator running? use ephemeral ports)")]
+    #[error("simulator: cannot listen on 127.0.0.1:{port} for {what}: {source}. Is another simulator or program using it? Choose other ports with --port BASE, or --port 0 for free ones")]
     Bind {
         what: &'static str,
         port: u16,
@@ -192,6 +195,19 @@ pub struct GroundTruth {
     /// (source, stream, key) -> hard-case kind, for accepted person records that are part of
     /// a hard case (empty unless `SimOptions::hard_cases`).
     pub case_of_record: BTreeMap<(String, String, String), String>,
+    /// Open review items a correct reconcile raises, by `kind:field`: one `conflict` item per
+    /// accepted person record whose birth date contradicts its resident's (the hard case
+    /// `swapped_birth`): a machine must not pick a birth date, and the golden record keeps the
+    /// one of the ID-bearing record. (A stated gender always agrees with the ID number here,
+    /// and no two residents are close enough to score between the thresholds.)
+    pub review_items: BTreeMap<String, usize>,
+}
+
+impl GroundTruth {
+    /// Open review items a correct reconcile raises, all kinds.
+    pub fn review_total(&self) -> usize {
+        self.review_items.values().sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,6 +313,8 @@ impl Shared {
 
 pub struct Sim {
     pub urls: SimUrls,
+    /// What it was started with (seed, residents, ports, hard cases).
+    pub options: SimOptions,
     shared: Arc<Shared>,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -534,7 +552,27 @@ fn compute_truth(w: &World) -> GroundTruth {
         t.persons = t.residents_present;
     }
     t.sensitive_values = w.sensitive_values();
+    t.review_items = review_items(w);
     t
+}
+
+/// The review items a correct reconcile raises (see [`GroundTruth::review_items`]): one per
+/// accepted person record whose birth date is not its resident's.
+fn review_items(w: &World) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for s in StreamId::PERSON {
+        for rec in &w.stream(s).recs {
+            let accepted = !rec.deleted && w.record_reject(rec).is_none();
+            let wrong_birth = w
+                .residents
+                .get(rec.owner as usize)
+                .is_some_and(|res| res.birth != w.rec_birth(rec));
+            if accepted && wrong_birth {
+                *out.entry("conflict:birth_date".to_string()).or_default() += 1;
+            }
+        }
+    }
+    out
 }
 
 async fn bind(what: &'static str, port: u16) -> Result<tokio::net::TcpListener, SimError> {
@@ -588,8 +626,21 @@ impl Sim {
         }
         let names = ["onecard", "volunteer", "eldercare", "health", "platform"];
         let mut listeners = Vec::new();
+        if let Some(base) = opts.base_port.filter(|b| *b > u16::MAX - 4) {
+            return Err(SimError::Bind {
+                what: "onecard",
+                port: base,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a base port leaves room for five ports only up to 65531",
+                ),
+            });
+        }
         for (i, what) in names.into_iter().enumerate() {
-            let port = if opts.fixed_ports { FIXED_PORTS[i] } else { 0 };
+            let port = match opts.base_port {
+                Some(0) | None => 0,
+                Some(base) => base.saturating_add(i as u16),
+            };
             listeners.push(bind(what, port).await?);
         }
         let mut urls = Vec::new();
@@ -640,6 +691,7 @@ impl Sim {
         };
         Ok(Sim {
             urls,
+            options: opts,
             shared,
             stops,
             tasks,
@@ -785,34 +837,6 @@ impl Sim {
             let _ = t.await;
         }
     }
-}
-
-/// `community-sync sim`: serves on the fixed ports, prints the URLs and demo secrets as
-/// shell `export` lines, and waits for Ctrl-C.
-pub async fn serve_forever(opts: SimOptions) -> Result<(), SimError> {
-    let opts_fault_rate = opts.fault_rate;
-    let sim = Sim::start(opts).await?;
-    println!("# community-sync simulator");
-    println!("#   onecard   {}", sim.urls.onecard);
-    println!("#   volunteer {}", sim.urls.volunteer);
-    println!("#   eldercare {}", sim.urls.eldercare);
-    println!("#   health    {}", sim.urls.health);
-    println!("#   platform  {}", sim.urls.platform);
-    if opts_fault_rate > 0.0 {
-        println!(
-            "#   faults    about {:.0}% of data requests (503, gateway HTML at 200, busy answers)",
-            opts_fault_rate * 100.0
-        );
-    }
-    println!("export ONECARD_SECRET={ONECARD_SECRET}");
-    println!("export VOLUNTEER_SECRET={VOLUNTEER_SECRET}");
-    println!("export ELDERCARE_KEY={ELDERCARE_KEY}");
-    println!("export HEALTH_PASSWORD={HEALTH_PASSWORD}");
-    println!("export PLATFORM_TOKEN={PLATFORM_TOKEN}");
-    println!("# Ctrl-C to stop");
-    let _ = tokio::signal::ctrl_c().await;
-    sim.shutdown().await;
-    Ok(())
 }
 
 #[cfg(test)]

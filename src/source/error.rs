@@ -23,22 +23,26 @@ pub enum SourceError {
     InsecureHttp { source_name: String, host: String },
 
     #[error(
-        "source {source_name}, stream {stream}: {path}: no response within {secs}s (after {attempts} attempt(s)); check that the system is up, or raise http.timeout_secs / http.retries"
+        "source {source_name}, stream {stream}: {host} {path}: no response within {secs}s (after {attempts} attempt(s)); check that the system is up, or raise http.timeout_secs / http.retries"
     )]
     Timeout {
         source_name: String,
         stream: String,
+        /// `host:port` of the system.
+        host: String,
         path: String,
         secs: f64,
         attempts: u32,
     },
 
     #[error(
-        "source {source_name}, stream {stream}: {path}: cannot connect ({message}) after {attempts} attempt(s); check base_url, the network and that the system is up"
+        "source {source_name}, stream {stream}: {host} {path}: cannot connect ({message}) after {attempts} attempt(s); check base_url, the network and that the system is up"
     )]
     Connect {
         source_name: String,
         stream: String,
+        /// `host:port` of the system.
+        host: String,
         path: String,
         message: String,
         attempts: u32,
@@ -55,12 +59,33 @@ pub enum SourceError {
     },
 
     #[error(
-        "source {source_name}: token endpoint {path}: {message}; check the credentials for source {source_name} (client_id and client_secret)"
+        "source {source_name}: token endpoint {host} {path}: {message}; check the credentials for source {source_name} (client_id and client_secret)"
     )]
     Token {
         source_name: String,
+        host: String,
         path: String,
         message: String,
+    },
+
+    #[error(
+        "source {source_name}: token endpoint {host} {path}: {message}; check auth.token_url and base_url, the network and that the system is up (the credentials were not tried)"
+    )]
+    TokenUnreachable {
+        source_name: String,
+        host: String,
+        path: String,
+        message: String,
+    },
+
+    #[error(
+        "source {source_name}: token endpoint {host} {path}: HTTP {status}; the system's token service failed, try later (the credentials were not judged)"
+    )]
+    TokenServer {
+        source_name: String,
+        host: String,
+        path: String,
+        status: u16,
     },
 
     #[error(

@@ -395,6 +395,7 @@ impl Http {
     ) -> Result<T, SourceError> {
         let h = &self.cfg.http;
         let path = req.url.path().to_string();
+        let host = host_port(&req.url);
         let mut attempt: u32 = 0;
         let mut refreshed = false;
         loop {
@@ -448,6 +449,7 @@ impl Http {
                             SourceError::Timeout {
                                 source_name: self.cfg.name.clone(),
                                 stream: stream.to_string(),
+                                host,
                                 path,
                                 secs: h.timeout_secs,
                                 attempts: attempt + 1,
@@ -456,6 +458,7 @@ impl Http {
                             SourceError::Connect {
                                 source_name: self.cfg.name.clone(),
                                 stream: stream.to_string(),
+                                host,
                                 path,
                                 message,
                                 attempts: attempt + 1,
@@ -685,8 +688,17 @@ impl Http {
             }
         }
         let path = token_url.path().to_string();
+        let host = host_port(token_url);
         let token_err = |message: String| SourceError::Token {
             source_name: self.cfg.name.clone(),
+            host: host.clone(),
+            path: path.clone(),
+            message,
+        };
+        // The token endpoint was not reached: a network problem, not the credentials.
+        let unreachable = |message: String| SourceError::TokenUnreachable {
+            source_name: self.cfg.name.clone(),
+            host: host.clone(),
             path: path.clone(),
             message,
         };
@@ -704,13 +716,27 @@ impl Http {
             .form(&form)
             .send()
             .await
-            .map_err(|e| token_err(format!("request failed: {}", describe(&e))))?;
+            .map_err(|e| unreachable(describe(&e)))?;
         let status = resp.status();
         let fetched_resp = read_capped(resp, self.cfg.http.max_response_bytes)
             .await
-            .map_err(|e| token_err(e.unwrap_or_else(|| "response too large".into())))?;
+            .map_err(|e| match e {
+                Some(m) => unreachable(format!("the answer broke off: {m}")),
+                None => token_err("the answer is larger than http.max_response_bytes".into()),
+            })?;
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(SourceError::TokenServer {
+                source_name: self.cfg.name.clone(),
+                host: host.clone(),
+                path: path.clone(),
+                status: status.as_u16(),
+            });
+        }
         if !status.is_success() {
-            return Err(token_err(format!("HTTP {}", status.as_u16())));
+            return Err(token_err(format!(
+                "HTTP {}: the credentials were refused",
+                status.as_u16()
+            )));
         }
         let (token, lifetime) =
             super::auth::parse_token_response(&fetched_resp).map_err(token_err)?;
@@ -775,8 +801,23 @@ async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8
     }
 }
 
-/// A reqwest error without its URL (the query may carry secrets).
-fn describe(e: &reqwest::Error) -> String {
+/// `host:port` of a URL (the port the scheme implies when none is written), for messages:
+/// a refused connection says where it was refused.
+pub fn host_port(url: &url::Url) -> String {
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => "?".to_string(),
+    };
+    match url.port_or_known_default() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// A reqwest error without its URL (the query may carry secrets): what kind of failure,
+/// then the innermost cause (`connection failed: Connection refused (os error 111)`).
+pub fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -835,6 +876,20 @@ pub fn retry_delay(
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn host_port_names_the_port_even_when_implied() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert_eq!(
+            host_port(&u("http://127.0.0.1:18082/api")),
+            "127.0.0.1:18082"
+        );
+        assert_eq!(
+            host_port(&u("https://vendor.example/x?k=v")),
+            "vendor.example:443"
+        );
+        assert_eq!(host_port(&u("http://[::1]:8080/")), "[::1]:8080");
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::config::{SourceConfig, StreamConfig};
 
 pub use error::SourceError;
-pub use http::{parse_retry_after, retry_delay};
+pub use http::{describe as describe_http_error, host_port, parse_retry_after, retry_delay};
 pub use pager::format_bound;
 
 /// One page of raw vendor records, already decoded to JSON and cut out of the envelope.

@@ -37,9 +37,9 @@ impl std::fmt::Display for Secret {
 pub struct SecretProblem(pub String);
 
 /// Resolves a secret: `env`, then `file`, then inline `value` (first one configured wins).
-/// A file path may start with `${CREDENTIALS_DIRECTORY}` / `$CREDENTIALS_DIRECTORY`; a relative
-/// path is taken relative to `base_dir` (the config file's directory). One trailing newline
-/// (`\n` or `\r\n`) is removed.
+/// A file path may start with `${CREDENTIALS_DIRECTORY}` / `$CREDENTIALS_DIRECTORY` (see
+/// [`expand_path`]); a relative path is taken relative to `base_dir` (the config file's
+/// directory). One trailing newline (`\n` or `\r\n`) is removed.
 pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProblem> {
     if let Some(var) = &secret.env {
         return match std::env::var(var) {
@@ -74,8 +74,9 @@ pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProb
                 }
             }
             Err(e) => Err(SecretProblem(format!(
-                "cannot read secret file {}: {e}; check the path and that the service may read it",
-                path.display()
+                "cannot read secret file {}: {e}; check the path and that the service may read it{}",
+                path.display(),
+                outside_service_note(file, base_dir)
             ))),
         };
     }
@@ -87,19 +88,29 @@ pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProb
     ))
 }
 
-/// Expands `${CREDENTIALS_DIRECTORY}` and resolves a relative path against `base_dir`.
+/// The directory `${CREDENTIALS_DIRECTORY}` stands for when the variable is not set (a shell,
+/// not the service): `credentials/` beside the config file. The unit's `LoadCredential=`
+/// lines read from `/etc/community-sync/credentials/`, beside
+/// `/etc/community-sync/community-sync.toml`, so an operator's command reads the very files
+/// systemd hands the service, and nobody has to export anything. Those files stay readable by
+/// root only (0600); systemd gives the service its own copies.
+pub fn credentials_fallback(base_dir: &Path) -> PathBuf {
+    base_dir.join("credentials")
+}
+
+/// Expands `${CREDENTIALS_DIRECTORY}` (systemd's credentials of the service, else
+/// [`credentials_fallback`]) and resolves a relative path against `base_dir`.
 pub(crate) fn expand_path(file: &str, base_dir: &Path) -> Result<PathBuf, SecretProblem> {
     let rest = file
         .strip_prefix("${CREDENTIALS_DIRECTORY}")
         .or_else(|| file.strip_prefix("$CREDENTIALS_DIRECTORY"));
     let path = match rest {
         Some(rest) => {
-            let dir = std::env::var("CREDENTIALS_DIRECTORY").map_err(|_| {
-                SecretProblem(format!(
-                    "secret file {file:?} uses $CREDENTIALS_DIRECTORY, which is not set; run under systemd with LoadCredential= or give a full path"
-                ))
-            })?;
-            PathBuf::from(format!("{dir}{rest}"))
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| credentials_fallback(base_dir));
+            PathBuf::from(format!("{}{rest}", dir.display()))
         }
         None => PathBuf::from(file),
     };
@@ -108,6 +119,20 @@ pub(crate) fn expand_path(file: &str, base_dir: &Path) -> Result<PathBuf, Secret
     } else {
         path
     })
+}
+
+/// For a path under `${CREDENTIALS_DIRECTORY}` read outside the service: what it stood for.
+fn outside_service_note(file: &str, base_dir: &Path) -> String {
+    if file.contains("CREDENTIALS_DIRECTORY")
+        && std::env::var_os("CREDENTIALS_DIRECTORY").is_none_or(|d| d.is_empty())
+    {
+        format!(
+            " ($CREDENTIALS_DIRECTORY is not set outside the service, so it stands for {})",
+            credentials_fallback(base_dir).display()
+        )
+    } else {
+        String::new()
+    }
 }
 
 fn trim_newline(mut v: String) -> String {
@@ -195,6 +220,34 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("/nonexistent/cs-secret"), "{}", e.0);
+    }
+
+    #[test]
+    fn credentials_directory_outside_the_service_is_credentials_beside_the_config() {
+        // The test process runs outside systemd: the variable is not set.
+        if std::env::var_os("CREDENTIALS_DIRECTORY").is_some() {
+            return;
+        }
+        let base = Path::new("/etc/community-sync");
+        assert_eq!(
+            expand_path("${CREDENTIALS_DIRECTORY}/store-key", base).unwrap(),
+            Path::new("/etc/community-sync/credentials/store-key")
+        );
+        assert_eq!(
+            expand_path("$CREDENTIALS_DIRECTORY/onecard", base).unwrap(),
+            Path::new("/etc/community-sync/credentials/onecard")
+        );
+        let e = resolve(
+            &sref(None, Some("${CREDENTIALS_DIRECTORY}/nosuch"), None),
+            Path::new("/nonexistent-cs"),
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("/nonexistent-cs/credentials/nosuch")
+                && e.0.contains("not set outside the service"),
+            "{}",
+            e.0
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn sync_options(push: bool) -> SyncOptions {
         trigger: "test".into(),
         push,
         confirm_deletes: false,
+        stop: None,
     }
 }
 

@@ -247,3 +247,17 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until the runs due at the daemon's start (never run before: all eight streams) are
+/// done and it is idle.
+pub fn wait_idle(setup: &Setup, daemon: &Daemon) {
+    wait_for("the start-up runs to finish", || {
+        let idle = daemon.ping()["running"]
+            .as_array()
+            .is_some_and(|r| r.is_empty());
+        let open = setup.count("SELECT count(*) FROM runs WHERE status = 'running'");
+        let done =
+            setup.count("SELECT count(*) FROM runs WHERE kind = 'sync' AND trigger = 'schedule'");
+        (idle && open == 0 && done == 8).then_some(())
+    });
+}
