@@ -41,6 +41,7 @@ pub struct CityArgs {
     /// Share of a district's residents who moved to the next district.
     #[arg(long, default_value_t = 0.03)]
     pub movers: f64,
+    /// Seed of the simulated city (the same seed, the same residents and movers).
     #[arg(long, default_value_t = 38)]
     pub seed: u64,
     /// The NATS server (a stream of this run's own is created on it and deleted after).

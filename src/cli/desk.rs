@@ -43,6 +43,7 @@ pub struct ServeArgs {
 pub enum UsersCmd {
     /// Add a reviewer and print a one-time sign-in link (or read a password from stdin).
     Add {
+        /// The reviewer's sign-in name.
         name: String,
         /// A community the reviewer may see (repeat for several; none: every community).
         #[arg(long = "community")]
@@ -61,22 +62,33 @@ pub enum UsersCmd {
     List,
     /// Print a new one-time sign-in link (the reviewer sets a new password with it).
     Link {
+        /// The reviewer's sign-in name.
         name: String,
+        /// The desk's address as reviewers reach it, for the printed link.
         #[arg(long, default_value_t = format!("http://{DEFAULT_LISTEN}"))]
         url: String,
+        /// Hours the link stays valid.
         #[arg(long, default_value_t = 24)]
         link_hours: u64,
     },
     /// Set a reviewer's password from standard input.
-    Password { name: String },
+    Password {
+        /// The reviewer's sign-in name.
+        name: String,
+    },
     /// Replace the communities a reviewer may see (none: every community).
     Communities {
+        /// The reviewer's sign-in name.
         name: String,
+        /// A community the reviewer may see (repeat for several).
         #[arg(long = "community")]
         communities: Vec<String>,
     },
     /// Disable a reviewer (their decisions stay on record; their sessions end).
-    Disable { name: String },
+    Disable {
+        /// The reviewer's sign-in name.
+        name: String,
+    },
 }
 
 pub fn serve(config: &Config, args: &ServeArgs) -> anyhow::Result<()> {
