@@ -141,14 +141,14 @@ impl Default for DaemonConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReconcileConfig {
-    /// Score at or above which records link automatically.
+    /// Match probability at or above which records link automatically.
     pub link_threshold: f64,
-    /// Score at or above which (and below `link_threshold`) a review item is raised.
+    /// Match probability at or above which (and below `link_threshold`) a review item is raised.
     pub review_threshold: f64,
     /// Sources in order of trust, for the `source_priority` survivorship rule.
     pub source_priority: Vec<String>,
-    /// Survivorship rule per person field: `most_recent` (default), `source_priority`,
-    /// `most_frequent`.
+    /// Survivorship rule per person field: `most_recent` (default; for the name `agreement`),
+    /// `source_priority`, `most_frequent`, `agreement`.
     pub survivorship: BTreeMap<String, String>,
     /// Feature weights of the match score (docs/matching.md).
     #[serde(default)]
@@ -165,6 +165,12 @@ pub struct ReconcileConfig {
     /// A phone shared by several residents weighs `weights.phone_household` only.
     #[serde(default = "default_true")]
     pub household_phones: bool,
+    /// Pin a trained match model version (`matching show`); default: the newest trained one,
+    /// or the hand weights until one is trained.
+    pub model_version: Option<i64>,
+    /// Train a model automatically after a first load (and `matching train` any time).
+    #[serde(default = "default_true")]
+    pub train_after_first_load: bool,
 }
 
 /// Weights of the match score's features; a score is their sum (see docs/matching.md).
@@ -216,6 +222,8 @@ impl Default for ReconcileConfig {
             use_phone_history: true,
             use_pinyin: true,
             household_phones: true,
+            model_version: None,
+            train_after_first_load: true,
         }
     }
 }
@@ -986,11 +994,18 @@ impl Config {
                     ),
                 ));
             }
-            if !["most_recent", "source_priority", "most_frequent"].contains(&rule.as_str()) {
+            if ![
+                "most_recent",
+                "source_priority",
+                "most_frequent",
+                "agreement",
+            ]
+            .contains(&rule.as_str())
+            {
                 return Err(self.invalid(
                     format!("reconcile.survivorship.{field}"),
                     format!(
-                        "unknown rule {rule:?}; use most_recent, source_priority or most_frequent"
+                        "unknown rule {rule:?}; use most_recent, source_priority, most_frequent or agreement"
                     ),
                 ));
             }

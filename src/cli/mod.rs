@@ -7,6 +7,7 @@ pub mod check;
 pub mod demo;
 pub mod desk;
 pub mod logging;
+pub mod matching;
 pub mod out;
 pub mod progress;
 pub mod report;
@@ -144,6 +145,9 @@ pub enum Command {
     /// The review queue: what a machine should not decide.
     #[command(subcommand)]
     Review(review::ReviewCmd),
+    /// The match model: train it from the store, show its parameters.
+    #[command(subcommand)]
+    Matching(matching::MatchingCmd),
     /// Why a source record belongs to its resident: candidates, feature scores, thresholds.
     Explain {
         /// The source's name in the config (onecard, volunteer, eldercare, health, ...).
@@ -292,26 +296,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(run::push(config))
         }
         Command::Status { json } => status::run(&load_config(&cli)?, *json),
-        Command::Report(args) => {
-            let config = load_config(&cli)?;
-            report::run(&config, args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Backup(args) => {
-            let config = load_config(&cli)?;
-            backup::run(&config, args)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Report(args) => report::run(&load_config(&cli)?, args).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => backup::run(&load_config(&cli)?, args).map(|()| ExitCode::SUCCESS),
         Command::GenerateAssets { dir } => {
             for f in assets::generate(dir)? {
                 outln!("{}", f.display());
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Review(cmd) => {
-            let config = load_config(&cli)?;
-            review::run(&config, cmd)?;
-            Ok(ExitCode::SUCCESS)
+        Command::Review(cmd) => review::run(&load_config(&cli)?, cmd).map(|()| ExitCode::SUCCESS),
+        Command::Matching(cmd) => {
+            matching::run(&load_config(&cli)?, cmd).map(|()| ExitCode::SUCCESS)
         }
         Command::Explain { source, key } => {
             let config = load_config(&cli)?;

@@ -246,7 +246,8 @@ pub fn show_text(store: &Store, config: &Config, id: i64) -> anyhow::Result<Stri
         out.push_str(&record_text(store, rec)?);
         let f = record_features(store, rec)?;
         if let Some(f) = f {
-            let s = matching::score(store.conn(), &config.reconcile, &f, pid)?;
+            let m = crate::reconcile::model::active(store.conn(), &config.reconcile)?;
+            let s = matching::score(store.conn(), &config.reconcile, &m, &f, pid)?;
             writeln!(out, "  candidate {}:", person_key(pid))?;
             writeln!(out, "{}", matching::describe(&config.reconcile, &s))?;
         }
@@ -382,15 +383,23 @@ pub fn explain_text(
         writeln!(out, "review item #{id} ({kind}, {state})")?;
     }
     if let Some(f) = record_features(store, rec)? {
-        let mut ranked = matching::rank(conn, &config.reconcile, &f, None)?;
+        let m = crate::reconcile::model::active(conn, &config.reconcile)?;
+        writeln!(
+            out,
+            "match model: {}",
+            m.version
+                .map(|v| format!("version {v} (matching show)"))
+                .unwrap_or_else(|| "hand weights (untrained)".into())
+        )?;
+        let mut ranked = matching::rank(conn, &config.reconcile, &m, &f, None)?;
         if let Some(p) = pid {
             if !ranked.iter().any(|s| s.person_id == p) {
-                ranked.push(matching::score(conn, &config.reconcile, &f, p)?);
+                ranked.push(matching::score(conn, &config.reconcile, &m, &f, p)?);
             }
         }
         for p in &never {
             if !ranked.iter().any(|s| s.person_id == *p) {
-                ranked.push(matching::score(conn, &config.reconcile, &f, *p)?);
+                ranked.push(matching::score(conn, &config.reconcile, &m, &f, *p)?);
             }
         }
         if ranked.is_empty() {

@@ -274,7 +274,8 @@ pub fn explain(
     let Some(f) = crate::cli::review::record_features(store, record)? else {
         return Ok(None);
     };
-    let s = crate::reconcile::matching::score(store.conn(), &config.reconcile, &f, person)?;
+    let m = crate::reconcile::model::active(store.conn(), &config.reconcile)?;
+    let s = crate::reconcile::matching::score(store.conn(), &config.reconcile, &m, &f, person)?;
     Ok(Some(Explanation {
         comparisons: s
             .contributions

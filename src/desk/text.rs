@@ -178,6 +178,7 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
         ("household", "家庭共用电话"),
         ("earlier household", "曾用的家庭共用电话"),
         ("equal", "相同"),
+        ("same", "相同"),
         ("day/month swapped", "日月颠倒"),
         ("same room", "同一房间"),
         ("same building", "同一楼栋"),

@@ -6,7 +6,7 @@
 //! date; pinyin name + community; (with phone history) any phone a resident ever had. No
 //! record is ever compared with all others.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::config::ReconcileConfig;
 use crate::model::PersonFields;
 use crate::normalize::address;
+use crate::reconcile::model::{self, Gamma, Model};
 use crate::reconcile::names::{self, NameAgreement};
 use crate::store::{Codec, StoreError};
 
@@ -94,11 +95,11 @@ fn swap_day_month(iso: &str) -> Option<String> {
     Some(format!("{y}-{d}-{m}"))
 }
 
-const F_COLS: &str =
+pub(crate) const F_COLS: &str =
     "f.record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, \
                       f.bldg_k, f.comm_k, f.id_k, f.changed";
 
-fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> {
+pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> {
     Ok(Features {
         record_id: r.get(0)?,
         name_k: r.get(1)?,
@@ -141,25 +142,44 @@ pub fn store_features(
     Ok(())
 }
 
-/// One feature's contribution to a score.
+/// One comparison's contribution to a score.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Contribution {
     pub feature: &'static str,
-    /// What was found, e.g. `exact`, `pinyin`, `current`, `earlier`, `household`, `room`.
+    /// The comparison level, e.g. `exact`, `pinyin`, `current`, `earlier`, `household`, `room`.
     pub agreement: String,
+    /// The level's m and u probabilities (model::Level).
+    pub m: f64,
+    pub u: f64,
+    /// log2(m/u) plus the term-frequency adjustment, in bits.
     pub weight: f64,
+    /// Term-frequency adjustment in bits (names only) and the count it came from.
+    pub tf_bits: Option<f64>,
+    pub tf_count: Option<u32>,
 }
 
 /// The score of one record against one candidate resident.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Scored {
     pub person_id: i64,
+    /// Match probability.
     pub total: f64,
+    /// Match weight in bits (prior included): the log2 odds of `total`.
+    pub bits: f64,
+    pub prior_bits: f64,
     pub contributions: Vec<Contribution>,
     /// Why this candidate can never be linked automatically (different ID, rejected pair,
     /// different name, household phone with a different birth date).
     pub veto: Option<String>,
     pub name: NameAgreement,
+}
+
+impl Scored {
+    /// Whether the match probability reaches a threshold (compared as log2 odds, so that the
+    /// hand-weight model's boundaries are exact).
+    pub fn reaches(&self, threshold: f64) -> bool {
+        self.bits >= model::logit2(threshold) - 1e-9
+    }
 }
 
 /// What to do with a record, from its candidates.
@@ -248,16 +268,22 @@ fn person_features(conn: &Connection, pid: i64, except: i64) -> Result<Vec<Featu
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Scores a record against one resident, with every feature's contribution.
-pub fn score(
+/// The comparison levels of a record against one resident, and any hard veto.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compared {
+    pub gamma: Gamma,
+    pub veto: Option<String>,
+    pub name: NameAgreement,
+}
+
+/// Compares a record with one resident's live records (no weights: see [`score`]).
+pub fn compare(
     conn: &Connection,
     cfg: &ReconcileConfig,
     f: &Features,
     pid: i64,
-) -> Result<Scored, StoreError> {
-    let w = &cfg.weights;
+) -> Result<Compared, StoreError> {
     let rows = person_features(conn, pid, f.record_id)?;
-    let mut c: Vec<Contribution> = Vec::new();
     let mut veto: Option<String> = None;
     let never: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM never_match WHERE record_id = ?1 AND person_id = ?2")?
@@ -274,7 +300,6 @@ pub fn score(
             veto = Some("different ID numbers".into());
         }
     }
-    // Name.
     let name = if f.name_k.is_some() && rows.iter().any(|r| r.name_k == f.name_k) {
         NameAgreement::Exact
     } else if cfg.use_pinyin && f.py_k.is_some() && rows.iter().any(|r| r.py_k == f.py_k) {
@@ -282,113 +307,177 @@ pub fn score(
     } else {
         NameAgreement::Different
     };
-    match name {
-        NameAgreement::Exact => c.push(contrib("name", "exact", w.name_exact)),
-        NameAgreement::Pinyin => c.push(contrib("name", "pinyin", w.name_pinyin)),
-        NameAgreement::Different => {
-            c.push(contrib("name", "different", 0.0));
-            veto.get_or_insert_with(|| "names differ".into());
-        }
+    if name == NameAgreement::Different {
+        veto.get_or_insert_with(|| "names differ".into());
     }
-    // Phone: current = the phone of the resident's most recently changed record.
-    let mut household = false;
-    if let Some(ph) = &f.phone_k {
-        let current = rows
-            .iter()
-            .filter(|r| r.phone_k.is_some())
-            .max_by(|a, b| {
-                a.changed
-                    .cmp(&b.changed)
-                    .then(a.record_id.cmp(&b.record_id))
-            })
-            .and_then(|r| r.phone_k.as_ref());
-        let earlier = cfg.use_phone_history
-            && (rows.iter().any(|r| r.phone_k.as_ref() == Some(ph))
-                || conn
-                    .prepare_cached(
-                        "SELECT 1 FROM phone_history WHERE person_id = ?1 AND phone_k = ?2 LIMIT 1",
-                    )?
-                    .query_row(params![pid, ph], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .is_some());
-        let agrees = current == Some(ph) || earlier;
-        if agrees {
-            household = cfg.household_phones && phone_owners(conn, ph, 2)? > 1;
-        }
-        if current == Some(ph) {
-            if household {
-                c.push(contrib("phone", "household", w.phone_household));
-            } else {
-                c.push(contrib("phone", "current", w.phone_current));
-            }
-        } else if earlier {
-            let wt = if household {
-                w.phone_household.min(w.phone_earlier)
-            } else {
-                w.phone_earlier
-            };
-            c.push(contrib(
-                "phone",
-                if household {
-                    "earlier household"
-                } else {
-                    "earlier"
-                },
-                wt,
-            ));
-        }
+    let name_level = match name {
+        NameAgreement::Exact => 3,
+        NameAgreement::Pinyin => 2,
+        NameAgreement::Different if f.name_k.is_none() => 0,
+        NameAgreement::Different => 1,
+    };
+    let (phone, household) = compare_phone(conn, cfg, f, pid, &rows)?;
+    let birth = compare_birth(f, &rows);
+    if household && birth == 1 {
+        veto.get_or_insert_with(|| "household phone with a different birth date".into());
     }
-    // Birth date.
-    if let Some(b) = &f.birth_k {
-        let known: Vec<&String> = rows.iter().filter_map(|r| r.birth_k.as_ref()).collect();
-        if known.contains(&b) {
-            c.push(contrib("birth_date", "equal", w.birth_equal));
-        } else if f.birth_swap_k.as_ref().is_some_and(|s| known.contains(&s)) {
-            c.push(contrib("birth_date", "day/month swapped", w.birth_swapped));
-        } else if !known.is_empty() {
-            c.push(contrib("birth_date", "different", w.birth_differs));
-            if household {
-                veto.get_or_insert_with(|| "household phone with a different birth date".into());
+    let gender = match f.gender {
+        Some(g) => {
+            let known: Vec<u8> = rows.iter().filter_map(|r| r.gender).collect();
+            match (known.is_empty(), known.contains(&g)) {
+                (true, _) => 0,
+                (false, true) => 2,
+                (false, false) => 1,
             }
         }
-    }
-    // Gender.
-    if let Some(g) = f.gender {
-        let known: Vec<u8> = rows.iter().filter_map(|r| r.gender).collect();
-        if !known.is_empty() && !known.contains(&g) {
-            c.push(contrib("gender", "different", w.gender_differs));
-        }
-    }
-    // Address, graded.
-    if cfg.use_address {
-        let same = |get: fn(&Features) -> Option<&String>| {
-            get(f).is_some() && rows.iter().any(|r| get(r) == get(f))
-        };
-        if same(|x| x.room_k.as_ref()) {
-            c.push(contrib("address", "same room", w.address_room));
-        } else if same(|x| x.bldg_k.as_ref()) {
-            c.push(contrib("address", "same building", w.address_building));
-        } else if same(|x| x.comm_k.as_ref()) {
-            c.push(contrib("address", "same community", w.address_community));
-        }
-    }
-    let total: f64 = c.iter().map(|x| x.weight).sum();
-    let total = (total * 1000.0).round() / 1000.0;
-    Ok(Scored {
-        person_id: pid,
-        total,
-        contributions: c,
+        None => 0,
+    };
+    let address = if cfg.use_address {
+        compare_address(f, &rows)
+    } else {
+        0
+    };
+    Ok(Compared {
+        gamma: [name_level, phone, birth, gender, address],
         veto,
         name,
     })
 }
 
-fn contrib(feature: &'static str, agreement: &str, weight: f64) -> Contribution {
-    Contribution {
-        feature,
-        agreement: agreement.to_string(),
-        weight,
+/// Phone level (model::COMPARISONS) and whether the phone is a household phone. The current
+/// phone is the phone of the resident's most recently changed record.
+fn compare_phone(
+    conn: &Connection,
+    cfg: &ReconcileConfig,
+    f: &Features,
+    pid: i64,
+    rows: &[Features],
+) -> Result<(u8, bool), StoreError> {
+    let Some(ph) = &f.phone_k else {
+        return Ok((0, false));
+    };
+    let current = rows
+        .iter()
+        .filter(|r| r.phone_k.is_some())
+        .max_by(|a, b| {
+            a.changed
+                .cmp(&b.changed)
+                .then(a.record_id.cmp(&b.record_id))
+        })
+        .and_then(|r| r.phone_k.as_ref());
+    let earlier = cfg.use_phone_history
+        && (rows.iter().any(|r| r.phone_k.as_ref() == Some(ph))
+            || conn
+                .prepare_cached(
+                    "SELECT 1 FROM phone_history WHERE person_id = ?1 AND phone_k = ?2 LIMIT 1",
+                )?
+                .query_row(params![pid, ph], |r| r.get::<_, i64>(0))
+                .optional()?
+                .is_some());
+    let household =
+        (current == Some(ph) || earlier) && cfg.household_phones && phone_owners(conn, ph, 2)? > 1;
+    Ok(match (current == Some(ph), earlier, household) {
+        (true, _, true) => (3, true),
+        (true, _, false) => (5, false),
+        (false, true, true) => (2, true),
+        (false, true, false) => (4, false),
+        _ if current.is_none() => (0, false),
+        _ => (1, false),
+    })
+}
+
+fn compare_birth(f: &Features, rows: &[Features]) -> u8 {
+    let Some(b) = &f.birth_k else {
+        return 0;
+    };
+    let known: Vec<&String> = rows.iter().filter_map(|r| r.birth_k.as_ref()).collect();
+    if known.contains(&b) {
+        3
+    } else if f.birth_swap_k.as_ref().is_some_and(|s| known.contains(&s)) {
+        2
+    } else if known.is_empty() {
+        0
+    } else {
+        1
     }
+}
+
+fn compare_address(f: &Features, rows: &[Features]) -> u8 {
+    let same = |get: fn(&Features) -> Option<&String>| {
+        get(f).is_some() && rows.iter().any(|r| get(r) == get(f))
+    };
+    if same(|x| x.room_k.as_ref()) {
+        4
+    } else if same(|x| x.bldg_k.as_ref()) {
+        3
+    } else if same(|x| x.comm_k.as_ref()) {
+        2
+    } else if f.comm_k.is_some() && rows.iter().any(|r| r.comm_k.is_some()) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Residents of the record's community (other than the record's own) whose names sound like
+/// its name, at least 1, at most 50 (the name term frequency within the block).
+pub fn name_count(conn: &Connection, f: &Features) -> Result<Option<u32>, StoreError> {
+    let (Some(py), Some(comm)) = (&f.py_k, &f.comm_k) else {
+        return Ok(None);
+    };
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT DISTINCT s.person_id FROM match_features f
+               JOIN source_records s ON s.id = f.record_id
+              WHERE f.py_k = ?1 AND f.comm_k = ?2 AND f.record_id != ?3
+                AND s.person_id IS NOT NULL AND s.status = 'ok' AND s.deleted = 0 LIMIT 50)",
+        )?
+        .query_row(params![py, comm, f.record_id], |r| r.get(0))?;
+    Ok(Some(u32::try_from(n.max(1)).unwrap_or(1)))
+}
+
+/// Scores a record against one resident: each comparison's level, m, u and bits, the name's
+/// term-frequency adjustment, and the match probability.
+pub fn score(
+    conn: &Connection,
+    cfg: &ReconcileConfig,
+    m: &Model,
+    f: &Features,
+    pid: i64,
+) -> Result<Scored, StoreError> {
+    let cmp = compare(conn, cfg, f, pid)?;
+    let tf = match (&m.tf, cmp.gamma[model::NAME]) {
+        (Some(tf), 2 | 3) => name_count(conn, f)?.map(|c| (tf.bits(c), c)),
+        _ => None,
+    };
+    let mut contributions = Vec::new();
+    for (c, (feature, labels)) in model::COMPARISONS.iter().enumerate() {
+        let l = cmp.gamma[c];
+        if l == 0 {
+            continue;
+        }
+        let lv = m.level(c, l);
+        let tf = if c == model::NAME { tf } else { None };
+        contributions.push(Contribution {
+            feature,
+            agreement: labels[usize::from(l)].to_string(),
+            m: lv.m,
+            u: lv.u,
+            weight: m.bits(c, l) + tf.map_or(0.0, |t| t.0),
+            tf_bits: tf.map(|t| t.0),
+            tf_count: tf.map(|t| t.1),
+        });
+    }
+    let bits = m.weight(&cmp.gamma, tf.map_or(0.0, |t| t.0));
+    Ok(Scored {
+        person_id: pid,
+        total: (model::probability(bits) * 1e6).round() / 1e6,
+        bits,
+        prior_bits: m.prior_bits(),
+        contributions,
+        veto: cmp.veto,
+        name: cmp.name,
+    })
 }
 
 /// Distinct live residents whose records carry this phone (stops counting at `cap`).
@@ -406,16 +495,17 @@ fn phone_owners(conn: &Connection, phone_k: &str, cap: i64) -> Result<i64, Store
 pub fn rank(
     conn: &Connection,
     cfg: &ReconcileConfig,
+    m: &Model,
     f: &Features,
     self_person: Option<i64>,
 ) -> Result<Vec<Scored>, StoreError> {
     let mut out = Vec::new();
     for pid in candidates(conn, cfg, f, self_person)? {
-        out.push(score(conn, cfg, f, pid)?);
+        out.push(score(conn, cfg, m, f, pid)?);
     }
     out.sort_by(|a, b| {
-        b.total
-            .partial_cmp(&a.total)
+        b.bits
+            .partial_cmp(&a.bits)
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.person_id.cmp(&b.person_id))
     });
@@ -428,18 +518,18 @@ pub fn decide(cfg: &ReconcileConfig, ranked: &[Scored]) -> Outcome {
     let Some(best) = eligible.first() else {
         return Outcome::New;
     };
-    if best.total >= cfg.link_threshold {
+    if best.reaches(cfg.link_threshold) {
         // Two residents both strong enough: only a strictly better name decides.
         let rival = eligible
             .get(1)
-            .filter(|s| s.total >= cfg.link_threshold && s.name >= best.name);
+            .filter(|s| s.reaches(cfg.link_threshold) && s.name >= best.name);
         if rival.is_none() {
             return Outcome::Link(best.person_id);
         }
     }
     let review: Vec<i64> = eligible
         .iter()
-        .filter(|s| s.total >= cfg.review_threshold)
+        .filter(|s| s.reaches(cfg.review_threshold))
         .map(|s| s.person_id)
         .collect();
     if review.is_empty() {
@@ -449,42 +539,68 @@ pub fn decide(cfg: &ReconcileConfig, ranked: &[Scored]) -> Outcome {
     }
 }
 
-/// Explanation text of one scored candidate (for `review show` and `explain`).
+/// Explanation text of one scored candidate (for `review show` and `explain`): a waterfall
+/// from the prior through each comparison's level, m, u and bits (with the name's
+/// term-frequency adjustment) to the match probability against the thresholds.
 pub fn describe(cfg: &ReconcileConfig, s: &Scored) -> String {
-    let mut out = String::new();
+    let mut out = format!(
+        "    {:<11} {:<18} {:>8} {:>8} {:>7} {:>8}  {}\n",
+        "comparison", "level", "m", "u", "bits", "running", "probability"
+    );
+    let mut running = s.prior_bits;
+    out.push_str(&format!(
+        "    {:<11} {:<18} {:>8} {:>8} {:>+7.2} {:>+8.2}  {:.4}\n",
+        "prior",
+        "",
+        "",
+        "",
+        s.prior_bits,
+        running,
+        model::probability(running)
+    ));
     for c in &s.contributions {
+        running += c.weight;
         out.push_str(&format!(
-            "    {:<11} {:<22} {:+.2}\n",
-            c.feature, c.agreement, c.weight
+            "    {:<11} {:<18} {:>8.5} {:>8.5} {:>+7.2} {:>+8.2}  {:.4}\n",
+            c.feature,
+            c.agreement,
+            c.m,
+            c.u,
+            c.weight - c.tf_bits.unwrap_or(0.0),
+            running - c.tf_bits.unwrap_or(0.0),
+            model::probability(running - c.tf_bits.unwrap_or(0.0))
         ));
+        if let (Some(tf), Some(n)) = (c.tf_bits, c.tf_count) {
+            out.push_str(&format!(
+                "    {:<11} {:<18} {:>8} {:>8} {:>+7.2} {:>+8.2}  {:.4}\n",
+                "  tf adjust",
+                format!("{n} in community"),
+                "",
+                "",
+                tf,
+                running,
+                model::probability(running)
+            ));
+        }
     }
     out.push_str(&format!(
-        "    total {:.2} (link at >= {:.2}, review at >= {:.2})",
-        s.total, cfg.link_threshold, cfg.review_threshold
+        "    total: match weight {:+.2} bits, probability {:.4} (link at >= {:.2}, review at >= {:.2}): {}",
+        s.bits,
+        s.total,
+        cfg.link_threshold,
+        cfg.review_threshold,
+        if s.reaches(cfg.link_threshold) {
+            "link"
+        } else if s.reaches(cfg.review_threshold) {
+            "review"
+        } else {
+            "below review"
+        }
     ));
     if let Some(v) = &s.veto {
         out.push_str(&format!("; never linked automatically: {v}"));
     }
     out
-}
-
-/// Weights summary per feature name, for reports.
-pub fn weights_table(cfg: &ReconcileConfig) -> BTreeMap<&'static str, f64> {
-    let w = &cfg.weights;
-    BTreeMap::from([
-        ("name_exact", w.name_exact),
-        ("name_pinyin", w.name_pinyin),
-        ("phone_current", w.phone_current),
-        ("phone_earlier", w.phone_earlier),
-        ("phone_household", w.phone_household),
-        ("birth_equal", w.birth_equal),
-        ("birth_swapped", w.birth_swapped),
-        ("birth_differs", w.birth_differs),
-        ("gender_differs", w.gender_differs),
-        ("address_room", w.address_room),
-        ("address_building", w.address_building),
-        ("address_community", w.address_community),
-    ])
 }
 
 #[cfg(test)]
@@ -502,6 +618,8 @@ mod tests {
         Scored {
             person_id: pid,
             total,
+            bits: model::logit2(total),
+            prior_bits: 0.0,
             contributions: vec![],
             veto: veto.map(str::to_string),
             name,
@@ -558,5 +676,125 @@ mod tests {
             ),
             Outcome::Link(1)
         );
+    }
+
+    /// A store with residents 1..: (person, record, name key, birth, room) in community c1.
+    fn store(rows: &[(i64, i64, &str, &str, &str)]) -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        for (pid, rec, name, birth, room) in rows {
+            conn.execute(
+                "INSERT INTO source_records (id, source, stream, source_key, entity, status, content_hash,
+                     person_id, dirty, first_seen, last_changed)
+                 VALUES (?1, 's', 't', ?1, 'card_account', 'ok', x'00', ?2, 0, 'x', 'x')",
+                params![rec, pid],
+            )
+            .unwrap();
+            let f = Features {
+                record_id: *rec,
+                name_k: Some(format!("n-{name}")),
+                py_k: Some(format!("p-{name}")),
+                birth_k: Some(birth.to_string()),
+                room_k: Some(format!("c1|b|{room}")),
+                bldg_k: Some("c1|b".into()),
+                comm_k: Some("c1".into()),
+                changed: "2024-01-01T00:00:00Z".into(),
+                ..Features::default()
+            };
+            store_features(&conn, *rec, Some(&f)).unwrap();
+        }
+        conn
+    }
+
+    /// The ID-less record: same name, birth date and room as resident 1, no phone.
+    fn newcomer(name: &str) -> Features {
+        Features {
+            record_id: 100,
+            name_k: Some(format!("n-{name}")),
+            py_k: Some(format!("p-{name}")),
+            birth_k: Some("1950-01-02".into()),
+            room_k: Some("c1|b|101".into()),
+            bldg_k: Some("c1|b".into()),
+            comm_k: Some("c1".into()),
+            changed: "2024-02-01T00:00:00Z".into(),
+            ..Features::default()
+        }
+    }
+
+    fn model_with_tf() -> Model {
+        let mut m = Model::from_hand_weights(&ReconcileConfig::default());
+        m.tf = Some(model::TermFrequency {
+            expected: 2.0,
+            min_bits: -4.0,
+            max_bits: 2.0,
+        });
+        m
+    }
+
+    #[test]
+    fn a_rare_name_at_the_same_room_links_and_a_common_one_goes_to_review() {
+        let cfg = ReconcileConfig::default();
+        let m = model_with_tf();
+        let rare = store(&[(1, 1, "rare", "1950-01-02", "101")]);
+        let ranked = rank(&rare, &cfg, &m, &newcomer("rare"), None).unwrap();
+        assert_eq!(decide(&cfg, &ranked), Outcome::Link(1), "{ranked:?}");
+        // The same evidence, for a name three residents of the community carry.
+        let common = store(&[
+            (1, 1, "wangfang", "1950-01-02", "101"),
+            (2, 2, "wangfang", "1961-05-06", "202"),
+            (3, 3, "wangfang", "1972-07-08", "303"),
+        ]);
+        let ranked = rank(&common, &cfg, &m, &newcomer("wangfang"), None).unwrap();
+        assert_eq!(
+            decide(&cfg, &ranked),
+            Outcome::Review(vec![1]),
+            "{ranked:?}"
+        );
+        let name = |s: &Scored| s.contributions[0].clone();
+        assert!(name(&ranked[0]).tf_bits.unwrap() < 0.0);
+        // Without name frequencies (the untrained model) both are review items.
+        let hand = Model::from_hand_weights(&cfg);
+        let ranked = rank(&rare, &cfg, &hand, &newcomer("rare"), None).unwrap();
+        assert_eq!(decide(&cfg, &ranked), Outcome::Review(vec![1]));
+    }
+
+    #[test]
+    fn describe_shows_levels_m_u_bits_tf_and_the_probability_against_the_thresholds() {
+        let cfg = ReconcileConfig::default();
+        let m = model_with_tf();
+        let conn = store(&[(1, 1, "rare", "1950-01-02", "101")]);
+        let s = score(&conn, &cfg, &m, &newcomer("rare"), 1).unwrap();
+        let text = describe(&cfg, &s);
+        for want in [
+            "comparison",
+            "level",
+            " m ",
+            " u ",
+            "bits",
+            "prior",
+            "name",
+            "exact",
+            "birth_date",
+            "equal",
+            "address",
+            "same room",
+            "tf adjust",
+            "1 in community",
+            "+1.00",
+            "match weight",
+            "probability",
+            "link at >= 0.90",
+            "review at >= 0.60",
+            ": link",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        let name = &s.contributions[0];
+        assert_eq!((name.feature, name.agreement.as_str()), ("name", "exact"));
+        let lv = m.level(model::NAME, 3);
+        assert_eq!((name.m, name.u), (lv.m, lv.u));
+        assert!(text.contains(&format!("{:.5}", lv.m)) && text.contains(&format!("{:.5}", lv.u)));
+        // The waterfall ends where the score is.
+        assert!((model::probability(s.bits) - s.total).abs() < 1e-6);
     }
 }

@@ -10,9 +10,11 @@
 
 pub mod golden;
 pub mod matching;
+pub mod model;
 pub mod names;
 mod prefetch;
 pub mod review;
+pub mod train;
 mod undo;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -165,7 +167,33 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
     });
     result?;
     ready?;
+    if defer_phase_indexes && config.reconcile.train_after_first_load {
+        train_after_first_load(store, config)?;
+    }
     Ok(stats)
+}
+
+/// After a first load, with no model stored yet: train one (docs/matching.md), so the next
+/// runs weigh the evidence as this population shows it. A smaller sample than
+/// `matching train` keeps it to seconds on a 1M store.
+fn train_after_first_load(store: &Store, config: &Config) -> Result<(), StoreError> {
+    if model::load(store.conn(), None)?.is_some() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let opts = train::TrainOptions {
+        max_records: 5_000,
+        random_pairs: 20_000,
+        ..train::TrainOptions::default()
+    };
+    if let Some((v, _)) = train::train_and_store(store.conn(), &config.reconcile, &opts)? {
+        tracing::info!(
+            version = v,
+            seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+            "match model trained after the first load"
+        );
+    }
+    Ok(())
 }
 
 /// Runs an index build (returning how many indexes it built) and logs it, when it built any.
@@ -199,6 +227,8 @@ fn logged_build(
 /// ID-less one, so until an ID-less record is linked such a record is a new resident,
 /// without a candidate query.
 struct Ranking {
+    /// The match model of this run (model::active), read when first needed.
+    model: Option<model::Model>,
     indexes_ready: bool,
     /// No live person record without an ID key is linked yet, on a first load.
     no_idless_linked: bool,
@@ -209,9 +239,22 @@ impl Ranking {
     /// the blocking-key indexes are deferred).
     fn new(first_load: bool) -> Ranking {
         Ranking {
+            model: None,
             indexes_ready: !first_load,
             no_idless_linked: first_load,
         }
+    }
+
+    /// The run's match model.
+    fn model(
+        &mut self,
+        conn: &rusqlite::Connection,
+        cfg: &crate::config::ReconcileConfig,
+    ) -> Result<&model::Model, StoreError> {
+        if self.model.is_none() {
+            self.model = Some(model::active(conn, cfg)?);
+        }
+        Ok(self.model.as_ref().expect("just set"))
     }
 
     /// Builds the deferred blocking-key indexes, once.
@@ -233,7 +276,8 @@ impl Ranking {
         own: Option<i64>,
     ) -> Result<Vec<matching::Scored>, StoreError> {
         self.ready(tx)?;
-        matching::rank(tx, cfg, f, own)
+        let m = self.model(tx, cfg)?;
+        matching::rank(tx, cfg, m, f, own)
     }
 
     fn score(
@@ -244,7 +288,8 @@ impl Ranking {
         pid: i64,
     ) -> Result<matching::Scored, StoreError> {
         self.ready(tx)?;
-        matching::score(tx, cfg, f, pid)
+        let m = self.model(tx, cfg)?;
+        matching::score(tx, cfg, m, f, pid)
     }
 
     /// Whether ranking an ID-bearing record with an ID number no one else has can find a
@@ -851,7 +896,7 @@ fn resolve_person(
         // Already linked: stay unless the evidence for this resident is gone.
         if has_other_records(tx, pid, rec.id)? {
             let s = ranking.score(tx, cfg, f, pid)?;
-            if s.veto.is_none() && s.total >= cfg.review_threshold {
+            if s.veto.is_none() && s.reaches(cfg.review_threshold) {
                 return Ok((Some(pid), vec![]));
             }
         }

@@ -18,6 +18,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_REVIEW_DESK),
         M::up(V_INGESTED_FILES),
         M::up(V_HELD_DELETIONS),
+        M::up(V_MATCHING_MODELS),
     ])
 }
 
@@ -568,6 +569,17 @@ CREATE TABLE stream_notes (
     run_id  INTEGER NOT NULL,
     at      TEXT NOT NULL,
     PRIMARY KEY (source, stream, topic, kind)
+);
+"#;
+
+/// Trained match models (reconcile::model), versioned: parameters as JSON, when, and a
+/// summary of the data they came from (records, pairs sampled, seed, iterations).
+const V_MATCHING_MODELS: &str = r#"
+CREATE TABLE matching_models (
+    version     INTEGER PRIMARY KEY AUTOINCREMENT,
+    trained_at  TEXT NOT NULL,
+    params      TEXT NOT NULL,
+    summary     TEXT NOT NULL
 );
 "#;
 
