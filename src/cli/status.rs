@@ -77,6 +77,8 @@ pub struct Status {
     pub persons_by_systems: BTreeMap<usize, u64>,
     /// Open review items (`community-sync review list`).
     pub review_open: i64,
+    /// Review load: open items per 1,000 person records.
+    pub review_per_1000: Option<f64>,
     pub outbox_pending: i64,
     pub outbox_oldest_pending_age_secs: Option<i64>,
     pub outbox_sent: i64,
@@ -304,13 +306,15 @@ pub fn collect(config: &Config, store: &Store) -> Result<Status, StoreError> {
     } else {
         Health::Ok
     };
+    let review_open = crate::reconcile::review::open_count(store.conn())?;
     Ok(Status {
         store: store.path().display().to_string(),
         timezone: tz.name().to_string(),
         streams,
         persons,
         persons_by_systems: crate::reconcile::persons_by_systems(store)?,
-        review_open: crate::reconcile::review::open_count(store.conn())?,
+        review_open,
+        review_per_1000: crate::reconcile::review::load_per_1000(store.conn(), review_open)?,
         outbox_pending,
         outbox_oldest_pending_age_secs: oldest.as_deref().and_then(age_secs),
         outbox_sent,
@@ -384,7 +388,13 @@ pub fn print(st: &Status) {
         .map(|(k, v)| format!("{k} system{}: {v}", if *k == 1 { "" } else { "s" }))
         .collect();
     outln!("  found in {}", overlap.join(", "));
-    outln!("review queue: {} open items", st.review_open);
+    outln!(
+        "review queue: {} open items{}",
+        st.review_open,
+        st.review_per_1000
+            .map(|l| format!(" ({l:.1} per 1,000 person records)"))
+            .unwrap_or_default()
+    );
     outln!(
         "outbox: {} pending{}, {} sent, {} dead letters",
         st.outbox_pending,

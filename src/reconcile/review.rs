@@ -130,6 +130,13 @@ pub fn open_count(conn: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
+/// Review load: open items per 1,000 live person records (None: no person records), the
+/// figure docs/matching.md's thresholds are tuned against.
+pub fn load_per_1000(conn: &Connection, open: i64) -> Result<Option<f64>, StoreError> {
+    let records: i64 = conn.query_row("SELECT count(*) FROM match_features", [], |r| r.get(0))?;
+    Ok((records > 0).then(|| open as f64 * 1000.0 / records as f64))
+}
+
 /// Items, newest first; `state` `None` = open only, `Some("all")` = every item.
 pub fn list(conn: &Connection, state: Option<&str>, limit: usize) -> Result<Vec<Item>, StoreError> {
     let state = state.unwrap_or("open");

@@ -112,6 +112,8 @@ pub struct ReviewSummary {
     pub by_kind: BTreeMap<String, i64>,
     /// Items still waiting for a person.
     pub open: i64,
+    /// Review load: open items per 1,000 person records (None: none, or an older store).
+    pub per_1000_person_records: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -496,6 +498,9 @@ fn review_summary(store: &Store) -> Result<ReviewSummary, StoreError> {
             store,
             "SELECT kind, count(*) FROM review_items GROUP BY kind",
         )?;
+    }
+    if table_exists(store, "match_features")? {
+        s.per_1000_person_records = crate::reconcile::review::load_per_1000(store.conn(), s.open)?;
     }
     Ok(s)
 }

@@ -166,9 +166,12 @@ pub fn render(r: &Report) -> String {
         Some(rv) => {
             let _ = writeln!(
                 o,
-                "待审核 Review backlog: {} open of {}",
+                "待审核 Review backlog: {} open of {}{}",
                 thousands(rv.open),
-                thousands(rv.total)
+                thousands(rv.total),
+                rv.per_1000_person_records
+                    .map(|l| format!(" ({l:.1} per 1,000 person records)"))
+                    .unwrap_or_default()
             );
             for (k, v) in &rv.by_kind {
                 let _ = writeln!(o, "  {} {}", pad(k, 24), rpad(&thousands(*v), 9));
