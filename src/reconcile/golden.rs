@@ -17,6 +17,9 @@ pub enum Rule {
     MostRecent,
     SourcePriority,
     MostFrequent,
+    /// The value most records agree on; ties: an ID-bearing record's, then the most recent.
+    /// The default for the name (one typo'd record must not win by being the newest).
+    Agreement,
 }
 
 impl Rule {
@@ -24,7 +27,10 @@ impl Rule {
         match config.reconcile.survivorship.get(field).map(String::as_str) {
             Some("source_priority") => Rule::SourcePriority,
             Some("most_frequent") => Rule::MostFrequent,
-            _ => Rule::MostRecent,
+            Some("agreement") => Rule::Agreement,
+            Some(_) => Rule::MostRecent,
+            None if field == "name" => Rule::Agreement,
+            None => Rule::MostRecent,
         }
     }
 }
@@ -87,25 +93,33 @@ pub fn choose(config: &Config, candidates: &[Candidate]) -> BTreeMap<&'static st
                 .then_with(|| priority(&a.source).cmp(&priority(&b.source)))
                 .then_with(|| a.record_id.cmp(&b.record_id)),
         });
-        let chosen = if rule == Rule::MostFrequent {
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for (_, v) in &values {
-                *counts.entry(v.as_str()).or_default() += 1;
-            }
-            let best = counts.values().copied().max().unwrap_or(0);
-            // Among the most frequent values, the first in recency order.
-            values
-                .iter()
-                .find(|(_, v)| counts.get(v.as_str()) == Some(&best))
-                .map(|(c, v)| (v.clone(), c.record_id))
-        } else {
-            values.first().map(|(c, v)| (v.clone(), c.record_id))
+        let chosen = match rule {
+            Rule::MostFrequent | Rule::Agreement => most_agreed(&values, rule == Rule::Agreement),
+            _ => values.first().map(|(c, v)| (v.clone(), c.record_id)),
         };
         if let Some(c) = chosen {
             out.insert(field, c);
         }
     }
     out
+}
+
+/// The value most records carry (`values` in recency order); among the most frequent, with
+/// `id_breaks_ties` one an ID-bearing record carries, then the first in recency order.
+fn most_agreed(values: &[(&Candidate, String)], id_breaks_ties: bool) -> Option<(String, i64)> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, v) in values {
+        *counts.entry(v.as_str()).or_default() += 1;
+    }
+    let best = counts.values().copied().max().unwrap_or(0);
+    let top = |(_, v): &&(&Candidate, String)| counts.get(v.as_str()) == Some(&best);
+    let with_id = values
+        .iter()
+        .filter(top)
+        .find(|(c, _)| id_breaks_ties && c.person.id_number.is_some());
+    with_id
+        .or_else(|| values.iter().find(top))
+        .map(|(c, v)| (v.clone(), c.record_id))
 }
 
 /// Recomputes one person's golden record; on change bumps the version and enqueues an event.
@@ -121,18 +135,118 @@ pub fn refresh_person(
     out: &mut store::OutboxBatch,
     stats: &mut ReconcileStats,
 ) -> Result<(), StoreError> {
-    type Current = (i64, bool, [Option<String>; 7], String, String);
-    let current: Option<Current> = tx
+    let Some(current) = load_golden(tx, codec, pid)? else {
+        return Ok(());
+    };
+    let candidates = linked_records(tx, codec, pid, opened)?;
+    record_phone_history(tx, codec, pid, &candidates)?;
+    if candidates.is_empty() {
+        return retire_emptied(tx, pid, &current, out, stats);
+    }
+    let mut chosen = choose(config, &candidates);
+    hard_fields(
+        tx,
+        codec,
+        pid,
+        current.version,
+        &current.fields,
+        &candidates,
+        &mut chosen,
+    )?;
+    derive_from_id_number(&mut chosen);
+    let new: Vec<Option<String>> = PERSON_FIELDS
+        .iter()
+        .map(|f| chosen.get(f).map(|(v, _)| v.clone()))
+        .collect();
+    let sources: Vec<Value> = {
+        let mut s: Vec<&str> = candidates.iter().map(|c| c.source.as_str()).collect();
+        s.sort_unstable();
+        s.dedup();
+        s.into_iter().map(|x| json!(x)).collect()
+    };
+    let provenance: BTreeMap<&str, i64> = chosen.iter().map(|(f, (_, id))| (*f, *id)).collect();
+    let provenance_text = serde_json::to_string(&provenance).unwrap_or_default();
+    let changed: Vec<String> = PERSON_FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| current.fields[*i] != new[*i])
+        .map(|(_, f)| f.to_string())
+        .collect();
+    let sources_text = Value::Array(sources.clone()).to_string();
+    let sources_changed = current.sources != sources_text;
+    if changed.is_empty() && !current.retired && current.version > 0 && !sources_changed {
+        if provenance_text != current.provenance {
+            tx.prepare_cached("UPDATE persons SET provenance = ?2 WHERE id = ?1")?
+                .execute(params![pid, provenance_text])?;
+        }
+        return Ok(());
+    }
+    let v = current.version + 1;
+    tx.prepare_cached(
+        "UPDATE persons SET version = ?2, name = ?3, id_number = ?4, gender = ?5, birth_date = ?6,
+                phone = ?7, address = ?8, community = ?9, provenance = ?10, retired = 0, updated_at = ?11,
+                sources = ?12
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        pid,
+        v,
+        codec.seal_opt(new[0].as_deref()),
+        codec.seal_opt(new[1].as_deref()),
+        codec.seal_opt(new[2].as_deref()),
+        codec.seal_opt(new[3].as_deref()),
+        codec.seal_opt(new[4].as_deref()),
+        codec.seal_opt(new[5].as_deref()),
+        codec.seal_opt(new[6].as_deref()),
+        provenance_text,
+        now_text(),
+        sources_text
+    ])?;
+    let mut changed = changed;
+    let record = person_record(pid, &current.fields, &new, sources, &mut changed);
+    if sources_changed {
+        changed.push("sources".into());
+    }
+    out.push(Event::new(
+        "person",
+        &person_key(pid),
+        v,
+        Op::Upsert,
+        changed,
+        Some(record),
+    ));
+    if current.version > 0 {
+        stats.persons_changed += 1; // (a new resident is counted in persons_created)
+    }
+    stats.events += 1;
+    Ok(())
+}
+
+/// A resident's golden record as stored.
+struct Golden {
+    version: i64,
+    retired: bool,
+    fields: [Option<String>; 7],
+    provenance: String,
+    sources: String,
+}
+
+fn load_golden(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    pid: i64,
+) -> Result<Option<Golden>, StoreError> {
+    Ok(tx
         .prepare_cached(
             "SELECT version, retired, name, id_number, gender, birth_date, phone, address, community,
                     provenance, sources
              FROM persons WHERE id = ?1",
         )?
         .query_row([pid], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                [
+            Ok(Golden {
+                version: r.get(0)?,
+                retired: r.get(1)?,
+                fields: [
                     codec.open(r.get_ref(2)?)?,
                     codec.open(r.get_ref(3)?)?,
                     codec.open(r.get_ref(4)?)?,
@@ -141,17 +255,22 @@ pub fn refresh_person(
                     codec.open(r.get_ref(7)?)?,
                     codec.open(r.get_ref(8)?)?,
                 ],
-                r.get(9)?,
-                r.get(10)?,
-            ))
+                provenance: r.get(9)?,
+                sources: r.get(10)?,
+            })
         })
-        .optional()?;
-    let Some((version, retired, old, old_provenance, old_sources)) = current else {
-        return Ok(());
-    };
-    // Only person records hold a resident (as in `has_other_records`): a cancelled card's
-    // transactions stay linked to the resident, but they neither keep it alive nor blank
-    // its golden record.
+        .optional()?)
+}
+
+/// A resident's live person records. Only person records hold a resident (as in
+/// `has_other_records`): a cancelled card's transactions stay linked to the resident, but they
+/// neither keep it alive nor blank its golden record. Records in `opened` are not read again.
+fn linked_records(
+    tx: &Transaction<'_>,
+    codec: &Codec,
+    pid: i64,
+    opened: &HashMap<i64, &PersonFields>,
+) -> Result<Vec<Candidate>, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT id, source, COALESCE(updated_at, last_changed) FROM source_records
          WHERE person_id = ?1 AND status = 'ok' AND deleted = 0
@@ -180,103 +299,38 @@ pub fn refresh_person(
             person,
         });
     }
-    drop(rows);
-    record_phone_history(tx, codec, pid, &candidates)?;
-    let now = now_text();
-    if candidates.is_empty() {
-        if !retired && version > 0 {
-            let v = version + 1;
-            tx.prepare_cached(
-                "UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1",
-            )?
-            .execute(params![pid, v, now])?;
-            out.push(Event::new(
-                "person",
-                &person_key(pid),
-                v,
-                Op::Delete,
-                vec![],
-                None,
-            ));
-            stats.persons_retired += 1;
-            stats.events += 1;
-        } else if version == 0 {
-            // Created and emptied in the same pass: nobody ever heard of it.
-            tx.prepare_cached("UPDATE persons SET retired = 1 WHERE id = ?1")?
-                .execute([pid])?;
-        }
-        return Ok(());
+    Ok(candidates)
+}
+
+/// A resident without live person records: retired (with a delete event once published).
+fn retire_emptied(
+    tx: &Transaction<'_>,
+    pid: i64,
+    current: &Golden,
+    out: &mut store::OutboxBatch,
+    stats: &mut ReconcileStats,
+) -> Result<(), StoreError> {
+    if !current.retired && current.version > 0 {
+        let v = current.version + 1;
+        tx.prepare_cached(
+            "UPDATE persons SET retired = 1, version = ?2, updated_at = ?3 WHERE id = ?1",
+        )?
+        .execute(params![pid, v, now_text()])?;
+        out.push(Event::new(
+            "person",
+            &person_key(pid),
+            v,
+            Op::Delete,
+            vec![],
+            None,
+        ));
+        stats.persons_retired += 1;
+        stats.events += 1;
+    } else if current.version == 0 {
+        // Created and emptied in the same pass: nobody ever heard of it.
+        tx.prepare_cached("UPDATE persons SET retired = 1 WHERE id = ?1")?
+            .execute([pid])?;
     }
-    let mut chosen = choose(config, &candidates);
-    hard_fields(tx, codec, pid, version, &old, &candidates, &mut chosen)?;
-    derive_from_id_number(&mut chosen);
-    let new: Vec<Option<String>> = PERSON_FIELDS
-        .iter()
-        .map(|f| chosen.get(f).map(|(v, _)| v.clone()))
-        .collect();
-    let sources: Vec<Value> = {
-        let mut s: Vec<&str> = candidates.iter().map(|c| c.source.as_str()).collect();
-        s.sort_unstable();
-        s.dedup();
-        s.into_iter().map(|x| json!(x)).collect()
-    };
-    let provenance: BTreeMap<&str, i64> = chosen.iter().map(|(f, (_, id))| (*f, *id)).collect();
-    let provenance_text = serde_json::to_string(&provenance).unwrap_or_default();
-    let changed: Vec<String> = PERSON_FIELDS
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| old[*i] != new[*i])
-        .map(|(_, f)| f.to_string())
-        .collect();
-    let sources_text = Value::Array(sources.clone()).to_string();
-    let sources_changed = old_sources != sources_text;
-    if changed.is_empty() && !retired && version > 0 && !sources_changed {
-        if provenance_text != old_provenance {
-            tx.prepare_cached("UPDATE persons SET provenance = ?2 WHERE id = ?1")?
-                .execute(params![pid, provenance_text])?;
-        }
-        return Ok(());
-    }
-    let v = version + 1;
-    tx.prepare_cached(
-        "UPDATE persons SET version = ?2, name = ?3, id_number = ?4, gender = ?5, birth_date = ?6,
-                phone = ?7, address = ?8, community = ?9, provenance = ?10, retired = 0, updated_at = ?11,
-                sources = ?12
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        pid,
-        v,
-        codec.seal_opt(new[0].as_deref()),
-        codec.seal_opt(new[1].as_deref()),
-        codec.seal_opt(new[2].as_deref()),
-        codec.seal_opt(new[3].as_deref()),
-        codec.seal_opt(new[4].as_deref()),
-        codec.seal_opt(new[5].as_deref()),
-        codec.seal_opt(new[6].as_deref()),
-        provenance_text,
-        now,
-        sources_text
-    ])?;
-    let mut changed = changed;
-    let record = person_record(pid, &old, &new, sources, &mut changed);
-    if sources_changed {
-        changed.push("sources".into());
-    }
-    out.push(Event::new(
-        "person",
-        &person_key(pid),
-        v,
-        Op::Upsert,
-        changed,
-        Some(record),
-    ));
-    if version == 0 {
-        // counted in persons_created
-    } else {
-        stats.persons_changed += 1;
-    }
-    stats.events += 1;
     Ok(())
 }
 
@@ -485,6 +539,47 @@ fn record_phone_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cand(record_id: i64, changed: &str, name: &str, id: Option<&str>) -> Candidate {
+        Candidate {
+            record_id,
+            source: format!("s{record_id}"),
+            changed: changed.into(),
+            person: PersonFields {
+                name: Some(name.into()),
+                id_number: id.map(str::to_string),
+                ..PersonFields::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_golden_name_is_the_spelling_most_records_agree_on() {
+        let example = include_str!("../../config/community-sync.toml");
+        let path = std::path::Path::new("c.toml");
+        let mut config = Config::from_toml(example, path).unwrap();
+        config.reconcile.survivorship.remove("name"); // the default
+                                                      // The newest record has a typo: two records agree on the right spelling.
+        let c = [
+            cand(1, "2024-01-01", "张三", Some("x")),
+            cand(2, "2024-02-01", "张三", None),
+            cand(3, "2024-03-01", "张叁", None),
+        ];
+        assert_eq!(choose(&config, &c)["name"], ("张三".to_string(), 1));
+        // A tie: the ID-bearing record's spelling, not the newest.
+        let c = [
+            cand(1, "2024-01-01", "李四", Some("x")),
+            cand(2, "2024-03-01", "李泗", None),
+        ];
+        assert_eq!(choose(&config, &c)["name"], ("李四".to_string(), 1));
+        // Configured otherwise, the newest wins.
+        let mut config = Config::from_toml(example, path).unwrap();
+        config
+            .reconcile
+            .survivorship
+            .insert("name".into(), "most_recent".into());
+        assert_eq!(choose(&config, &c)["name"], ("李泗".to_string(), 2));
+    }
 
     #[test]
     fn birth_date_and_gender_come_from_the_id_number_only_when_nobody_states_them() {
