@@ -189,6 +189,7 @@ mod tests {
             residents: 300,
             anchor_ms: 1_767_196_800_000,
             hard_cases: false,
+            hard_profile: Default::default(),
             district: Some(DistrictOptions {
                 code,
                 moves_to: Some(to),

@@ -16,6 +16,13 @@
 //!   both with ID-less records.
 //! - `minority`: a minority name typed without its middle dot in the ID-less record.
 
+//!
+//! `HardProfile::Unseen` (issue 36) is a second population the matcher is *not* tuned on:
+//! 24 residents per kind instead of 30, other time ranges, and four more error processes in
+//! the ID-less record: `swapped_name` (given name written before the surname), `pinyin_name`
+//! (the name in pinyin letters), `registration_birth` (the registration date typed as the
+//! birth date), `dropped_digit` (a mobile number with one digit missing).
+
 use chrono::{Datelike, NaiveDate};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +30,16 @@ use rand_chacha::ChaCha8Rng;
 use super::world::{IdDirt, NameDirt, Overrides, PhoneDirt, Rec, Resident, StreamId, World};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Which hard-case population (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HardProfile {
+    /// Issue 11's cases, the population the hand weights were checked on.
+    #[default]
+    Tuned,
+    /// Issue 36's second profile: other rates, more error processes; never tuned on.
+    Unseen,
+}
 /// Residents (or families) per kind.
 const PER_KIND: usize = 30;
 
@@ -173,10 +190,17 @@ fn over(name: Option<String>, phone: Option<u64>, birth: Option<NaiveDate>) -> O
 }
 
 /// Adds every hard case to the world (before its order indexes are built).
-pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
+pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64, profile: HardProfile) {
     let mut c = Ctx { w, rng, anchor };
     let han: Vec<char> = HOMOPHONES.iter().map(|(a, _)| *a).collect();
-    for _ in 0..PER_KIND {
+    let per_kind = match profile {
+        HardProfile::Tuned => PER_KIND,
+        HardProfile::Unseen => 24,
+    };
+    if profile == HardProfile::Unseen {
+        add_unseen(&mut c, &han, per_kind);
+    }
+    for _ in 0..per_kind {
         // old_phone
         let name = c.han_name(&han);
         let (b, a) = (c.birth(), c.address());
@@ -334,7 +358,7 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
         );
     }
     // common_name: a common name in one community, one group per few kinds.
-    for g in 0..PER_KIND / 3 {
+    for g in 0..per_kind / 3 {
         let name = ["王伟", "李娜", "张敏", "刘洋", "王芳"][g % 5].to_string();
         let community = c.address().0;
         for _ in 0..4 {
@@ -354,5 +378,87 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64) {
         let r = c.resident(name.clone(), g % 2 == 0, b, None, a);
         let t = c.ts(10, 700);
         c.record(StreamId::Cardholders, r, true, t, None, "common_name");
+    }
+}
+
+/// The unseen profile's own error processes (module docs): per kind `n` residents with an
+/// ID-bearing patient record and an ID-less one-card record carrying the error.
+fn add_unseen(c: &mut Ctx<'_>, han: &[char], n: usize) {
+    use pinyin::ToPinyin;
+    for _ in 0..n {
+        // swapped_name: 张伟 → 伟张, same phone and address.
+        let name = c.han_name(han);
+        let swapped: String = {
+            let chars: Vec<char> = name.chars().collect();
+            chars[1..].iter().chain(&chars[..1]).collect()
+        };
+        let (b, a) = (c.birth(), c.address());
+        let r = c.resident(name, true, b, None, a);
+        let t = c.ts(30, 900);
+        c.record(StreamId::Patients, r, false, t, None, "swapped_name");
+        let t = c.ts(30, 900);
+        let over_name = over(Some(swapped), None, None);
+        c.record(StreamId::Cardholders, r, true, t, over_name, "swapped_name");
+
+        // pinyin_name: 张伟 → "Zhang Wei".
+        let name = c.han_name(han);
+        let latin: Vec<String> = name
+            .as_str()
+            .to_pinyin()
+            .flatten()
+            .map(|p| {
+                let s = p.plain();
+                let mut cs = s.chars();
+                cs.next()
+                    .map(|f| f.to_uppercase().chain(cs).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let (b, a) = (c.birth(), c.address());
+        let r = c.resident(name, false, b, None, a);
+        let t = c.ts(30, 900);
+        c.record(StreamId::Patients, r, false, t, None, "pinyin_name");
+        let t = c.ts(30, 900);
+        let over_name = over(Some(latin.join(" ")), None, None);
+        c.record(StreamId::Cardholders, r, true, t, over_name, "pinyin_name");
+
+        // registration_birth: the card's issue date typed as the birth date.
+        let name = c.han_name(han);
+        let (b, a) = (c.birth(), c.address());
+        let r = c.resident(name, true, b, None, a);
+        let t = c.ts(30, 900);
+        c.record(StreamId::Patients, r, false, t, None, "registration_birth");
+        let t = c.ts(30, 900);
+        let reg = chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.date_naive())
+            .unwrap_or(b);
+        let over_birth = over(None, None, Some(reg));
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over_birth,
+            "registration_birth",
+        );
+
+        // dropped_digit: the card's mobile lost its fifth digit (ten digits: invalid).
+        let name = c.han_name(han);
+        let (b, a) = (c.birth(), c.address());
+        let r = c.resident(name, false, b, None, a);
+        let phone = c.w.residents[r as usize].phone;
+        let dropped = (phone / 10_000_000) * 1_000_000 + phone % 1_000_000;
+        let t = c.ts(30, 900);
+        c.record(StreamId::Patients, r, false, t, None, "dropped_digit");
+        let t = c.ts(30, 900);
+        let over_phone = over(None, Some(dropped), None);
+        c.record(
+            StreamId::Cardholders,
+            r,
+            true,
+            t,
+            over_phone,
+            "dropped_digit",
+        );
     }
 }

@@ -45,6 +45,7 @@
 
 pub mod district;
 mod hard_cases;
+pub use hard_cases::HardProfile;
 mod names;
 mod platform;
 pub mod sqldb;
@@ -96,6 +97,8 @@ pub struct SimOptions {
     /// traditional-character names, swapped birth dates, shared family phones, common names,
     /// twins, minority names. Off in the default demo population.
     pub hard_cases: bool,
+    /// Which hard-case population (`HardProfile::Unseen`: issue 36's second profile).
+    pub hard_profile: HardProfile,
     /// Serve one district of a city: residents registered there, some moved to or from the
     /// neighbouring districts (`sim::district`). None: the whole of Nanchang, no movers.
     pub district: Option<district::DistrictOptions>,
@@ -112,6 +115,7 @@ impl Default for SimOptions {
             base_port: None,
             token_lifetime_secs: 3600,
             hard_cases: false,
+            hard_profile: HardProfile::Tuned,
             district: None,
             fault_rate: 0.0,
         }
@@ -604,6 +608,7 @@ impl Sim {
             residents: opts.residents,
             anchor_ms,
             hard_cases: opts.hard_cases,
+            hard_profile: opts.hard_profile,
             district: opts.district,
         };
         let world = tokio::task::spawn_blocking(move || World::generate(gen))
@@ -849,6 +854,7 @@ mod tests {
             residents: n,
             anchor_ms: 1_767_196_800_000,
             hard_cases: false,
+            hard_profile: HardProfile::Tuned,
             district: None,
         })
     }

@@ -416,6 +416,8 @@ pub struct GenOptions {
     pub anchor_ms: i64,
     /// Add the matching hard cases (sim::hard_cases).
     pub hard_cases: bool,
+    /// Which hard-case population.
+    pub hard_profile: super::hard_cases::HardProfile,
     /// One district of a city (sim::district).
     pub district: Option<super::district::DistrictOptions>,
 }
@@ -625,7 +627,7 @@ impl World {
             }
         }
         if opts.hard_cases {
-            super::hard_cases::add(&mut w, &mut rng, opts.anchor_ms);
+            super::hard_cases::add(&mut w, &mut rng, opts.anchor_ms, opts.hard_profile);
         }
         for s in &mut w.streams {
             s.build_order();
@@ -1414,6 +1416,7 @@ mod tests {
             residents: n,
             anchor_ms: FIXED_ANCHOR_MS,
             hard_cases: false,
+            hard_profile: Default::default(),
             district: None,
         })
     }
@@ -1532,6 +1535,7 @@ mod scale {
             residents: 170_000,
             anchor_ms: FIXED_ANCHOR_MS,
             hard_cases: false,
+            hard_profile: Default::default(),
             district: None,
         });
         let total: usize = w.streams.iter().map(|s| s.recs.len()).sum();
