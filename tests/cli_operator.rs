@@ -237,6 +237,28 @@ fn demo_serve_keeps_the_simulator_up_with_a_review_queue_to_work_on() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The match model: the demo's first load trained version 1; train another, list, show;
+    // status shows the review load.
+    let listing = command("review list");
+    let base = listing.split(" review list").next().unwrap().to_string();
+    for (sub, want) in [
+        ("matching show", "match model version 1"),
+        ("matching show", "name term frequency"),
+        (
+            "matching train --records 500 --random-pairs 2000",
+            "match model version 2 trained",
+        ),
+        ("matching show --list", "version 2"),
+        ("status", "per 1,000 person records"),
+    ] {
+        let out = run_printed(&format!("{base} {sub}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(want),
+            "{sub}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // The simulator still serves: a sync against it works.
     let out = run_printed(&command("sync --full health"));
     assert!(
