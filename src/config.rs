@@ -231,7 +231,7 @@ pub struct SecurityConfig {
     pub key_file: Option<String>,
     /// Older keys, only for reading values not yet re-encrypted by `rotate-key`.
     pub previous_key_files: Vec<String>,
-    /// `sm4-gcm` (default) or `aes-256-gcm`.
+    /// `aes-256-gcm` (default) or `sm4-gcm`.
     pub algorithm: crate::crypto::Algorithm,
     /// Keyed hash of match keys: `hmac-sm3` (default) or `hmac-sha256`.
     pub blind_algorithm: crate::crypto::BlindAlgorithm,
