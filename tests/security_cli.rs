@@ -48,8 +48,9 @@ fn append_rows(store: &mut Store, n: usize) {
         let tx = store.conn_mut().transaction().unwrap();
         community_sync::audit::append(
             &tx,
+            &community_sync::store::Codec::Plain,
             "push_batch",
-            "community-sync",
+            &community_sync::audit::Actor::process(),
             &serde_json::json!({"idempotency_key": format!("k{i}"), "events": [format!("e{i}")]}),
         )
         .unwrap();
@@ -157,7 +158,10 @@ fn keygen_and_rotate_key_from_the_command_line() {
             .conn()
             .execute(
                 "INSERT INTO persons (version, name, phone, created_at, updated_at) VALUES (1, ?1, ?2, 'x', 'x')",
-                rusqlite::params![codec.seal("李四"), codec.seal("13912345678")],
+                rusqlite::params![
+                    codec.seal(community_sync::store::codec::PERSON_NAME, "李四"),
+                    codec.seal(community_sync::store::codec::PERSON_PHONE, "13912345678")
+                ],
             )
             .unwrap();
     }

@@ -111,6 +111,27 @@ pub struct StoreKey {
     sm4: Sm4Gcm,
     aes: Aes256Gcm,
     blinder: Blinder,
+    audit: AuditKey,
+}
+
+/// The audit chain's MAC key (HMAC-SM3 under a sub-key of the store key): whoever can write
+/// the store file but does not hold the key cannot rebuild the chain.
+#[derive(Clone)]
+pub struct AuditKey(Hmac<sm3::Sm3>);
+
+impl AuditKey {
+    /// The MAC of `data`, 64 hex digits.
+    pub fn mac(&self, data: &[u8]) -> String {
+        let mut m = self.0.clone();
+        m.update(data);
+        hex::encode(m.finalize().into_bytes())
+    }
+}
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
 }
 
 impl fmt::Debug for StoreKey {
@@ -176,6 +197,11 @@ impl StoreKey {
         let aes = Aes256Gcm::new(aes_gcm::aead::generic_array::GenericArray::from_slice(
             &aes_key[..],
         ));
+        let audit_key = derive(master, "community-sync/audit/hmac-sm3");
+        let audit = AuditKey(
+            <Hmac<sm3::Sm3> as Mac>::new_from_slice(&audit_key[..])
+                .unwrap_or_else(|_| unreachable!()),
+        );
         let blinder = match blind_algorithm {
             BlindAlgorithm::HmacSm3 => Blinder::Sm3(
                 <Hmac<sm3::Sm3> as Mac>::new_from_slice(&mac_key[..])
@@ -193,7 +219,13 @@ impl StoreKey {
             sm4,
             aes,
             blinder,
+            audit,
         }
+    }
+
+    /// The audit chain's MAC key derived from this store key.
+    pub fn audit_key(&self) -> AuditKey {
+        self.audit.clone()
     }
 
     /// Reads a key file: 32 bytes as 64 hex digits or base64, surrounding whitespace ignored.

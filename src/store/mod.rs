@@ -92,6 +92,9 @@ pub struct Store {
     path: PathBuf,
     codec: Codec,
     checkpointer: checkpoint::Checkpointer,
+    /// This open migrated the store to keyed audit rows: its unkeyed rows predate the keying
+    /// and the first keyed attach MACs them ([`codec::attach`]).
+    audit_unkeyed_legacy: bool,
 }
 
 impl Drop for Store {
@@ -267,6 +270,7 @@ impl Store {
         // whole sort (~50 MiB for a million-record index build) in the daemon's RSS.
         conn.pragma_update(None, "temp_store", "FILE")?;
         conn.pragma_update(None, "cache_size", -16_000)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         // Also turns foreign keys on (off only while it migrates).
         schema::migrate(&mut conn).map_err(|e| StoreError::Migrate {
             path: path.to_path_buf(),
@@ -283,6 +287,7 @@ impl Store {
             path: path.to_path_buf(),
             codec: Codec::default(),
             checkpointer,
+            audit_unkeyed_legacy: version > 0 && version < schema::AUDIT_KEYED_VERSION,
         })
     }
 
@@ -293,6 +298,11 @@ impl Store {
     /// How personal data is sealed in this store's columns.
     pub fn codec(&self) -> &Codec {
         &self.codec
+    }
+
+    /// Whether this open migrated the audit trail to keyed rows (see [`codec::attach`]).
+    pub(crate) fn audit_unkeyed_legacy(&self) -> bool {
+        self.audit_unkeyed_legacy
     }
 
     pub fn set_codec(&mut self, codec: Codec) {
@@ -987,21 +997,15 @@ impl<'a> Sealed<'a> {
                 record, deleted, ..
             } => {
                 let normalized = serde_json::to_string(record).unwrap_or_default();
+                let (id_key, np_key) = codec::record_keys(codec, &record.person);
                 Sealed {
                     status: "ok",
-                    raw: codec.seal(raw_text),
-                    normalized: codec.seal(&normalized),
+                    raw: codec.seal(codec::RECORD_RAW, raw_text),
+                    normalized: codec.seal(codec::RECORD_NORMALIZED, &normalized),
                     updated_at: record.updated_at.as_deref(),
                     deleted: *deleted,
-                    id_key: record
-                        .person
-                        .id_number
-                        .as_deref()
-                        .map(|i| codec.blind("id", i)),
-                    np_key: match (&record.person.name, &record.person.phone) {
-                        (Some(n), Some(p)) => Some(codec.blind("np", &format!("{n}|{p}"))),
-                        _ => None,
-                    },
+                    id_key,
+                    np_key,
                     person_ref: record.person_ref.as_deref(),
                     rejects: record
                         .field_rejects
@@ -1015,7 +1019,7 @@ impl<'a> Sealed<'a> {
                                     reason: fr.reason.code(),
                                     detail: &fr.detail,
                                 },
-                                codec.seal(&fr.raw),
+                                codec.seal(codec::REJECT_RAW, &fr.raw),
                             )
                         })
                         .collect(),
@@ -1023,7 +1027,7 @@ impl<'a> Sealed<'a> {
             }
             Ingest::Rejected { reject, .. } => Sealed {
                 status: "rejected",
-                raw: codec.seal(raw_text),
+                raw: codec.seal(codec::RECORD_RAW, raw_text),
                 normalized: rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Null),
                 updated_at: None,
                 deleted: false,
@@ -1038,7 +1042,7 @@ impl<'a> Sealed<'a> {
                         reason: reject.reason.code(),
                         detail: &reject.detail,
                     },
-                    codec.seal(&reject.raw),
+                    codec.seal(codec::REJECT_RAW, &reject.raw),
                 )],
             },
         }
@@ -1056,7 +1060,7 @@ pub fn enqueue_event(
     event: &crate::model::Event,
 ) -> Result<()> {
     let payload = serde_json::to_string(event).unwrap_or_default();
-    insert_event(tx, event, codec.seal(&payload))
+    insert_event(tx, event, codec.seal(codec::OUTBOX_PAYLOAD, &payload))
 }
 
 fn insert_event(
@@ -1100,7 +1104,12 @@ impl OutboxBatch {
         let events = std::mem::take(&mut self.events);
         let payloads: Vec<rusqlite::types::ToSqlOutput<'static>> = events
             .par_iter()
-            .map(|e| codec.seal(&serde_json::to_string(e).unwrap_or_default()))
+            .map(|e| {
+                codec.seal(
+                    codec::OUTBOX_PAYLOAD,
+                    &serde_json::to_string(e).unwrap_or_default(),
+                )
+            })
             .collect();
         for (event, payload) in events.iter().zip(payloads) {
             insert_event(tx, event, payload)?;
