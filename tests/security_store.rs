@@ -233,6 +233,55 @@ fn leaked(bytes: &[u8], secrets: &[String]) -> Vec<String> {
     found.into_iter().collect()
 }
 
+/// `table.column` of every column holding a sealed value (a BLOB) or a blind
+/// (`<8 hex>:<32 hex>`) that is not in `codec::COLUMNS`.
+fn unlisted_sensitive_columns(path: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let listed: BTreeSet<(&str, &str)> = COLUMNS
+        .sealed
+        .iter()
+        .map(|c| (c.table(), c.column()))
+        .chain(COLUMNS.blinded.iter().map(|c| (c.table(), c.column())))
+        .collect();
+    let blind = |s: &str| {
+        s.len() == 41
+            && s.as_bytes()[8] == b':'
+            && s.bytes()
+                .enumerate()
+                .all(|(i, b)| i == 8 || b.is_ascii_hexdigit())
+    };
+    let mut out = Vec::new();
+    for t in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+        let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let mut rows = stmt.query([]).unwrap();
+        let mut found = BTreeSet::new();
+        while let Some(r) = rows.next().unwrap() {
+            for (i, n) in names.iter().enumerate() {
+                let sensitive = match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Blob(b) => {
+                        community_sync::crypto::sealed_key_id(b).is_some() && matches!(b[1], 1 | 2)
+                    }
+                    rusqlite::types::ValueRef::Text(b) => blind(&String::from_utf8_lossy(b)),
+                    _ => false,
+                };
+                if sensitive && !listed.contains(&(t.as_str(), n.as_str())) {
+                    found.insert(format!("{t}.{n}"));
+                }
+            }
+        }
+        out.extend(found);
+    }
+    out
+}
+
 fn checkpoint(ctx: &Context) {
     let g = ctx.store.lock().unwrap();
     g.conn()
@@ -287,6 +336,12 @@ async fn encrypted_store_hides_pii_matches_like_plain_and_survives_rotation() {
         leaks.is_empty(),
         "{} sensitive values readable without the key",
         leaks.len()
+    );
+    // Every column that holds a sealed value or a blind is in codec::COLUMNS, the list
+    // rotation walks.
+    assert_eq!(
+        unlisted_sensitive_columns(&store_path),
+        Vec::<String>::new()
     );
     // Nor in the raw file bytes (free pages, WAL).
     let raw_file = std::fs::read(&store_path).unwrap();
