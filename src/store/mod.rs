@@ -810,38 +810,56 @@ struct IngestStatements<'t> {
     seen: Option<rusqlite::CachedStatement<'t>>,
 }
 
+/// One segment of an ingest batch (no key twice): looks its records up, seals what changed and
+/// writes it.
 #[allow(clippy::too_many_arguments)]
-fn ingest_segment(
+fn ingest_segment<'a>(
     tx: &Transaction<'_>,
     codec: &Codec,
     at: &StreamRef<'_>,
-    batch: &[Ingest],
+    batch: &'a [Ingest],
     keyed: &[(String, [u8; 16])],
-    presealed: Option<&mut Vec<Option<Sealed<'_>>>>,
+    presealed: Option<&mut Vec<Option<Sealed<'a>>>>,
     range: std::ops::Range<usize>,
     now: &str,
     stats: &mut IngestStats,
     st: &mut IngestStatements<'_>,
 ) -> Result<()> {
-    let IngestStatements {
-        lookup,
-        insert,
-        update,
-        put_payload,
-        clear_rejects,
-        add_reject,
-        seen,
-    } = st;
-    let mut changed: Vec<(usize, Option<(i64, String)>)> = Vec::new();
+    let changed = find_changed(at, keyed, range, stats, st)?;
+    let sealed = seal_changed(codec, batch, &changed, presealed);
+    for ((i, existing), sealed) in changed.into_iter().zip(sealed) {
+        let rejected = matches!(batch[i], Ingest::Rejected { .. });
+        write_record(
+            tx, at, &keyed[i], existing, sealed, rejected, now, stats, st,
+        )?;
+    }
+    Ok(())
+}
+
+/// A record that changed or is new: its index in the batch and, if stored, its id and when it
+/// last changed.
+type Changed = (usize, Option<(i64, String)>);
+
+/// Looks up each record of `range`: unchanged ones are counted (and marked seen), the rest
+/// returned.
+fn find_changed(
+    at: &StreamRef<'_>,
+    keyed: &[(String, [u8; 16])],
+    range: std::ops::Range<usize>,
+    stats: &mut IngestStats,
+    st: &mut IngestStatements<'_>,
+) -> Result<Vec<Changed>> {
+    let mut changed: Vec<Changed> = Vec::new();
     for i in range {
         let (key, hash) = &keyed[i];
-        let existing: Option<(i64, Vec<u8>, String, String)> = lookup
+        let existing: Option<(i64, Vec<u8>, String, String)> = st
+            .lookup
             .query_row(params![at.source, at.stream, key], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
         if let Some((id, old_hash, old_status, last_changed)) = existing {
-            if let Some(seen) = seen.as_mut() {
+            if let Some(seen) = st.seen.as_mut() {
                 seen.execute([id])?;
             }
             if old_hash.as_slice() == hash {
@@ -859,7 +877,18 @@ fn ingest_segment(
             changed.push((i, None));
         }
     }
-    let sealed: Vec<Sealed> = match presealed {
+    Ok(changed)
+}
+
+/// The sealed form of each changed record: taken from `presealed` when the batch came
+/// sealed, else sealed here on every core.
+fn seal_changed<'a>(
+    codec: &Codec,
+    batch: &'a [Ingest],
+    changed: &[Changed],
+    presealed: Option<&mut Vec<Option<Sealed<'a>>>>,
+) -> Vec<Sealed<'a>> {
+    match presealed {
         // Each index is in one segment only, so each sealed record is taken once.
         Some(all) => changed
             .iter()
@@ -876,92 +905,104 @@ fn ingest_segment(
                 .map(|(i, _)| Sealed::of(codec, &batch[*i]))
                 .collect()
         }
-    };
-    for ((i, existing), sealed) in changed.into_iter().zip(sealed) {
-        let item = &batch[i];
-        let (key, hash) = &keyed[i];
-        let Sealed {
-            status,
-            raw,
-            normalized,
-            updated_at,
-            deleted,
-            id_key,
-            np_key,
-            person_ref,
-            rejects,
-        } = sealed;
-        let entity = at.entity.as_str();
-        let id = match &existing {
-            Some((id, _)) => {
-                update.execute(params![
-                    id,
-                    entity,
-                    status,
-                    hash.as_slice(),
-                    updated_at,
-                    deleted,
-                    id_key,
-                    np_key,
-                    at.link_stream,
-                    person_ref,
-                    now
-                ])?;
-                clear_rejects.execute([id])?;
-                if deleted {
-                    stats.deleted += 1;
-                } else {
-                    stats.updated += 1;
-                }
-                *id
-            }
-            None => {
-                insert.execute(params![
-                    at.source,
-                    at.stream,
-                    key,
-                    entity,
-                    status,
-                    hash.as_slice(),
-                    updated_at,
-                    deleted,
-                    id_key,
-                    np_key,
-                    at.link_stream,
-                    person_ref,
-                    now
-                ])?;
-                let id = tx.last_insert_rowid();
-                if let Some(seen) = seen.as_mut() {
-                    seen.execute([id])?;
-                }
-                if deleted {
-                    stats.deleted += 1;
-                } else {
-                    stats.inserted += 1;
-                }
-                id
-            }
-        };
-        put_payload.execute(params![id, raw, normalized])?;
-        if matches!(item, Ingest::Rejected { .. }) {
-            stats.rejected += 1;
-        }
-        for (reject, raw_value) in rejects {
-            add_reject.execute(params![
+    }
+}
+
+/// Writes one changed or new record: its row (updated or inserted), its payloads and its
+/// quarantine rows.
+#[allow(clippy::too_many_arguments)]
+fn write_record(
+    tx: &Transaction<'_>,
+    at: &StreamRef<'_>,
+    (key, hash): &(String, [u8; 16]),
+    existing: Option<(i64, String)>,
+    sealed: Sealed<'_>,
+    rejected: bool,
+    now: &str,
+    stats: &mut IngestStats,
+    st: &mut IngestStatements<'_>,
+) -> Result<()> {
+    let Sealed {
+        status,
+        raw,
+        normalized,
+        updated_at,
+        deleted,
+        id_key,
+        np_key,
+        person_ref,
+        rejects,
+    } = sealed;
+    let entity = at.entity.as_str();
+    let id = match &existing {
+        Some((id, _)) => {
+            st.update.execute(params![
                 id,
-                at.source,
-                at.stream,
-                reject.source_key,
-                reject.field,
-                reject.whole_record,
-                reject.reason,
-                reject.detail,
-                raw_value,
-                at.run_id,
+                entity,
+                status,
+                hash.as_slice(),
+                updated_at,
+                deleted,
+                id_key,
+                np_key,
+                at.link_stream,
+                person_ref,
                 now
             ])?;
+            st.clear_rejects.execute([id])?;
+            if deleted {
+                stats.deleted += 1;
+            } else {
+                stats.updated += 1;
+            }
+            *id
         }
+        None => {
+            st.insert.execute(params![
+                at.source,
+                at.stream,
+                key,
+                entity,
+                status,
+                hash.as_slice(),
+                updated_at,
+                deleted,
+                id_key,
+                np_key,
+                at.link_stream,
+                person_ref,
+                now
+            ])?;
+            let id = tx.last_insert_rowid();
+            if let Some(seen) = st.seen.as_mut() {
+                seen.execute([id])?;
+            }
+            if deleted {
+                stats.deleted += 1;
+            } else {
+                stats.inserted += 1;
+            }
+            id
+        }
+    };
+    st.put_payload.execute(params![id, raw, normalized])?;
+    if rejected {
+        stats.rejected += 1;
+    }
+    for (reject, raw_value) in rejects {
+        st.add_reject.execute(params![
+            id,
+            at.source,
+            at.stream,
+            reject.source_key,
+            reject.field,
+            reject.whole_record,
+            reject.reason,
+            reject.detail,
+            raw_value,
+            at.run_id,
+            now
+        ])?;
     }
     Ok(())
 }
