@@ -39,8 +39,12 @@ pub enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("key file {path} is readable by group or others (mode {mode:04o}); a store key must be private: run `chmod 600 {path}`")]
-    Permissions { path: PathBuf, mode: u32 },
+    #[error("key file {path} is {why} (mode {mode:04o}); a store key must be private: run `chmod 600 {path}` (or 640 with the service's group)")]
+    Permissions {
+        path: PathBuf,
+        mode: u32,
+        why: &'static str,
+    },
     #[error("key file {path}: {message}. Generate one with `community-sync keygen --out FILE`.")]
     Format { path: PathBuf, message: String },
     #[error("key file {file:?}: {message}")]
@@ -241,9 +245,10 @@ impl StoreKey {
                 file: file.to_string(),
                 message: p.0,
             })?;
-        check_private(&path, 0o077).map_err(|mode| KeyError::Permissions {
+        check_file_mode(&path, FileKind::Secret).map_err(|p| KeyError::Permissions {
             path: path.clone(),
-            mode,
+            mode: p.mode,
+            why: p.why,
         })?;
         let text =
             Zeroizing::new(
@@ -395,20 +400,65 @@ pub fn write_new_key_file(path: &Path) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// `Err(mode)` when `path` has any of the permission bits in `forbidden` (unix only).
-pub fn check_private(path: &Path, forbidden: u32) -> Result<(), u32> {
+/// What a file holds, for [`check_file_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A store key, a private key, a credentials or secret file.
+    Secret,
+    /// The config file; `holds_secret` when it has an inline secret (`value = ...`).
+    Config { holds_secret: bool },
+}
+
+/// Why a file's mode was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeProblem {
+    pub mode: u32,
+    pub why: &'static str,
+}
+
+/// The one permission rule for key, secret and config files (unix only): nobody but the owner
+/// may write it (group or others writing could swap a key or redirect the agent), and others
+/// may not read it when it holds a secret. Group-readable (0640, the service's group) is fine;
+/// a config without a secret may be world-readable (0644: the unit's dynamic user reads it as
+/// "others").
+pub fn check_file_mode(path: &Path, kind: FileKind) -> Result<(), ModeProblem> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o7777;
-            if mode & forbidden != 0 {
-                return Err(mode);
+            let secret = !matches!(
+                kind,
+                FileKind::Config {
+                    holds_secret: false
+                }
+            );
+            let why = if mode & 0o022 != 0 {
+                Some("writable by group or others")
+            } else if secret && mode & 0o007 != 0 {
+                Some(match kind {
+                    FileKind::Config { .. } => {
+                        "readable by others and it holds an inline secret (`value = ...`)"
+                    }
+                    FileKind::Secret => "readable by others",
+                })
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ModeProblem { mode, why });
             }
         }
     }
-    let _ = (path, forbidden);
+    let _ = (path, kind);
     Ok(())
+}
+
+/// [`check_file_mode`] for a [`FileKind::Secret`], as `Err(mode)`: the rule's older form, kept
+/// for the TLS client key and the JetStream credentials until they call `check_file_mode`
+/// (`_forbidden`, the mask each caller once chose, is no longer used: one rule for all).
+pub fn check_private(path: &Path, _forbidden: u32) -> Result<(), u32> {
+    check_file_mode(path, FileKind::Secret).map_err(|p| p.mode)
 }
 
 #[cfg(test)]
@@ -472,6 +522,34 @@ mod tests {
     }
 
     #[test]
+    fn one_permission_rule_for_keys_secrets_and_configs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "x").unwrap();
+        let check = |mode: u32, kind: FileKind| {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            check_file_mode(&p, kind).map_err(|e| e.why)
+        };
+        let config = FileKind::Config {
+            holds_secret: false,
+        };
+        let inline = FileKind::Config { holds_secret: true };
+        for kind in [FileKind::Secret, config, inline] {
+            assert_eq!(check(0o600, kind), Ok(()));
+            assert_eq!(check(0o640, kind), Ok(()), "group-readable: {kind:?}");
+            assert!(check(0o660, kind).is_err(), "group-writable: {kind:?}");
+            assert!(check(0o602, kind).is_err(), "world-writable: {kind:?}");
+        }
+        assert!(check(0o644, FileKind::Secret).is_err());
+        assert!(check(0o644, inline).is_err());
+        assert_eq!(check(0o644, config), Ok(()));
+        // The older entry point applies the same rule whatever mask it is handed.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(check_private(&p, 0o077), Ok(()));
+    }
+
+    #[test]
     fn key_file_formats_and_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
@@ -506,6 +584,15 @@ mod tests {
             )
             .unwrap_err();
             assert!(e.to_string().contains("chmod 600"), "{e}");
+            // Readable by the service's group: accepted (refused before the one rule).
+            std::fs::set_permissions(&b64, std::fs::Permissions::from_mode(0o640)).unwrap();
+            StoreKey::load(
+                "b64",
+                dir.path(),
+                Algorithm::Sm4Gcm,
+                BlindAlgorithm::HmacSm3,
+            )
+            .unwrap();
             std::fs::set_permissions(&b64, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let k3 = StoreKey::load(
