@@ -165,16 +165,29 @@ fn keygen_and_rotate_key_from_the_command_line() {
             )
             .unwrap();
     }
-    let o = bin()
-        .args([
-            "--config",
-            c1.to_str().unwrap(),
-            "rotate-key",
-            "--new-key",
-            k2.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let rotate = || {
+        bin()
+            .env("RUNTIME_DIRECTORY", dir.path())
+            .args([
+                "--config",
+                c1.to_str().unwrap(),
+                "rotate-key",
+                "--new-key",
+                k2.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    // Not while a daemon answers on its control socket: it would write under the old key.
+    {
+        let _daemon =
+            std::os::unix::net::UnixListener::bind(dir.path().join("control.sock")).unwrap();
+        let o = rotate();
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("stop it first"), "{}", text(&o));
+        std::fs::remove_file(dir.path().join("control.sock")).unwrap();
+    }
+    let o = rotate();
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("rotated to key id"), "{}", text(&o));
     assert!(!text(&o).contains("13912345678"));

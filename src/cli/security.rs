@@ -64,6 +64,13 @@ pub fn rotate_key(config: &Config, new_key: &Path, chunk: usize) -> anyhow::Resu
         }
     };
     let new_id = new.id_hex();
+    let socket = crate::daemon::control::socket_path(config);
+    if daemon_answers(&socket) {
+        anyhow::bail!(
+            "a daemon answers on {}: stop it first (systemctl stop community-sync). rotate-key rewrites the store in one transaction, and a daemon still running would go on writing under the old key",
+            socket.display()
+        );
+    }
     let mut store = Store::open(&config.store.path)?;
     errln!(
         "re-encrypting {} under key id {new_id} in one transaction (stop the daemon first) …",
@@ -84,6 +91,19 @@ pub fn rotate_key(config: &Config, new_key: &Path, chunk: usize) -> anyhow::Resu
         new_key.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a daemon listens on its control socket.
+fn daemon_answers(socket: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        std::os::unix::net::UnixStream::connect(socket).is_ok()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = socket;
+        false
+    }
 }
 
 /// `community-sync audit verify`.
