@@ -1152,6 +1152,49 @@ impl Config {
                 }
             }
         }
+        self.validate_stream_fields(&key, t)?;
+        self.validate_stream_paths(&key, t)?;
+        if t.entity.carries_person()
+            && !t.fields.contains_key("id_number")
+            && !(t.fields.contains_key("name") && t.fields.contains_key("phone"))
+        {
+            return Err(self.invalid(
+                format!("{key}.fields"),
+                format!(
+                    "entity {} carries a person: map id_number, or name and phone",
+                    t.entity
+                ),
+            ));
+        }
+        match (&t.link, t.entity.carries_person()) {
+            (None, false) => {
+                return Err(self.invalid(
+                    format!("{key}.link"),
+                    format!("entity {} needs `link = {{ stream = \"…\", field = \"…\" }}` to find its person", t.entity),
+                ))
+            }
+            (Some(link), _) => {
+                if !stream_names.contains(link.stream.as_str()) {
+                    return Err(self.invalid(
+                        format!("{key}.link.stream"),
+                        format!("no stream {:?} in source {}", link.stream, source.name),
+                    ));
+                }
+                if !t.fields.contains_key(&link.field) {
+                    return Err(self.invalid(
+                        format!("{key}.link.field"),
+                        format!("{:?} must be one of this stream's mapped fields", link.field),
+                    ));
+                }
+            }
+            (None, true) => {}
+        }
+        self.validate_mode(&key, source, t)
+    }
+
+    /// Each mapped field is canonical for the entity, its path compiles, and its code table
+    /// and unit exist.
+    fn validate_stream_fields(&self, key: &str, t: &StreamConfig) -> Result<(), ConfigError> {
         let domain: Vec<&str> = t.entity.domain_fields().iter().map(|f| f.name).collect();
         for (field, mapping) in &t.fields {
             let allowed = domain.contains(&field.as_str())
@@ -1195,43 +1238,7 @@ impl Config {
                 }
             }
         }
-        self.validate_stream_paths(&key, t)?;
-        if t.entity.carries_person()
-            && !t.fields.contains_key("id_number")
-            && !(t.fields.contains_key("name") && t.fields.contains_key("phone"))
-        {
-            return Err(self.invalid(
-                format!("{key}.fields"),
-                format!(
-                    "entity {} carries a person: map id_number, or name and phone",
-                    t.entity
-                ),
-            ));
-        }
-        match (&t.link, t.entity.carries_person()) {
-            (None, false) => {
-                return Err(self.invalid(
-                    format!("{key}.link"),
-                    format!("entity {} needs `link = {{ stream = \"…\", field = \"…\" }}` to find its person", t.entity),
-                ))
-            }
-            (Some(link), _) => {
-                if !stream_names.contains(link.stream.as_str()) {
-                    return Err(self.invalid(
-                        format!("{key}.link.stream"),
-                        format!("no stream {:?} in source {}", link.stream, source.name),
-                    ));
-                }
-                if !t.fields.contains_key(&link.field) {
-                    return Err(self.invalid(
-                        format!("{key}.link.field"),
-                        format!("{:?} must be one of this stream's mapped fields", link.field),
-                    ));
-                }
-            }
-            (None, true) => {}
-        }
-        self.validate_mode(&key, source, t)
+        Ok(())
     }
 
     /// `mode` and the `[incremental]` table agree, and the bound's format is one we write.

@@ -1,5 +1,14 @@
 //! The process's allocator settings: the daemon must fit a small VM, and glibc's defaults are
 //! tuned for throughput on many cores, not for a bounded footprint.
+//!
+//! Memory is bounded by constants, not by the data: one page in flight per stream
+//! (`pipeline::PAGE_BUFFER`), `[store] batch_size` records per write, `reconcile::CHUNK`
+//! records per reconcile transaction (two in the activity phase), SQLite's 16 MiB page
+//! cache. Rust allocations go to mimalloc (`#[global_allocator]` in `main.rs`; malloc/free
+//! were ~13 % of a sync's CPU under glibc), told here to hand freed memory back at once and
+//! commit arenas as used. SQLite's heap stays on glibc: two arenas and a `malloc_trim` after
+//! each written batch, reconcile chunk and deferred index build. The library's tests run on
+//! the system allocator.
 
 /// glibc gives every thread that allocates its own arena (up to 8 per core), each keeping
 /// what it freed: with the tokio workers, the blocking pool and the rayon pool, that was a

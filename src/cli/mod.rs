@@ -247,6 +247,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(demo::serve_sim(args))
         }
+        Command::GenerateAssets { dir } => {
+            for f in assets::generate(dir)? {
+                outln!("{}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { out } => security::keygen(out),
+        _ => run_configured(cli),
+    }
+}
+
+/// The commands that read the configuration (and most, the store).
+fn run_configured(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
         Command::Check { connect } => {
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
@@ -303,12 +317,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             backup::run(&config, args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::GenerateAssets { dir } => {
-            for f in assets::generate(dir)? {
-                outln!("{}", f.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Review(cmd) => {
             let config = load_config(&cli)?;
             review::run(&config, cmd)?;
@@ -320,7 +328,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out!("{}", review::explain_text(&store, &config, source, key)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keygen { out } => security::keygen(out),
         Command::RotateKey { new_key, chunk } => {
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
@@ -345,6 +352,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 *limit,
             )?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(_)
+        | Command::Bench(_)
+        | Command::City(_)
+        | Command::Sim(_)
+        | Command::GenerateAssets { .. }
+        | Command::Keygen { .. } => {
+            anyhow::bail!("internal: a command that needs no configuration reached run_configured")
         }
     }
 }

@@ -3,6 +3,23 @@
 //! person is (reconcile) nor talk to the platform (push).
 //!
 //! One `Store` wraps one connection; the pipeline serialises writers behind a mutex.
+//! Statements run one at a time on that connection, so the pure CPU work around them runs on
+//! every core (rayon) before the connection is taken: at ingest the content hashes and the
+//! sealing of changed records ([`Prepared`]; a batch is sealed ahead only when the stream's
+//! last batch was mostly new or changed, so a poll that re-reads unchanged records seals
+//! nothing); at reconcile the opening of a chunk's records and the sealing of its outbox
+//! events ([`OutboxBatch`], flushed in the chunk's own transaction).
+//!
+//! `source_records` holds what is indexed and rewritten (keys, flags, match keys, links) and
+//! stays narrow; sealed payloads live beside it in `record_payloads` (same id), written once
+//! per change. Queries outside `store` reach a record's normalized form only through
+//! `normalized_of_record!`. The outbox is split the same way (`outbox`: state, batch key,
+//! attempts; `outbox_payloads`: the sealed event), both appended in id order, so an event
+//! costs no random b-tree insert. Event ids are derived in SQL (`event_id_of_outbox!`) from
+//! each key's version, bumped in the transaction that writes the event.
+//!
+//! Migrations run with foreign keys off ([`schema`]): a table rebuild must drop the old table
+//! without cascading; the step that rebuilds checks the keys before it commits.
 
 pub mod checkpoint;
 pub mod codec;
