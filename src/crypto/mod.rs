@@ -657,6 +657,31 @@ mod sm4_tests {
         assert_eq!(hex::encode(b), "595298c7c6fd271f0402f804c33d3f66");
     }
 
+    /// Seal + open per value, by algorithm and size (docs/security.md has the figures):
+    /// `cargo test --release --lib crypto::sm4_tests::seal_open_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, run in release"]
+    fn seal_open_speed() {
+        for alg in [Algorithm::Sm4Gcm, Algorithm::Aes256Gcm] {
+            let k = StoreKey::from_bytes(&[7; 32], alg, BlindAlgorithm::HmacSm3);
+            for size in [64usize, 500, 2048] {
+                let msg = vec![0x5a; size];
+                let start = std::time::Instant::now();
+                let mut n = 0u32;
+                while start.elapsed().as_millis() < 1000 {
+                    let sealed = k.seal(&msg);
+                    assert_eq!(k.open(&sealed).unwrap().len(), size);
+                    n += 1;
+                }
+                let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+                eprintln!(
+                    "{:<12} {size:>5} B: {us:>7.2} us per seal + open",
+                    alg.as_str()
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_value_sealed_by_the_old_t_table_sm4_still_opens() {
         // Sealed with StoreKey::from_bytes(&[7; 32], Sm4Gcm, HmacSm3) and nonce [5; 12] by the

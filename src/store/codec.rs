@@ -132,6 +132,8 @@ impl Codec {
 
     /// The stored form of a sensitive text for column `column`.
     pub fn seal(&self, column: SealedColumn, plaintext: &str) -> ToSqlOutput<'static> {
+        // The column is not part of the stored format (values sealed before the handles open
+        // unchanged); taking the handle is what ties every sealed write to COLUMNS.
         let _ = column;
         match self {
             Codec::Plain => ToSqlOutput::Owned(Value::Text(plaintext.to_string())),
