@@ -48,9 +48,9 @@ pub struct BenchArgs {
     /// and print each figure's median, minimum and maximum.
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
-    /// How the store seals personal data: `sm4-gcm` (the shipped default), `aes-256-gcm`, or
+    /// How the store seals personal data: `aes-256-gcm` (the shipped default), `sm4-gcm`, or
     /// `none` (no encryption; to see what sealing costs).
-    #[arg(long, default_value = "sm4-gcm", value_parser = ["sm4-gcm", "aes-256-gcm", "none"])]
+    #[arg(long, default_value = "aes-256-gcm", value_parser = ["sm4-gcm", "aes-256-gcm", "none"])]
     pub cipher: String,
     /// The NATS server (JetStream) the outbox is also drained into, into a stream of the run's
     /// own (created, then deleted).
@@ -269,7 +269,7 @@ fn write_config(sim: &Sim, dir: &Path, store: &Path, cipher: &str) -> anyhow::Re
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let text = match cipher {
-        "aes-256-gcm" => text.replace("algorithm = \"sm4-gcm\"", "algorithm = \"aes-256-gcm\""),
+        "sm4-gcm" => text.replace("algorithm = \"aes-256-gcm\"", "algorithm = \"sm4-gcm\""),
         "none" => text.replace("# encrypt = true", "encrypt = false"),
         _ => text,
     };

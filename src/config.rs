@@ -231,7 +231,7 @@ pub struct SecurityConfig {
     pub key_file: Option<String>,
     /// Older keys, only for reading values not yet re-encrypted by `rotate-key`.
     pub previous_key_files: Vec<String>,
-    /// `sm4-gcm` (default) or `aes-256-gcm`.
+    /// `aes-256-gcm` (default) or `sm4-gcm`.
     pub algorithm: crate::crypto::Algorithm,
     /// Keyed hash of match keys: `hmac-sm3` (default) or `hmac-sha256`.
     pub blind_algorithm: crate::crypto::BlindAlgorithm,
@@ -856,9 +856,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 impl Config {
     /// Reads, parses and validates a config file.
-    /// A config writable by others is refused; one readable by others is refused when it
-    /// holds an inline secret (`value = ...`), and fine otherwise (the service's dynamic user
-    /// reads it as "others").
+    /// Checked by the one permission rule (`crypto::check_file_mode`): a config writable by
+    /// group or others is refused; one readable by others is refused when it holds an inline
+    /// secret (`value = ...`), and fine otherwise (the service's dynamic user reads it as
+    /// "others").
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -872,28 +873,25 @@ impl Config {
                 config.store.path = dir.join(&config.store.path);
             }
         }
-        if let Err(mode) = crate::crypto::check_private(path, 0o002) {
+        // Readable by others is fine without an inline secret: the unit's dynamic user (not
+        // root, no group) must read it, so the installed config is 0644 and holds no secret.
+        let kind = crate::crypto::FileKind::Config {
+            holds_secret: config.has_inline_secret(),
+        };
+        if let Err(p) = crate::crypto::check_file_mode(path, kind) {
+            let why = if p.why.starts_with("writable") {
+                format!(
+                    "{}: anybody there could redirect the agent or its data",
+                    p.why
+                )
+            } else {
+                p.why.to_string()
+            };
             return Err(ConfigError::Insecure {
                 path: path.to_path_buf(),
-                mode,
-                why: "writable by others: anybody could redirect the agent or its data".into(),
+                mode: p.mode,
+                why,
             });
-        }
-        if let Err(mode) = crate::crypto::check_private(path, 0o004) {
-            if config.has_inline_secret() {
-                return Err(ConfigError::Insecure {
-                    path: path.to_path_buf(),
-                    mode,
-                    why: "readable by others and it holds an inline secret (`value = ...`)".into(),
-                });
-            }
-            // Fine without an inline secret: the unit's dynamic user (not root, no group)
-            // must read it, so the installed config is 0644 and holds no secret.
-            tracing::debug!(
-                config = %path.display(),
-                mode = format!("{mode:04o}"),
-                "config file is readable by others (it holds no inline secret)"
-            );
         }
         Ok(config)
     }

@@ -158,12 +158,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Re-encrypt the store (and re-key its match keys) under a new key, online.
+    /// Re-encrypt the store, re-key its match keys and its audit chain under a new key, in one
+    /// transaction (stop the daemon first).
     RotateKey {
         /// The new key file (make it with `keygen`).
         #[arg(long)]
         new_key: PathBuf,
-        /// Rows per transaction.
+        /// Rows read at a time (the rotation itself is one transaction).
         #[arg(long, default_value_t = 500)]
         chunk: usize,
     },

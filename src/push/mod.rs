@@ -785,6 +785,7 @@ fn acknowledge(
         .collect();
     let now = now_text();
     let (lo, hi) = batch.id_range();
+    let codec = store.codec().clone();
     let tx = store.conn_mut().transaction()?;
     let mut dead = 0u64;
     if !rejected.is_empty() {
@@ -821,7 +822,13 @@ fn acknowledge(
             "sent": sent,
             "dead": dead,
         });
-        crate::audit::append(&tx, "push_batch", "community-sync", &details)?;
+        crate::audit::append(
+            &tx,
+            &codec,
+            "push_batch",
+            &crate::audit::Actor::process(),
+            &details,
+        )?;
     }
     tx.commit()?;
     Ok((sent, dead))
