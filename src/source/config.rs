@@ -351,11 +351,13 @@ pub struct DatabaseConfig {
     /// The account's password (a read-only account): `{ file = … }`, `{ env = … }`.
     #[serde(default)]
     pub password: Option<SecretRef>,
-    /// `require` (certificate and host name checked against the system roots and `ca_file`)
-    /// or `disable`. Plain connections to a non-loopback host need `allow_insecure = true`.
+    /// `require` (certificate and host name checked against `ca_file` alone when given, else
+    /// the public roots) or `disable`. Plain connections to a non-loopback host need
+    /// `allow_insecure = true`.
     #[serde(default)]
     pub tls: DbTls,
-    /// PEM bundle of the CA that signed the database's certificate (intranet CAs).
+    /// PEM bundle of the CA that signed the database's certificate (intranet CAs), trusted
+    /// instead of the public roots.
     #[serde(default)]
     pub ca_file: Option<String>,
     /// Allow an unencrypted connection to a host that is not on this machine.
