@@ -116,13 +116,13 @@ impl SchemeError {
 }
 
 /// The insecure-http rule, the same for every URL we send credentials or personal data to:
-/// https always; plain http to loopback; plain http elsewhere only with `allow_insecure`
-/// (warned about each time, naming `who`).
-pub fn check_scheme(url: &Url, allow_insecure: bool, who: &str) -> Result<(), SchemeError> {
+/// https always; plain http to loopback; plain http elsewhere only with the peer's
+/// `allow_insecure_http` (warned about each time, naming `who`).
+pub fn check_scheme(url: &Url, h: &HttpConfig, who: &str) -> Result<(), SchemeError> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(url) => Ok(()),
-        "http" if allow_insecure => {
+        "http" if h.allow_insecure_http => {
             tracing::warn!(
                 to = who,
                 host = url.host_str().unwrap_or(""),

@@ -47,11 +47,11 @@ pub enum TokenError {
 impl OAuth2 {
     /// The grant for `token_url`: an absolute URL, or a path under `base`. An absolute
     /// `http://` URL obeys the insecure-http rule like any other ([`check_scheme`]), under
-    /// the `allow_insecure_http` of the options at `http_key`.
+    /// the peer's options `h`, at config key `http_key`.
     pub fn new(
         token_url: &str,
         base: &Url,
-        (allow_insecure, http_key): (bool, &str),
+        (h, http_key): (&super::HttpConfig, &str),
         client_id: &str,
         client_secret: Secret,
         scope: Option<String>,
@@ -62,7 +62,7 @@ impl OAuth2 {
             base.join(token_url.trim_start_matches('/'))
         }
         .map_err(|e| format!("auth.token_url {token_url:?} is not a URL: {e}"))?;
-        check_scheme(&url, allow_insecure, "an OAuth2 token endpoint")
+        check_scheme(&url, h, "an OAuth2 token endpoint")
             .map_err(|e: SchemeError| e.message("auth.token_url", http_key))?;
         Ok(OAuth2 {
             token_url: url,

@@ -153,14 +153,16 @@ fn loopback_and_the_insecure_http_rule() {
     assert!(is_loopback(&u("http://[::1]/")));
     assert!(!is_loopback(&u("http://10.0.0.1/")));
     assert!(!is_loopback(&u("http://example.org/")));
-    assert_eq!(check_scheme(&u("https://10.0.0.1/"), false, "t"), Ok(()));
-    assert_eq!(check_scheme(&u("http://127.0.0.1/"), false, "t"), Ok(()));
-    assert_eq!(check_scheme(&u("http://10.0.0.1/"), true, "t"), Ok(()));
-    let e = check_scheme(&u("http://10.0.0.1/"), false, "t").unwrap_err();
+    let strict = HttpConfig::default();
+    let allowing = config_with(|h| h.allow_insecure_http = true);
+    assert_eq!(check_scheme(&u("https://10.0.0.1/"), &strict, "t"), Ok(()));
+    assert_eq!(check_scheme(&u("http://127.0.0.1/"), &strict, "t"), Ok(()));
+    assert_eq!(check_scheme(&u("http://10.0.0.1/"), &allowing, "t"), Ok(()));
+    let e = check_scheme(&u("http://10.0.0.1/"), &strict, "t").unwrap_err();
     assert!(e
         .message("platform.url", "platform.http")
         .contains("platform.http.allow_insecure_http"));
-    assert!(check_scheme(&u("ftp://10.0.0.1/"), true, "t").is_err());
+    assert!(check_scheme(&u("ftp://10.0.0.1/"), &allowing, "t").is_err());
 }
 
 #[test]
@@ -206,7 +208,7 @@ async fn a_token_with_a_huge_expires_in_is_used_not_a_panic() {
     let o = OAuth2::new(
         "/oauth/token",
         &base,
-        (false, "http"),
+        (&HttpConfig::default(), "http"),
         "id",
         Secret::new("secret"),
         None,
@@ -227,7 +229,7 @@ async fn token_answers_are_read_with_the_cap() {
     let o = OAuth2::new(
         "token",
         &base,
-        (false, "http"),
+        (&HttpConfig::default(), "http"),
         "id",
         Secret::new("s"),
         None,
@@ -242,7 +244,8 @@ async fn token_answers_are_read_with_the_cap() {
 fn a_plain_http_token_url_is_refused_like_any_other() {
     let base = Url::parse("https://vendor.example/api/").unwrap();
     let new = |url: &str, allow: bool| {
-        OAuth2::new(url, &base, (allow, "http"), "id", Secret::new("s"), None).map(|_| ())
+        let h = config_with(|h| h.allow_insecure_http = allow);
+        OAuth2::new(url, &base, (&h, "http"), "id", Secret::new("s"), None).map(|_| ())
     };
     let e = new("http://10.0.0.1/oauth/token", false).unwrap_err();
     assert!(

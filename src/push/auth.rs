@@ -31,26 +31,21 @@ fn setup_error(e: SourceError) -> PushError {
 
 impl PlatformAuth {
     /// Resolves the secrets of `[platform.auth]` (relative files against `dir`); an OAuth2
-    /// `token_url` obeys `allow_insecure_http` (`platform.http`'s) like `platform.url`.
+    /// `token_url` obeys the insecure-http rule of `[platform.http]` (`http`) like
+    /// `platform.url`.
     pub fn new(
         cfg: &AuthConfig,
         url: &Url,
         dir: &Path,
-        allow_insecure_http: bool,
+        http: &crate::net::HttpConfig,
     ) -> Result<PlatformAuth, PushError> {
         if matches!(cfg, AuthConfig::Signed { .. }) {
             return Err(PushError::Setup(
                 "[platform.auth]: type \"signed\" is a department-system scheme and is not supported for the platform; use bearer, basic, api_key or oauth2_client_credentials".into(),
             ));
         }
-        let auth = Auth::new(
-            "platform",
-            cfg,
-            url,
-            dir,
-            (allow_insecure_http, "platform.http"),
-        )
-        .map_err(setup_error)?;
+        let auth =
+            Auth::new("platform", cfg, url, dir, (http, "platform.http")).map_err(setup_error)?;
         Ok(PlatformAuth { auth })
     }
 
@@ -154,7 +149,7 @@ mod tests {
     fn auth(toml_text: &str) -> Result<PlatformAuth, PushError> {
         let cfg: AuthConfig = toml::from_str(toml_text).unwrap();
         let url = Url::parse("http://127.0.0.1:1/api/v1/events").unwrap();
-        PlatformAuth::new(&cfg, &url, Path::new("."), false)
+        PlatformAuth::new(&cfg, &url, Path::new("."), &Default::default())
     }
 
     async fn headers_of(a: &PlatformAuth) -> reqwest::header::HeaderMap {

@@ -183,7 +183,7 @@ pub fn build_client(config: &Config) -> Result<reqwest::Client, PushError> {
     let p = &config.platform;
     let url = url::Url::parse(&p.url)
         .map_err(|e| PushError::Setup(format!("platform.url {:?} is not a URL: {e}", p.url)))?;
-    crate::net::check_scheme(&url, p.http.allow_insecure_http, "the platform")
+    crate::net::check_scheme(&url, &p.http, "the platform")
         .map_err(|e| PushError::Setup(e.message("platform.url", "platform.http")))?;
     let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
     let identity = match (&p.client_cert, &p.client_key) {
@@ -238,7 +238,7 @@ impl Pusher {
         let mut url = url::Url::parse(&p.url)
             .map_err(|e| PushError::Setup(format!("platform.url {:?} is not a URL: {e}", p.url)))?;
         let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
-        let auth = PlatformAuth::new(&p.auth, &url, dir, p.http.allow_insecure_http)?;
+        let auth = PlatformAuth::new(&p.auth, &url, dir, &p.http)?;
         auth.apply_to_url(&mut url);
         let path = url.path().to_string();
         let endpoint = format!("{}{}", crate::net::host_port(&url), url.path());

@@ -30,15 +30,15 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// Resolves the secrets of `cfg` (relative files against `dir`). `insecure` is the
-    /// `allow_insecure_http` of the peer's options and their config key (`http`,
-    /// `platform.http`): an OAuth2 `token_url` obeys it too.
+    /// Resolves the secrets of `cfg` (relative files against `dir`). `http` is the peer's HTTP
+    /// options and their config key (`http`, `platform.http`): an OAuth2 `token_url` obeys
+    /// their insecure-http rule too.
     pub fn new(
         source: &str,
         cfg: &AuthConfig,
         base: &Url,
         dir: &Path,
-        insecure: (bool, &str),
+        http: (&crate::net::HttpConfig, &str),
     ) -> Result<Auth, SourceError> {
         let get = |key: &str, r: &super::config::SecretRef| {
             if r.env.is_none() && r.file.is_none() && r.value.is_some() {
@@ -99,7 +99,7 @@ impl Auth {
                 crate::net::OAuth2::new(
                     token_url,
                     base,
-                    insecure,
+                    http,
                     client_id,
                     get("client_secret", client_secret)?,
                     scope.clone(),

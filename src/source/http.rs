@@ -80,22 +80,14 @@ impl Http {
             base.set_path(&p);
         }
         let h = &source.http;
-        crate::net::check_scheme(&base, h.allow_insecure_http, &format!("source {name}")).map_err(
-            |e| match e {
-                crate::net::SchemeError::PlainHttp { .. } => SourceError::InsecureHttp {
-                    source_name: name.clone(),
-                    message: e.message("base_url", "http"),
-                },
-                crate::net::SchemeError::NotHttp(_) => config_err(e.message("base_url", "http")),
+        crate::net::check_scheme(&base, h, &format!("source {name}")).map_err(|e| match e {
+            crate::net::SchemeError::PlainHttp { .. } => SourceError::InsecureHttp {
+                source_name: name.clone(),
+                message: e.message("base_url", "http"),
             },
-        )?;
-        let auth = Auth::new(
-            &name,
-            &source.auth,
-            &base,
-            dir,
-            (h.allow_insecure_http, "http"),
-        )?;
+            crate::net::SchemeError::NotHttp(_) => config_err(e.message("base_url", "http")),
+        })?;
+        let auth = Auth::new(&name, &source.auth, &base, dir, (h, "http"))?;
         let client = crate::net::client(
             h,
             crate::net::ClientSpec {
