@@ -269,7 +269,8 @@ pub struct PlatformConfig {
     pub batch_bytes: usize,
     #[serde(default = "default_true")]
     pub gzip: bool,
-    /// Cron schedule of the push in `run`.
+    /// Schedule of the push in `run`: a crontab line, `@hourly` and the like, or 6 fields with
+    /// seconds first ([`parse_schedule`]).
     #[serde(default = "default_push_schedule")]
     pub schedule: String,
     /// PEM client certificate (chain) for mutual TLS with the platform.
@@ -414,7 +415,8 @@ pub struct SourceConfig {
     /// File sources: the drop folder.
     #[serde(default)]
     pub files: Option<FilesConfig>,
-    /// Cron schedule (5-field crontab, `@hourly`, or 6/7-field with seconds).
+    /// Schedule: a crontab line (`*/10 * * * *`; day of week 0–7, 0 and 7 Sunday), `@hourly`
+    /// and the like, or 6 fields with seconds first ([`parse_schedule`]).
     #[serde(default = "default_source_schedule")]
     pub schedule: String,
     #[serde(default)]
@@ -1395,30 +1397,36 @@ fn check_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a schedule as operators write it: a 5-field crontab line (minute precision),
-/// `@hourly`/`@daily`/…, or the cron crate's 6/7-field form with seconds.
-pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
+/// Parses a schedule as operators write it, with crontab's meaning (croner, after vixie
+/// cron): a 5-field line (minute hour day-of-month month day-of-week, minute precision),
+/// `@hourly`/`@daily`/`@midnight`/`@weekly`/`@monthly`/`@yearly`, or 6 fields with seconds
+/// first (7 with a year last). Day of week runs 0–7 with both 0 and 7 Sunday (`1-5` is Monday
+/// to Friday; `MON`…`SUN` too); when both day fields are restricted, either one matching
+/// fires, as in crontab.
+pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
     let trimmed = expr.trim();
     let fields = trimmed.split_whitespace().count();
-    let full = if trimmed.starts_with('@') {
-        match trimmed {
-            "@yearly" | "@annually" => "0 0 0 1 1 *".to_string(),
-            "@monthly" => "0 0 0 1 * *".to_string(),
-            "@weekly" => "0 0 0 * * 0".to_string(),
-            "@daily" | "@midnight" => "0 0 0 * * *".to_string(),
-            "@hourly" => "0 0 * * * *".to_string(),
-            other => return Err(format!("unknown schedule shorthand {other:?}; use @hourly, @daily, @weekly, @monthly or @yearly")),
+    let line = if trimmed.starts_with('@') {
+        match trimmed.to_ascii_lowercase().as_str() {
+            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@hourly" => trimmed,
+            "@midnight" => "@daily",
+            _ => return Err(format!("unknown schedule shorthand {trimmed:?}; use @hourly, @daily, @weekly, @monthly or @yearly")),
         }
-    } else if fields == 5 {
-        format!("0 {trimmed}")
-    } else if fields == 6 || fields == 7 {
-        trimmed.to_string()
+    } else if (5..=7).contains(&fields) {
+        trimmed
     } else {
         return Err(format!(
             "{expr:?} has {fields} fields; write a crontab line (\"*/5 * * * *\"), @hourly, or 6 fields with seconds"
         ));
     };
-    cron::Schedule::from_str(&full).map_err(|e| format!("{expr:?} is not a valid schedule: {e}"))
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Optional)
+        // `0/15` (from 0, every 15) as the former parser took it, so older configs still load.
+        .sloppy_ranges(true)
+        .build()
+        .parse(line)
+        .map_err(|e| format!("{expr:?} is not a valid schedule: {e}"))
 }
 
 #[cfg(test)]
@@ -1432,6 +1440,14 @@ mod tests {
         assert!(parse_schedule("*/1 * * * * *").is_ok());
         assert!(parse_schedule("* * *").is_err());
         assert!(parse_schedule("61 * * * *").is_err());
+        assert!(parse_schedule("@reboot").is_err());
+        assert!(parse_schedule("0/15 * * * *").is_ok());
+        // Refused by the former parser (weekdays 1-7 from Sunday there).
+        assert!(parse_schedule("@weekly").is_ok());
+        assert!(parse_schedule("@midnight").is_ok());
+        assert!(parse_schedule("0 9 * * 0").is_ok());
+        assert!(parse_schedule("0 9 * * 7").is_ok());
+        assert!(parse_schedule("0 9 * * 8").is_err());
     }
 }
 

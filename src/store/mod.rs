@@ -298,7 +298,9 @@ impl Store {
         // cut back to what the writer's limit keeps it near.
         let thresholds = checkpoint::Thresholds::default();
         conn.pragma_update(None, "journal_size_limit", thresholds.wal_bytes())?;
-        let checkpointer = checkpoint::Checkpointer::start(&conn, path, thresholds);
+        // SAFETY: the Store owns `conn` and detaches the Checkpointer in its `drop`, before
+        // `conn` closes; both are used only through `&mut Store` or one thread at a time.
+        let checkpointer = unsafe { checkpoint::Checkpointer::start(&conn, path, thresholds) };
         Ok(Store {
             conn,
             path: path.to_path_buf(),
