@@ -454,13 +454,6 @@ pub fn check_file_mode(path: &Path, kind: FileKind) -> Result<(), ModeProblem> {
     Ok(())
 }
 
-/// [`check_file_mode`] for a [`FileKind::Secret`], as `Err(mode)`: the rule's older form, kept
-/// for the TLS client key and the JetStream credentials until they call `check_file_mode`
-/// (`_forbidden`, the mask each caller once chose, is no longer used: one rule for all).
-pub fn check_private(path: &Path, _forbidden: u32) -> Result<(), u32> {
-    check_file_mode(path, FileKind::Secret).map_err(|p| p.mode)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,9 +537,6 @@ mod tests {
         assert!(check(0o644, FileKind::Secret).is_err());
         assert!(check(0o644, inline).is_err());
         assert_eq!(check(0o644, config), Ok(()));
-        // The older entry point applies the same rule whatever mask it is handed.
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert_eq!(check_private(&p, 0o077), Ok(()));
     }
 
     #[test]

@@ -215,15 +215,17 @@ pub fn roots(h: &HttpConfig, http_key: &str, dir: &Path) -> Result<Roots, String
 }
 
 /// A client certificate and its key for mutual TLS (`platform.client_cert`,
-/// `platform.client_key`; the key must not be readable by group or others).
+/// `platform.client_key`; the key file follows `crypto::check_file_mode`).
 pub fn identity(cert: &str, key: &str, dir: &Path) -> Result<reqwest::Identity, String> {
     let resolve = |file: &str| crate::source::secret::expand_path(file, dir).map_err(|p| p.0);
     let cert_path = resolve(cert)?;
     let key_path = resolve(key)?;
-    if let Err(mode) = crate::crypto::check_private(&key_path, 0o077) {
+    if let Err(p) = crate::crypto::check_file_mode(&key_path, crate::crypto::FileKind::Secret) {
         return Err(format!(
-            "platform.client_key {} is readable by group or others (mode {mode:04o}); run `chmod 600 {}`",
+            "platform.client_key {} is {} (mode {:04o}); run `chmod 600 {}`",
             key_path.display(),
+            p.why,
+            p.mode,
             key_path.display()
         ));
     }
