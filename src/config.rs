@@ -1377,11 +1377,7 @@ fn check_nats_url(u: &str, tls_or_allowed: bool) -> Result<(), String> {
         Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
         _ => return Err(format!("{u:?} names no host")),
     };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if parsed.scheme() == "nats" && !loopback && !tls_or_allowed {
+    if parsed.scheme() == "nats" && !crate::net::is_loopback_host(host) && !tls_or_allowed {
         return Err(format!(
             "{u:?}: plain NATS to a non-loopback host would carry personal data unencrypted; use tls://, or platform.jetstream.tls = true, or allow_insecure = true for a link protected otherwise"
         ));

@@ -83,12 +83,18 @@ impl Default for HttpConfig {
 
 /// A URL's host is this machine (127.0.0.0/8, ::1, `localhost`).
 pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+    url.host_str().is_some_and(is_loopback_host)
+}
+
+/// A host name or address (IPv6 with or without brackets) is this machine: the one judgement
+/// of "plain text stays on this machine" for HTTP, database and NATS connections alike.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Why a URL may not be used.
