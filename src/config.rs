@@ -168,8 +168,10 @@ pub struct ReconcileConfig {
     /// Pin a trained match model version (`matching show`); default: the newest trained one,
     /// or the hand weights until one is trained.
     pub model_version: Option<i64>,
-    /// Train a model automatically after a first load (and `matching train` any time).
-    #[serde(default = "default_true")]
+    /// Train a model automatically after a first load (`matching train` trains one any time).
+    /// Off by default: on a population it was not tuned on, a trained model merged one pair
+    /// of different people where the hand weights merged none (docs/matching.md).
+    #[serde(default)]
     pub train_after_first_load: bool,
 }
 
@@ -223,7 +225,7 @@ impl Default for ReconcileConfig {
             use_pinyin: true,
             household_phones: true,
             model_version: None,
-            train_after_first_load: true,
+            train_after_first_load: false,
         }
     }
 }
@@ -239,7 +241,7 @@ pub struct SecurityConfig {
     pub key_file: Option<String>,
     /// Older keys, only for reading values not yet re-encrypted by `rotate-key`.
     pub previous_key_files: Vec<String>,
-    /// `sm4-gcm` (default) or `aes-256-gcm`.
+    /// `aes-256-gcm` (default) or `sm4-gcm`.
     pub algorithm: crate::crypto::Algorithm,
     /// Keyed hash of match keys: `hmac-sm3` (default) or `hmac-sha256`.
     pub blind_algorithm: crate::crypto::BlindAlgorithm,
@@ -277,7 +279,8 @@ pub struct PlatformConfig {
     pub batch_bytes: usize,
     #[serde(default = "default_true")]
     pub gzip: bool,
-    /// Cron schedule of the push in `run`.
+    /// Schedule of the push in `run`: a crontab line, `@hourly` and the like, or 6 fields with
+    /// seconds first ([`parse_schedule`]).
     #[serde(default = "default_push_schedule")]
     pub schedule: String,
     /// PEM client certificate (chain) for mutual TLS with the platform.
@@ -422,7 +425,8 @@ pub struct SourceConfig {
     /// File sources: the drop folder.
     #[serde(default)]
     pub files: Option<FilesConfig>,
-    /// Cron schedule (5-field crontab, `@hourly`, or 6/7-field with seconds).
+    /// Schedule: a crontab line (`*/10 * * * *`; day of week 0–7, 0 and 7 Sunday), `@hourly`
+    /// and the like, or 6 fields with seconds first ([`parse_schedule`]).
     #[serde(default = "default_source_schedule")]
     pub schedule: String,
     #[serde(default)]
@@ -864,9 +868,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 impl Config {
     /// Reads, parses and validates a config file.
-    /// A config writable by others is refused; one readable by others is refused when it
-    /// holds an inline secret (`value = ...`), and fine otherwise (the service's dynamic user
-    /// reads it as "others").
+    /// Checked by the one permission rule (`crypto::check_file_mode`): a config writable by
+    /// group or others is refused; one readable by others is refused when it holds an inline
+    /// secret (`value = ...`), and fine otherwise (the service's dynamic user reads it as
+    /// "others").
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -880,28 +885,25 @@ impl Config {
                 config.store.path = dir.join(&config.store.path);
             }
         }
-        if let Err(mode) = crate::crypto::check_private(path, 0o002) {
+        // Readable by others is fine without an inline secret: the unit's dynamic user (not
+        // root, no group) must read it, so the installed config is 0644 and holds no secret.
+        let kind = crate::crypto::FileKind::Config {
+            holds_secret: config.has_inline_secret(),
+        };
+        if let Err(p) = crate::crypto::check_file_mode(path, kind) {
+            let why = if p.why.starts_with("writable") {
+                format!(
+                    "{}: anybody there could redirect the agent or its data",
+                    p.why
+                )
+            } else {
+                p.why.to_string()
+            };
             return Err(ConfigError::Insecure {
                 path: path.to_path_buf(),
-                mode,
-                why: "writable by others: anybody could redirect the agent or its data".into(),
+                mode: p.mode,
+                why,
             });
-        }
-        if let Err(mode) = crate::crypto::check_private(path, 0o004) {
-            if config.has_inline_secret() {
-                return Err(ConfigError::Insecure {
-                    path: path.to_path_buf(),
-                    mode,
-                    why: "readable by others and it holds an inline secret (`value = ...`)".into(),
-                });
-            }
-            // Fine without an inline secret: the unit's dynamic user (not root, no group)
-            // must read it, so the installed config is 0644 and holds no secret.
-            tracing::debug!(
-                config = %path.display(),
-                mode = format!("{mode:04o}"),
-                "config file is readable by others (it holds no inline secret)"
-            );
         }
         Ok(config)
     }
@@ -1169,6 +1171,49 @@ impl Config {
                 }
             }
         }
+        self.validate_stream_fields(&key, t)?;
+        self.validate_stream_paths(&key, t)?;
+        if t.entity.carries_person()
+            && !t.fields.contains_key("id_number")
+            && !(t.fields.contains_key("name") && t.fields.contains_key("phone"))
+        {
+            return Err(self.invalid(
+                format!("{key}.fields"),
+                format!(
+                    "entity {} carries a person: map id_number, or name and phone",
+                    t.entity
+                ),
+            ));
+        }
+        match (&t.link, t.entity.carries_person()) {
+            (None, false) => {
+                return Err(self.invalid(
+                    format!("{key}.link"),
+                    format!("entity {} needs `link = {{ stream = \"…\", field = \"…\" }}` to find its person", t.entity),
+                ))
+            }
+            (Some(link), _) => {
+                if !stream_names.contains(link.stream.as_str()) {
+                    return Err(self.invalid(
+                        format!("{key}.link.stream"),
+                        format!("no stream {:?} in source {}", link.stream, source.name),
+                    ));
+                }
+                if !t.fields.contains_key(&link.field) {
+                    return Err(self.invalid(
+                        format!("{key}.link.field"),
+                        format!("{:?} must be one of this stream's mapped fields", link.field),
+                    ));
+                }
+            }
+            (None, true) => {}
+        }
+        self.validate_mode(&key, source, t)
+    }
+
+    /// Each mapped field is canonical for the entity, its path compiles, and its code table
+    /// and unit exist.
+    fn validate_stream_fields(&self, key: &str, t: &StreamConfig) -> Result<(), ConfigError> {
         let domain: Vec<&str> = t.entity.domain_fields().iter().map(|f| f.name).collect();
         for (field, mapping) in &t.fields {
             let allowed = domain.contains(&field.as_str())
@@ -1212,43 +1257,7 @@ impl Config {
                 }
             }
         }
-        self.validate_stream_paths(&key, t)?;
-        if t.entity.carries_person()
-            && !t.fields.contains_key("id_number")
-            && !(t.fields.contains_key("name") && t.fields.contains_key("phone"))
-        {
-            return Err(self.invalid(
-                format!("{key}.fields"),
-                format!(
-                    "entity {} carries a person: map id_number, or name and phone",
-                    t.entity
-                ),
-            ));
-        }
-        match (&t.link, t.entity.carries_person()) {
-            (None, false) => {
-                return Err(self.invalid(
-                    format!("{key}.link"),
-                    format!("entity {} needs `link = {{ stream = \"…\", field = \"…\" }}` to find its person", t.entity),
-                ))
-            }
-            (Some(link), _) => {
-                if !stream_names.contains(link.stream.as_str()) {
-                    return Err(self.invalid(
-                        format!("{key}.link.stream"),
-                        format!("no stream {:?} in source {}", link.stream, source.name),
-                    ));
-                }
-                if !t.fields.contains_key(&link.field) {
-                    return Err(self.invalid(
-                        format!("{key}.link.field"),
-                        format!("{:?} must be one of this stream's mapped fields", link.field),
-                    ));
-                }
-            }
-            (None, true) => {}
-        }
-        self.validate_mode(&key, source, t)
+        Ok(())
     }
 
     /// `mode` and the `[incremental]` table agree, and the bound's format is one we write.
@@ -1385,11 +1394,7 @@ fn check_nats_url(u: &str, tls_or_allowed: bool) -> Result<(), String> {
         Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
         _ => return Err(format!("{u:?} names no host")),
     };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if parsed.scheme() == "nats" && !loopback && !tls_or_allowed {
+    if parsed.scheme() == "nats" && !crate::net::is_loopback_host(host) && !tls_or_allowed {
         return Err(format!(
             "{u:?}: plain NATS to a non-loopback host would carry personal data unencrypted; use tls://, or platform.jetstream.tls = true, or allow_insecure = true for a link protected otherwise"
         ));
@@ -1405,30 +1410,36 @@ fn check_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a schedule as operators write it: a 5-field crontab line (minute precision),
-/// `@hourly`/`@daily`/…, or the cron crate's 6/7-field form with seconds.
-pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
+/// Parses a schedule as operators write it, with crontab's meaning (croner, after vixie
+/// cron): a 5-field line (minute hour day-of-month month day-of-week, minute precision),
+/// `@hourly`/`@daily`/`@midnight`/`@weekly`/`@monthly`/`@yearly`, or 6 fields with seconds
+/// first (7 with a year last). Day of week runs 0–7 with both 0 and 7 Sunday (`1-5` is Monday
+/// to Friday; `MON`…`SUN` too); when both day fields are restricted, either one matching
+/// fires, as in crontab.
+pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
     let trimmed = expr.trim();
     let fields = trimmed.split_whitespace().count();
-    let full = if trimmed.starts_with('@') {
-        match trimmed {
-            "@yearly" | "@annually" => "0 0 0 1 1 *".to_string(),
-            "@monthly" => "0 0 0 1 * *".to_string(),
-            "@weekly" => "0 0 0 * * 0".to_string(),
-            "@daily" | "@midnight" => "0 0 0 * * *".to_string(),
-            "@hourly" => "0 0 * * * *".to_string(),
-            other => return Err(format!("unknown schedule shorthand {other:?}; use @hourly, @daily, @weekly, @monthly or @yearly")),
+    let line = if trimmed.starts_with('@') {
+        match trimmed.to_ascii_lowercase().as_str() {
+            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@hourly" => trimmed,
+            "@midnight" => "@daily",
+            _ => return Err(format!("unknown schedule shorthand {trimmed:?}; use @hourly, @daily, @weekly, @monthly or @yearly")),
         }
-    } else if fields == 5 {
-        format!("0 {trimmed}")
-    } else if fields == 6 || fields == 7 {
-        trimmed.to_string()
+    } else if (5..=7).contains(&fields) {
+        trimmed
     } else {
         return Err(format!(
             "{expr:?} has {fields} fields; write a crontab line (\"*/5 * * * *\"), @hourly, or 6 fields with seconds"
         ));
     };
-    cron::Schedule::from_str(&full).map_err(|e| format!("{expr:?} is not a valid schedule: {e}"))
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Optional)
+        // `0/15` (from 0, every 15) as the former parser took it, so older configs still load.
+        .sloppy_ranges(true)
+        .build()
+        .parse(line)
+        .map_err(|e| format!("{expr:?} is not a valid schedule: {e}"))
 }
 
 #[cfg(test)]
@@ -1442,6 +1453,14 @@ mod tests {
         assert!(parse_schedule("*/1 * * * * *").is_ok());
         assert!(parse_schedule("* * *").is_err());
         assert!(parse_schedule("61 * * * *").is_err());
+        assert!(parse_schedule("@reboot").is_err());
+        assert!(parse_schedule("0/15 * * * *").is_ok());
+        // Refused by the former parser (weekdays 1-7 from Sunday there).
+        assert!(parse_schedule("@weekly").is_ok());
+        assert!(parse_schedule("@midnight").is_ok());
+        assert!(parse_schedule("0 9 * * 0").is_ok());
+        assert!(parse_schedule("0 9 * * 7").is_ok());
+        assert!(parse_schedule("0 9 * * 8").is_err());
     }
 }
 

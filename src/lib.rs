@@ -1,8 +1,9 @@
 //! community-sync: a data sync agent for smart-community public services.
 //!
 //! Data flows `source` → `normalize` → `store` → `reconcile` → `push`; `pipeline` wires the
-//! stages for one run, `daemon` schedules runs, `cli` is the command line, `sim` is the
-//! built-in simulator of the department systems and the platform. See ARCHITECTURE.md.
+//! stages for one run, `net` is the HTTP layer that sources and push share, `daemon` schedules
+//! runs, `cli` is the command line, `sim` is the built-in simulator of the department systems
+//! and the platform. See ARCHITECTURE.md.
 
 pub mod audit;
 pub mod bench;
@@ -15,6 +16,7 @@ pub mod desk;
 pub mod mask;
 pub mod memory;
 pub mod model;
+pub mod net;
 pub mod normalize;
 pub mod pipeline;
 pub mod progress;
@@ -24,4 +26,3 @@ pub mod report;
 pub mod sim;
 pub mod source;
 pub mod store;
-pub mod tls;

@@ -76,132 +76,69 @@ impl EntityKind {
     pub fn domain_fields(self) -> &'static [DomainField] {
         use FieldType::*;
         match self {
-            EntityKind::CardAccount => &[
-                DomainField {
-                    name: "card_no",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "balance_fen",
-                    ty: Money,
-                },
-                DomainField {
-                    name: "card_status",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "opened_at",
-                    ty: DateTime,
-                },
-            ],
-            EntityKind::CardTransaction => &[
-                DomainField {
-                    name: "card_no",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "amount_fen",
-                    ty: Money,
-                },
-                DomainField {
-                    name: "occurred_at",
-                    ty: DateTime,
-                },
-                DomainField {
-                    name: "merchant",
-                    ty: Text,
-                },
-            ],
-            EntityKind::Volunteer => &[
-                DomainField {
-                    name: "volunteer_no",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "registered_at",
-                    ty: DateTime,
-                },
-                DomainField {
-                    name: "volunteer_status",
-                    ty: Text,
-                },
-            ],
-            EntityKind::VolunteerService => &[
-                DomainField {
-                    name: "volunteer_no",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "activity",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "service_date",
-                    ty: Date,
-                },
-                DomainField {
-                    name: "minutes",
-                    ty: Minutes,
-                },
-            ],
-            EntityKind::Elder => &[
-                DomainField {
-                    name: "elder_no",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "care_level",
-                    ty: Integer,
-                },
-            ],
-            EntityKind::EldercareOrder => &[
-                DomainField {
-                    name: "elder_no",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "service_type",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "amount_fen",
-                    ty: Money,
-                },
-                DomainField {
-                    name: "served_at",
-                    ty: DateTime,
-                },
-                DomainField {
-                    name: "order_status",
-                    ty: Text,
-                },
-            ],
-            EntityKind::Patient => &[DomainField {
-                name: "health_record_no",
-                ty: Text,
-            }],
-            EntityKind::HealthFollowup => &[
-                DomainField {
-                    name: "patient_ref",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "followup_type",
-                    ty: Text,
-                },
-                DomainField {
-                    name: "followup_date",
-                    ty: Date,
-                },
-                DomainField {
-                    name: "systolic",
-                    ty: Integer,
-                },
-                DomainField {
-                    name: "diastolic",
-                    ty: Integer,
-                },
-            ],
+            EntityKind::CardAccount => {
+                const F: &[DomainField] = &[
+                    df("card_no", Text),
+                    df("balance_fen", Money),
+                    df("card_status", Text),
+                    df("opened_at", DateTime),
+                ];
+                F
+            }
+            EntityKind::CardTransaction => {
+                const F: &[DomainField] = &[
+                    df("card_no", Text),
+                    df("amount_fen", Money),
+                    df("occurred_at", DateTime),
+                    df("merchant", Text),
+                ];
+                F
+            }
+            EntityKind::Volunteer => {
+                const F: &[DomainField] = &[
+                    df("volunteer_no", Text),
+                    df("registered_at", DateTime),
+                    df("volunteer_status", Text),
+                ];
+                F
+            }
+            EntityKind::VolunteerService => {
+                const F: &[DomainField] = &[
+                    df("volunteer_no", Text),
+                    df("activity", Text),
+                    df("service_date", Date),
+                    df("minutes", Minutes),
+                ];
+                F
+            }
+            EntityKind::Elder => {
+                const F: &[DomainField] = &[df("elder_no", Text), df("care_level", Integer)];
+                F
+            }
+            EntityKind::EldercareOrder => {
+                const F: &[DomainField] = &[
+                    df("elder_no", Text),
+                    df("service_type", Text),
+                    df("amount_fen", Money),
+                    df("served_at", DateTime),
+                    df("order_status", Text),
+                ];
+                F
+            }
+            EntityKind::Patient => {
+                const F: &[DomainField] = &[df("health_record_no", Text)];
+                F
+            }
+            EntityKind::HealthFollowup => {
+                const F: &[DomainField] = &[
+                    df("patient_ref", Text),
+                    df("followup_type", Text),
+                    df("followup_date", Date),
+                    df("systolic", Integer),
+                    df("diastolic", Integer),
+                ];
+                F
+            }
         }
     }
 }
@@ -231,6 +168,11 @@ pub enum FieldType {
 pub struct DomainField {
     pub name: &'static str,
     pub ty: FieldType,
+}
+
+/// A domain field, written short in the tables below.
+const fn df(name: &'static str, ty: FieldType) -> DomainField {
+    DomainField { name, ty }
 }
 
 /// The person fields a record may carry. Names of the canonical person fields in config.

@@ -218,15 +218,19 @@ pub async fn ingest_sources(
     for streams in futures::future::join_all(jobs).await {
         report.streams.extend(streams);
     }
-    report.not_started = all
-        .into_iter()
-        .filter(|k| {
-            !report
-                .streams
-                .iter()
-                .any(|s| format!("{}/{}", s.source, s.stream) == *k)
-        })
-        .collect();
+    // A stream without a report was not started because of the stop; without a stop, it had
+    // nothing to do (a ledger stream whose folder holds no ready file).
+    if opts.stopping() {
+        report.not_started = all
+            .into_iter()
+            .filter(|k| {
+                !report
+                    .streams
+                    .iter()
+                    .any(|s| format!("{}/{}", s.source, s.stream) == *k)
+            })
+            .collect();
+    }
     report.interrupted = !report.not_started.is_empty();
     Ok(report)
 }
@@ -479,7 +483,6 @@ async fn sync_stream_run(
 ) -> RunOutcome {
     let started = Instant::now();
     let run_started = crate::store::now_text();
-    let full_refresh = stream.full_refresh();
     let (run_id, cursor) = match begin_stream_run(ctx, src, stream, &opts.trigger).await {
         Ok(v) => v,
         Err(e) => return failed_report(&src.name, &stream.name, e).into(),
@@ -500,65 +503,23 @@ async fn sync_stream_run(
         });
     }
 
-    let (tx, rx) = mpsc::channel::<Page>(PAGE_BUFFER);
-    let fetch = {
-        let reader = reader.clone();
-        let stream = stream.clone();
-        let plan = plan.clone();
-        let file = file.clone();
-        tokio::spawn(async move { reader.fetch_stream(&stream, &plan, file.as_ref(), tx).await })
-    };
-    let writer = {
-        let ctx = ctx.clone();
-        let src_name = src.name.clone();
-        let stream = stream.clone();
-        let progress = opts.progress.clone();
-        let run_started = run_started.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                write_pages(
-                    &ctx,
-                    &src_name,
-                    &stream,
-                    run_id,
-                    &run_started,
-                    full_refresh,
-                    rx,
-                    progress,
-                )
-            })
-        })
-    };
-    let fetched = fetch.await;
-    let mut w = match writer.await {
-        Ok(w) => w,
-        Err(e) => WriteOutcome::failed(e.to_string()),
-    };
-    let (fetch_stats, fetch_error) = match fetched {
-        Ok(Ok(stats)) => (stats, None),
-        Ok(Err(e)) => (FetchStats::default(), Some(e.to_string())),
-        Err(e) => (
-            FetchStats::default(),
-            Some(format!("fetch task failed: {e}")),
-        ),
-    };
+    let (mut w, fetch_stats, fetch_error) = fetch_and_write(
+        ctx,
+        src,
+        stream,
+        reader,
+        file.as_ref(),
+        &plan,
+        run_id,
+        &run_started,
+        opts,
+    )
+    .await;
     // The reader's own error: a ledger file that cannot be read is set aside for it.
     let read_error = fetch_error.clone();
     let mut error = w.error.take().or(fetch_error);
-    // Complete means paging ended the way the system said it would. A run that did not see
-    // everything keeps the records it saw but deletes nothing and keeps its cursor.
     if error.is_none() {
-        if let Some(why) = incompleteness(stream, &w, &fetch_stats) {
-            tracing::warn!(
-                source = %src.name, stream = %stream.name, run_id, fetched = w.records,
-                "partial run of {}/{}: {why}; nothing is deleted and the cursor stays, so the next run reads it all again",
-                src.name, stream.name
-            );
-            error = Some(format!(
-                "partial run: {why}; nothing was deleted and the cursor stays (the next run reads it again)"
-            ));
-        }
+        error = partial_run_error(src, stream, run_id, &w, &fetch_stats);
     }
     let new_cursor = next_cursor(src, stream, run_id, &w, &cursor, upper_text.as_deref());
     let closing = close_stream_run(
@@ -611,6 +572,87 @@ async fn sync_stream_run(
         read_error: if report.ok { None } else { read_error },
         report,
     }
+}
+
+/// Runs the reader and the store writer side by side over a bounded page channel: what was
+/// written, the reader's figures, and the reader's own error.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_and_write(
+    ctx: &Context,
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    reader: Arc<Source>,
+    file: Option<&PendingFile>,
+    plan: &FetchPlan,
+    run_id: i64,
+    run_started: &str,
+    opts: &SyncOptions,
+) -> (WriteOutcome, FetchStats, Option<String>) {
+    let full_refresh = stream.full_refresh();
+    let (tx, rx) = mpsc::channel::<Page>(PAGE_BUFFER);
+    let fetch = {
+        let stream = stream.clone();
+        let plan = plan.clone();
+        let file = file.cloned();
+        tokio::spawn(async move { reader.fetch_stream(&stream, &plan, file.as_ref(), tx).await })
+    };
+    let writer = {
+        let ctx = ctx.clone();
+        let src_name = src.name.clone();
+        let stream = stream.clone();
+        let progress = opts.progress.clone();
+        let run_started = run_started.to_string();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                write_pages(
+                    &ctx,
+                    &src_name,
+                    &stream,
+                    run_id,
+                    &run_started,
+                    full_refresh,
+                    rx,
+                    progress,
+                )
+            })
+        })
+    };
+    let fetched = fetch.await;
+    let w = match writer.await {
+        Ok(w) => w,
+        Err(e) => WriteOutcome::failed(e.to_string()),
+    };
+    let (fetch_stats, fetch_error) = match fetched {
+        Ok(Ok(stats)) => (stats, None),
+        Ok(Err(e)) => (FetchStats::default(), Some(e.to_string())),
+        Err(e) => (
+            FetchStats::default(),
+            Some(format!("fetch task failed: {e}")),
+        ),
+    };
+    (w, fetch_stats, fetch_error)
+}
+
+/// Complete means paging ended the way the system said it would. A run that did not see
+/// everything keeps the records it saw but deletes nothing and keeps its cursor: the error
+/// that says so, if it was partial.
+fn partial_run_error(
+    src: &SourceConfig,
+    stream: &StreamConfig,
+    run_id: i64,
+    w: &WriteOutcome,
+    fetch_stats: &FetchStats,
+) -> Option<String> {
+    let why = incompleteness(stream, w, fetch_stats)?;
+    tracing::warn!(
+        source = %src.name, stream = %stream.name, run_id, fetched = w.records,
+        "partial run of {}/{}: {why}; nothing is deleted and the cursor stays, so the next run reads it all again",
+        src.name, stream.name
+    );
+    Some(format!(
+        "partial run: {why}; nothing was deleted and the cursor stays (the next run reads it again)"
+    ))
 }
 
 /// Opens a stream's run in the store (and a full refresh's seen set): its id and cursor.

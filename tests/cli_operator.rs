@@ -237,11 +237,15 @@ fn demo_serve_keeps_the_simulator_up_with_a_review_queue_to_work_on() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The match model: the demo's first load trained version 1; train another, list, show;
-    // status shows the review load.
+    // The match model: none until trained (train_after_first_load is off by default); train
+    // one, show it, train another, list; status shows the review load.
     let listing = command("review list");
     let base = listing.split(" review list").next().unwrap().to_string();
     for (sub, want) in [
+        (
+            "matching train --records 500 --random-pairs 2000",
+            "match model version 1 trained",
+        ),
         ("matching show", "match model version 1"),
         ("matching show", "name term frequency"),
         (

@@ -50,7 +50,14 @@ async fn full_sync_matches_ground_truth_and_platform_gets_every_event() {
         )
         .unwrap();
     assert!(audited > 0, "push batches are audited");
-    let report = community_sync::audit::verify(&conn).unwrap();
+    let config =
+        community_sync::config::Config::load(std::path::Path::new(&summary.config)).unwrap();
+    let codec = community_sync::store::Codec::from_config(&config).unwrap();
+    let report = community_sync::audit::verify(&conn, &codec).unwrap();
+    assert_eq!(
+        report.keyed_rows, report.rows,
+        "the demo store's chain is keyed"
+    );
     assert!(report.ok(), "{report:?}");
     // The first load deferred the match-key indexes; reconcile built all four again.
     let indexes: i64 = conn

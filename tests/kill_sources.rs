@@ -74,7 +74,9 @@ fn finish(config: &Path) {
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -409,7 +409,10 @@ async fn trained_model_quality_on_two_profiles_and_three_seeds() {
             .unwrap();
             let truth = sim.truth();
             let first = tempfile::tempdir().unwrap();
-            let ctx = common::context(&sim, first.path());
+            let mut ctx = common::context(&sim, first.path());
+            std::sync::Arc::make_mut(&mut ctx.config)
+                .reconcile
+                .train_after_first_load = true;
             pipeline::sync(&ctx, &opts()).await.unwrap();
             let hand = print_quality(
                 &format!("{profile:?} seed {seed}, hand weights"),

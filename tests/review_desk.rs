@@ -201,7 +201,7 @@ async fn a_reveal_is_in_the_audit_chain_and_values_are_masked_otherwise() {
         "the audit row holds no personal data"
     );
     assert!(at.starts_with("20"), "when: {at}");
-    let chain = desk.with_store(|s| audit::verify(s.conn()).unwrap());
+    let chain = desk.with_store(|s| audit::verify(s.conn(), s.codec()).unwrap());
     assert!(chain.ok(), "{:?}", chain.problems);
     // A record that is not on the item's page is not revealed (nor logged).
     let stranger = desk.record_not_on(it.id).to_string();
@@ -277,6 +277,6 @@ async fn a_desk_decision_is_the_clis_and_undo_puts_it_back() {
         )
         .await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
-    let chain = desk.with_store(|s| audit::verify(s.conn()).unwrap());
+    let chain = desk.with_store(|s| audit::verify(s.conn(), s.codec()).unwrap());
     assert!(chain.ok());
 }

@@ -119,6 +119,23 @@ async fn shot(c: &Client, name: &str) -> PathBuf {
     path
 }
 
+/// Clicks what `locator` finds and waits until the browser has left the page (its old root
+/// element goes stale), so that what is read next is the new page's.
+async fn click_to(c: &Client, locator: Locator<'_>) -> Result<(), fantoccini::error::CmdError> {
+    let old = c.find(Locator::Css("html")).await?;
+    c.find(locator).await?.click().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while old.tag_name().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the click did not lead to a new page"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.wait().for_element(Locator::Css("body")).await?;
+    Ok(())
+}
+
 async fn text_of(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -166,7 +183,7 @@ async fn walk(desk: &Desk, c: &Client) -> Result<(), fantoccini::error::CmdError
         .await?
         .send_keys("wang-password-1")
         .await?;
-    c.find(Locator::Id("set-password")).await?.click().await?;
+    click_to(c, Locator::Id("set-password")).await?;
     assert_eq!(text_of(c, "[data-k=who]").await, "wang");
     // The link worked once only.
     // The queue, Chinese first, oldest first.
@@ -182,10 +199,7 @@ async fn walk(desk: &Desk, c: &Client) -> Result<(), fantoccini::error::CmdError
         .find(|i| desk.person_of(i.record_id.unwrap()) != i.person_id.unwrap())
         .expect("an open match item");
     let (rec, cand) = (it.record_id.unwrap(), it.person_id.unwrap());
-    c.find(Locator::Css(&format!("a[href='/items/{}']", it.id)))
-        .await?
-        .click()
-        .await?;
+    click_to(c, Locator::Css(&format!("a[href='/items/{}']", it.id))).await?;
     let explain = text_of(c, "#explain").await;
     assert!(
         explain.contains("比对结果") && explain.contains("姓名"),
@@ -223,11 +237,11 @@ async fn walk(desk: &Desk, c: &Client) -> Result<(), fantoccini::error::CmdError
     drop(item_shot);
 
     // English, then back.
-    c.find(Locator::Css("a.lang")).await?.click().await?;
+    click_to(c, Locator::Css("a.lang")).await?;
     assert!(text_of(c, "#explain")
         .await
         .contains("How the records compare"));
-    c.find(Locator::Css("a.lang")).await?.click().await?;
+    click_to(c, Locator::Css("a.lang")).await?;
 
     // On a phone.
     c.set_window_size(390, 844).await?;
@@ -245,7 +259,7 @@ async fn walk(desk: &Desk, c: &Client) -> Result<(), fantoccini::error::CmdError
         .await?
         .send_keys("同一人，电话核实")
         .await?;
-    c.find(Locator::Id("accept")).await?.click().await?;
+    click_to(c, Locator::Id("accept")).await?;
     let notice = text_of(c, "[data-k=decided]").await;
     assert!(notice.contains("已记录决定"), "{notice}");
     assert_eq!(text_of(c, "[data-k=state]").await, "已接受");
@@ -278,10 +292,7 @@ async fn walk(desk: &Desk, c: &Client) -> Result<(), fantoccini::error::CmdError
     );
 
     // The decisions page lists it, with an undo.
-    c.find(Locator::Css("header a[href='/decisions']"))
-        .await?
-        .click()
-        .await?;
+    click_to(c, Locator::Css("header a[href='/decisions']")).await?;
     let list = text_of(c, "table.decisions").await;
     assert!(
         list.contains("desk:wang") && list.contains("撤销"),
@@ -290,10 +301,7 @@ async fn walk(desk: &Desk, c: &Client) -> Result<(), fantoccini::error::CmdError
     shot(c, "decisions-1280x800.png").await;
 
     // Sign out: the session is gone.
-    c.find(Locator::Css("header form button"))
-        .await?
-        .click()
-        .await?;
+    click_to(c, Locator::Css("header form button")).await?;
     c.goto(&format!("{}/items", desk.base)).await?;
     assert!(c.current_url().await?.path().ends_with("/login"));
     Ok(())

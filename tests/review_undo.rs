@@ -163,7 +163,7 @@ async fn merge_and_split_are_put_back_with_events() {
     assert_eq!(person_of(&ctx, rec), other);
     let chain = {
         let g = ctx.store.lock().unwrap();
-        community_sync::audit::verify(g.conn()).unwrap()
+        community_sync::audit::verify(g.conn(), g.codec()).unwrap()
     };
     assert!(chain.ok(), "{:?}", chain.problems);
     assert_eq!(common::duplicate_event_ids(&ctx), 0);

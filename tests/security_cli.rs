@@ -48,8 +48,9 @@ fn append_rows(store: &mut Store, n: usize) {
         let tx = store.conn_mut().transaction().unwrap();
         community_sync::audit::append(
             &tx,
+            &community_sync::store::Codec::Plain,
             "push_batch",
-            "community-sync",
+            &community_sync::audit::Actor::process(),
             &serde_json::json!({"idempotency_key": format!("k{i}"), "events": [format!("e{i}")]}),
         )
         .unwrap();
@@ -157,20 +158,36 @@ fn keygen_and_rotate_key_from_the_command_line() {
             .conn()
             .execute(
                 "INSERT INTO persons (version, name, phone, created_at, updated_at) VALUES (1, ?1, ?2, 'x', 'x')",
-                rusqlite::params![codec.seal("李四"), codec.seal("13912345678")],
+                rusqlite::params![
+                    codec.seal(community_sync::store::codec::PERSON_NAME, "李四"),
+                    codec.seal(community_sync::store::codec::PERSON_PHONE, "13912345678")
+                ],
             )
             .unwrap();
     }
-    let o = bin()
-        .args([
-            "--config",
-            c1.to_str().unwrap(),
-            "rotate-key",
-            "--new-key",
-            k2.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let rotate = || {
+        bin()
+            .env("RUNTIME_DIRECTORY", dir.path())
+            .args([
+                "--config",
+                c1.to_str().unwrap(),
+                "rotate-key",
+                "--new-key",
+                k2.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    // Not while a daemon answers on its control socket: it would write under the old key.
+    {
+        let _daemon =
+            std::os::unix::net::UnixListener::bind(dir.path().join("control.sock")).unwrap();
+        let o = rotate();
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("stop it first"), "{}", text(&o));
+        std::fs::remove_file(dir.path().join("control.sock")).unwrap();
+    }
+    let o = rotate();
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("rotated to key id"), "{}", text(&o));
     assert!(!text(&o).contains("13912345678"));
@@ -220,12 +237,18 @@ fn key_file_readable_by_others_is_refused_with_chmod_advice() {
 fn config_file_permissions_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let c = write_config(dir.path(), "");
-    chmod(&c, 0o666);
-    let e = Config::load(&c).unwrap_err().to_string();
-    assert!(
-        e.contains("writable by others") && e.contains("chmod 600"),
-        "{e}"
-    );
+    // One rule with key and secret files (crypto::check_file_mode): writable by the group
+    // (accepted before it) or by others is refused.
+    for mode in [0o666, 0o664] {
+        chmod(&c, mode);
+        let e = Config::load(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("writable by group or others") && e.contains("chmod 600"),
+            "{e}"
+        );
+    }
+    chmod(&c, 0o644);
+    assert!(Config::load(&c).is_ok(), "world-readable without a secret");
     // Readable by others with an inline secret: refused.
     let path = dir.path().join("inline.toml");
     std::fs::write(

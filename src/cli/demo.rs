@@ -678,6 +678,21 @@ fn mark(ok: bool) -> &'static str {
     }
 }
 
+/// One line per key of either map: the key, what was found, the truth, and ✓ or ✗.
+fn found_and_truth(
+    prefix: &str,
+    width: usize,
+    found: &BTreeMap<String, u64>,
+    truth: &BTreeMap<String, u64>,
+) {
+    let keys: std::collections::BTreeSet<&String> = found.keys().chain(truth.keys()).collect();
+    for k in keys {
+        let f = found.get(k).copied().unwrap_or(0);
+        let t = truth.get(k).copied().unwrap_or(0);
+        outln!("  {prefix}{k:<width$} {f:>9} {t:>9} {}", mark(f == t));
+    }
+}
+
 pub fn print_summary(s: &DemoSummary) {
     outln!();
     outln!("community-sync demo — 一库、一平台、四大应用, against the built-in simulator");
@@ -697,48 +712,18 @@ pub fn print_summary(s: &DemoSummary) {
     }
     outln!();
     outln!("Rejected (quarantined), by reason               found     truth");
-    let reasons: std::collections::BTreeSet<&String> = s
-        .rejected_records_by_reason
-        .keys()
-        .chain(s.truth.rejected_records_by_reason.keys())
-        .collect();
-    for r in reasons {
-        let f = s.rejected_records_by_reason.get(r).copied().unwrap_or(0);
-        let t = s
-            .truth
-            .rejected_records_by_reason
-            .get(r)
-            .copied()
-            .unwrap_or(0);
-        outln!(
-            "  whole record  {:<30} {:>9} {:>9} {}",
-            r,
-            f,
-            t,
-            mark(f == t)
-        );
-    }
-    let reasons: std::collections::BTreeSet<&String> = s
-        .rejected_fields_by_reason
-        .keys()
-        .chain(s.truth.rejected_fields_by_reason.keys())
-        .collect();
-    for r in reasons {
-        let f = s.rejected_fields_by_reason.get(r).copied().unwrap_or(0);
-        let t = s
-            .truth
-            .rejected_fields_by_reason
-            .get(r)
-            .copied()
-            .unwrap_or(0);
-        outln!(
-            "  one field     {:<30} {:>9} {:>9} {}",
-            r,
-            f,
-            t,
-            mark(f == t)
-        );
-    }
+    found_and_truth(
+        "whole record  ",
+        30,
+        &s.rejected_records_by_reason,
+        &s.truth.rejected_records_by_reason,
+    );
+    found_and_truth(
+        "one field     ",
+        30,
+        &s.rejected_fields_by_reason,
+        &s.truth.rejected_fields_by_reason,
+    );
     outln!();
     outln!(
         "Residents (golden records): {}   truth: {} {}",
@@ -778,19 +763,10 @@ pub fn print_summary(s: &DemoSummary) {
     outln!();
     outln!();
     outln!("Review queue (what a person must decide)          found     truth");
-    let kinds: std::collections::BTreeSet<&String> = s
-        .review_items
-        .keys()
-        .chain(s.truth.review_items.keys())
-        .collect();
-    if kinds.is_empty() {
+    if s.review_items.is_empty() && s.truth.review_items.is_empty() {
         outln!("  (no items; the population has no hard cases)");
     }
-    for k in kinds {
-        let f = s.review_items.get(k).copied().unwrap_or(0);
-        let t = s.truth.review_items.get(k).copied().unwrap_or(0);
-        outln!("  {:<44} {:>9} {:>9} {}", k, f, t, mark(f == t));
-    }
+    found_and_truth("", 44, &s.review_items, &s.truth.review_items);
     outln!();
     outln!("Store left on disk: {}", s.store);
     outln!("Config written to:  {}", s.config);

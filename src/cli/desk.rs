@@ -150,18 +150,20 @@ fn print_link(url: &str, token: &str, name: &str, hours: u64) {
     );
 }
 
-/// An account change, audited with the OS user as actor.
+/// An account change, audited with the process's user as actor.
 fn audited(
     store: &mut Store,
     change: &str,
     name: &str,
     f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), desk::DeskError>,
 ) -> anyhow::Result<()> {
+    let codec = store.codec().clone();
     let tx = store.conn_mut().transaction()?;
     f(&tx)?;
     desk::audit(
         &tx,
-        &crate::reconcile::review::acting_user(),
+        &codec,
+        &crate::audit::Actor::process(),
         "reviewer_account",
         &serde_json::json!({ "reviewer": name, "change": change }),
     )?;

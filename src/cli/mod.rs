@@ -162,12 +162,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Re-encrypt the store (and re-key its match keys) under a new key, online.
+    /// Re-encrypt the store, re-key its match keys and its audit chain under a new key, in one
+    /// transaction (stop the daemon first).
     RotateKey {
         /// The new key file (make it with `keygen`).
         #[arg(long)]
         new_key: PathBuf,
-        /// Rows per transaction.
+        /// Rows read at a time (the rotation itself is one transaction).
         #[arg(long, default_value_t = 500)]
         chunk: usize,
     },
@@ -250,6 +251,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(demo::serve_sim(args))
         }
+        Command::GenerateAssets { dir } => {
+            for f in assets::generate(dir)? {
+                outln!("{}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { out } => security::keygen(out),
+        _ => run_configured(cli),
+    }
+}
+
+/// The commands that read the configuration (and most, the store).
+fn run_configured(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
         Command::Check { connect } => {
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
@@ -296,17 +311,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(run::push(config))
         }
         Command::Status { json } => status::run(&load_config(&cli)?, *json),
-        Command::Report(args) => report::run(&load_config(&cli)?, args).map(|()| ExitCode::SUCCESS),
-        Command::Backup(args) => backup::run(&load_config(&cli)?, args).map(|()| ExitCode::SUCCESS),
-        Command::GenerateAssets { dir } => {
-            for f in assets::generate(dir)? {
-                outln!("{}", f.display());
-            }
+        Command::Report(args) => {
+            let config = load_config(&cli)?;
+            report::run(&config, args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Review(cmd) => review::run(&load_config(&cli)?, cmd).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => {
+            let config = load_config(&cli)?;
+            backup::run(&config, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Review(cmd) => {
+            let config = load_config(&cli)?;
+            review::run(&config, cmd)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Matching(cmd) => {
-            matching::run(&load_config(&cli)?, cmd).map(|()| ExitCode::SUCCESS)
+            let config = load_config(&cli)?;
+            matching::run(&config, cmd)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Explain { source, key } => {
             let config = load_config(&cli)?;
@@ -314,7 +337,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out!("{}", review::explain_text(&store, &config, source, key)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keygen { out } => security::keygen(out),
         Command::RotateKey { new_key, chunk } => {
             let config = load_config(&cli)?;
             init_logging(&cli, Some(&config));
@@ -339,6 +361,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 *limit,
             )?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(_)
+        | Command::Bench(_)
+        | Command::City(_)
+        | Command::Sim(_)
+        | Command::GenerateAssets { .. }
+        | Command::Keygen { .. } => {
+            anyhow::bail!("internal: a command that needs no configuration reached run_configured")
         }
     }
 }

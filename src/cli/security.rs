@@ -64,36 +64,61 @@ pub fn rotate_key(config: &Config, new_key: &Path, chunk: usize) -> anyhow::Resu
         }
     };
     let new_id = new.id_hex();
+    let socket = crate::daemon::control::socket_path(config);
+    if daemon_answers(&socket) {
+        anyhow::bail!(
+            "a daemon answers on {}: stop it first (systemctl stop community-sync). rotate-key rewrites the store in one transaction, and a daemon still running would go on writing under the old key",
+            socket.display()
+        );
+    }
     let mut store = Store::open(&config.store.path)?;
     errln!(
-        "re-encrypting {} under key id {new_id} ({} rows per transaction) …",
-        store.path().display(),
-        chunk
+        "re-encrypting {} under key id {new_id} in one transaction (stop the daemon first) …",
+        store.path().display()
     );
     let report = codec::rotate(&mut store, old, new, chunk)?;
     outln!(
-        "rotated to key id {}: {} rows rewritten ({} values re-encrypted, {} records re-blinded) in {} pass(es).",
-        report.new_key, report.rows_rewritten, report.values_resealed, report.blinds_recomputed, report.passes
+        "rotated to key id {}: {} rows rewritten ({} values re-encrypted, {} match keys re-blinded, {} dropped), {} audit rows re-keyed; recorded in the audit trail (key_rotated).",
+        report.new_key,
+        report.rows_rewritten,
+        report.values_resealed,
+        report.blinds_recomputed,
+        report.blinds_dropped,
+        report.audit_rows_rekeyed
     );
     outln!(
-        "Now set [security] key_file to {} (keep the old key in previous_key_files until a running daemon was restarted) and restart the daemon.",
+        "Now set [security] key_file to {} and start the daemon; the old key is no longer needed (keep it offline for old backups).",
         new_key.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a daemon listens on its control socket.
+fn daemon_answers(socket: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        std::os::unix::net::UnixStream::connect(socket).is_ok()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = socket;
+        false
+    }
 }
 
 /// `community-sync audit verify`.
 pub fn audit(config: &Config, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify { json } => {
-            let store = Store::open(&config.store.path)?;
-            let report = crate::audit::verify(store.conn())?;
+            let store = Store::open_configured(config)?;
+            let report = crate::audit::verify(store.conn(), store.codec())?;
             if *json {
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             } else if report.ok() {
                 outln!(
-                    "audit trail intact: {} rows, head {}",
+                    "audit trail intact: {} rows ({} keyed with the store key), head {}",
                     report.rows,
+                    report.keyed_rows,
                     report.head.as_deref().unwrap_or("-")
                 );
             } else {

@@ -628,14 +628,37 @@ async fn shutdown(shared: &Arc<Shared>, accept: tokio::task::JoinHandle<()>) {
     tracing::info!("daemon stopped");
 }
 
+/// The longest request line the control socket reads (a request is a few hundred bytes).
+const MAX_REQUEST_LINE: u64 = 64 * 1024;
+
+/// A control request: one line, read up to [`MAX_REQUEST_LINE`] bytes (`Err`: longer);
+/// `None` when the client sent nothing.
+async fn control_request_line(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> Option<Result<String, String>> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut line = String::new();
+    match reader.take(MAX_REQUEST_LINE).read_line(&mut line).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST_LINE => Some(Err(
+            format!("bad request: longer than {MAX_REQUEST_LINE} bytes"),
+        )),
+        Ok(_) => Some(Ok(line)),
+    }
+}
+
 async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
-    use tokio::io::AsyncBufReadExt as _;
     let (r, mut w) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(r);
-    let mut line = String::new();
-    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-        return;
-    }
+    let line = match control_request_line(&mut reader).await {
+        Some(Ok(line)) => line,
+        Some(Err(message)) => {
+            let _ =
+                control::write_line(&mut w, &json!({"type": "error", "message": message})).await;
+            return;
+        }
+        None => return,
+    };
     let req: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {
@@ -890,4 +913,26 @@ async fn serve_sync(
 /// Whether `path` names a live daemon's socket (for `sync` to decide where to run).
 pub async fn daemon_answers(path: &Path) -> bool {
     matches!(control::Client::connect(path).await, Ok(Some(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Before, the control socket read a request line of any length into memory.
+    #[tokio::test]
+    async fn a_control_request_line_is_read_up_to_its_cap() {
+        let ping = b"{\"type\":\"ping\"}\n{\"type\":\"ping\"}\n".to_vec();
+        let mut r = tokio::io::BufReader::new(&ping[..]);
+        assert_eq!(
+            control_request_line(&mut r).await,
+            Some(Ok("{\"type\":\"ping\"}\n".to_string()))
+        );
+        let long = vec![b'x'; 3 * MAX_REQUEST_LINE as usize];
+        let mut r = tokio::io::BufReader::new(&long[..]);
+        let e = control_request_line(&mut r).await.unwrap().unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        let mut r = tokio::io::BufReader::new(&b""[..]);
+        assert_eq!(control_request_line(&mut r).await, None);
+    }
 }

@@ -31,7 +31,7 @@ impl JobKind {
 pub struct Job {
     pub kind: JobKind,
     pub expr: String,
-    pub schedule: cron::Schedule,
+    pub schedule: croner::Cron,
     pub next: Option<DateTime<Utc>>,
 }
 
@@ -76,14 +76,10 @@ pub fn jobs(config: &Config) -> Result<Vec<Job>, ScheduleError> {
 }
 
 /// The first tick strictly after `after`, in time zone `tz`.
-pub fn next_after(
-    schedule: &cron::Schedule,
-    tz: Tz,
-    after: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
+pub fn next_after(schedule: &croner::Cron, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     schedule
-        .after(&after.with_timezone(&tz))
-        .next()
+        .find_next_occurrence(&after.with_timezone(&tz), false)
+        .ok()
         .map(|t| t.with_timezone(&Utc))
 }
 
@@ -91,7 +87,7 @@ pub fn next_after(
 /// A job never run, or with a tick missed since it was last due, is overdue: it runs once
 /// now (however many ticks were missed). Otherwise it waits for its next tick.
 pub fn first_due(
-    schedule: &cron::Schedule,
+    schedule: &croner::Cron,
     tz: Tz,
     last_due: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
@@ -141,6 +137,49 @@ mod tests {
         assert_eq!(
             next_after(&every_second, SH, t("2024-05-01T12:00:00Z")),
             Some(t("2024-05-01T12:00:01Z"))
+        );
+    }
+
+    /// The ticks of `expr` in Shanghai over the week from Sunday 2024-05-05 00:00 (local,
+    /// included) to the next Sunday (excluded), as local weekdays.
+    fn weekdays_in_shanghai(expr: &str) -> Vec<chrono::Weekday> {
+        use chrono::Datelike as _;
+        let s = parse_schedule(expr).unwrap();
+        // A minute before Sunday 00:00 in Shanghai, and before the next.
+        let mut at = t("2024-05-04T15:59:00Z");
+        let end = t("2024-05-11T15:59:00Z");
+        let mut days = Vec::new();
+        while let Some(next) = next_after(&s, SH, at).filter(|n| *n < end) {
+            days.push(next.with_timezone(&SH).weekday());
+            at = next;
+        }
+        days
+    }
+
+    #[test]
+    fn weekdays_follow_crontab() {
+        use chrono::Weekday::*;
+        // The former parser refused 0 and @weekly, and ran 1-5 from Sunday to Thursday.
+        assert_eq!(weekdays_in_shanghai("0 9 * * 0"), [Sun]);
+        assert_eq!(weekdays_in_shanghai("0 9 * * 7"), [Sun]);
+        assert_eq!(weekdays_in_shanghai("0 9 * * SUN"), [Sun]);
+        assert_eq!(weekdays_in_shanghai("@weekly"), [Sun]);
+        assert_eq!(
+            weekdays_in_shanghai("30 8 * * 1-5"),
+            [Mon, Tue, Wed, Thu, Fri]
+        );
+        assert_eq!(weekdays_in_shanghai("30 8 * * 6"), [Sat]);
+        // At the stated local time: 08:30 in Shanghai is 00:30 UTC.
+        let s = parse_schedule("30 8 * * 1-5").unwrap();
+        assert_eq!(
+            next_after(&s, SH, t("2024-05-04T16:00:00Z")),
+            Some(t("2024-05-06T00:30:00Z"))
+        );
+        // @weekly is Sunday midnight, local.
+        let w = parse_schedule("@weekly").unwrap();
+        assert_eq!(
+            next_after(&w, SH, t("2024-05-01T00:00:00Z")),
+            Some(t("2024-05-04T16:00:00Z"))
         );
     }
 

@@ -450,11 +450,13 @@ async fn welcome(State(desk): State<Desk>, headers: HeaderMap, body: Bytes) -> R
     let life = desk.opts.life;
     let done = desk
         .with_store(move |s, _| {
+            let codec = s.codec().clone();
             let tx = s.conn_mut().transaction()?;
             let r = accounts::redeem_link(&tx, &token, &hash)?;
             super::audit(
                 &tx,
-                &r.actor(),
+                &codec,
+                &crate::audit::Actor::named(r.actor()),
                 "reviewer_account",
                 &serde_json::json!({ "reviewer": r.name, "change": "password set through a one-time link" }),
             )?;
@@ -797,10 +799,12 @@ async fn reveal(
             if !scope.all_records().any(|r| r.id == record) {
                 return Ok(false);
             }
+            let codec = st.codec().clone();
             let tx = st.conn_mut().transaction()?;
             super::audit(
                 &tx,
-                &who.actor(),
+                &codec,
+                &crate::audit::Actor::named(who.actor()),
                 "review_reveal",
                 &serde_json::json!({ "record": record, "item": id }),
             )?;

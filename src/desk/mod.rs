@@ -72,15 +72,16 @@ impl From<rusqlite::Error> for DeskError {
     }
 }
 
-/// The desk's one call into the audit trail (reveals, account changes): the reviewer or the
-/// OS user as actor, details without personal data.
+/// The desk's one call into the audit trail (reveals, account changes): the reviewer
+/// (`Actor::named`) or the process's user as actor, details without personal data.
 pub fn audit(
     tx: &Transaction<'_>,
-    actor: &str,
+    codec: &crate::store::Codec,
+    actor: &crate::audit::Actor,
     kind: &str,
     details: &serde_json::Value,
 ) -> Result<(), DeskError> {
-    crate::audit::append(tx, kind, actor, details)?;
+    crate::audit::append(tx, codec, kind, actor, details)?;
     Ok(())
 }
 

@@ -3,13 +3,13 @@
 //! source machinery (`source::auth::Auth`), applied here to the push requests.
 
 use std::path::Path;
-use std::time::Instant;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use url::Url;
 
 use super::PushError;
-use crate::source::auth::{Auth, CachedToken};
+use crate::net::TokenError;
+use crate::source::auth::Auth;
 use crate::source::config::AuthConfig;
 use crate::source::secret::Secret;
 use crate::source::SourceError;
@@ -30,14 +30,22 @@ fn setup_error(e: SourceError) -> PushError {
 }
 
 impl PlatformAuth {
-    /// Resolves the secrets of `[platform.auth]` (relative files against `dir`).
-    pub fn new(cfg: &AuthConfig, url: &Url, dir: &Path) -> Result<PlatformAuth, PushError> {
+    /// Resolves the secrets of `[platform.auth]` (relative files against `dir`); an OAuth2
+    /// `token_url` obeys the insecure-http rule of `[platform.http]` (`http`) like
+    /// `platform.url`.
+    pub fn new(
+        cfg: &AuthConfig,
+        url: &Url,
+        dir: &Path,
+        http: &crate::net::HttpConfig,
+    ) -> Result<PlatformAuth, PushError> {
         if matches!(cfg, AuthConfig::Signed { .. }) {
             return Err(PushError::Setup(
                 "[platform.auth]: type \"signed\" is a department-system scheme and is not supported for the platform; use bearer, basic, api_key or oauth2_client_credentials".into(),
             ));
         }
-        let auth = Auth::new("platform", cfg, url, dir).map_err(setup_error)?;
+        let auth =
+            Auth::new("platform", cfg, url, dir, (http, "platform.http")).map_err(setup_error)?;
         Ok(PlatformAuth { auth })
     }
 
@@ -60,6 +68,7 @@ impl PlatformAuth {
     pub async fn apply(
         &self,
         client: &reqwest::Client,
+        max_bytes: usize,
         req: reqwest::RequestBuilder,
     ) -> Result<(reqwest::RequestBuilder, Option<Secret>), PushError> {
         Ok(match &self.auth {
@@ -75,8 +84,8 @@ impl PlatformAuth {
                 (req.header(name.clone(), v), None)
             }
             Auth::Basic(user, pass) => (req.basic_auth(user, Some(pass.expose())), None),
-            Auth::OAuth2 { .. } => {
-                let t = self.oauth_token(client).await?;
+            Auth::OAuth2(o) => {
+                let t = oauth_token(o, client, max_bytes).await?;
                 (req.header(AUTHORIZATION, bearer(&t)?), Some(t))
             }
         })
@@ -85,91 +94,42 @@ impl PlatformAuth {
     /// After a 401: drops the cached OAuth2 token `used` so the next request fetches a new one.
     /// Returns whether a retry with a fresh token makes sense.
     pub async fn invalidate(&self, used: Option<&Secret>) -> bool {
-        let (Auth::OAuth2 { cache, .. }, Some(used)) = (&self.auth, used) else {
+        let (Auth::OAuth2(o), Some(used)) = (&self.auth, used) else {
             return false;
         };
-        let mut guard = cache.lock().await;
-        if guard.as_ref().is_some_and(|c| &c.token == used) {
-            *guard = None;
-        }
+        o.invalidate(used).await;
         true
     }
+}
 
-    async fn oauth_token(&self, client: &reqwest::Client) -> Result<Secret, PushError> {
-        let Auth::OAuth2 {
-            token_url,
-            client_id,
-            client_secret,
-            scope,
-            cache,
-            fetched,
-        } = &self.auth
-        else {
-            return Err(PushError::Setup(
-                "[platform.auth]: no OAuth2 configured".into(),
-            ));
-        };
-        let mut guard = cache.lock().await;
-        if let Some(c) = guard.as_ref() {
-            if Instant::now() < c.valid_until {
-                return Ok(c.token.clone());
+async fn oauth_token(
+    o: &crate::net::OAuth2,
+    client: &reqwest::Client,
+    max_bytes: usize,
+) -> Result<Secret, PushError> {
+    let token_url = o.token_url();
+    let path = format!("{}{}", crate::net::host_port(token_url), token_url.path());
+    o.token(client, max_bytes).await.map_err(|e| {
+        let message = match e {
+            TokenError::Unreachable(m) => format!(
+                "the token endpoint cannot be reached ({m}); check [platform.auth] token_url, the network and that it is up (the credentials were not tried)"
+            ),
+            TokenError::Server(status) => format!(
+                "the token endpoint answered HTTP {status}; its service failed, try later (the credentials were not judged)"
+            ),
+            TokenError::Refused(status) => format!(
+                "the token endpoint answered HTTP {status}: the credentials were refused; check [platform.auth] client_id and its secret"
+            ),
+            TokenError::TooLarge => {
+                "the token endpoint's answer is larger than platform.http.max_response_bytes".into()
             }
-        }
-        let path = format!(
-            "{}{}",
-            crate::source::host_port(token_url),
-            token_url.path()
-        );
-        let err = |message: String| PushError::Platform {
-            path: path.clone(),
-            message: format!("cannot get an OAuth2 token for [platform.auth]: {message}"),
+            TokenError::Invalid(m) => m,
         };
-        let mut form = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", client_secret.expose()),
-        ];
-        if let Some(s) = scope {
-            form.push(("scope", s.as_str()));
+        PushError::Platform {
+            path,
+            message: format!("cannot get an OAuth2 token for [platform.auth]: {message}"),
         }
-        let resp = client
-            .post(token_url.clone())
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| {
-                err(format!(
-                    "the token endpoint cannot be reached ({}); check [platform.auth] token_url, the network and that it is up (the credentials were not tried)",
-                    crate::source::describe_http_error(&e)
-                ))
-            })?;
-        let status = resp.status();
-        if status.is_server_error() {
-            return Err(err(format!(
-                "the token endpoint answered HTTP {}; its service failed, try later (the credentials were not judged)",
-                status.as_u16()
-            )));
-        }
-        if !status.is_success() {
-            return Err(err(format!(
-                "the token endpoint answered HTTP {}: the credentials were refused; check [platform.auth] client_id and its secret",
-                status.as_u16()
-            )));
-        }
-        let body = resp.bytes().await.map_err(|e| {
-            err(format!(
-                "reading the answer failed: {}",
-                crate::mask::scrub_text(&e.to_string())
-            ))
-        })?;
-        let (token, lifetime) = crate::source::auth::parse_token_response(&body).map_err(err)?;
-        *guard = Some(CachedToken {
-            token: token.clone(),
-            valid_until: Instant::now() + lifetime,
-        });
-        fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(token)
-    }
+    })
 }
 
 fn bearer(t: &Secret) -> Result<HeaderValue, PushError> {
@@ -189,13 +149,13 @@ mod tests {
     fn auth(toml_text: &str) -> Result<PlatformAuth, PushError> {
         let cfg: AuthConfig = toml::from_str(toml_text).unwrap();
         let url = Url::parse("http://127.0.0.1:1/api/v1/events").unwrap();
-        PlatformAuth::new(&cfg, &url, Path::new("."))
+        PlatformAuth::new(&cfg, &url, Path::new("."), &Default::default())
     }
 
     async fn headers_of(a: &PlatformAuth) -> reqwest::header::HeaderMap {
         let client = reqwest::Client::new();
         let (req, token) = a
-            .apply(&client, client.post("http://127.0.0.1:1/x"))
+            .apply(&client, 1 << 20, client.post("http://127.0.0.1:1/x"))
             .await
             .unwrap();
         assert!(token.is_none());

@@ -96,10 +96,12 @@ impl JetStreamSink {
             .max_reconnects(None);
         if let Some(file) = &js_config.credentials_file {
             let path = path_of("jetstream.credentials_file", file)?;
-            if let Err(mode) = crate::crypto::check_private(&path, 0o077) {
+            if let Err(m) = crate::crypto::check_file_mode(&path, crate::crypto::FileKind::Secret) {
                 return Err(PushError::Setup(format!(
-                    "platform.jetstream.credentials_file {} is readable by others (mode {mode:04o}); run `chmod 600` on it",
-                    path.display()
+                    "platform.jetstream.credentials_file {} is {} (mode {:04o}); run `chmod 600` on it",
+                    path.display(),
+                    m.why,
+                    m.mode
                 )));
             }
             opts = opts.credentials_file(&path).await.map_err(|e| {
@@ -124,10 +126,14 @@ impl JetStreamSink {
         match (&p.client_cert, &p.client_key) {
             (Some(cert), Some(key)) => {
                 let key = path_of("client_key", key)?;
-                if let Err(mode) = crate::crypto::check_private(&key, 0o077) {
+                if let Err(m) =
+                    crate::crypto::check_file_mode(&key, crate::crypto::FileKind::Secret)
+                {
                     return Err(PushError::Setup(format!(
-                        "platform.client_key {} is readable by others (mode {mode:04o}); run `chmod 600` on it",
-                        key.display()
+                        "platform.client_key {} is {} (mode {:04o}); run `chmod 600` on it",
+                        key.display(),
+                        m.why,
+                        m.mode
                     )));
                 }
                 opts = opts.add_client_certificate(path_of("client_cert", cert)?, key);

@@ -18,7 +18,7 @@ mod auth;
 pub mod jetstream;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -117,6 +117,9 @@ pub(crate) struct BatchResponse {
     results: Vec<EventResult>,
 }
 
+/// A batch's rows: outbox id, event id (ascending ids).
+type BatchRows = Vec<(i64, String)>;
+
 /// One batch, ready to send: its rows and the request body (gzipped when configured).
 pub(crate) struct Batch {
     key: String,
@@ -172,11 +175,39 @@ struct StoreStep {
     dead: u64,
 }
 
-/// The one place the platform's HTTP client is built (timeouts, redirects; TLS options go here).
+/// The platform's HTTP client, from the HTTP layer ([`crate::net::client`]): timeouts, no
+/// redirects, certificate checks always on, `platform.http.ca_file` as the only trusted CA when
+/// given, and the client certificate (`platform.client_cert`, `platform.client_key`) for
+/// mutual TLS. Checks `platform.url` against the insecure-http rule first.
 pub fn build_client(config: &Config) -> Result<reqwest::Client, PushError> {
-    // Timeouts, no redirects, certificate checks always on, optional CA bundle and client
-    // certificate (mTLS): see crate::tls.
-    crate::tls::platform_client(config).map_err(PushError::Setup)
+    let p = &config.platform;
+    let url = url::Url::parse(&p.url)
+        .map_err(|e| PushError::Setup(format!("platform.url {:?} is not a URL: {e}", p.url)))?;
+    crate::net::check_scheme(&url, &p.http, "the platform")
+        .map_err(|e| PushError::Setup(e.message("platform.url", "platform.http")))?;
+    let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
+    let identity = match (&p.client_cert, &p.client_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::net::identity(cert, key, dir).map_err(PushError::Setup)?)
+        }
+        (None, None) => None,
+        _ => {
+            return Err(PushError::Setup(
+                "platform.client_cert and platform.client_key must be given together".into(),
+            ))
+        }
+    };
+    crate::net::client(
+        &p.http,
+        crate::net::ClientSpec {
+            http_key: "platform.http",
+            dir,
+            redirect: reqwest::redirect::Policy::none(),
+            headers: Default::default(),
+            identity,
+        },
+    )
+    .map_err(|e| PushError::Setup(format!("platform: {e}")))
 }
 
 pub struct Pusher {
@@ -203,15 +234,14 @@ pub struct Probe {
 impl Pusher {
     pub fn new(config: &Config) -> Result<Pusher, PushError> {
         let p = &config.platform;
+        let client = build_client(config)?;
         let mut url = url::Url::parse(&p.url)
             .map_err(|e| PushError::Setup(format!("platform.url {:?} is not a URL: {e}", p.url)))?;
-        check_transport(&url, p.http.allow_insecure_http)?;
-        let client = build_client(config)?;
         let dir = config.path.parent().unwrap_or(std::path::Path::new("."));
-        let auth = PlatformAuth::new(&p.auth, &url, dir)?;
+        let auth = PlatformAuth::new(&p.auth, &url, dir, &p.http)?;
         auth.apply_to_url(&mut url);
         let path = url.path().to_string();
-        let endpoint = format!("{}{}", crate::source::host_port(&url), url.path());
+        let endpoint = format!("{}{}", crate::net::host_port(&url), url.path());
         Ok(Pusher {
             client,
             config: p.clone(),
@@ -235,11 +265,14 @@ impl Pusher {
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", &key)
             .body(body);
-        let (req, _) = self.auth.apply(&self.client, req).await?;
+        let (req, _) = self
+            .auth
+            .apply(&self.client, self.config.http.max_response_bytes, req)
+            .await?;
         let resp = req.send().await.map_err(|e| {
             self.err(format!(
                 "cannot reach the platform: {}; check platform.url, the network and that the platform is up",
-                crate::source::describe_http_error(&e)
+                crate::net::describe(&e)
             ))
         })?;
         let status = resp.status().as_u16();
@@ -269,120 +302,114 @@ impl Pusher {
         drain_batches(self, &self.config, store, max_batches).await
     }
 
-    /// Sends one batch with retries on timeouts, 408, 429 and 5xx (exponential backoff with
-    /// full jitter, honouring Retry-After). Returns the parsed verdicts and the retry count.
+    /// Sends one batch with the HTTP layer's retries ([`crate::net::Retries`]: timeouts,
+    /// 408, 429 and 5xx, backoff with full jitter or Retry-After, one fresh OAuth2 token after
+    /// a 401). Returns the parsed verdicts and the retry count.
     async fn send(&self, batch: &Batch) -> (Result<BatchResponse, PushError>, u64) {
-        let http = &self.config.http;
-        let mut attempt: u32 = 0;
-        let mut refreshed = false;
+        let mut retries = crate::net::Retries::new(&self.config.http);
         loop {
-            let mut req = self
-                .client
-                .post(self.url.clone())
-                .header("Content-Type", "application/json")
-                .header("Idempotency-Key", &batch.key)
-                .body(batch.body.clone());
-            if batch.gzip {
-                req = req.header("Content-Encoding", "gzip");
-            }
-            let (req, token) = match self.auth.apply(&self.client, req).await {
-                Ok(x) => x,
-                Err(e) => return (Err(e), attempt as u64),
+            let step = self.attempt(batch, retries.count()).await;
+            let log = |attempt: u32, e: &PushError, delay: Duration| {
+                tracing::warn!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, key = %batch.key, "{e}; retrying");
             };
-            let (retryable, retry_after, message) = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get("Retry-After")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| crate::source::parse_retry_after(v, SystemTime::now()));
-                    if status.is_success() {
-                        match resp.bytes().await {
-                            Ok(body) => return (self.parse_results(status, &body), attempt as u64),
-                            Err(e) => (
-                                true,
-                                None,
-                                format!(
-                                    "the platform's answer broke off ({}); it may or may not have applied the batch",
-                                    crate::mask::scrub_text(&e.to_string())
-                                ),
-                            ),
-                        }
-                    } else if status.as_u16() == 409 || status.as_u16() == 422 {
-                        // The whole batch refused for good: every event is a dead letter.
-                        let text = resp.text().await.unwrap_or_default();
-                        let reason =
-                            crate::mask::scrub_text(&text.chars().take(200).collect::<String>());
-                        let results = batch
-                            .rows
-                            .iter()
-                            .map(|(_, id)| EventResult {
-                                event_id: id.clone(),
-                                status: "rejected".into(),
-                                code: Some(status.as_u16() as i64),
-                                reason: Some(format!(
-                                    "batch refused with HTTP {}: {reason}",
-                                    status.as_u16()
-                                )),
-                            })
-                            .collect();
-                        return (Ok(BatchResponse { results }), attempt as u64);
-                    } else if status.as_u16() == 401 || status.as_u16() == 403 {
-                        if status.as_u16() == 401
-                            && !refreshed
-                            && self.auth.invalidate(token.as_ref()).await
-                        {
-                            refreshed = true;
-                            continue;
-                        }
-                        return (
-                            Err(PushError::Unauthorized {
-                                path: self.endpoint.clone(),
-                                status: status.as_u16(),
-                            }),
-                            attempt as u64,
-                        );
-                    } else {
-                        let retryable = status.as_u16() == 429
-                            || status.is_server_error()
-                            || status.as_u16() == 408;
-                        (
-                            retryable,
-                            retry_after,
-                            format!("platform answered HTTP {}", status.as_u16()),
-                        )
-                    }
+            if let Some(outcome) = retries.after(step, log).await {
+                return (outcome, u64::from(retries.count()));
+            }
+        }
+    }
+
+    /// One try at sending `batch` (`attempt` retries were made before it).
+    async fn attempt(
+        &self,
+        batch: &Batch,
+        attempt: u32,
+    ) -> crate::net::Step<BatchResponse, PushError> {
+        use crate::net::Step;
+        let http = &self.config.http;
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", &batch.key)
+            .body(batch.body.clone());
+        if batch.gzip {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        let (req, token) = match self
+            .auth
+            .apply(&self.client, http.max_response_bytes, req)
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => return Step::Fail(e),
+        };
+        let given_up = |message: String| {
+            self.err(format!(
+                "{message} (after {} attempt(s)); the events stay in the outbox and are re-sent with the same Idempotency-Key by the next push",
+                attempt + 1
+            ))
+        };
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let message = if e.is_timeout() {
+                    format!(
+                        "no answer within {}s (platform.http.timeout_secs)",
+                        http.timeout_secs
+                    )
+                } else {
+                    format!("cannot reach the platform: {}", crate::net::describe(&e))
+                };
+                return Step::Retry {
+                    error: given_up(message),
+                    after: None,
+                };
+            }
+        };
+        let status = resp.status();
+        let after = crate::net::retry_after(resp.headers());
+        match status.as_u16() {
+            200..=299 => match crate::net::read_capped(resp, http.max_response_bytes).await {
+                Ok(body) => match self.parse_results(status, &body) {
+                    Ok(r) => Step::Done(r),
+                    Err(e) => Step::Fail(e),
+                },
+                Err(crate::net::ReadError::Broken(m)) => Step::Retry {
+                    error: given_up(format!(
+                        "the platform's answer broke off ({m}); it may or may not have applied the batch"
+                    )),
+                    after: None,
+                },
+                Err(crate::net::ReadError::TooLarge) => Step::Fail(self.err(format!(
+                    "the platform answered {status} with more than platform.http.max_response_bytes ({} bytes), which was not read; the events stay in the outbox and are re-sent with the same Idempotency-Key by the next push",
+                    http.max_response_bytes
+                ))),
+            },
+            // The whole batch refused for good: every event is a dead letter.
+            409 | 422 => {
+                let text = crate::net::read_capped(resp, http.max_response_bytes)
+                    .await
+                    .unwrap_or_default();
+                Step::Done(refused_batch(batch, status.as_u16(), &text))
+            }
+            401 if self.auth.invalidate(token.as_ref()).await => {
+                Step::Reauth(PushError::Unauthorized {
+                    path: self.endpoint.clone(),
+                    status: 401,
+                })
+            }
+            401 | 403 => Step::Fail(PushError::Unauthorized {
+                path: self.endpoint.clone(),
+                status: status.as_u16(),
+            }),
+            _ => {
+                let error = given_up(format!("platform answered HTTP {}", status.as_u16()));
+                if crate::net::retryable(status) {
+                    Step::Retry { error, after }
+                } else {
+                    Step::Fail(error)
                 }
-                Err(e) => (
-                    true,
-                    None,
-                    if e.is_timeout() {
-                        format!(
-                            "no answer within {}s (platform.http.timeout_secs)",
-                            self.config.http.timeout_secs
-                        )
-                    } else {
-                        format!(
-                            "cannot reach the platform: {}",
-                            crate::source::describe_http_error(&e)
-                        )
-                    },
-                ),
-            };
-            if !retryable || attempt >= http.retries {
-                return (
-                    Err(self.err(format!(
-                        "{message} (after {} attempt(s)); the events stay in the outbox and are re-sent with the same Idempotency-Key by the next push",
-                        attempt + 1
-                    ))),
-                    attempt as u64,
-                );
             }
-            let delay = crate::source::retry_delay(attempt, retry_after, http, &mut rand::rng());
-            tracing::warn!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, key = %batch.key, "{message}; retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
         }
     }
 
@@ -504,23 +531,22 @@ pub async fn probe(config: &Config) -> Result<Probe, PushError> {
     Pusher::new(config)?.probe().await
 }
 
-/// Plain http only to loopback, unless `allow_insecure_http` (as for sources).
-fn check_transport(url: &url::Url, allow_insecure: bool) -> Result<(), PushError> {
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback || allow_insecure => Ok(()),
-        "http" => Err(PushError::Setup(format!(
-            "platform.url: refusing plain http to non-loopback host {}: personal data would travel unencrypted; use https, or set platform.http.allow_insecure_http = true for a trusted network",
-            url.host_str().unwrap_or("")
-        ))),
-        other => Err(PushError::Setup(format!("platform.url: scheme {other:?} is not http or https"))),
-    }
+/// A batch the platform refused whole (409, 422): every event is a dead letter, with the
+/// start of the platform's answer as the reason.
+fn refused_batch(batch: &Batch, status: u16, answer: &[u8]) -> BatchResponse {
+    let text = String::from_utf8_lossy(&answer[..answer.len().min(800)]);
+    let reason = crate::mask::scrub_text(&text.chars().take(200).collect::<String>());
+    let results = batch
+        .rows
+        .iter()
+        .map(|(_, id)| EventResult {
+            event_id: id.clone(),
+            status: "rejected".into(),
+            code: Some(i64::from(status)),
+            reason: Some(format!("batch refused with HTTP {status}: {reason}")),
+        })
+        .collect();
+    BatchResponse { results }
 }
 
 /// Exponential backoff with jitter (half to full of the capped exponential step).
@@ -613,22 +639,7 @@ fn form_batch(
         return Ok((None, 0));
     };
     if let Some(key) = first_key {
-        let mut rows = Vec::new();
-        let mut sealed = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached(concat!(
-                "SELECT id, ",
-                crate::store::event_id_of_outbox!(),
-                ", payload FROM outbox JOIN outbox_payloads USING (id)
-                 WHERE state = 'pending' AND id >= ?1 AND batch_key = ?2 ORDER BY id"
-            ))?;
-            let mut q = stmt.query(params![first_id, key])?;
-            while let Some(r) = q.next()? {
-                rows.push((r.get(0)?, r.get(1)?));
-                sealed.push(r.get::<_, rusqlite::types::Value>(2)?);
-            }
-        }
-        let payloads = open_all(&codec, sealed)?;
+        let (rows, payloads) = keyed_batch(&tx, &codec, first_id, &key)?;
         tx.commit()?;
         tracing::info!(key = %key, events = rows.len(), "re-sending a batch formed before (same Idempotency-Key)");
         return Ok((Some(Batch::encode(key, rows, &payloads, shape)), 0));
@@ -696,12 +707,7 @@ fn form_batch(
         tx.commit()?;
         return Ok((None, superseded));
     }
-    let mut hasher = Sha256::new();
-    for (_, event_id) in &rows {
-        hasher.update(event_id.as_bytes());
-        hasher.update(b"\n");
-    }
-    let key = format!("cs-{}", &hex::encode(hasher.finalize())[..32]);
+    let key = batch_key(&rows);
     let (lo, hi) = (rows[0].0, rows[rows.len() - 1].0);
     // Every pending unkeyed row in [lo, hi] is in the batch (the superseded ones were marked).
     let keyed = tx.execute(KEY_BATCH_SQL, params![lo, hi, key])?;
@@ -713,6 +719,41 @@ fn form_batch(
     }
     tx.commit()?;
     Ok((Some(Batch::encode(key, rows, &payloads, shape)), superseded))
+}
+
+/// The rows and opened payloads of the batch keyed `key` that starts at outbox id `first_id`
+/// (formed by an earlier drain, to be re-sent exactly as it was).
+fn keyed_batch(
+    tx: &rusqlite::Transaction<'_>,
+    codec: &Codec,
+    first_id: i64,
+    key: &str,
+) -> Result<(BatchRows, Vec<String>), PushError> {
+    let mut rows = Vec::new();
+    let mut sealed = Vec::new();
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT id, ",
+        crate::store::event_id_of_outbox!(),
+        ", payload FROM outbox JOIN outbox_payloads USING (id)
+         WHERE state = 'pending' AND id >= ?1 AND batch_key = ?2 ORDER BY id"
+    ))?;
+    let mut q = stmt.query(params![first_id, key])?;
+    while let Some(r) = q.next()? {
+        rows.push((r.get(0)?, r.get(1)?));
+        sealed.push(r.get::<_, rusqlite::types::Value>(2)?);
+    }
+    Ok((rows, open_all(codec, sealed)?))
+}
+
+/// A new batch's Idempotency-Key: `cs-` and 32 hex digits of the SHA-256 of its event ids, so
+/// the same events always form the same key.
+fn batch_key(rows: &[(i64, String)]) -> String {
+    let mut hasher = Sha256::new();
+    for (_, event_id) in rows {
+        hasher.update(event_id.as_bytes());
+        hasher.update(b"\n");
+    }
+    format!("cs-{}", &hex::encode(hasher.finalize())[..32])
 }
 
 /// Opens stored payloads on every core (decryption is most of the cost of forming a batch).
@@ -785,6 +826,7 @@ fn acknowledge(
         .collect();
     let now = now_text();
     let (lo, hi) = batch.id_range();
+    let codec = store.codec().clone();
     let tx = store.conn_mut().transaction()?;
     let mut dead = 0u64;
     if !rejected.is_empty() {
@@ -821,7 +863,13 @@ fn acknowledge(
             "sent": sent,
             "dead": dead,
         });
-        crate::audit::append(&tx, "push_batch", "community-sync", &details)?;
+        crate::audit::append(
+            &tx,
+            &codec,
+            "push_batch",
+            &crate::audit::Actor::process(),
+            &details,
+        )?;
     }
     tx.commit()?;
     Ok((sent, dead))

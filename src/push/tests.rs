@@ -213,16 +213,24 @@ fn idempotency_key_depends_only_on_the_events() {
 
 #[test]
 fn plain_http_only_to_loopback() {
-    let ok = url::Url::parse("http://127.0.0.1:1/api").unwrap();
-    assert!(check_transport(&ok, false).is_ok());
-    let remote = url::Url::parse("http://platform.example/api").unwrap();
-    assert!(check_transport(&remote, false).is_err());
-    assert!(check_transport(&remote, true).is_ok());
-    assert!(check_transport(
-        &url::Url::parse("https://platform.example/api").unwrap(),
-        false
-    )
-    .is_ok());
+    let client_for = |url: &str, allow: bool| {
+        let mut config = Config::from_toml(
+            crate::cli::demo::EXAMPLE_CONFIG,
+            std::path::Path::new("x.toml"),
+        )
+        .unwrap();
+        config.platform.url = url.into();
+        config.platform.http.allow_insecure_http = allow;
+        build_client(&config).map(|_| ())
+    };
+    assert!(client_for("http://127.0.0.1:1/api", false).is_ok());
+    let e = client_for("http://platform.example/api", false).unwrap_err();
+    assert!(
+        e.to_string().contains("platform.http.allow_insecure_http"),
+        "{e}"
+    );
+    assert!(client_for("http://platform.example/api", true).is_ok());
+    assert!(client_for("https://platform.example/api", false).is_ok());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::model::{Event, Op, PersonFields, PERSON_FIELDS};
 use crate::reconcile::{person_key, ReconcileStats};
-use crate::store::{self, now_text, Codec, StoreError};
+use crate::store::{self, codec, now_text, Codec, StoreError};
 
 /// Survivorship rules (see ARCHITECTURE.md): the default is `most_recent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,13 +191,13 @@ pub fn refresh_person(
     .execute(params![
         pid,
         v,
-        codec.seal_opt(new[0].as_deref()),
-        codec.seal_opt(new[1].as_deref()),
-        codec.seal_opt(new[2].as_deref()),
-        codec.seal_opt(new[3].as_deref()),
-        codec.seal_opt(new[4].as_deref()),
-        codec.seal_opt(new[5].as_deref()),
-        codec.seal_opt(new[6].as_deref()),
+        codec.seal_opt(codec::PERSON_COLUMNS[0], new[0].as_deref()),
+        codec.seal_opt(codec::PERSON_COLUMNS[1], new[1].as_deref()),
+        codec.seal_opt(codec::PERSON_COLUMNS[2], new[2].as_deref()),
+        codec.seal_opt(codec::PERSON_COLUMNS[3], new[3].as_deref()),
+        codec.seal_opt(codec::PERSON_COLUMNS[4], new[4].as_deref()),
+        codec.seal_opt(codec::PERSON_COLUMNS[5], new[5].as_deref()),
+        codec.seal_opt(codec::PERSON_COLUMNS[6], new[6].as_deref()),
         provenance_text,
         now_text(),
         sources_text
@@ -531,7 +531,13 @@ fn record_phone_history(
                SET first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
              WHERE excluded.first_seen < first_seen OR excluded.last_seen > last_seen",
         )?
-        .execute(params![pid, codec.blind("phone", phone), c.source, codec.seal(phone), c.changed])?;
+        .execute(params![
+            pid,
+            codec.blind(codec::PHONE_HISTORY_PHONE_K, phone),
+            c.source,
+            codec.seal(codec::PHONE_HISTORY_PHONE, phone),
+            c.changed
+        ])?;
     }
     Ok(())
 }

@@ -45,6 +45,7 @@ impl Features {
         id_key: Option<&str>,
         changed: &str,
     ) -> Features {
+        use crate::store::codec as c;
         let name = p.name.as_deref().map(names::fold).filter(|n| !n.is_empty());
         let py = p
             .name
@@ -69,15 +70,15 @@ impl Features {
         };
         Features {
             record_id,
-            name_k: name.map(|n| codec.blind("name", &n)),
-            py_k: py.map(|n| codec.blind("pinyin", &n)),
-            phone_k: p.phone.as_deref().map(|ph| codec.blind("phone", ph)),
-            birth_k: birth.map(|b| codec.blind("birth", b)),
-            birth_swap_k: swapped.map(|b| codec.blind("birth", &b)),
+            name_k: name.map(|n| codec.blind(c::MATCH_NAME, &n)),
+            py_k: py.map(|n| codec.blind(c::MATCH_PINYIN, &n)),
+            phone_k: p.phone.as_deref().map(|ph| codec.blind(c::MATCH_PHONE, ph)),
+            birth_k: birth.map(|b| codec.blind(c::MATCH_BIRTH, b)),
+            birth_swap_k: swapped.map(|b| codec.blind(c::MATCH_BIRTH_SWAP, &b)),
             gender: p.gender.filter(|g| *g == 1 || *g == 2),
-            room_k: room.map(|r| codec.blind("addr", &r)),
-            bldg_k: bldg.map(|r| codec.blind("addr", &r)),
-            comm_k: community.map(|r| codec.blind("addr", &r)),
+            room_k: room.map(|r| codec.blind(c::MATCH_ROOM, &r)),
+            bldg_k: bldg.map(|r| codec.blind(c::MATCH_BUILDING, &r)),
+            comm_k: community.map(|r| codec.blind(c::MATCH_COMMUNITY, &r)),
             id_k: id_key.map(str::to_string),
             changed: changed.to_string(),
         }

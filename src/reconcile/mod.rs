@@ -7,6 +7,30 @@
 //! `link_threshold` the record links, between the thresholds it gets its own resident and a
 //! review item ([`review`]), below it gets its own resident. Different ID numbers never link.
 //! Only records that are dirty (new, changed, deleted, or moved by a decision) are looked at.
+//!
+//! # Phases and the first load
+//! A run goes through phases (`Phase`): the golden phase (residents created but not yet given their
+//! golden record, `persons_pending`, are completed first, which also repairs a crash between
+//! a first load's two passes), the person records, then the activity records (with
+//! `prefetch` reading one chunk ahead). Chunks are keyset reads
+//! (`source_records_dirty_id_key` for ID-bearing person records in ID order, the `dirty`
+//! partial index otherwise), so a chunk costs its own size; a pass that ends goes once more
+//! from the start for records made dirty behind it.
+//!
+//! A first load (every record dirty, no match features or phone history yet) takes
+//! shortcuts that change no result (`tests/reconcile_first_load.rs` reconciles one ingest
+//! with and without them and compares every link, golden record, review item, event and
+//! index):
+//! - ID-bearing person records are linked in rowid order (`Phase::PersonsByRecord`), so
+//!   every row written for a record lands next to the previous one instead of on a random
+//!   page of a b-tree larger than the cache; the residents it creates stay at version 0 and
+//!   get their golden record once, in resident order, in the golden phase (on every core).
+//! - The candidate ranking of an ID-bearing record whose ID number no linked record carries
+//!   is skipped until the first ID-less record is linked (`Ranking`): every candidate would
+//!   have a live record with another ID number and be vetoed.
+//! - Blocking-key and per-phase indexes are deferred and built sorted
+//!   (`store::first_load`), and a person record that gets its resident does not mark its
+//!   followers dirty: they all are (`RunState::followers_dirty`).
 
 pub mod golden;
 pub mod matching;

@@ -77,21 +77,9 @@ pub enum Decision {
     Undo { decision: i64 },
 }
 
-/// The acting OS user (`$USER`, else the numeric uid).
+/// Who runs this process, from its credentials (`uid:N(name)`; `$USER` is the caller's to set).
 pub fn acting_user() -> String {
-    if let Ok(u) = std::env::var("USER") {
-        if !u.is_empty() {
-            return u;
-        }
-    }
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| format!("uid {u}")))
-        })
-        .unwrap_or_else(|| "unknown".into())
+    crate::audit::os_user()
 }
 
 /// Raises an item unless the same one exists (open or decided).
@@ -325,10 +313,16 @@ pub fn record_decision_by(
         _ => None,
     };
     // The tamper-evident audit record of this decision, in the same transaction.
+    let actor = if by.actor == crate::audit::os_user() {
+        crate::audit::Actor::process()
+    } else {
+        crate::audit::Actor::named(by.actor)
+    };
     crate::audit::append(
         tx,
+        codec,
         "review_decision",
-        by.actor,
+        &actor,
         &serde_json::json!({
             "action": action,
             "item": item_id,
@@ -447,7 +441,12 @@ fn apply_item(
                 tx.execute(
                     "INSERT OR REPLACE INTO field_locks (person_id, field, record_id, value, decision_id)
                      VALUES (?1, ?2, NULL, ?3, ?4)",
-                    params![p, field, codec.seal_opt(current.as_deref()), did],
+                    params![
+                        p,
+                        field,
+                        codec.seal_opt(crate::store::codec::FIELD_LOCK_VALUE, current.as_deref()),
+                        did
+                    ],
                 )?;
             }
             refresh.insert(follow_merges(tx, p)?);

@@ -77,18 +77,6 @@ svg text { font-family: inherit; }
 
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
-    let multi: u64 = r
-        .persons_by_systems
-        .iter()
-        .filter(|(k, _)| **k >= 2)
-        .map(|(_, v)| *v)
-        .sum();
-    let field_issues: i64 = r
-        .sources
-        .iter()
-        .flat_map(|s| &s.streams)
-        .map(|t| t.with_field_rejects)
-        .sum();
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -103,8 +91,31 @@ pub fn render(r: &Report) -> String {
         esc(&format!("{}, {}", r.timezone, super::zone_label(&r.generated_at))),
         esc(&r.store)
     );
+    key_figures(&mut o, r);
+    records_by_system(&mut o, r);
+    overlap_and_reasons(&mut o, r);
+    freshness(&mut o, r);
+    reject_details(&mut o, r);
+    o.push_str("<div class=\"grid2\">\n");
+    review_backlog(&mut o, r);
+    push_summary(&mut o, r);
+    o.push_str("</div>\n");
+    let _ = write!(
+        o,
+        "<footer>community-sync {} · 报告中的个人信息均已脱敏 Personal data in this report is masked.</footer>\n</main>\n</body>\n</html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    o
+}
 
-    // Key figures.
+/// The headline figures, one tile each.
+fn key_figures(o: &mut String, r: &Report) {
+    let multi: u64 = r
+        .persons_by_systems
+        .iter()
+        .filter(|(k, _)| **k >= 2)
+        .map(|(_, v)| *v)
+        .sum();
     let pend_class = if r.push.outbox_pending > 0 {
         "warn"
     } else {
@@ -137,8 +148,16 @@ pub fn render(r: &Report) -> String {
         fig("outbox-pending", r.push.outbox_pending),
         fig("dead-letters", r.push.dead_letters),
     );
+}
 
-    // Records per system.
+/// Kept, field-issue and quarantined records per stream, as bars.
+fn records_by_system(o: &mut String, r: &Report) {
+    let field_issues: i64 = r
+        .sources
+        .iter()
+        .flat_map(|s| &s.streams)
+        .map(|t| t.with_field_rejects)
+        .sum();
     let _ = write!(
         o,
         "<section><h2>各系统数据<small>Records by department system</small></h2>\
@@ -148,8 +167,10 @@ pub fn render(r: &Report) -> String {
     );
     o.push_str(&stream_bars(r));
     o.push_str("</section>\n");
+}
 
-    // Overlap and reasons side by side.
+/// Residents by number of systems beside quarantine reasons.
+fn overlap_and_reasons(o: &mut String, r: &Report) {
     o.push_str("<div class=\"grid2\">\n");
     let _ = write!(
         o,
@@ -164,8 +185,10 @@ pub fn render(r: &Report) -> String {
         reason_chart(r)
     );
     o.push_str("</div>\n");
+}
 
-    // Freshness table.
+/// Last run, last success and cursor of each stream.
+fn freshness(o: &mut String, r: &Report) {
     o.push_str(
         "<section><h2>数据新鲜度<small>Freshness</small></h2>\
          <p class=\"note\">每个数据流最近一次运行、最近一次成功和增量游标。Last run, last success and incremental cursor of each stream.</p>\
@@ -212,8 +235,10 @@ pub fn render(r: &Report) -> String {
         }
     }
     o.push_str("</table></section>\n");
+}
 
-    // Reject details with masked examples.
+/// Quarantine reasons per system with masked examples.
+fn reject_details(o: &mut String, r: &Report) {
     o.push_str(
         "<section><h2>隔离明细<small>Quarantined values, with masked examples</small></h2>\
          <p class=\"note\">示例已脱敏；完整列表请用 <code>community-sync rejects</code>。Examples are masked; <code>community-sync rejects</code> lists them all.</p>\
@@ -253,9 +278,10 @@ pub fn render(r: &Report) -> String {
         o.push_str("<tr><td colspan=\"5\">没有隔离的数据 Nothing quarantined.</td></tr>\n");
     }
     o.push_str("</table></section>\n");
+}
 
-    // Review and push.
-    o.push_str("<div class=\"grid2\">\n");
+/// The review queue by kind and status.
+fn review_backlog(o: &mut String, r: &Report) {
     o.push_str("<section><h2>待审核<small>Review backlog</small></h2>\n");
     match &r.review {
         Some(rv) => {
@@ -296,6 +322,10 @@ pub fn render(r: &Report) -> String {
         ),
     }
     o.push_str("</section>\n");
+}
+
+/// The outbox by state, dead-letter reasons and the last push.
+fn push_summary(o: &mut String, r: &Report) {
     let p = &r.push;
     let _ = write!(
         o,
@@ -329,13 +359,7 @@ pub fn render(r: &Report) -> String {
             esc(&l.to_string())
         );
     }
-    o.push_str("</section>\n</div>\n");
-    let _ = write!(
-        o,
-        "<footer>community-sync {} · 报告中的个人信息均已脱敏 Personal data in this report is masked.</footer>\n</main>\n</body>\n</html>\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    o
+    o.push_str("</section>\n");
 }
 
 /// Horizontal stacked bars, one per stream: kept without issues, kept with field issues,

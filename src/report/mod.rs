@@ -626,7 +626,9 @@ mod tests {
             .execute(
                 "INSERT INTO rejects (source, stream, source_key, field, whole_record, reason, detail, raw_value, at)
                  VALUES ('onecard', 'cardholders', 'K1', 'id_number', 1, 'id_number.check_digit', 'bad check digit', ?1, 'now')",
-                [store.codec().seal("11010519491231002X")],
+                [store
+                    .codec()
+                    .seal(crate::store::codec::REJECT_RAW, "11010519491231002X")],
             )
             .unwrap();
         let groups = reject_groups(&store, store.codec(), "onecard").unwrap();

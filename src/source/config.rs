@@ -142,59 +142,9 @@ pub enum EncodingConfig {
     Gb18030,
 }
 
-/// Timeouts, retries, rate and size limits for one source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    pub connect_timeout_secs: f64,
-    pub timeout_secs: f64,
-    /// Retries after the first attempt, on timeouts, 5xx and 429.
-    pub retries: u32,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
-    /// Requests per second across the source (0 = unlimited).
-    pub rate_limit_rps: f64,
-    /// Requests in flight at once across the source.
-    pub concurrency: usize,
-    /// A response larger than this fails the page.
-    pub max_response_bytes: usize,
-    /// Deepest JSON nesting accepted.
-    pub max_json_depth: usize,
-    /// Most records accepted from one page.
-    pub max_records_per_page: usize,
-    /// Follow redirects only to the same host unless this is true.
-    pub follow_cross_host_redirects: bool,
-    /// Plain http to a non-loopback address is refused unless this is true.
-    pub allow_insecure_http: bool,
-    /// PEM bundle of extra CA certificates (private intranet CAs).
-    pub ca_file: Option<String>,
-    /// Extra headers sent with every request.
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// Guard against endless paging: a fetch with more pages than this fails.
-    pub max_pages: u64,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            connect_timeout_secs: 5.0,
-            timeout_secs: 30.0,
-            retries: 4,
-            backoff_initial_ms: 200,
-            backoff_max_ms: 30_000,
-            rate_limit_rps: 0.0,
-            concurrency: 2,
-            max_response_bytes: 32 * 1024 * 1024,
-            max_json_depth: 64,
-            max_records_per_page: 100_000,
-            follow_cross_host_redirects: false,
-            allow_insecure_http: false,
-            ca_file: None,
-            headers: Default::default(),
-            max_pages: 100_000,
-        }
-    }
-}
+/// Timeouts, retries, rate and size limits for one source (the same options as the
+/// platform's): they live with the HTTP layer.
+pub use crate::net::HttpConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "UPPERCASE")]
@@ -401,11 +351,13 @@ pub struct DatabaseConfig {
     /// The account's password (a read-only account): `{ file = … }`, `{ env = … }`.
     #[serde(default)]
     pub password: Option<SecretRef>,
-    /// `require` (certificate and host name checked against the system roots and `ca_file`)
-    /// or `disable`. Plain connections to a non-loopback host need `allow_insecure = true`.
+    /// `require` (certificate and host name checked against `ca_file` alone when given, else
+    /// the public roots) or `disable`. Plain connections to a non-loopback host need
+    /// `allow_insecure = true`.
     #[serde(default)]
     pub tls: DbTls,
-    /// PEM bundle of the CA that signed the database's certificate (intranet CAs).
+    /// PEM bundle of the CA that signed the database's certificate (intranet CAs), trusted
+    /// instead of the public roots.
     #[serde(default)]
     pub ca_file: Option<String>,
     /// Allow an unencrypted connection to a host that is not on this machine.

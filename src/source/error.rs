@@ -17,10 +17,12 @@ pub enum SourceError {
         message: String,
     },
 
-    #[error(
-        "source {source_name}: refusing plain http to non-loopback host {host}: credentials and personal data would travel unencrypted; use https, or set http.allow_insecure_http = true for a trusted network"
-    )]
-    InsecureHttp { source_name: String, host: String },
+    /// Plain http to a host that is not this machine ([`crate::net::check_scheme`]).
+    #[error("source {source_name}: {message}")]
+    InsecureHttp {
+        source_name: String,
+        message: String,
+    },
 
     #[error(
         "source {source_name}, stream {stream}: {host} {path}: no response within {secs}s (after {attempts} attempt(s)); check that the system is up, or raise http.timeout_secs / http.retries"

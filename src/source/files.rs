@@ -584,8 +584,8 @@ fn sheet_grid(bytes: &[u8], sheet: Option<&str>) -> Result<Grid, String> {
         .worksheet_range(&name)
         .map_err(|e| format!("cannot read sheet {name:?}: {e}"))?;
     let merges = match &mut book {
-        calamine::Sheets::Xlsx(x) => x.worksheet_merge_cells(&name).and_then(Result::ok),
-        calamine::Sheets::Xls(x) => x.worksheet_merge_cells(&name),
+        calamine::Sheets::Xlsx(x) => x.merge_cells_by_sheet_name(&name).ok(),
+        calamine::Sheets::Xls(x) => x.merge_cells_by_sheet_name(&name).ok(),
         _ => None,
     }
     .unwrap_or_default();

@@ -1,27 +1,20 @@
-//! The HTTP side of a source: one reqwest client (TLS roots, timeouts, redirect policy),
-//! a per-source rate limiter and concurrency limit, auth, retries with backoff, and body
-//! reading with a size cap.
-//!
-//! Retries are a small explicit loop rather than a retry crate: each attempt's delay may come
-//! from the response's `Retry-After`, a 401 under OAuth2 refreshes the token once outside the
-//! retry budget, and every outcome maps to a specific error; written out it stays readable.
+//! The HTTP side of a source: one client from the HTTP layer ([`crate::net`]: TLS trust,
+//! timeouts, capped reads, the retry loop and OAuth2), this source's redirect policy and
+//! headers, a per-source rate limiter and concurrency limit, request signing, and what each
+//! outcome means for a page.
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
-use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LINK, RETRY_AFTER,
-};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LINK};
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use super::auth::{Auth, CachedToken};
+use super::auth::Auth;
 use super::classify::{Class, Classifier};
 use super::config::{ApiKeyLocation, HttpConfig, Method};
 use super::decode::{self, DecodeProblem};
@@ -73,15 +66,6 @@ enum AttemptError {
     Fatal(SourceError),
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
 impl Http {
     pub fn new(source: &SourceConfig, dir: &Path) -> Result<Http, SourceError> {
         let name = source.name.clone();
@@ -96,110 +80,25 @@ impl Http {
             base.set_path(&p);
         }
         let h = &source.http;
-        match base.scheme() {
-            "https" => {}
-            "http" if is_loopback(&base) => {}
-            "http" if h.allow_insecure_http => {
-                tracing::warn!(
-                    source = %name,
-                    host = base.host_str().unwrap_or(""),
-                    "plain http to a non-loopback host is allowed by http.allow_insecure_http: credentials and personal data travel unencrypted"
-                );
-            }
-            "http" => {
-                return Err(SourceError::InsecureHttp {
-                    source_name: name.clone(),
-                    host: base.host_str().unwrap_or("").to_string(),
-                })
-            }
-            other => {
-                return Err(config_err(format!(
-                    "base_url scheme {other:?} is not http or https"
-                )))
-            }
-        }
-        let auth = Auth::new(&name, &source.auth, &base, dir)?;
-
-        let mut headers = HeaderMap::new();
-        for (k, v) in &h.headers {
-            let hn = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-                config_err(format!("http.headers: {k:?} is not a valid header name"))
-            })?;
-            let hv = HeaderValue::from_str(v).map_err(|_| {
-                config_err(format!(
-                    "http.headers.{k}: value has characters not allowed in a header"
-                ))
-            })?;
-            headers.insert(hn, hv);
-        }
-        if !headers.contains_key(reqwest::header::ACCEPT) {
-            headers.insert(
-                reqwest::header::ACCEPT,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-        let cross = h.follow_cross_host_redirects;
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 10 {
-                return attempt.error("more than 10 redirects");
-            }
-            let (same_host, downgrade) = match attempt.previous().first() {
-                Some(first) => (
-                    first.host_str() == attempt.url().host_str(),
-                    first.scheme() == "https" && attempt.url().scheme() != "https",
-                ),
-                None => (false, false),
-            };
-            if downgrade || (!same_host && !cross) {
-                attempt.stop()
-            } else {
-                attempt.follow()
-            }
-        });
-        let secs = |s: f64, key: &str| {
-            if s.is_finite() && s > 0.0 {
-                Ok(Duration::from_secs_f64(s))
-            } else {
-                Err(config_err(format!(
-                    "http.{key} must be a positive number of seconds"
-                )))
-            }
-        };
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(secs(h.connect_timeout_secs, "connect_timeout_secs")?)
-            .timeout(secs(h.timeout_secs, "timeout_secs")?)
-            .redirect(policy)
-            .default_headers(headers)
-            .user_agent(concat!("community-sync/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &h.ca_file {
-            let path = if Path::new(ca).is_relative() {
-                dir.join(ca)
-            } else {
-                Path::new(ca).to_path_buf()
-            };
-            let pem = std::fs::read(&path).map_err(|e| {
-                config_err(format!("cannot read http.ca_file {}: {e}", path.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                config_err(format!(
-                    "http.ca_file {} is not a PEM certificate bundle: {e}",
-                    path.display()
-                ))
-            })?;
-            if certs.is_empty() {
-                return Err(config_err(format!(
-                    "http.ca_file {} holds no certificate",
-                    path.display()
-                )));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| config_err(format!("cannot build the HTTP client: {e}")))?;
+        crate::net::check_scheme(&base, h, &format!("source {name}")).map_err(|e| match e {
+            crate::net::SchemeError::PlainHttp { .. } => SourceError::InsecureHttp {
+                source_name: name.clone(),
+                message: e.message("base_url", "http"),
+            },
+            crate::net::SchemeError::NotHttp(_) => config_err(e.message("base_url", "http")),
+        })?;
+        let auth = Auth::new(&name, &source.auth, &base, dir, (h, "http"))?;
+        let client = crate::net::client(
+            h,
+            crate::net::ClientSpec {
+                http_key: "http",
+                dir,
+                redirect: redirect_policy(h.follow_cross_host_redirects),
+                headers: default_headers(h).map_err(config_err)?,
+                identity: None,
+            },
+        )
+        .map_err(config_err)?;
         let limiter = if h.rate_limit_rps > 0.0 && h.rate_limit_rps.is_finite() {
             Quota::with_period(Duration::from_secs_f64(1.0 / h.rate_limit_rps))
                 .map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
@@ -382,9 +281,10 @@ impl Http {
         }
     }
 
-    /// Sends a request with rate limiting, the concurrency limit, auth and retries, and hands
-    /// a 2xx response to `accept`, which may ask for a retry (sharing the retry budget) or
-    /// fail. Other statuses are retried (5xx, 429) or fail, naming what the vendor said.
+    /// Sends a request with rate limiting, the concurrency limit, auth and retries (the HTTP
+    /// layer's loop, [`crate::net::Retries`]), and hands a 2xx response to `accept`, which may
+    /// ask for a retry (sharing the retry budget) or fail. Other statuses are retried (408,
+    /// 429, 5xx) or fail, naming what the vendor said.
     async fn execute<T>(
         &self,
         stream: &str,
@@ -393,92 +293,148 @@ impl Http {
         classifier: &Classifier,
         mut accept: impl FnMut(&Fetched, u32) -> Body<T>,
     ) -> Result<T, SourceError> {
-        let h = &self.cfg.http;
         let path = req.url.path().to_string();
-        let host = host_port(&req.url);
-        let mut attempt: u32 = 0;
-        let mut refreshed = false;
+        let mut tries = crate::net::Retries::new(&self.cfg.http);
         loop {
-            if let Some(l) = &self.limiter {
-                l.until_ready().await;
-            }
-            let (outcome, token) = {
-                let _permit = self
-                    .permits
-                    .acquire()
+            let step = match self.attempt(stream, &path, req).await {
+                Ok((outcome, token)) => {
+                    let attempt = tries.count();
+                    self.judge(
+                        stream,
+                        req,
+                        classifier,
+                        outcome,
+                        token,
+                        attempt,
+                        &mut accept,
+                    )
                     .await
-                    .map_err(|_| SourceError::Other {
-                        source_name: self.cfg.name.clone(),
-                        message: "the client was shut down".into(),
-                    })?;
-                // Built under the permit so a signature's timestamp is fresh when sent.
-                let (builder, token) = self.build(req).await?;
-                (self.send_once(stream, &path, builder).await, token)
+                }
+                Err(e) => crate::net::Step::Fail(e),
             };
-            let retry_after;
-            match outcome {
-                Ok(resp) if resp.status.is_success() => match accept(&resp, attempt + 1) {
-                    Body::Ok(t) => return Ok(t),
-                    Body::Fail(e) => return Err(e),
-                    Body::Retry(e) if attempt >= h.retries => return Err(e),
-                    Body::Retry(e) => {
-                        retry_after = None;
-                        tracing::debug!(source = %self.cfg.name, stream, path = %path, attempt, "retrying after an unusable body: {e}");
-                    }
-                },
-                Ok(resp) => {
-                    let status = resp.status;
-                    if status == StatusCode::UNAUTHORIZED && !refreshed {
-                        if let (Auth::OAuth2 { cache, .. }, Some(used)) = (&self.auth, token) {
-                            refreshed = true;
-                            let mut guard = cache.lock().await;
-                            if guard.as_ref().is_some_and(|c| c.token == used) {
-                                *guard = None;
-                            }
-                            continue;
-                        }
-                    }
-                    retry_after =
-                        self.error_status(stream, &path, req, &resp, attempt, classifier)?;
-                    tracing::debug!(source = %self.cfg.name, stream, path = %path, status = status.as_u16(), attempt, "retrying after HTTP error");
-                }
-                Err(AttemptError::Fatal(e)) => return Err(e),
-                Err(AttemptError::Transient { timeout, message }) => {
-                    if attempt >= h.retries {
-                        return Err(if timeout {
-                            SourceError::Timeout {
-                                source_name: self.cfg.name.clone(),
-                                stream: stream.to_string(),
-                                host,
-                                path,
-                                secs: h.timeout_secs,
-                                attempts: attempt + 1,
-                            }
-                        } else {
-                            SourceError::Connect {
-                                source_name: self.cfg.name.clone(),
-                                stream: stream.to_string(),
-                                host,
-                                path,
-                                message,
-                                attempts: attempt + 1,
-                            }
-                        });
-                    }
-                    retry_after = None;
-                    tracing::debug!(source = %self.cfg.name, stream, path = %path, attempt, timeout, "retrying after a network error");
-                }
+            let log = |attempt: u32, e: &SourceError, _| {
+                tracing::debug!(source = %self.cfg.name, stream, path = %path, attempt, "retrying: {e}");
+            };
+            if let Some(outcome) = tries.after(step, log).await {
+                *retries += u64::from(tries.count());
+                return outcome;
             }
-            let delay = retry_delay(attempt, retry_after, h, &mut rand::rng());
-            attempt += 1;
-            *retries += 1;
-            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// What one try's outcome means: a page for `accept`, a fresh OAuth2 token after a 401,
+    /// another try, or an error.
+    #[allow(clippy::too_many_arguments)]
+    async fn judge<T>(
+        &self,
+        stream: &str,
+        req: &Req,
+        classifier: &Classifier,
+        outcome: Result<Fetched, AttemptError>,
+        token: Option<Secret>,
+        attempt: u32,
+        accept: &mut impl FnMut(&Fetched, u32) -> Body<T>,
+    ) -> crate::net::Step<T, SourceError> {
+        use crate::net::Step;
+        let path = req.url.path();
+        match outcome {
+            Ok(resp) if resp.status.is_success() => match accept(&resp, attempt + 1) {
+                Body::Ok(t) => Step::Done(t),
+                Body::Fail(e) => Step::Fail(e),
+                Body::Retry(error) => Step::Retry { error, after: None },
+            },
+            Ok(resp) => {
+                if let (StatusCode::UNAUTHORIZED, Auth::OAuth2(o), Some(used)) =
+                    (resp.status, &self.auth, &token)
+                {
+                    // One fresh token, outside the retry budget.
+                    o.invalidate(used).await;
+                    return Step::Reauth(self.auth_error(stream, path, 401));
+                }
+                self.error_status(stream, path, req, &resp, attempt, classifier)
+            }
+            Err(AttemptError::Fatal(e)) => Step::Fail(e),
+            Err(AttemptError::Transient { timeout, message }) => Step::Retry {
+                error: self.network_error(stream, path, &req.url, timeout, message, attempt),
+                after: None,
+            },
+        }
+    }
+
+    /// One try: waits for the rate limiter and a permit, builds the request (under the permit,
+    /// so a signature's timestamp is fresh when sent) and reads the answer. Returns the OAuth2
+    /// token used, if any.
+    async fn attempt(
+        &self,
+        stream: &str,
+        path: &str,
+        req: &Req,
+    ) -> Result<(Result<Fetched, AttemptError>, Option<Secret>), SourceError> {
+        if let Some(l) = &self.limiter {
+            l.until_ready().await;
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| SourceError::Other {
+                source_name: self.cfg.name.clone(),
+                message: "the client was shut down".into(),
+            })?;
+        let (builder, token) = self.build(req).await?;
+        Ok((self.send_once(stream, path, builder).await, token))
+    }
+
+    /// A timeout or connection problem, as the error it is once no retry is left.
+    fn network_error(
+        &self,
+        stream: &str,
+        path: &str,
+        url: &Url,
+        timeout: bool,
+        message: String,
+        attempt: u32,
+    ) -> SourceError {
+        let (source_name, stream, host, path) = (
+            self.cfg.name.clone(),
+            stream.to_string(),
+            crate::net::host_port(url),
+            path.to_string(),
+        );
+        if timeout {
+            SourceError::Timeout {
+                source_name,
+                stream,
+                host,
+                path,
+                secs: self.cfg.http.timeout_secs,
+                attempts: attempt + 1,
+            }
+        } else {
+            SourceError::Connect {
+                source_name,
+                stream,
+                host,
+                path,
+                message,
+                attempts: attempt + 1,
+            }
+        }
+    }
+
+    fn auth_error(&self, stream: &str, path: &str, status: u16) -> SourceError {
+        SourceError::Auth {
+            source_name: self.cfg.name.clone(),
+            stream: stream.to_string(),
+            path: path.to_string(),
+            status,
         }
     }
 
     /// A response that is neither a success nor an OAuth2 token to refresh: the error to fail
-    /// with, or (5xx, 429 with retries left) the `Retry-After` to wait before trying again.
-    fn error_status(
+    /// with, or (408, 429, 5xx) another try after its `Retry-After`, with the error to end
+    /// with once no retry is left.
+    fn error_status<T>(
         &self,
         stream: &str,
         path: &str,
@@ -486,15 +442,11 @@ impl Http {
         resp: &Fetched,
         attempt: u32,
         classifier: &Classifier,
-    ) -> Result<Option<Duration>, SourceError> {
+    ) -> crate::net::Step<T, SourceError> {
+        use crate::net::Step;
         let (h, status, path) = (&self.cfg.http, resp.status, path.to_string());
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(SourceError::Auth {
-                source_name: self.cfg.name.clone(),
-                stream: stream.to_string(),
-                path,
-                status: status.as_u16(),
-            });
+            return Step::Fail(self.auth_error(stream, &path, status.as_u16()));
         }
         if status.is_redirection() {
             let target = resp
@@ -504,36 +456,36 @@ impl Http {
                 .and_then(|l| req.url.join(l).ok())
                 .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
                 .unwrap_or_else(|| "unknown".into());
-            return Err(SourceError::CrossHostRedirect {
+            return Step::Fail(SourceError::CrossHostRedirect {
                 source_name: self.cfg.name.clone(),
                 stream: stream.to_string(),
                 path,
                 target_host: target,
             });
         }
-        let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-        if !retryable || attempt >= h.retries {
-            let said = self.said(resp, classifier);
-            let what = if retryable {
-                format!("the system kept failing; it may be overloaded or down. Try later or raise http.retries ({})", h.retries)
-            } else {
-                "the system rejected the request; check the stream's path, query and body"
-                    .to_string()
-            } + &said;
-            return Err(SourceError::Status {
-                source_name: self.cfg.name.clone(),
-                stream: stream.to_string(),
-                path,
-                status: status.as_u16(),
-                attempts: attempt + 1,
-                what,
-            });
+        let retryable = crate::net::retryable(status);
+        let said = self.said(resp, classifier);
+        let what = if retryable {
+            format!("the system kept failing; it may be overloaded or down. Try later or raise http.retries ({})", h.retries)
+        } else {
+            "the system rejected the request; check the stream's path, query and body".to_string()
+        } + &said;
+        let error = SourceError::Status {
+            source_name: self.cfg.name.clone(),
+            stream: stream.to_string(),
+            path,
+            status: status.as_u16(),
+            attempts: attempt + 1,
+            what,
+        };
+        if retryable {
+            Step::Retry {
+                error,
+                after: crate::net::retry_after(&resp.headers),
+            }
+        } else {
+            Step::Fail(error)
         }
-        Ok(resp
-            .headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now())))
     }
 
     /// What an error response said: the vendor's code and message when the body is JSON and
@@ -585,8 +537,8 @@ impl Http {
                 query.push((name.clone(), key.expose().to_string()));
             }
             Auth::Basic(user, pass) => basic = Some((user.clone(), pass.clone())),
-            Auth::OAuth2 { .. } => {
-                let t = self.oauth_token().await?;
+            Auth::OAuth2(o) => {
+                let t = self.oauth_token(o).await?;
                 headers.push((AUTHORIZATION, format!("Bearer {}", t.expose())));
                 token_used = Some(t);
             }
@@ -666,87 +618,50 @@ impl Http {
     }
 
     /// The cached OAuth2 token, fetching a new one when absent or near expiry.
-    async fn oauth_token(&self) -> Result<Secret, SourceError> {
-        let Auth::OAuth2 {
-            token_url,
-            client_id,
-            client_secret,
-            scope,
-            cache,
-            fetched,
-        } = &self.auth
-        else {
-            return Err(SourceError::Other {
-                source_name: self.cfg.name.clone(),
-                message: "no OAuth2 configured".into(),
-            });
-        };
-        let mut guard = cache.lock().await;
-        if let Some(c) = guard.as_ref() {
-            if Instant::now() < c.valid_until {
-                return Ok(c.token.clone());
-            }
-        }
-        let path = token_url.path().to_string();
-        let host = host_port(token_url);
-        let token_err = |message: String| SourceError::Token {
-            source_name: self.cfg.name.clone(),
-            host: host.clone(),
-            path: path.clone(),
-            message,
-        };
-        // The token endpoint was not reached: a network problem, not the credentials.
-        let unreachable = |message: String| SourceError::TokenUnreachable {
-            source_name: self.cfg.name.clone(),
-            host: host.clone(),
-            path: path.clone(),
-            message,
-        };
-        let mut form = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", client_secret.expose()),
-        ];
-        if let Some(s) = scope {
-            form.push(("scope", s.as_str()));
-        }
-        let resp = self
-            .client
-            .post(token_url.clone())
-            .form(&form)
-            .send()
+    async fn oauth_token(&self, o: &crate::net::OAuth2) -> Result<Secret, SourceError> {
+        use crate::net::TokenError;
+        let token_url = o.token_url();
+        let (source_name, host, path) = (
+            self.cfg.name.clone(),
+            crate::net::host_port(token_url),
+            token_url.path().to_string(),
+        );
+        o.token(&self.client, self.cfg.http.max_response_bytes)
             .await
-            .map_err(|e| unreachable(describe(&e)))?;
-        let status = resp.status();
-        let fetched_resp = read_capped(resp, self.cfg.http.max_response_bytes)
-            .await
-            .map_err(|e| match e {
-                Some(m) => unreachable(format!("the answer broke off: {m}")),
-                None => token_err("the answer is larger than http.max_response_bytes".into()),
-            })?;
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(SourceError::TokenServer {
-                source_name: self.cfg.name.clone(),
-                host: host.clone(),
-                path: path.clone(),
-                status: status.as_u16(),
-            });
-        }
-        if !status.is_success() {
-            return Err(token_err(format!(
-                "HTTP {}: the credentials were refused",
-                status.as_u16()
-            )));
-        }
-        let (token, lifetime) =
-            super::auth::parse_token_response(&fetched_resp).map_err(token_err)?;
-        *guard = Some(CachedToken {
-            token: token.clone(),
-            valid_until: Instant::now() + lifetime,
-        });
-        fetched.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(source = %self.cfg.name, path = %path, lifetime_secs = lifetime.as_secs(), "fetched OAuth2 token");
-        Ok(token)
+            .map_err(|e| {
+                let message = match e {
+                    // The token endpoint was not reached: a network problem, not the credentials.
+                    TokenError::Unreachable(message) => {
+                        return SourceError::TokenUnreachable {
+                            source_name,
+                            host,
+                            path,
+                            message,
+                        }
+                    }
+                    TokenError::Server(status) => {
+                        return SourceError::TokenServer {
+                            source_name,
+                            host,
+                            path,
+                            status,
+                        }
+                    }
+                    TokenError::TooLarge => {
+                        "the answer is larger than http.max_response_bytes".to_string()
+                    }
+                    TokenError::Refused(status) => {
+                        format!("HTTP {status}: the credentials were refused")
+                    }
+                    TokenError::Invalid(message) => message,
+                };
+                SourceError::Token {
+                    source_name,
+                    host,
+                    path,
+                    message,
+                }
+            })
     }
 
     async fn send_once(
@@ -757,184 +672,77 @@ impl Http {
     ) -> Result<Fetched, AttemptError> {
         let resp = b.send().await.map_err(|e| AttemptError::Transient {
             timeout: e.is_timeout(),
-            message: describe(&e),
+            message: crate::net::describe(&e),
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        match read_capped(resp, self.cfg.http.max_response_bytes).await {
+        match crate::net::read_capped(resp, self.cfg.http.max_response_bytes).await {
             Ok(body) => Ok(Fetched {
                 status,
                 headers,
                 body,
             }),
-            Err(Some(message)) => Err(AttemptError::Transient {
+            Err(crate::net::ReadError::Broken(message)) => Err(AttemptError::Transient {
                 timeout: message.contains("timed out"),
                 message,
             }),
-            Err(None) => Err(AttemptError::Fatal(SourceError::TooLarge {
-                source_name: self.cfg.name.clone(),
-                stream: stream.to_string(),
-                path: path.to_string(),
-                limit: self.cfg.http.max_response_bytes,
-            })),
-        }
-    }
-}
-
-/// Reads a body, stopping past `limit` bytes. `Err(None)` = too large; `Err(Some)` = I/O.
-async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, Option<String>> {
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(None);
-    }
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return Err(None);
-                }
-                body.extend_from_slice(&chunk);
+            Err(crate::net::ReadError::TooLarge) => {
+                Err(AttemptError::Fatal(SourceError::TooLarge {
+                    source_name: self.cfg.name.clone(),
+                    stream: stream.to_string(),
+                    path: path.to_string(),
+                    limit: self.cfg.http.max_response_bytes,
+                }))
             }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(Some(describe(&e))),
         }
     }
 }
 
-/// `host:port` of a URL (the port the scheme implies when none is written), for messages:
-/// a refused connection says where it was refused.
-pub fn host_port(url: &url::Url) -> String {
-    let host = match url.host() {
-        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
-        Some(h) => h.to_string(),
-        None => "?".to_string(),
-    };
-    match url.port_or_known_default() {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
+/// `http.headers`, and `Accept: application/json` unless they name another.
+fn default_headers(h: &HttpConfig) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &h.headers {
+        let hn = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("http.headers: {k:?} is not a valid header name"))?;
+        let hv = HeaderValue::from_str(v).map_err(|_| {
+            format!("http.headers.{k}: value has characters not allowed in a header")
+        })?;
+        headers.insert(hn, hv);
     }
+    if !headers.contains_key(reqwest::header::ACCEPT) {
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok(headers)
 }
 
-/// A reqwest error without its URL (the query may carry secrets): what kind of failure,
-/// then the innermost cause (`connection failed: Connection refused (os error 111)`).
-pub fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "reading the body failed"
-    } else if e.is_redirect() {
-        "redirect refused"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        detail = s.to_string();
-        src = s.source();
-    }
-    let detail = crate::mask::scrub_text(&detail);
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
-    }
-}
-
-/// `Retry-After` as seconds or an HTTP date (relative to `now`; past dates mean no wait).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Delay before retry number `attempt + 1`: `Retry-After` when given, else full jitter
-/// (uniform in `0..=min(backoff_max, initial * 2^attempt)`); always at most backoff_max_ms.
-pub fn retry_delay(
-    attempt: u32,
-    retry_after: Option<Duration>,
-    h: &HttpConfig,
-    rng: &mut impl Rng,
-) -> Duration {
-    let max = Duration::from_millis(h.backoff_max_ms);
-    if let Some(ra) = retry_after {
-        return ra.min(max);
-    }
-    let ceiling = h
-        .backoff_initial_ms
-        .saturating_mul(1u64 << attempt.min(32))
-        .min(h.backoff_max_ms);
-    Duration::from_millis(rng.random_range(0..=ceiling))
+/// Redirects: at most 10, never from https to http, and to another host only with
+/// `follow_cross_host_redirects` (a stopped redirect is reported as such).
+fn redirect_policy(cross_host: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 10 {
+            return attempt.error("more than 10 redirects");
+        }
+        let (same_host, downgrade) = match attempt.previous().first() {
+            Some(first) => (
+                first.host_str() == attempt.url().host_str(),
+                first.scheme() == "https" && attempt.url().scheme() != "https",
+            ),
+            None => (false, false),
+        };
+        if downgrade || (!same_host && !cross_host) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-
-    #[test]
-    fn host_port_names_the_port_even_when_implied() {
-        let u = |s: &str| url::Url::parse(s).unwrap();
-        assert_eq!(
-            host_port(&u("http://127.0.0.1:18082/api")),
-            "127.0.0.1:18082"
-        );
-        assert_eq!(
-            host_port(&u("https://vendor.example/x?k=v")),
-            "vendor.example:443"
-        );
-        assert_eq!(host_port(&u("http://[::1]:8080/")), "[::1]:8080");
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(10));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(10))
-        );
-        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(10));
-        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn retry_delay_honours_retry_after_and_caps_backoff() {
-        let h = HttpConfig {
-            backoff_initial_ms: 100,
-            backoff_max_ms: 1000,
-            ..HttpConfig::default()
-        };
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        assert_eq!(
-            retry_delay(0, Some(Duration::from_millis(700)), &h, &mut rng),
-            Duration::from_millis(700)
-        );
-        assert_eq!(
-            retry_delay(0, Some(Duration::from_secs(60)), &h, &mut rng),
-            Duration::from_millis(1000)
-        );
-        for attempt in 0..40 {
-            let d = retry_delay(attempt, None, &h, &mut rng);
-            let ceiling = (100u64 << attempt.min(32)).min(1000);
-            assert!(
-                d <= Duration::from_millis(ceiling),
-                "attempt {attempt}: {d:?}"
-            );
-        }
-        // Full jitter: not every delay is the ceiling.
-        let ds: Vec<_> = (0..20)
-            .map(|_| retry_delay(5, None, &h, &mut rng))
-            .collect();
-        assert!(ds.iter().any(|d| *d < Duration::from_millis(900)));
-    }
 
     #[test]
     fn rate_limiter_allows_one_request_per_period() {
@@ -968,14 +776,5 @@ pagination = { type = "none" }
             .unwrap()
             .limiter
             .is_none());
-    }
-
-    #[test]
-    fn loopback_detection() {
-        assert!(is_loopback(&Url::parse("http://127.0.0.1:8080/").unwrap()));
-        assert!(is_loopback(&Url::parse("http://localhost/").unwrap()));
-        assert!(is_loopback(&Url::parse("http://[::1]/").unwrap()));
-        assert!(!is_loopback(&Url::parse("http://10.0.0.1/").unwrap()));
-        assert!(!is_loopback(&Url::parse("http://example.org/").unwrap()));
     }
 }

@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 use crate::config::{SourceConfig, StreamConfig};
 
 pub use error::SourceError;
-pub use http::{describe as describe_http_error, host_port, parse_retry_after, retry_delay};
 pub use pager::format_bound;
 
 /// One page of raw vendor records, already decoded to JSON and cut out of the envelope.
@@ -118,7 +117,7 @@ impl SourceClient {
 
     /// Builds the client, resolving secrets (relative `file` paths against `config_dir`),
     /// TLS roots and limits. Fails on a missing secret, a bad CA file, or plain http to a
-    /// non-loopback host without `allow_insecure_http`.
+    /// non-loopback host that the HTTP layer refuses ([`crate::net::check_scheme`]).
     pub fn with_config_dir(
         source: &SourceConfig,
         config_dir: &Path,

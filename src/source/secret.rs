@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 
 use super::config::SecretRef;
 
-/// A secret string. `Debug` and `Display` print `***`; read it with [`Secret::expose`].
+/// A secret string, wiped from memory when dropped. `Debug` and `Display` print `***`; read it
+/// with [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(zeroize::Zeroizing<String>);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        Secret(zeroize::Zeroizing::new(value.into()))
     }
 
     /// The secret itself: only for building a request, never for messages.
@@ -43,7 +44,7 @@ pub struct SecretProblem(pub String);
 pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProblem> {
     if let Some(var) = &secret.env {
         return match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Secret(trim_newline(v))),
+            Ok(v) if !v.is_empty() => Ok(Secret::new(trim_newline(v))),
             Ok(_) => Err(SecretProblem(format!(
                 "environment variable {var} is empty; export it with the secret (or use file = \"...\")"
             ))),
@@ -54,10 +55,12 @@ pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProb
     }
     if let Some(file) = &secret.file {
         let path = expand_path(file, base_dir)?;
-        if let Err(mode) = crate::crypto::check_private(&path, 0o007) {
+        if let Err(p) = crate::crypto::check_file_mode(&path, crate::crypto::FileKind::Secret) {
             return Err(SecretProblem(format!(
-                "secret file {} is readable by others (mode {mode:04o}); run `chmod 600 {}`",
+                "secret file {} is {} (mode {:04o}); run `chmod 600 {}`",
                 path.display(),
+                p.why,
+                p.mode,
                 path.display()
             )));
         }
@@ -70,7 +73,7 @@ pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProb
                         path.display()
                     )))
                 } else {
-                    Ok(Secret(v))
+                    Ok(Secret::new(v))
                 }
             }
             Err(e) => Err(SecretProblem(format!(
@@ -81,7 +84,7 @@ pub fn resolve(secret: &SecretRef, base_dir: &Path) -> Result<Secret, SecretProb
         };
     }
     if let Some(v) = &secret.value {
-        return Ok(Secret(trim_newline(v.clone())));
+        return Ok(Secret::new(trim_newline(v.clone())));
     }
     Err(SecretProblem(
         "no secret configured: give env = \"VAR\", file = \"PATH\" or (tests only) value".into(),

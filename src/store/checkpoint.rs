@@ -106,10 +106,23 @@ impl Shared {
 }
 
 /// The checkpoint thread of one store and the hook on the store's connection that feeds it.
+/// Dropping it (or [`Checkpointer::detach`]) removes the hook and stops the thread.
 pub struct Checkpointer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// The connection the hook is installed on, until it is removed.
+    hooked: Option<Hooked>,
 }
+
+/// The raw handle of the connection carrying the hook (only used to remove it).
+struct Hooked(*mut ffi::sqlite3);
+
+// SAFETY: the handle is only used to remove the hook, through `&mut Checkpointer` (detach or
+// drop), which `start`'s contract makes happen while the connection is open and not in use
+// elsewhere; a rusqlite `Connection` is itself `Send`.
+unsafe impl Send for Hooked {}
+// SAFETY: `&Checkpointer` never touches the handle.
+unsafe impl Sync for Hooked {}
 
 /// What the checkpointer has done so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,9 +136,16 @@ pub struct CheckpointStats {
 impl Checkpointer {
     /// Starts the thread for the database at `path` and installs the commit hook on `conn`
     /// (the store's connection), replacing SQLite's automatic checkpoint. The thread opens its
-    /// own connection when there is first something to copy. Call [`Checkpointer::detach`]
-    /// before `conn` is closed.
-    pub fn start(conn: &Connection, path: &Path, thresholds: Thresholds) -> Checkpointer {
+    /// own connection when there is first something to copy.
+    ///
+    /// # Safety
+    ///
+    /// `conn` must stay open until the returned Checkpointer is detached
+    /// ([`Checkpointer::detach`]) or dropped, whichever comes first: both remove the hook
+    /// through `conn`'s handle, so neither may run after `conn` was closed, nor while `conn`
+    /// is in use on another thread. (Detach before closing `conn`; a Checkpointer dropped
+    /// while `conn` lives leaves no hook behind.)
+    pub unsafe fn start(conn: &Connection, path: &Path, thresholds: Thresholds) -> Checkpointer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -142,9 +162,9 @@ impl Checkpointer {
                 .ok()
         };
         // SAFETY: the hook's argument points into `shared`, which this Checkpointer keeps
-        // alive; `detach` (also run on drop) removes the hook before that can end, and the
-        // store calls it before closing the connection. The hook runs on the thread that
-        // commits, while the connection is in use by it.
+        // alive; `detach` and `drop` remove the hook before that can end (the caller keeps
+        // `conn` open until then). The hook runs on the thread that commits, while the
+        // connection is in use by it.
         unsafe {
             ffi::sqlite3_wal_hook(
                 conn.handle(),
@@ -152,16 +172,34 @@ impl Checkpointer {
                 Arc::as_ptr(&shared) as *mut c_void,
             );
         }
-        Checkpointer { shared, thread }
+        Checkpointer {
+            shared,
+            thread,
+            hooked: Some(Hooked(conn.handle())),
+        }
     }
 
     /// Removes the hook from `conn` and stops the thread (after the copy it is making).
+    /// `conn` is the connection `start` was given.
     pub fn detach(&mut self, conn: &Connection) {
-        // SAFETY: removing the hook; `conn` is the connection `start` installed it on.
-        unsafe {
-            ffi::sqlite3_wal_hook(conn.handle(), None, std::ptr::null_mut());
-        }
+        // SAFETY: reads the handle only, to compare it.
+        debug_assert!(self
+            .hooked
+            .as_ref()
+            .is_none_or(|h| h.0 == unsafe { conn.handle() }));
+        self.unhook();
         self.stop_thread();
+    }
+
+    /// Removes the hook, once.
+    fn unhook(&mut self) {
+        if let Some(Hooked(db)) = self.hooked.take() {
+            // SAFETY: `db` is the connection `start` installed the hook on, still open and not
+            // in use elsewhere (`start`'s contract); passing no hook removes ours.
+            unsafe {
+                ffi::sqlite3_wal_hook(db, None, std::ptr::null_mut());
+            }
+        }
     }
 
     fn stop_thread(&mut self) {
@@ -205,7 +243,8 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        // The hook is removed by `detach`, which needs the connection; here only the thread.
+        // Not detached: the hook would point into `shared`, freed with this Checkpointer.
+        self.unhook();
         self.stop_thread();
     }
 }
@@ -365,6 +404,18 @@ mod tests {
         bytes as i64 / (4096 + 24)
     }
 
+    fn start(c: &Connection, path: &Path, t: Thresholds) -> Checkpointer {
+        // SAFETY: every test detaches or drops the Checkpointer before closing `c`.
+        unsafe { Checkpointer::start(c, path, t) }
+    }
+
+    /// The argument of the WAL hook installed on `c` (null: none), read by replacing the hook
+    /// with none (SQLite returns the previous argument).
+    fn hook_arg(c: &Connection) -> *mut c_void {
+        // SAFETY: `c` is open; the returned pointer is compared, never dereferenced.
+        unsafe { ffi::sqlite3_wal_hook(c.handle(), None, std::ptr::null_mut()) }
+    }
+
     fn rows(c: &Connection) -> i64 {
         c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap()
@@ -379,7 +430,7 @@ mod tests {
             batch_frames: 64,
             writer_frames: 256,
         };
-        let mut cp = Checkpointer::start(&c, &path, t);
+        let mut cp = start(&c, &path, t);
         commit_many(&c, 0, 200, 20);
         cp.catch_up(&c).unwrap();
         let stats = cp.stats();
@@ -404,7 +455,7 @@ mod tests {
             writer_frames: 128,
         };
         // The thread cannot open its connection (no such directory).
-        let mut cp = Checkpointer::start(&c, &dir.path().join("gone/s.db"), t);
+        let mut cp = start(&c, &dir.path().join("gone/s.db"), t);
         commit_many(&c, 0, 100, 20);
         let stats = cp.stats();
         assert_eq!(stats.thread_copies, 0, "{stats:?}");
@@ -420,12 +471,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let c = writer(&path);
-        let mut cp = Checkpointer::start(&c, &path, Thresholds::default());
+        let mut cp = start(&c, &path, Thresholds::default());
         commit_many(&c, 0, 3, 5);
         cp.detach(&c);
         assert!(cp.thread.is_none());
         // No hook any more: commits neither call into the gone state nor fail.
         commit_many(&c, 100, 3, 5);
         assert_eq!(rows(&c), 30);
+    }
+
+    #[test]
+    fn dropping_the_checkpointer_removes_its_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let c = writer(&path);
+        let cp = start(&c, &path, Thresholds::default());
+        commit_many(&c, 0, 3, 5);
+        drop(cp);
+        // Before, the hook stayed, pointing into the freed state: the next commit on `c`
+        // would have read freed memory.
+        assert!(
+            hook_arg(&c).is_null(),
+            "the WAL hook outlived its Checkpointer"
+        );
+        commit_many(&c, 100, 3, 5);
+        assert_eq!(rows(&c), 30);
+    }
+
+    #[test]
+    fn detach_then_drop_removes_the_hook_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let c = writer(&path);
+        let mut cp = start(&c, &path, Thresholds::default());
+        assert!(!hook_arg_peek(&c).is_null());
+        cp.detach(&c);
+        assert!(hook_arg(&c).is_null());
+        drop(c);
+        // The connection is closed: dropping must not touch its handle again.
+        drop(cp);
+    }
+
+    /// The hook's argument, leaving the hook in place.
+    fn hook_arg_peek(c: &Connection) -> *mut c_void {
+        let arg = hook_arg(c);
+        if !arg.is_null() {
+            // SAFETY: re-installs the hook that was there, with its own argument.
+            unsafe { ffi::sqlite3_wal_hook(c.handle(), Some(on_commit), arg) };
+        }
+        arg
     }
 }

@@ -1,14 +1,18 @@
 //! The one seam through which personal data enters and leaves the store's columns.
 //!
-//! Every column that can hold personal data (raw payloads, normalized records, golden person
-//! fields, outbox payloads, quarantined raw values) is written with [`Codec::seal`] and read with
-//! [`Codec::open`]; every match key (ID number, name + phone) is written with [`Codec::blind`],
-//! so lookups are equality on the blinded value.
+//! Every column that can hold personal data is listed once, in [`COLUMNS`]: the sealed ones
+//! (raw payloads, normalized records, golden person fields, outbox payloads, quarantined raw
+//! values, phone history, field-lock values) and the blinded ones (match keys and match
+//! features, equality-only). A value is written with [`Codec::seal`] or [`Codec::blind`], which
+//! take a [`SealedColumn`] / [`BlindColumn`] handle; the handles exist only as constants of that
+//! list (the [`columns!`] macro makes both), so nothing can be sealed or blinded outside it, and
+//! [`rotate`], which walks it, re-seals and re-blinds everything. Values are read with
+//! [`Codec::open`].
 //!
-//! `Plain` stores values as they are; `Sealed` encrypts each value (SM4-GCM or AES-256-GCM, see
+//! `Plain` stores values as they are; `Sealed` encrypts each value (AES-256-GCM or SM4-GCM, see
 //! [`crate::crypto`]) and blinds match keys with a keyed hash. The store remembers which key
 //! is active (table `security_keys`), so a store cannot be opened with the wrong key or none,
-//! and [`rotate`] re-encrypts a live store in small transactions.
+//! and [`rotate`] re-encrypts a store in one transaction.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -126,8 +130,11 @@ impl Codec {
         }
     }
 
-    /// The stored form of a sensitive text.
-    pub fn seal(&self, plaintext: &str) -> ToSqlOutput<'static> {
+    /// The stored form of a sensitive text for column `column`.
+    pub fn seal(&self, column: SealedColumn, plaintext: &str) -> ToSqlOutput<'static> {
+        // The column is not part of the stored format (values sealed before the handles open
+        // unchanged); taking the handle is what ties every sealed write to COLUMNS.
+        let _ = column;
         match self {
             Codec::Plain => ToSqlOutput::Owned(Value::Text(plaintext.to_string())),
             Codec::Sealed(k) => {
@@ -137,9 +144,9 @@ impl Codec {
     }
 
     /// Like [`Codec::seal`], passing `None` through.
-    pub fn seal_opt(&self, plaintext: Option<&str>) -> ToSqlOutput<'static> {
+    pub fn seal_opt(&self, column: SealedColumn, plaintext: Option<&str>) -> ToSqlOutput<'static> {
         match plaintext {
-            Some(p) => self.seal(p),
+            Some(p) => self.seal(column, p),
             None => ToSqlOutput::Owned(Value::Null),
         }
     }
@@ -186,12 +193,29 @@ impl Codec {
         }
     }
 
-    /// The lookup form of a match key: equal inputs give equal outputs, and nothing else can
-    /// be learned from it once keyed.
-    pub fn blind(&self, kind: &str, value: &str) -> String {
+    /// The lookup form of a match key for column `column`: equal inputs give equal outputs,
+    /// and nothing else can be learned from it once keyed. The column's kind separates the
+    /// domains (an ID number and a phone never blind alike).
+    pub fn blind(&self, column: BlindColumn, value: &str) -> String {
         match self {
             Codec::Plain => value.to_string(),
-            Codec::Sealed(k) => k.active.blind(kind, value),
+            Codec::Sealed(k) => k.active.blind(column.kind, value),
+        }
+    }
+
+    /// The audit chain's key, derived from the active store key (`None` for `Plain`).
+    pub(crate) fn audit_key(&self) -> Option<(String, crate::crypto::AuditKey)> {
+        self.active_key().map(|k| (k.id_hex(), k.audit_key()))
+    }
+
+    /// The audit key of key id `id`, active or previous.
+    pub(crate) fn audit_key_of(&self, id: &str) -> Option<crate::crypto::AuditKey> {
+        match self {
+            Codec::Plain => None,
+            Codec::Sealed(k) => std::iter::once(&k.active)
+                .chain(k.previous.iter())
+                .find(|k| k.id_hex() == id)
+                .map(|k| k.audit_key()),
         }
     }
 }
@@ -202,24 +226,197 @@ impl From<CodecError> for rusqlite::Error {
     }
 }
 
-/// Columns that hold sealed personal data, per table (fixed names, never from input).
-pub const SEALED_COLUMNS: &[(&str, &[&str])] = &[
-    ("record_payloads", &["raw", "normalized"]),
-    ("rejects", &["raw_value"]),
+/// A column holding sealed personal data: the only way to call [`Codec::seal`]. Made only by
+/// [`columns!`], so every such column is in [`COLUMNS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedColumn {
+    table: &'static str,
+    column: &'static str,
+}
+
+/// Where [`rotate`] finds the plaintext a blinded column was computed from (a keyed hash cannot
+/// be re-keyed without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlindSource {
+    /// The person fields of the record's normalized payload (`record_payloads.normalized` of
+    /// the row's record), computed as the ingest and matching do ([`record_blinds`]).
+    RecordPerson,
+    /// A sealed column of the same row.
+    Row(SealedColumn),
+}
+
+/// A column holding blinded (keyed-hash) match keys: the only way to call [`Codec::blind`].
+/// Made only by [`columns!`], so every such column is in [`COLUMNS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlindColumn {
+    table: &'static str,
+    column: &'static str,
+    /// The keyed hash's domain label (columns of one kind hold comparable values).
+    kind: &'static str,
+    source: BlindSource,
+}
+
+impl SealedColumn {
+    pub fn table(&self) -> &'static str {
+        self.table
+    }
+    pub fn column(&self) -> &'static str {
+        self.column
+    }
+}
+
+impl BlindColumn {
+    pub fn table(&self) -> &'static str {
+        self.table
+    }
+    pub fn column(&self) -> &'static str {
+        self.column
+    }
+    pub fn source(&self) -> BlindSource {
+        self.source
+    }
+}
+
+/// Every column that holds personal data, sealed or blinded (fixed names, never from input).
+#[derive(Debug)]
+pub struct Columns {
+    pub sealed: &'static [SealedColumn],
+    pub blinded: &'static [BlindColumn],
+}
+
+impl Columns {
+    /// The tables with sealed columns, each once, in list order.
+    pub fn sealed_tables(&self) -> Vec<&'static str> {
+        let mut t: Vec<&'static str> = Vec::new();
+        for c in self.sealed {
+            if !t.contains(&c.table) {
+                t.push(c.table);
+            }
+        }
+        t
+    }
+}
+
+/// Declares the column handles and [`COLUMNS`] from one list, so a handle cannot exist
+/// without being in the list that [`rotate`] walks.
+macro_rules! columns {
     (
-        "persons",
-        &[
-            "name",
-            "id_number",
-            "gender",
-            "birth_date",
-            "phone",
-            "address",
-            "community",
-        ],
-    ),
-    ("outbox_payloads", &["payload"]),
+        sealed { $( $(#[$sm:meta])* $s:ident = $st:literal . $sc:literal; )* }
+        blinded { $( $(#[$bm:meta])* $b:ident = $bt:literal . $bc:literal, $kind:literal, $src:expr; )* }
+    ) => {
+        $( $(#[$sm])* pub const $s: SealedColumn = SealedColumn { table: $st, column: $sc }; )*
+        $( $(#[$bm])* pub const $b: BlindColumn =
+            BlindColumn { table: $bt, column: $bc, kind: $kind, source: $src }; )*
+        /// The one list of columns holding personal data: [`rotate`] re-seals and re-blinds
+        /// exactly these, and the handles [`Codec::seal`] / [`Codec::blind`] take are its
+        /// entries.
+        pub const COLUMNS: Columns = Columns {
+            sealed: &[$($s),*],
+            blinded: &[$($b),*],
+        };
+    };
+}
+
+columns! {
+    sealed {
+        /// The record as fetched.
+        RECORD_RAW = "record_payloads"."raw";
+        /// The normalized record (JSON).
+        RECORD_NORMALIZED = "record_payloads"."normalized";
+        /// A quarantined raw value.
+        REJECT_RAW = "rejects"."raw_value";
+        PERSON_NAME = "persons"."name";
+        PERSON_ID_NUMBER = "persons"."id_number";
+        PERSON_GENDER = "persons"."gender";
+        PERSON_BIRTH_DATE = "persons"."birth_date";
+        PERSON_PHONE = "persons"."phone";
+        PERSON_ADDRESS = "persons"."address";
+        PERSON_COMMUNITY = "persons"."community";
+        /// The event sent to the platform.
+        OUTBOX_PAYLOAD = "outbox_payloads"."payload";
+        /// A phone a resident had.
+        PHONE_HISTORY_PHONE = "phone_history"."phone";
+        /// The value a reviewer locked a field to.
+        FIELD_LOCK_VALUE = "field_locks"."value";
+    }
+    blinded {
+        /// The ID number.
+        RECORD_ID_KEY = "source_records"."id_key", "id", BlindSource::RecordPerson;
+        /// Name and phone (`name|phone`).
+        RECORD_NP_KEY = "source_records"."np_key", "np", BlindSource::RecordPerson;
+        MATCH_NAME = "match_features"."name_k", "name", BlindSource::RecordPerson;
+        MATCH_PINYIN = "match_features"."py_k", "pinyin", BlindSource::RecordPerson;
+        MATCH_PHONE = "match_features"."phone_k", "phone", BlindSource::RecordPerson;
+        MATCH_BIRTH = "match_features"."birth_k", "birth", BlindSource::RecordPerson;
+        MATCH_BIRTH_SWAP = "match_features"."birth_swap_k", "birth", BlindSource::RecordPerson;
+        MATCH_ROOM = "match_features"."room_k", "addr", BlindSource::RecordPerson;
+        MATCH_BUILDING = "match_features"."bldg_k", "addr", BlindSource::RecordPerson;
+        MATCH_COMMUNITY = "match_features"."comm_k", "addr", BlindSource::RecordPerson;
+        /// A copy of the record's `id_key`.
+        MATCH_ID = "match_features"."id_k", "id", BlindSource::RecordPerson;
+        PHONE_HISTORY_PHONE_K = "phone_history"."phone_k", "phone", BlindSource::Row(PHONE_HISTORY_PHONE);
+    }
+}
+
+/// The sealed golden-record columns, in [`crate::model::PERSON_FIELDS`] order.
+pub const PERSON_COLUMNS: [SealedColumn; 7] = [
+    PERSON_NAME,
+    PERSON_ID_NUMBER,
+    PERSON_GENDER,
+    PERSON_BIRTH_DATE,
+    PERSON_PHONE,
+    PERSON_ADDRESS,
+    PERSON_COMMUNITY,
 ];
+
+/// A record's match keys (`id_key`, `np_key`) from its person fields: the ingest's and
+/// [`rotate`]'s one way to compute them.
+pub fn record_keys(
+    codec: &Codec,
+    person: &crate::model::PersonFields,
+) -> (Option<String>, Option<String>) {
+    (
+        person
+            .id_number
+            .as_deref()
+            .map(|i| codec.blind(RECORD_ID_KEY, i)),
+        match (&person.name, &person.phone) {
+            (Some(n), Some(p)) => Some(codec.blind(RECORD_NP_KEY, &format!("{n}|{p}"))),
+            _ => None,
+        },
+    )
+}
+
+/// Every [`BlindSource::RecordPerson`] column of a record, under `codec`'s active key:
+/// `source_records`' keys and the `match_features` matching computes.
+pub fn record_blinds(
+    codec: &Codec,
+    record_id: i64,
+    person: &crate::model::PersonFields,
+    changed: &str,
+) -> Vec<(BlindColumn, Option<String>)> {
+    let (id_key, np_key) = record_keys(codec, person);
+    let f = crate::reconcile::matching::Features::of(
+        codec,
+        record_id,
+        person,
+        id_key.as_deref(),
+        changed,
+    );
+    vec![
+        (RECORD_ID_KEY, id_key),
+        (RECORD_NP_KEY, np_key),
+        (MATCH_NAME, f.name_k),
+        (MATCH_PINYIN, f.py_k),
+        (MATCH_PHONE, f.phone_k),
+        (MATCH_BIRTH, f.birth_k),
+        (MATCH_BIRTH_SWAP, f.birth_swap_k),
+        (MATCH_ROOM, f.room_k),
+        (MATCH_BUILDING, f.bldg_k),
+        (MATCH_COMMUNITY, f.comm_k),
+        (MATCH_ID, f.id_k),
+    ]
+}
 
 fn store_state(store: &Store) -> Result<(Option<String>, Option<String>), SecurityError> {
     let c = store.conn();
@@ -319,11 +516,41 @@ pub fn attach(store: &mut Store, codec: Codec) -> Result<(), SecurityError> {
                          VALUES (?1, ?2, ?3, 'active', ?4)",
                         params![id, key.algorithm().as_str(), key.blind_algorithm().as_str(), super::now_text()],
                     )?;
+                    key_audit_chain(store, &codec)?;
                 }
+            }
+            if store.audit_unkeyed_legacy() {
+                key_audit_chain(store, &codec)?;
             }
         }
     }
     store.set_codec(codec);
+    Ok(())
+}
+
+/// MACs an unkeyed audit chain with the store key and records that (`audit_keyed`): when a
+/// store first gets a key, and when this open migrated a keyed store's chain from unkeyed SM3.
+/// Nothing is written when every row is keyed already.
+fn key_audit_chain(store: &mut Store, codec: &Codec) -> Result<(), SecurityError> {
+    let tx = store
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let unkeyed: i64 =
+        tx.query_row("SELECT count(*) FROM audit WHERE key_id IS NULL", [], |r| {
+            r.get(0)
+        })?;
+    if unkeyed == 0 {
+        return Ok(());
+    }
+    let (rekeyed, problems) = crate::audit::rekey(&tx, codec)?;
+    crate::audit::append(
+        &tx,
+        codec,
+        "audit_keyed",
+        &crate::audit::Actor::process(),
+        &serde_json::json!({ "rows_keyed": rekeyed, "problems_before": problems }),
+    )?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -335,14 +562,20 @@ pub struct RotateReport {
     pub values_resealed: u64,
     pub rows_rewritten: u64,
     pub blinds_recomputed: u64,
-    pub passes: u32,
+    /// Blinded values whose plaintext was nowhere to be found (a phone-history row without its
+    /// sealed phone): removed, since under the old key they could never match again.
+    pub blinds_dropped: u64,
+    /// Audit rows whose MAC was recomputed under the new key.
+    pub audit_rows_rekeyed: u64,
 }
 
-/// Re-encrypts every sealed column and recomputes every blinded match key under `new_key`,
-/// `chunk` rows per transaction, so a daemon may keep writing meanwhile (WAL). `old` holds
-/// the keys the store's values are under now (`None`: the store is unencrypted). Repeats
-/// until a pass finds nothing left under another key, then records `new_key` as the store's
-/// active key in the transaction of that last check.
+/// Re-encrypts every sealed column and recomputes every blinded column of [`COLUMNS`] under
+/// `new_key`, re-keys the audit chain and records the rotation in it (`key_rotated`), and marks
+/// `new_key` active: all in one transaction, so the store is entirely under one key or the
+/// other and reconcile never sees old and new blinds side by side. `old` holds the keys the
+/// store's values are under now (`None`: the store is unencrypted). `chunk` is how many rows
+/// are read at a time. A daemon writing meanwhile waits for the transaction (stop it first:
+/// it would go on writing under its old key).
 pub fn rotate(
     store: &mut Store,
     old: Option<Keyring>,
@@ -381,71 +614,70 @@ pub fn rotate(
         previous.push(o.active);
         previous.extend(o.previous);
     }
-    let ring = Keyring {
+    let reader = Codec::Sealed(Arc::new(Keyring {
         active: new_key,
         previous,
         accept_plaintext: true,
-    };
-    let reader = Codec::Sealed(Arc::new(ring));
+    }));
     let mut report = RotateReport {
         old_key: active.clone(),
         new_key: new_id.clone(),
         ..RotateReport::default()
     };
-    store.conn().execute(
+    let chunk = chunk.max(1);
+    let tx = store
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for table in COLUMNS.sealed_tables() {
+        reseal_table(&tx, &reader, table, chunk, &mut report)?;
+    }
+    reblind_records(&tx, &reader, chunk, &mut report)?;
+    let (rekeyed, problems) = crate::audit::rekey(&tx, &reader)?;
+    report.audit_rows_rekeyed = rekeyed;
+    crate::audit::append(
+        &tx,
+        &reader,
+        "key_rotated",
+        &crate::audit::Actor::process(),
+        &serde_json::json!({
+            "old_key": report.old_key,
+            "new_key": report.new_key,
+            "rows_rewritten": report.rows_rewritten,
+            "values_resealed": report.values_resealed,
+            "blinds_recomputed": report.blinds_recomputed,
+            "blinds_dropped": report.blinds_dropped,
+            "audit_rows_rekeyed": report.audit_rows_rekeyed,
+            "audit_problems_before": problems,
+        }),
+    )?;
+    let now = super::now_text();
+    tx.execute(
         "INSERT INTO security_keys (key_id, algorithm, blind_algorithm, state, added_at)
-         VALUES (?1, ?2, ?3, 'rotating', ?4)
-         ON CONFLICT (key_id) DO UPDATE SET state = CASE state WHEN 'active' THEN 'active' ELSE 'rotating' END",
+         VALUES (?1, ?2, ?3, 'active', ?4)
+         ON CONFLICT (key_id) DO UPDATE SET state = 'active', retired_at = NULL",
         params![
             new_id,
             reader.active_key().map(|k| k.algorithm().as_str()),
             reader.active_key().map(|k| k.blind_algorithm().as_str()),
-            super::now_text()
+            now
         ],
     )?;
-    let chunk = chunk.max(1);
-    loop {
-        report.passes += 1;
-        let mut changed = 0u64;
-        for (table, cols) in SEALED_COLUMNS {
-            changed += rotate_table(store, &reader, table, cols, chunk, &mut report)?;
-        }
-        if changed == 0 {
-            let now = super::now_text();
-            let tx = store.conn_mut().transaction()?;
-            // Nothing was left in the last pass; close the rotation atomically.
-            tx.execute(
-                "UPDATE security_keys SET state = 'retired', retired_at = ?2 WHERE key_id != ?1 AND state != 'retired'",
-                params![new_id, now],
-            )?;
-            tx.execute(
-                "UPDATE security_keys SET state = 'active' WHERE key_id = ?1",
-                [&new_id],
-            )?;
-            tx.commit()?;
-            break;
-        }
-        if report.passes > 20 {
-            return Err(SecurityError::Rotate(
-                "rows keep being written under the old key after 20 passes; restart the daemon with the new key_file (old key in previous_key_files) and run rotate-key again".into(),
-            ));
-        }
-    }
-    store.set_codec(Codec::Sealed(match reader {
+    tx.execute(
+        "UPDATE security_keys SET state = 'retired', retired_at = ?2 WHERE key_id != ?1 AND state != 'retired'",
+        params![new_id, now],
+    )?;
+    tx.commit()?;
+    store.set_codec(match reader {
         Codec::Sealed(r) => {
             let r = Arc::try_unwrap(r)
                 .map_err(|_| SecurityError::Rotate("keyring still shared".into()))?;
-            Arc::new(Keyring {
+            Codec::Sealed(Arc::new(Keyring {
                 accept_plaintext: false,
                 ..r
-            })
+            }))
         }
-        Codec::Plain => {
-            return Err(SecurityError::Rotate(
-                "internal: reader is not sealed".into(),
-            ))
-        }
-    }));
+        Codec::Plain => Codec::Plain,
+    });
     Ok(report)
 }
 
@@ -457,127 +689,238 @@ fn under_key(v: &ValueRef<'_>, id: [u8; 4]) -> bool {
     }
 }
 
-fn rotate_table(
-    store: &mut Store,
+/// Whether a blinded value is under the key with hex id `id` (NULL is under every key).
+fn blind_under_key(v: Option<&str>, id: &str) -> bool {
+    v.is_none_or(|v| v.len() > id.len() && v.starts_with(id) && v.as_bytes()[id.len()] == b':')
+}
+
+/// Re-seals one table's sealed columns, and recomputes its [`BlindSource::Row`] blinds from
+/// them, for every row with a value not under the new key.
+fn reseal_table(
+    tx: &rusqlite::Transaction<'_>,
     reader: &Codec,
     table: &str,
-    cols: &[&str],
     chunk: usize,
     report: &mut RotateReport,
-) -> Result<u64, SecurityError> {
+) -> Result<(), SecurityError> {
     let Some(key) = reader.active_key() else {
-        return Ok(0);
+        return Ok(());
     };
-    let id = key.id();
-    let prefix = format!("{}:", key.id_hex());
-    // The payloads' match keys live beside them in source_records and are recomputed with
-    // the new key in the same transaction.
-    let is_records = table == "record_payloads";
-    let (extra, from) = if is_records {
-        (
-            ", s.id_key, s.np_key",
-            "record_payloads JOIN source_records s USING (id)",
-        )
-    } else {
-        ("", table)
-    };
-    // Table and column names come from SEALED_COLUMNS, a fixed list.
+    let (id, id_hex) = (key.id(), key.id_hex());
+    let cols: Vec<SealedColumn> = COLUMNS
+        .sealed
+        .iter()
+        .filter(|c| c.table == table)
+        .copied()
+        .collect();
+    let blinds: Vec<(BlindColumn, usize)> = COLUMNS
+        .blinded
+        .iter()
+        .filter(|b| b.table == table)
+        .map(|b| match b.source {
+            BlindSource::Row(from) => cols
+                .iter()
+                .position(|c| *c == from)
+                .map(|i| (*b, i))
+                .ok_or_else(|| internal(b)),
+            BlindSource::RecordPerson => Err(internal(b)),
+        })
+        .collect::<Result<_, _>>()?;
+    let names: Vec<&str> = cols
+        .iter()
+        .map(|c| c.column)
+        .chain(blinds.iter().map(|(b, _)| b.column))
+        .collect();
+    // Table and column names come from COLUMNS, a fixed list.
     let select = format!(
-        "SELECT id, {}{extra} FROM {from} WHERE id > ?1 ORDER BY id LIMIT ?2",
-        cols.join(", ")
+        "SELECT rowid, {} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        names.join(", ")
     );
-    let sets: Vec<String> = cols
+    let sets: Vec<String> = names
         .iter()
         .enumerate()
         .map(|(i, c)| format!("{c} = ?{}", i + 2))
         .collect();
-    let update = format!("UPDATE {table} SET {} WHERE id = ?1", sets.join(", "));
-    let update_blinds = "UPDATE source_records SET id_key = ?2, np_key = ?3 WHERE id = ?1";
+    let update = format!(
+        "UPDATE OR REPLACE {table} SET {} WHERE rowid = ?1",
+        sets.join(", ")
+    );
+    let mut sel = tx.prepare(&select)?;
+    let mut upd = tx.prepare(&update)?;
+    let mut drop_row = tx.prepare(&format!("DELETE FROM {table} WHERE rowid = ?1"))?;
     let mut last = 0i64;
-    let mut changed = 0u64;
     loop {
-        let tx = store.conn_mut().transaction()?;
-        let mut rows_seen = 0usize;
-        {
-            let mut sel = tx.prepare(&select)?;
-            let mut upd = tx.prepare(&update)?;
-            let mut upd_blinds = tx.prepare(update_blinds)?;
-            let mut rows = sel.query(params![last, chunk as i64])?;
-            while let Some(r) = rows.next()? {
-                rows_seen += 1;
-                let rid: i64 = r.get(0)?;
-                last = rid;
-                let mut stale = false;
-                for i in 0..cols.len() {
-                    if !under_key(&r.get_ref(i + 1)?, id) {
-                        stale = true;
-                    }
-                }
-                let (idk, npk): (Option<String>, Option<String>) = if is_records {
-                    (r.get(cols.len() + 1)?, r.get(cols.len() + 2)?)
-                } else {
-                    (None, None)
-                };
-                if idk.as_deref().is_some_and(|k| !k.starts_with(&prefix))
-                    || npk.as_deref().is_some_and(|k| !k.starts_with(&prefix))
-                {
-                    stale = true;
-                }
-                if !stale {
-                    continue;
-                }
-                let mut values: Vec<Option<String>> = Vec::with_capacity(cols.len());
-                for i in 0..cols.len() {
-                    values.push(
-                        reader.open(r.get_ref(i + 1)?).map_err(|e| {
-                            SecurityError::Rotate(format!("{table} row {rid}: {e}"))
-                        })?,
-                    );
-                }
-                let mut bound: Vec<ToSqlOutput<'static>> =
-                    vec![ToSqlOutput::Owned(Value::Integer(rid))];
-                for v in &values {
-                    if v.is_some() {
-                        report.values_resealed += 1;
-                    }
-                    bound.push(reader.seal_opt(v.as_deref()));
-                }
-                if is_records {
-                    let (new_id_key, new_np_key) =
-                        blinds_of(reader, values.get(1).cloned().flatten().as_deref());
-                    if idk.is_some() || npk.is_some() {
-                        report.blinds_recomputed += 1;
-                    }
-                    upd_blinds.execute(params![rid, new_id_key, new_np_key])?;
-                }
-                upd.execute(rusqlite::params_from_iter(bound.iter()))?;
-                report.rows_rewritten += 1;
-                changed += 1;
+        let mut rows = sel.query(params![last, chunk as i64])?;
+        let mut seen = 0usize;
+        while let Some(r) = rows.next()? {
+            seen += 1;
+            let rid: i64 = r.get(0)?;
+            last = rid;
+            let mut stale = false;
+            for i in 0..cols.len() {
+                stale |= !under_key(&r.get_ref(i + 1)?, id);
             }
+            for j in 0..blinds.len() {
+                let v: Option<String> = r.get(1 + cols.len() + j)?;
+                stale |= !blind_under_key(v.as_deref(), &id_hex);
+            }
+            if !stale {
+                continue;
+            }
+            let mut values: Vec<Option<String>> = Vec::with_capacity(cols.len());
+            for i in 0..cols.len() {
+                values.push(
+                    reader
+                        .open(r.get_ref(i + 1)?)
+                        .map_err(|e| SecurityError::Rotate(format!("{table} row {rid}: {e}")))?,
+                );
+            }
+            let mut bound: Vec<ToSqlOutput<'static>> =
+                vec![ToSqlOutput::Owned(Value::Integer(rid))];
+            for (c, v) in cols.iter().zip(&values) {
+                report.values_resealed += u64::from(v.is_some());
+                bound.push(reader.seal_opt(*c, v.as_deref()));
+            }
+            let mut lost = false;
+            for (j, (b, from)) in blinds.iter().enumerate() {
+                let had: Option<String> = r.get(1 + cols.len() + j)?;
+                let new = values[*from].as_deref().map(|v| reader.blind(*b, v));
+                lost |= had.is_some() && new.is_none();
+                report.blinds_recomputed += u64::from(new.is_some());
+                bound.push(ToSqlOutput::Owned(new.map_or(Value::Null, Value::Text)));
+            }
+            if lost {
+                drop_row.execute([rid])?;
+                report.blinds_dropped += 1;
+                continue;
+            }
+            upd.execute(rusqlite::params_from_iter(bound.iter()))?;
+            report.rows_rewritten += 1;
         }
-        tx.commit()?;
-        if rows_seen < chunk {
-            break;
+        if seen < chunk {
+            return Ok(());
         }
     }
-    Ok(changed)
 }
 
-/// The match keys of a normalized record, exactly as the ingest computes them.
-fn blinds_of(codec: &Codec, normalized: Option<&str>) -> (Option<String>, Option<String>) {
-    let Some(rec) =
-        normalized.and_then(|n| serde_json::from_str::<crate::model::NormalizedRecord>(n).ok())
-    else {
-        return (None, None);
+fn internal(b: &BlindColumn) -> SecurityError {
+    SecurityError::Rotate(format!(
+        "internal: {}.{} has no way to be recomputed",
+        b.table, b.column
+    ))
+}
+
+/// Recomputes every [`BlindSource::RecordPerson`] column (tables `source_records` and
+/// `match_features`) from each record's normalized payload, for records with a blind not under
+/// the new key.
+fn reblind_records(
+    tx: &rusqlite::Transaction<'_>,
+    reader: &Codec,
+    chunk: usize,
+    report: &mut RotateReport,
+) -> Result<(), SecurityError> {
+    let Some(id_hex) = reader.active_key().map(StoreKey::id_hex) else {
+        return Ok(());
     };
-    let p = &rec.person;
-    (
-        p.id_number.as_deref().map(|i| codec.blind("id", i)),
-        match (&p.name, &p.phone) {
-            (Some(n), Some(ph)) => Some(codec.blind("np", &format!("{n}|{ph}"))),
-            _ => None,
-        },
-    )
+    let of = |t: &str| -> Vec<BlindColumn> {
+        COLUMNS
+            .blinded
+            .iter()
+            .filter(|b| b.table == t && b.source == BlindSource::RecordPerson)
+            .copied()
+            .collect()
+    };
+    let (rec_cols, feat_cols) = (of("source_records"), of("match_features"));
+    if let Some(b) = COLUMNS.blinded.iter().find(|b| {
+        b.source == BlindSource::RecordPerson
+            && b.table != "source_records"
+            && b.table != "match_features"
+    }) {
+        return Err(internal(b));
+    }
+    let list = |cols: &[BlindColumn], alias: &str| -> String {
+        cols.iter()
+            .map(|c| format!("{alias}.{}", c.column))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // Column names come from COLUMNS, a fixed list.
+    let select = format!(
+        "SELECT s.id, p.normalized, f.record_id IS NOT NULL, f.changed, {}, {}
+         FROM source_records s LEFT JOIN record_payloads p ON p.id = s.id
+              LEFT JOIN match_features f ON f.record_id = s.id
+         WHERE s.id > ?1 ORDER BY s.id LIMIT ?2",
+        list(&rec_cols, "s"),
+        list(&feat_cols, "f")
+    );
+    let sets = |cols: &[BlindColumn]| -> String {
+        cols.iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", c.column, i + 2))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut sel = tx.prepare(&select)?;
+    let mut upd_rec = tx.prepare(&format!(
+        "UPDATE source_records SET {} WHERE id = ?1",
+        sets(&rec_cols)
+    ))?;
+    let mut upd_feat = tx.prepare(&format!(
+        "UPDATE match_features SET {} WHERE record_id = ?1",
+        sets(&feat_cols)
+    ))?;
+    let n_blinds = rec_cols.len() + feat_cols.len();
+    let mut last = 0i64;
+    loop {
+        let mut rows = sel.query(params![last, chunk as i64])?;
+        let mut seen = 0usize;
+        while let Some(r) = rows.next()? {
+            seen += 1;
+            let rid: i64 = r.get(0)?;
+            last = rid;
+            let mut stale = false;
+            for i in 0..n_blinds {
+                let v: Option<String> = r.get(4 + i)?;
+                stale |= !blind_under_key(v.as_deref(), &id_hex);
+            }
+            if !stale {
+                continue;
+            }
+            let normalized = reader
+                .open(r.get_ref(1)?)
+                .map_err(|e| SecurityError::Rotate(format!("record {rid}: {e}")))?;
+            let person = normalized
+                .and_then(|n| serde_json::from_str::<crate::model::NormalizedRecord>(&n).ok())
+                .map(|n| n.person)
+                .unwrap_or_default();
+            let has_features: bool = r.get(2)?;
+            let changed: Option<String> = r.get(3)?;
+            let new = record_blinds(reader, rid, &person, changed.as_deref().unwrap_or(""));
+            let value = |c: &BlindColumn| -> Result<Option<String>, SecurityError> {
+                new.iter()
+                    .find(|(b, _)| b == c)
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| internal(c))
+            };
+            let mut bind = |cols: &[BlindColumn]| -> Result<Vec<Value>, SecurityError> {
+                let mut bound = vec![Value::Integer(rid)];
+                for c in cols {
+                    let v = value(c)?;
+                    report.blinds_recomputed += u64::from(v.is_some());
+                    bound.push(v.map_or(Value::Null, Value::Text));
+                }
+                Ok(bound)
+            };
+            upd_rec.execute(rusqlite::params_from_iter(bind(&rec_cols)?))?;
+            if has_features {
+                upd_feat.execute(rusqlite::params_from_iter(bind(&feat_cols)?))?;
+            }
+            report.rows_rewritten += 1;
+        }
+        if seen < chunk {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -595,7 +938,7 @@ mod tests {
     #[test]
     fn sealed_codec_round_trips_and_plain_cannot_read_it() {
         let c = Codec::Sealed(Arc::new(ring(1)));
-        let ToSqlOutput::Owned(v) = c.seal("110101199003071234") else {
+        let ToSqlOutput::Owned(v) = c.seal(PERSON_ID_NUMBER, "110101199003071234") else {
             panic!()
         };
         let Value::Blob(b) = &v else {
@@ -613,8 +956,9 @@ mod tests {
             c.open(ValueRef::Text(b"plain")).is_err(),
             "unencrypted text in an encrypted store is an error"
         );
-        assert_eq!(c.blind("id", "a"), c.blind("id", "a"));
-        assert_ne!(c.blind("id", "a"), "a");
+        assert_eq!(c.blind(RECORD_ID_KEY, "a"), c.blind(MATCH_ID, "a"));
+        assert_ne!(c.blind(RECORD_ID_KEY, "a"), "a");
+        assert_ne!(c.blind(RECORD_ID_KEY, "a"), c.blind(MATCH_PHONE, "a"));
     }
 
     #[test]

@@ -3,6 +3,23 @@
 //! person is (reconcile) nor talk to the platform (push).
 //!
 //! One `Store` wraps one connection; the pipeline serialises writers behind a mutex.
+//! Statements run one at a time on that connection, so the pure CPU work around them runs on
+//! every core (rayon) before the connection is taken: at ingest the content hashes and the
+//! sealing of changed records ([`Prepared`]; a batch is sealed ahead only when the stream's
+//! last batch was mostly new or changed, so a poll that re-reads unchanged records seals
+//! nothing); at reconcile the opening of a chunk's records and the sealing of its outbox
+//! events ([`OutboxBatch`], flushed in the chunk's own transaction).
+//!
+//! `source_records` holds what is indexed and rewritten (keys, flags, match keys, links) and
+//! stays narrow; sealed payloads live beside it in `record_payloads` (same id), written once
+//! per change. Queries outside `store` reach a record's normalized form only through
+//! `normalized_of_record!`. The outbox is split the same way (`outbox`: state, batch key,
+//! attempts; `outbox_payloads`: the sealed event), both appended in id order, so an event
+//! costs no random b-tree insert. Event ids are derived in SQL (`event_id_of_outbox!`) from
+//! each key's version, bumped in the transaction that writes the event.
+//!
+//! Migrations run with foreign keys off ([`schema`]): a table rebuild must drop the old table
+//! without cascading; the step that rebuilds checks the keys before it commits.
 
 pub mod checkpoint;
 pub mod codec;
@@ -92,6 +109,9 @@ pub struct Store {
     path: PathBuf,
     codec: Codec,
     checkpointer: checkpoint::Checkpointer,
+    /// This open migrated the store to keyed audit rows: its unkeyed rows predate the keying
+    /// and the first keyed attach MACs them ([`codec::attach`]).
+    audit_unkeyed_legacy: bool,
 }
 
 impl Drop for Store {
@@ -267,6 +287,7 @@ impl Store {
         // whole sort (~50 MiB for a million-record index build) in the daemon's RSS.
         conn.pragma_update(None, "temp_store", "FILE")?;
         conn.pragma_update(None, "cache_size", -16_000)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         // Also turns foreign keys on (off only while it migrates).
         schema::migrate(&mut conn).map_err(|e| StoreError::Migrate {
             path: path.to_path_buf(),
@@ -277,12 +298,15 @@ impl Store {
         // cut back to what the writer's limit keeps it near.
         let thresholds = checkpoint::Thresholds::default();
         conn.pragma_update(None, "journal_size_limit", thresholds.wal_bytes())?;
-        let checkpointer = checkpoint::Checkpointer::start(&conn, path, thresholds);
+        // SAFETY: the Store owns `conn` and detaches the Checkpointer in its `drop`, before
+        // `conn` closes; both are used only through `&mut Store` or one thread at a time.
+        let checkpointer = unsafe { checkpoint::Checkpointer::start(&conn, path, thresholds) };
         Ok(Store {
             conn,
             path: path.to_path_buf(),
             codec: Codec::default(),
             checkpointer,
+            audit_unkeyed_legacy: version > 0 && version < schema::AUDIT_KEYED_VERSION,
         })
     }
 
@@ -293,6 +317,11 @@ impl Store {
     /// How personal data is sealed in this store's columns.
     pub fn codec(&self) -> &Codec {
         &self.codec
+    }
+
+    /// Whether this open migrated the audit trail to keyed rows (see [`codec::attach`]).
+    pub(crate) fn audit_unkeyed_legacy(&self) -> bool {
+        self.audit_unkeyed_legacy
     }
 
     pub fn set_codec(&mut self, codec: Codec) {
@@ -800,38 +829,56 @@ struct IngestStatements<'t> {
     seen: Option<rusqlite::CachedStatement<'t>>,
 }
 
+/// One segment of an ingest batch (no key twice): looks its records up, seals what changed and
+/// writes it.
 #[allow(clippy::too_many_arguments)]
-fn ingest_segment(
+fn ingest_segment<'a>(
     tx: &Transaction<'_>,
     codec: &Codec,
     at: &StreamRef<'_>,
-    batch: &[Ingest],
+    batch: &'a [Ingest],
     keyed: &[(String, [u8; 16])],
-    presealed: Option<&mut Vec<Option<Sealed<'_>>>>,
+    presealed: Option<&mut Vec<Option<Sealed<'a>>>>,
     range: std::ops::Range<usize>,
     now: &str,
     stats: &mut IngestStats,
     st: &mut IngestStatements<'_>,
 ) -> Result<()> {
-    let IngestStatements {
-        lookup,
-        insert,
-        update,
-        put_payload,
-        clear_rejects,
-        add_reject,
-        seen,
-    } = st;
-    let mut changed: Vec<(usize, Option<(i64, String)>)> = Vec::new();
+    let changed = find_changed(at, keyed, range, stats, st)?;
+    let sealed = seal_changed(codec, batch, &changed, presealed);
+    for ((i, existing), sealed) in changed.into_iter().zip(sealed) {
+        let rejected = matches!(batch[i], Ingest::Rejected { .. });
+        write_record(
+            tx, at, &keyed[i], existing, sealed, rejected, now, stats, st,
+        )?;
+    }
+    Ok(())
+}
+
+/// A record that changed or is new: its index in the batch and, if stored, its id and when it
+/// last changed.
+type Changed = (usize, Option<(i64, String)>);
+
+/// Looks up each record of `range`: unchanged ones are counted (and marked seen), the rest
+/// returned.
+fn find_changed(
+    at: &StreamRef<'_>,
+    keyed: &[(String, [u8; 16])],
+    range: std::ops::Range<usize>,
+    stats: &mut IngestStats,
+    st: &mut IngestStatements<'_>,
+) -> Result<Vec<Changed>> {
+    let mut changed: Vec<Changed> = Vec::new();
     for i in range {
         let (key, hash) = &keyed[i];
-        let existing: Option<(i64, Vec<u8>, String, String)> = lookup
+        let existing: Option<(i64, Vec<u8>, String, String)> = st
+            .lookup
             .query_row(params![at.source, at.stream, key], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
         if let Some((id, old_hash, old_status, last_changed)) = existing {
-            if let Some(seen) = seen.as_mut() {
+            if let Some(seen) = st.seen.as_mut() {
                 seen.execute([id])?;
             }
             if old_hash.as_slice() == hash {
@@ -849,7 +896,18 @@ fn ingest_segment(
             changed.push((i, None));
         }
     }
-    let sealed: Vec<Sealed> = match presealed {
+    Ok(changed)
+}
+
+/// The sealed form of each changed record: taken from `presealed` when the batch came
+/// sealed, else sealed here on every core.
+fn seal_changed<'a>(
+    codec: &Codec,
+    batch: &'a [Ingest],
+    changed: &[Changed],
+    presealed: Option<&mut Vec<Option<Sealed<'a>>>>,
+) -> Vec<Sealed<'a>> {
+    match presealed {
         // Each index is in one segment only, so each sealed record is taken once.
         Some(all) => changed
             .iter()
@@ -866,92 +924,104 @@ fn ingest_segment(
                 .map(|(i, _)| Sealed::of(codec, &batch[*i]))
                 .collect()
         }
-    };
-    for ((i, existing), sealed) in changed.into_iter().zip(sealed) {
-        let item = &batch[i];
-        let (key, hash) = &keyed[i];
-        let Sealed {
-            status,
-            raw,
-            normalized,
-            updated_at,
-            deleted,
-            id_key,
-            np_key,
-            person_ref,
-            rejects,
-        } = sealed;
-        let entity = at.entity.as_str();
-        let id = match &existing {
-            Some((id, _)) => {
-                update.execute(params![
-                    id,
-                    entity,
-                    status,
-                    hash.as_slice(),
-                    updated_at,
-                    deleted,
-                    id_key,
-                    np_key,
-                    at.link_stream,
-                    person_ref,
-                    now
-                ])?;
-                clear_rejects.execute([id])?;
-                if deleted {
-                    stats.deleted += 1;
-                } else {
-                    stats.updated += 1;
-                }
-                *id
-            }
-            None => {
-                insert.execute(params![
-                    at.source,
-                    at.stream,
-                    key,
-                    entity,
-                    status,
-                    hash.as_slice(),
-                    updated_at,
-                    deleted,
-                    id_key,
-                    np_key,
-                    at.link_stream,
-                    person_ref,
-                    now
-                ])?;
-                let id = tx.last_insert_rowid();
-                if let Some(seen) = seen.as_mut() {
-                    seen.execute([id])?;
-                }
-                if deleted {
-                    stats.deleted += 1;
-                } else {
-                    stats.inserted += 1;
-                }
-                id
-            }
-        };
-        put_payload.execute(params![id, raw, normalized])?;
-        if matches!(item, Ingest::Rejected { .. }) {
-            stats.rejected += 1;
-        }
-        for (reject, raw_value) in rejects {
-            add_reject.execute(params![
+    }
+}
+
+/// Writes one changed or new record: its row (updated or inserted), its payloads and its
+/// quarantine rows.
+#[allow(clippy::too_many_arguments)]
+fn write_record(
+    tx: &Transaction<'_>,
+    at: &StreamRef<'_>,
+    (key, hash): &(String, [u8; 16]),
+    existing: Option<(i64, String)>,
+    sealed: Sealed<'_>,
+    rejected: bool,
+    now: &str,
+    stats: &mut IngestStats,
+    st: &mut IngestStatements<'_>,
+) -> Result<()> {
+    let Sealed {
+        status,
+        raw,
+        normalized,
+        updated_at,
+        deleted,
+        id_key,
+        np_key,
+        person_ref,
+        rejects,
+    } = sealed;
+    let entity = at.entity.as_str();
+    let id = match &existing {
+        Some((id, _)) => {
+            st.update.execute(params![
                 id,
-                at.source,
-                at.stream,
-                reject.source_key,
-                reject.field,
-                reject.whole_record,
-                reject.reason,
-                reject.detail,
-                raw_value,
-                at.run_id,
+                entity,
+                status,
+                hash.as_slice(),
+                updated_at,
+                deleted,
+                id_key,
+                np_key,
+                at.link_stream,
+                person_ref,
                 now
             ])?;
+            st.clear_rejects.execute([id])?;
+            if deleted {
+                stats.deleted += 1;
+            } else {
+                stats.updated += 1;
+            }
+            *id
         }
+        None => {
+            st.insert.execute(params![
+                at.source,
+                at.stream,
+                key,
+                entity,
+                status,
+                hash.as_slice(),
+                updated_at,
+                deleted,
+                id_key,
+                np_key,
+                at.link_stream,
+                person_ref,
+                now
+            ])?;
+            let id = tx.last_insert_rowid();
+            if let Some(seen) = st.seen.as_mut() {
+                seen.execute([id])?;
+            }
+            if deleted {
+                stats.deleted += 1;
+            } else {
+                stats.inserted += 1;
+            }
+            id
+        }
+    };
+    st.put_payload.execute(params![id, raw, normalized])?;
+    if rejected {
+        stats.rejected += 1;
+    }
+    for (reject, raw_value) in rejects {
+        st.add_reject.execute(params![
+            id,
+            at.source,
+            at.stream,
+            reject.source_key,
+            reject.field,
+            reject.whole_record,
+            reject.reason,
+            reject.detail,
+            raw_value,
+            at.run_id,
+            now
+        ])?;
     }
     Ok(())
 }
@@ -987,21 +1057,15 @@ impl<'a> Sealed<'a> {
                 record, deleted, ..
             } => {
                 let normalized = serde_json::to_string(record).unwrap_or_default();
+                let (id_key, np_key) = codec::record_keys(codec, &record.person);
                 Sealed {
                     status: "ok",
-                    raw: codec.seal(raw_text),
-                    normalized: codec.seal(&normalized),
+                    raw: codec.seal(codec::RECORD_RAW, raw_text),
+                    normalized: codec.seal(codec::RECORD_NORMALIZED, &normalized),
                     updated_at: record.updated_at.as_deref(),
                     deleted: *deleted,
-                    id_key: record
-                        .person
-                        .id_number
-                        .as_deref()
-                        .map(|i| codec.blind("id", i)),
-                    np_key: match (&record.person.name, &record.person.phone) {
-                        (Some(n), Some(p)) => Some(codec.blind("np", &format!("{n}|{p}"))),
-                        _ => None,
-                    },
+                    id_key,
+                    np_key,
                     person_ref: record.person_ref.as_deref(),
                     rejects: record
                         .field_rejects
@@ -1015,7 +1079,7 @@ impl<'a> Sealed<'a> {
                                     reason: fr.reason.code(),
                                     detail: &fr.detail,
                                 },
-                                codec.seal(&fr.raw),
+                                codec.seal(codec::REJECT_RAW, &fr.raw),
                             )
                         })
                         .collect(),
@@ -1023,7 +1087,7 @@ impl<'a> Sealed<'a> {
             }
             Ingest::Rejected { reject, .. } => Sealed {
                 status: "rejected",
-                raw: codec.seal(raw_text),
+                raw: codec.seal(codec::RECORD_RAW, raw_text),
                 normalized: rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Null),
                 updated_at: None,
                 deleted: false,
@@ -1038,7 +1102,7 @@ impl<'a> Sealed<'a> {
                         reason: reject.reason.code(),
                         detail: &reject.detail,
                     },
-                    codec.seal(&reject.raw),
+                    codec.seal(codec::REJECT_RAW, &reject.raw),
                 )],
             },
         }
@@ -1056,7 +1120,7 @@ pub fn enqueue_event(
     event: &crate::model::Event,
 ) -> Result<()> {
     let payload = serde_json::to_string(event).unwrap_or_default();
-    insert_event(tx, event, codec.seal(&payload))
+    insert_event(tx, event, codec.seal(codec::OUTBOX_PAYLOAD, &payload))
 }
 
 fn insert_event(
@@ -1100,7 +1164,12 @@ impl OutboxBatch {
         let events = std::mem::take(&mut self.events);
         let payloads: Vec<rusqlite::types::ToSqlOutput<'static>> = events
             .par_iter()
-            .map(|e| codec.seal(&serde_json::to_string(e).unwrap_or_default()))
+            .map(|e| {
+                codec.seal(
+                    codec::OUTBOX_PAYLOAD,
+                    &serde_json::to_string(e).unwrap_or_default(),
+                )
+            })
             .collect();
         for (event, payload) in events.iter().zip(payloads) {
             insert_event(tx, event, payload)?;

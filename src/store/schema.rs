@@ -18,9 +18,14 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_REVIEW_DESK),
         M::up(V_INGESTED_FILES),
         M::up(V_HELD_DELETIONS),
+        M::up(V_AUDIT_KEYED),
         M::up(V_MATCHING_MODELS),
     ])
 }
+
+/// The schema version from which audit rows are MACed with a key derived from the store key
+/// (the migration count up to and including [`V_AUDIT_KEYED`]).
+pub const AUDIT_KEYED_VERSION: i64 = 14;
 
 /// Brings a connection's schema up to date. Foreign keys are off while it migrates (a table
 /// rebuild needs that, see [`V_OUTBOX_DERIVED_ID`]) and on again afterwards, whatever the
@@ -570,6 +575,14 @@ CREATE TABLE stream_notes (
     at      TEXT NOT NULL,
     PRIMARY KEY (source, stream, topic, kind)
 );
+"#;
+
+/// The audit chain is keyed (`crate::audit`): each row records the id of the store key whose
+/// derived key MACs it (NULL: an unkeyed SM3 row, as before, or a store without a key), and the
+/// claims about who acted that the process could not verify (`SUDO_USER`, `$USER`), as JSON.
+const V_AUDIT_KEYED: &str = r#"
+ALTER TABLE audit ADD COLUMN key_id TEXT;
+ALTER TABLE audit ADD COLUMN claims TEXT NOT NULL DEFAULT '{}';
 "#;
 
 /// Trained match models (reconcile::model), versioned: parameters as JSON, when, and a

@@ -33,6 +33,40 @@ url = "http://127.0.0.1:9/events"
     path
 }
 
+/// A platform endpoint that answers every request `200 {}` (what `check --connect`'s empty
+/// batch needs), on an ephemeral port: its events URL. The thread lives as long as the test.
+pub fn accepting_platform() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 8192];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    url
+}
+
+/// [`write_config`] with the platform at `platform_url`.
+pub fn write_config_with_platform(
+    dir: &Path,
+    sources: &str,
+    platform_url: &str,
+) -> std::path::PathBuf {
+    let path = write_config(dir, sources);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("http://127.0.0.1:9/events", platform_url, 1),
+    )
+    .unwrap();
+    path
+}
+
 pub fn context(dir: &Path, sources: &str) -> Context {
     let config = Config::load(&write_config(dir, sources)).expect("config valid");
     let store = Store::open_configured(&config).expect("store opens");

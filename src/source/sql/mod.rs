@@ -117,14 +117,6 @@ impl std::fmt::Debug for SqlSource {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 impl SqlSource {
     /// Resolves the password and CA file; refuses plain connections to another host unless
     /// `allow_insecure`.
@@ -149,7 +141,8 @@ impl SqlSource {
             }
         };
         let host = url.host_str().unwrap_or_default().to_string();
-        if cfg.tls == DbTls::Disable && !cfg.allow_insecure && !is_loopback(&host) {
+        if cfg.tls == DbTls::Disable && !cfg.allow_insecure && !crate::net::is_loopback_host(&host)
+        {
             return Err(config_err(format!(
                 "database {host} would be reached without TLS: the account's password and personal data would travel unencrypted. Set [sources.database] tls = \"require\" (with ca_file for a private CA), or allow_insecure = true if the link is protected otherwise"
             )));

@@ -43,11 +43,7 @@ impl MyConn {
                 "SET time_zone = '+00:00'".to_string(),
             ]);
         if src.cfg.tls == DbTls::Require {
-            let mut ssl = SslOpts::default();
-            if let Some(ca) = &src.ca_file {
-                ssl = ssl.with_root_certs(vec![ca.clone().into()]);
-            }
-            opts = opts.ssl_opts(Some(ssl));
+            opts = opts.ssl_opts(Some(ssl_opts(src.ca_file.as_deref())));
         }
         let mut conn = Conn::new(opts).await.map_err(e)?;
         // MariaDB counts seconds in max_statement_time; MySQL milliseconds in
@@ -174,6 +170,17 @@ fn column_info(c: &Column) -> ColumnInfo {
             .trim_start_matches("MYSQL_TYPE_")
             .to_string(),
         watermark,
+    }
+}
+
+/// TLS with the certificate and host name checked: against `ca_file` alone when given (a
+/// private CA replaces the public roots, as for HTTP peers), else the public roots.
+fn ssl_opts(ca_file: Option<&std::path::Path>) -> SslOpts {
+    match ca_file {
+        Some(ca) => SslOpts::default()
+            .with_root_certs(vec![ca.to_path_buf().into()])
+            .with_disable_built_in_roots(true),
+        None => SslOpts::default(),
     }
 }
 
@@ -307,5 +314,18 @@ fn to_json(
                 }
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Before, a ca_file was added to the built-in roots.
+    #[test]
+    fn a_ca_file_replaces_the_built_in_roots() {
+        let ca = std::path::Path::new("/etc/community-sync/db-ca.pem");
+        let with_ca = super::ssl_opts(Some(ca));
+        assert!(with_ca.disable_built_in_roots());
+        assert_eq!(with_ca.root_certs().len(), 1);
+        assert!(!super::ssl_opts(None).disable_built_in_roots());
     }
 }

@@ -88,33 +88,38 @@ fn pg_epoch() -> NaiveDateTime {
 }
 
 fn tls_config(src: &SqlSource) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(ca) = &src.ca_file {
-        let mut n = 0;
-        for cert in CertificateDer::pem_file_iter(ca)
-            .map_err(|err| format!("ca_file {}: {err}", ca.display()))?
-        {
-            let cert = cert.map_err(|err| format!("ca_file {}: {err}", ca.display()))?;
-            roots
-                .add(cert)
-                .map_err(|err| format!("ca_file {}: {err}", ca.display()))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(format!("ca_file {} holds no certificate", ca.display()));
-        }
-    }
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|err| err.to_string())?
-    .with_root_certificates(roots)
+    .with_root_certificates(roots(src.ca_file.as_deref())?)
     .with_no_client_auth())
+}
+
+/// Whom the connection trusts: the CA bundle `ca_file` alone (a private CA replaces the public
+/// roots, as for HTTP peers), else the public web PKI.
+fn roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let Some(ca) = ca_file else {
+        return Ok(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        });
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)
+        .map_err(|err| format!("ca_file {}: {err}", ca.display()))?
+    {
+        let cert = cert.map_err(|err| format!("ca_file {}: {err}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|err| format!("ca_file {}: {err}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("ca_file {} holds no certificate", ca.display()));
+    }
+    Ok(roots)
 }
 
 impl PgConn {
@@ -490,6 +495,17 @@ pub(crate) fn numeric_text(b: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::numeric_text;
+
+    /// Before, a ca_file was added to the public roots.
+    #[test]
+    fn a_ca_file_replaces_the_public_roots() {
+        let ca = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/ca.pem"));
+        assert_eq!(super::roots(Some(ca)).unwrap().len(), 1);
+        assert_eq!(
+            super::roots(None).unwrap().len(),
+            webpki_roots::TLS_SERVER_ROOTS.len()
+        );
+    }
 
     fn numeric(ndigits: &[u16], weight: i16, neg: bool, dscale: u16) -> Vec<u8> {
         let mut b = Vec::new();
