@@ -331,7 +331,7 @@ pub struct JetStreamConfig {
     pub ca_file: Option<String>,
     /// Plain (non-TLS) NATS to a non-loopback server is refused unless this is true.
     #[serde(default)]
-    pub allow_insecure: bool,
+    pub allow_plaintext: bool,
     /// Publishes awaiting their acknowledgement at once (the pipelining window).
     #[serde(default = "default_js_window")]
     pub max_in_flight: usize,
@@ -1072,7 +1072,7 @@ impl Config {
             } else {
                 format!("platform.jetstream.servers[{}]", i - 1)
             };
-            check_nats_url(u, js.tls || js.allow_insecure).map_err(|m| self.invalid(key, m))?;
+            check_nats_url(u, js.tls || js.allow_plaintext).map_err(|m| self.invalid(key, m))?;
         }
         if p.auth != AuthConfig::None {
             return Err(self.invalid(
@@ -1381,7 +1381,7 @@ fn is_identifier(s: &str) -> bool {
 }
 
 /// A NATS server URL: `nats://` or `tls://`; plain NATS only to loopback unless TLS is
-/// required anyway or `allow_insecure` (personal data would travel unencrypted).
+/// required anyway or `allow_plaintext` (personal data would travel unencrypted).
 fn check_nats_url(u: &str, tls_or_allowed: bool) -> Result<(), String> {
     let parsed = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "nats" | "tls") {
@@ -1396,7 +1396,7 @@ fn check_nats_url(u: &str, tls_or_allowed: bool) -> Result<(), String> {
     };
     if parsed.scheme() == "nats" && !crate::net::is_loopback_host(host) && !tls_or_allowed {
         return Err(format!(
-            "{u:?}: plain NATS to a non-loopback host would carry personal data unencrypted; use tls://, or platform.jetstream.tls = true, or allow_insecure = true for a link protected otherwise"
+            "{u:?}: plain NATS to a non-loopback host would carry personal data unencrypted; use tls://, or platform.jetstream.tls = true, or allow_plaintext = true for a link protected otherwise"
         ));
     }
     Ok(())

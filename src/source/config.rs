@@ -353,7 +353,7 @@ pub struct DatabaseConfig {
     pub password: Option<SecretRef>,
     /// `require` (certificate and host name checked against `ca_file` alone when given, else
     /// the public roots) or `disable`. Plain connections to a non-loopback host need
-    /// `allow_insecure = true`.
+    /// `allow_plaintext = true`.
     #[serde(default)]
     pub tls: DbTls,
     /// PEM bundle of the CA that signed the database's certificate (intranet CAs), trusted
@@ -362,7 +362,7 @@ pub struct DatabaseConfig {
     pub ca_file: Option<String>,
     /// Allow an unencrypted connection to a host that is not on this machine.
     #[serde(default)]
-    pub allow_insecure: bool,
+    pub allow_plaintext: bool,
     #[serde(default = "default_db_connect_timeout")]
     pub connect_timeout_secs: f64,
     /// Each statement is cancelled by the server after this long (and abandoned here a little

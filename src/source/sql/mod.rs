@@ -119,7 +119,7 @@ impl std::fmt::Debug for SqlSource {
 
 impl SqlSource {
     /// Resolves the password and CA file; refuses plain connections to another host unless
-    /// `allow_insecure`.
+    /// `allow_plaintext`.
     pub fn new(source: &SourceConfig, config_dir: &Path, tz: Tz) -> Result<SqlSource, SourceError> {
         let config_err = |message: String| SourceError::Config {
             source_name: source.name.clone(),
@@ -141,10 +141,10 @@ impl SqlSource {
             }
         };
         let host = url.host_str().unwrap_or_default().to_string();
-        if cfg.tls == DbTls::Disable && !cfg.allow_insecure && !crate::net::is_loopback_host(&host)
+        if cfg.tls == DbTls::Disable && !cfg.allow_plaintext && !crate::net::is_loopback_host(&host)
         {
             return Err(config_err(format!(
-                "database {host} would be reached without TLS: the account's password and personal data would travel unencrypted. Set [sources.database] tls = \"require\" (with ca_file for a private CA), or allow_insecure = true if the link is protected otherwise"
+                "database {host} would be reached without TLS: the account's password and personal data would travel unencrypted. Set [sources.database] tls = \"require\" (with ca_file for a private CA), or allow_plaintext = true if the link is protected otherwise"
             )));
         }
         let password = match &cfg.password {
