@@ -9,14 +9,24 @@ use community_sync::config::Config;
 use community_sync::pipeline::{Context, SyncOptions};
 use community_sync::store::Store;
 
-/// Writes `dir/config.toml` (0600) with the store in `dir` and `sources` appended.
+/// Writes `dir/config.toml` (0600) with the store in `dir` and `sources` appended; the
+/// platform is a closed port (nothing here pushes).
 pub fn write_config(dir: &Path, sources: &str) -> std::path::PathBuf {
+    write_config_with_platform(dir, sources, "http://127.0.0.1:9/events")
+}
+
+/// [`write_config`] with the platform at `platform_url`.
+pub fn write_config_with_platform(
+    dir: &Path,
+    sources: &str,
+    platform_url: &str,
+) -> std::path::PathBuf {
     let text = format!(
         r#"timezone = "Asia/Shanghai"
 [store]
 path = "{store}"
 [platform]
-url = "http://127.0.0.1:9/events"
+url = "{platform_url}"
 {sources}
 {codes}
 "#,
@@ -49,22 +59,6 @@ pub fn accepting_platform() -> String {
         }
     });
     url
-}
-
-/// [`write_config`] with the platform at `platform_url`.
-pub fn write_config_with_platform(
-    dir: &Path,
-    sources: &str,
-    platform_url: &str,
-) -> std::path::PathBuf {
-    let path = write_config(dir, sources);
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen("http://127.0.0.1:9/events", platform_url, 1),
-    )
-    .unwrap();
-    path
 }
 
 pub fn context(dir: &Path, sources: &str) -> Context {
