@@ -215,21 +215,9 @@ pub async fn ingest_sources(
     let jobs = sources
         .into_iter()
         .map(|s| sync_source(ctx, s.name.clone(), opts));
-    for streams in futures::future::join_all(jobs).await {
+    for (streams, not_started) in futures::future::join_all(jobs).await {
         report.streams.extend(streams);
-    }
-    // A stream without a report was not started because of the stop; without a stop, it had
-    // nothing to do (a ledger stream whose folder holds no ready file).
-    if opts.stopping() {
-        report.not_started = all
-            .into_iter()
-            .filter(|k| {
-                !report
-                    .streams
-                    .iter()
-                    .any(|s| format!("{}/{}", s.source, s.stream) == *k)
-            })
-            .collect();
+        report.not_started.extend(not_started);
     }
     report.interrupted = !report.not_started.is_empty();
     Ok(report)
@@ -253,10 +241,16 @@ async fn defer_match_indexes(ctx: &Context) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// All streams of one source. A failing stream is reported and the next one still runs.
-pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> Vec<StreamReport> {
+/// All streams of one source: their reports, and the streams a stop kept from starting
+/// (`source/stream`). A failing stream is reported and the next one still runs; a ledger
+/// stream with no ready file reports nothing.
+pub async fn sync_source(
+    ctx: &Context,
+    source: String,
+    opts: &SyncOptions,
+) -> (Vec<StreamReport>, Vec<String>) {
     let Some(src) = ctx.config.source(&source).cloned() else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let config_dir = ctx
         .config
@@ -267,18 +261,23 @@ pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> V
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(source = %src.name, "{e}");
-            return src
+            let failed = src
                 .streams
                 .iter()
                 .map(|t| failed_report(&src.name, &t.name, e.to_string()))
                 .collect();
+            return (failed, Vec::new());
         }
     };
     let mut out = Vec::new();
-    for stream in &src.streams {
+    for (i, stream) in src.streams.iter().enumerate() {
         if opts.stopping() {
             tracing::info!(source = %src.name, stream = %stream.name, "stopping: this stream does not start; it resumes from its cursor at the next sync");
-            break;
+            let not_started = src.streams[i..]
+                .iter()
+                .map(|t| format!("{}/{}", src.name, t.name))
+                .collect();
+            return (out, not_started);
         }
         if let Source::Files(files) = reader.as_ref() {
             out.extend(sync_file_stream(ctx, &src, stream, files, reader.clone(), opts).await);
@@ -287,7 +286,7 @@ pub async fn sync_source(ctx: &Context, source: String, opts: &SyncOptions) -> V
         let r = sync_stream(ctx, &src, stream, reader.clone(), None, opts).await;
         out.push(r.report);
     }
-    out
+    (out, Vec::new())
 }
 
 /// A file stream: one run per ready file, oldest first. A file is moved to `done/` only
