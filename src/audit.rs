@@ -723,7 +723,10 @@ mod keyed_tests {
         s.conn()
             .execute_batch(
                 "ALTER TABLE audit DROP COLUMN key_id; ALTER TABLE audit DROP COLUMN claims;
-                 DROP TABLE IF EXISTS matching_models; PRAGMA user_version = 13;",
+                 DROP TABLE IF EXISTS matching_models; DROP TABLE IF EXISTS pending_rebuilds;
+                 DROP INDEX match_features_syl_birth; DROP INDEX match_features_syl_comm;
+                 ALTER TABLE match_features DROP COLUMN syl_k; ALTER TABLE match_features DROP COLUMN edit_k;
+                 ALTER TABLE match_features DROP COLUMN birth_part_k; PRAGMA user_version = 13;",
             )
             .unwrap();
         drop(s);

@@ -169,10 +169,23 @@ pub struct ReconcileConfig {
     /// or the hand weights until one is trained.
     pub model_version: Option<i64>,
     /// Train a model automatically after a first load (`matching train` trains one any time).
-    /// Off by default: on a population it was not tuned on, a trained model merged one pair
-    /// of different people where the hand weights merged none (docs/matching.md).
-    #[serde(default)]
+    #[serde(default = "default_true")]
     pub train_after_first_load: bool,
+    /// Retrain the (unpinned) trained model when it is this many days old (0: never by age).
+    #[serde(default = "default_retrain_days")]
+    pub retrain_after_days: u32,
+    /// Retrain when the person records added since the last training reach this share of
+    /// the records it was trained on (0: never by growth).
+    #[serde(default = "default_retrain_growth")]
+    pub retrain_after_growth: f64,
+}
+
+fn default_retrain_days() -> u32 {
+    30
+}
+
+fn default_retrain_growth() -> f64 {
+    0.25
 }
 
 /// Weights of the match score's features; a score is their sum (see docs/matching.md).
@@ -181,11 +194,19 @@ pub struct ReconcileConfig {
 pub struct MatchWeights {
     pub name_exact: f64,
     pub name_pinyin: f64,
+    /// The same syllables in another order (given name first).
+    pub name_swapped: f64,
+    /// One character apart (never links alone: at most a review item).
+    pub name_one_edit: f64,
     pub phone_current: f64,
     pub phone_earlier: f64,
     pub phone_household: f64,
+    /// The phone of another resident living in the candidate's room.
+    pub phone_family: f64,
     pub birth_equal: f64,
     pub birth_swapped: f64,
+    /// Two of year, month and day agree.
+    pub birth_one_part: f64,
     pub birth_differs: f64,
     pub gender_differs: f64,
     pub address_room: f64,
@@ -198,11 +219,15 @@ impl Default for MatchWeights {
         MatchWeights {
             name_exact: 0.45,
             name_pinyin: 0.30,
+            name_swapped: 0.30,
+            name_one_edit: 0.15,
             phone_current: 0.45,
             phone_earlier: 0.25,
             phone_household: 0.30,
+            phone_family: 0.10,
             birth_equal: 0.15,
             birth_swapped: 0.10,
+            birth_one_part: 0.0,
             birth_differs: -0.30,
             gender_differs: -0.20,
             address_room: 0.25,
@@ -225,7 +250,9 @@ impl Default for ReconcileConfig {
             use_pinyin: true,
             household_phones: true,
             model_version: None,
-            train_after_first_load: false,
+            train_after_first_load: true,
+            retrain_after_days: default_retrain_days(),
+            retrain_after_growth: default_retrain_growth(),
         }
     }
 }

@@ -298,7 +298,7 @@ fn review_precision(ctx: &Context, truth: &GroundTruth) -> (usize, usize) {
         .unwrap()
         .map(|x| x.unwrap())
         .collect();
-    let mut right = 0;
+    let (mut right, mut wrong_shown) = (0, 0);
     for (rec, pid) in &items {
         let want = resident(*rec);
         let theirs: Vec<i64> = conn
@@ -310,6 +310,18 @@ fn review_precision(ctx: &Context, truth: &GroundTruth) -> (usize, usize) {
             .collect();
         if want.is_some() && theirs.iter().any(|r| resident(*r) == want) {
             right += 1;
+        } else if wrong_shown < 3 && std::env::var_os("QUALITY_EXPLAIN").is_some() {
+            wrong_shown += 1;
+            let (src, key): (String, String) = conn
+                .query_row(
+                    "SELECT source, source_key FROM source_records WHERE id = ?1",
+                    [rec],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            let text =
+                community_sync::cli::review::explain_text(&g, &ctx.config, &src, &key).unwrap();
+            println!("-- wrong review suggestion {pid} for {src}/{key}:\n{text}");
         }
     }
     (items.len(), right)
@@ -337,6 +349,26 @@ fn explain_wrong_merges(ctx: &Context, truth: &GroundTruth) {
             .get(&(s.clone(), t.clone(), k.clone()))
         {
             residents.entry(*p).or_default().insert(*r);
+        }
+    }
+    for (p, set) in &residents {
+        if set.len() > 1 {
+            let members: Vec<String> = rows
+                .iter()
+                .filter(|r| r.3 == *p)
+                .map(|(s, t, k, _, idless)| {
+                    let who = truth
+                        .resident_of_record
+                        .get(&(s.clone(), t.clone(), k.clone()));
+                    let case = truth.case_of_record.get(&(s.clone(), t.clone(), k.clone()));
+                    format!("{s}/{t}/{k} truth {who:?} case {case:?} id-less {idless}")
+                })
+                .collect();
+            println!(
+                "-- resident {p} holds {} true residents:\n   {}",
+                set.len(),
+                members.join("\n   ")
+            );
         }
     }
     for (s, _, k, p, idless) in &rows {
@@ -392,10 +424,16 @@ async fn trained_model_quality_on_two_profiles_and_three_seeds() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let only = std::env::var("QUALITY_ONLY").unwrap_or_default(); // e.g. "Unseen:202"
+    // e.g. "Unseen:202", "Unseen", "Tuned:101,Unseen:303"
+    let only = std::env::var("QUALITY_ONLY").unwrap_or_default();
     for profile in [HardProfile::Tuned, HardProfile::Unseen] {
         for seed in [101u64, 202, 303] {
-            if !only.is_empty() && only != format!("{profile:?}:{seed}") {
+            let here = format!("{profile:?}:{seed}");
+            if !only.is_empty()
+                && !only
+                    .split(',')
+                    .any(|o| o == here || o == format!("{profile:?}"))
+            {
                 continue;
             }
             let sim = Sim::start(SimOptions {

@@ -252,8 +252,8 @@ async fn a_first_load_decides_exactly_what_a_full_ranking_decides() {
     // The shortcuts' own indexes are back, as the migrations define them.
     for index in [
         "match_features_phone",
-        "match_features_py_birth",
-        "match_features_py_comm",
+        "match_features_syl_birth",
+        "match_features_syl_comm",
         "phone_history_phone",
         "source_records_dirty",
         "source_records_person",

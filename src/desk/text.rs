@@ -172,6 +172,10 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
         ("address", "地址"),
         ("exact", "完全一致"),
         ("pinyin", "拼音相同"),
+        ("swapped order", "姓名顺序颠倒"),
+        ("one edit", "相差一个字"),
+        ("family", "同住家人的电话"),
+        ("one part off", "年月日有一项不同"),
         ("different", "不同"),
         ("current", "与当前电话相同"),
         ("earlier", "与曾用电话相同"),
@@ -186,6 +190,22 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
         ("a reviewer rejected this pair", "复核人员曾判定不是同一人"),
         ("different ID numbers", "身份证号不同"),
         ("names differ", "姓名不同"),
+        (
+            "two of phone, birth date and gender differ",
+            "电话、出生日期、性别中有两项不同",
+        ),
+        (
+            "only the name and the community agree, and the phone, birth date or gender differs",
+            "仅姓名和社区相同，且电话、出生日期或性别不同",
+        ),
+        (
+            "no phone or address of the resident confirms it",
+            "没有该居民的电话或地址可以印证",
+        ),
+        (
+            "names one character apart: a typo, or a sibling or twin",
+            "姓名相差一个字：可能是笔误，也可能是兄弟姐妹或双胞胎",
+        ),
         (
             "household phone with a different birth date",
             "家庭共用电话且出生日期不同",

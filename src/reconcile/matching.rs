@@ -2,9 +2,14 @@
 //! blinded through the codec, so only equality is ever compared), blocking by indexed keys,
 //! and an explainable weighted score per candidate resident.
 //!
-//! Blocking keys (indexed in `match_features` / `phone_history`): phone; pinyin name + birth
-//! date; pinyin name + community; (with phone history) any phone a resident ever had. No
-//! record is ever compared with all others.
+//! Blocking keys (indexed in `match_features` / `phone_history`): phone; name syllables
+//! (pinyin in sorted order, so a name in letters or with the given name first blocks with the
+//! characters) + birth date; name syllables + community; (with phone history) any phone a
+//! resident ever had. No record is ever compared with all others.
+//!
+//! Keys that hold several values (`edit_k`: the name with one character left out, once per
+//! character; `birth_part_k`: month-day, year-month, year-day) are the blinded values joined
+//! by spaces; they are only compared, never used for blocking.
 
 use std::collections::BTreeSet;
 
@@ -14,7 +19,7 @@ use serde::Serialize;
 use crate::config::ReconcileConfig;
 use crate::model::PersonFields;
 use crate::normalize::address;
-use crate::reconcile::model::{self, Gamma, Model};
+use crate::reconcile::model::{self, level, Gamma, Model};
 use crate::reconcile::names::{self, NameAgreement};
 use crate::store::{Codec, StoreError};
 
@@ -24,9 +29,16 @@ pub struct Features {
     pub record_id: i64,
     pub name_k: Option<String>,
     pub py_k: Option<String>,
+    /// Name syllables in sorted order ([`names::syllable_key`]).
+    pub syl_k: Option<String>,
+    /// The name with one character left out, per character (blinded as names, joined by
+    /// spaces: [`names::edit_variants`]).
+    pub edit_k: Option<String>,
     pub phone_k: Option<String>,
     pub birth_k: Option<String>,
     pub birth_swap_k: Option<String>,
+    /// Two of the birth date's three parts (`md`, `ym`, `yd`), blinded, joined by spaces.
+    pub birth_part_k: Option<String>,
     pub gender: Option<u8>,
     pub room_k: Option<String>,
     pub bldg_k: Option<String>,
@@ -52,7 +64,18 @@ impl Features {
             .as_deref()
             .map(names::pinyin_key)
             .filter(|n| !n.is_empty());
+        let syl = p
+            .name
+            .as_deref()
+            .map(names::syllable_key)
+            .filter(|n| !n.is_empty());
+        let edits = p
+            .name
+            .as_deref()
+            .map(names::edit_variants)
+            .unwrap_or_default();
         let birth = p.birth_date.as_deref();
+        let parts = birth.map(birth_parts).unwrap_or_default();
         let swapped = birth.and_then(swap_day_month);
         let addr = p.address.as_deref().map(address::parse).unwrap_or_default();
         let community = addr
@@ -72,9 +95,12 @@ impl Features {
             record_id,
             name_k: name.map(|n| codec.blind(c::MATCH_NAME, &n)),
             py_k: py.map(|n| codec.blind(c::MATCH_PINYIN, &n)),
+            syl_k: syl.map(|n| codec.blind(c::MATCH_SYLLABLES, &n)),
+            edit_k: joined(codec, c::MATCH_NAME_EDITS, &edits),
             phone_k: p.phone.as_deref().map(|ph| codec.blind(c::MATCH_PHONE, ph)),
             birth_k: birth.map(|b| codec.blind(c::MATCH_BIRTH, b)),
             birth_swap_k: swapped.map(|b| codec.blind(c::MATCH_BIRTH_SWAP, &b)),
+            birth_part_k: joined(codec, c::MATCH_BIRTH_PARTS, &parts),
             gender: p.gender.filter(|g| *g == 1 || *g == 2),
             room_k: room.map(|r| codec.blind(c::MATCH_ROOM, &r)),
             bldg_k: bldg.map(|r| codec.blind(c::MATCH_BUILDING, &r)),
@@ -82,6 +108,82 @@ impl Features {
             id_k: id_key.map(str::to_string),
             changed: changed.to_string(),
         }
+    }
+}
+
+/// Hex digits kept of each blinded value in a multi-value key (48 bits: only a resident's few
+/// records are ever compared, so a chance collision is out of reach; the row stays small).
+const SHORT: usize = 12;
+
+/// Several values blinded under one column, in one text: `keyid:h1 h2 h3` with each `h` the
+/// first [`SHORT`] hex digits of a blind (the key id prefix keeps rotation's check working);
+/// under the plain codec the values themselves, joined by spaces. None when there are none.
+fn joined(
+    codec: &Codec,
+    col: crate::store::codec::BlindColumn,
+    values: &[String],
+) -> Option<String> {
+    let first = values.first()?;
+    let blind = |v: &String| codec.blind(col, v);
+    if matches!(codec, Codec::Plain) {
+        return Some(values.iter().map(blind).collect::<Vec<_>>().join(" "));
+    }
+    let full = blind(first);
+    let (id, _) = full.split_once(':')?;
+    let shorts: Vec<String> = values
+        .iter()
+        .map(|v| short(&blind(v)).to_string())
+        .collect();
+    Some(format!("{id}:{}", shorts.join(" ")))
+}
+
+/// The compared part of one blind: [`SHORT`] hex digits of a `keyid:hex` blind, or the whole
+/// value (plain codec).
+fn short(blind: &str) -> &str {
+    match blind.split_once(':') {
+        Some((id, h))
+            if id.len() == 8 && h.len() > SHORT && h.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            &h[..SHORT]
+        }
+        _ => blind,
+    }
+}
+
+/// The values of a multi-value key (or of a single blind, shortened alike).
+fn values_of(key: &str) -> impl Iterator<Item = &str> {
+    let body = match key.split_once(':') {
+        Some((id, rest)) if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) => rest,
+        _ => key,
+    };
+    body.split(' ').map(|v| {
+        if v.len() > SHORT && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            &v[..SHORT]
+        } else {
+            v
+        }
+    })
+}
+
+/// Whether two keys (multi-value or single blinds) share a value.
+fn share(a: Option<&String>, b: Option<&String>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => values_of(a).any(|x| values_of(b).any(|y| x == y)),
+        _ => false,
+    }
+}
+
+/// The birth date's parts two at a time: `1980-03-07` → `md|03-07`, `ym|1980-03`,
+/// `yd|1980-07` (a date with one part off shares exactly one of them).
+fn birth_parts(iso: &str) -> Vec<String> {
+    let mut it = iso.splitn(3, '-');
+    match (it.next(), it.next(), it.next()) {
+        (Some(y), Some(m), Some(d)) => vec![
+            format!("md|{m}-{d}"),
+            format!("ym|{y}-{m}"),
+            format!("yd|{y}-{d}"),
+        ],
+        _ => Vec::new(),
     }
 }
 
@@ -98,7 +200,10 @@ fn swap_day_month(iso: &str) -> Option<String> {
 
 pub(crate) const F_COLS: &str =
     "f.record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, \
-                      f.bldg_k, f.comm_k, f.id_k, f.changed";
+                      f.bldg_k, f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k";
+
+/// Columns in [`F_COLS`] (a query selecting more puts them after these).
+pub(crate) const F_COUNT: usize = 15;
 
 pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> {
     Ok(Features {
@@ -114,6 +219,9 @@ pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> 
         comm_k: r.get(9)?,
         id_k: r.get(10)?,
         changed: r.get(11)?,
+        syl_k: r.get(12)?,
+        edit_k: r.get(13)?,
+        birth_part_k: r.get(14)?,
     })
 }
 
@@ -131,12 +239,12 @@ pub fn store_features(
         Some(f) => {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO match_features (record_id, name_k, py_k, phone_k, birth_k, birth_swap_k,
-                     gender, room_k, bldg_k, comm_k, id_k, changed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     gender, room_k, bldg_k, comm_k, id_k, changed, syl_k, edit_k, birth_part_k)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, f.bldg_k,
-                f.comm_k, f.id_k, f.changed
+                f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k
             ])?;
         }
     }
@@ -172,6 +280,8 @@ pub struct Scored {
     /// Why this candidate can never be linked automatically (different ID, rejected pair,
     /// different name, household phone with a different birth date).
     pub veto: Option<String>,
+    /// Why this candidate can at most be a review item (names one character apart).
+    pub hold: Option<String>,
     pub name: NameAgreement,
 }
 
@@ -226,28 +336,18 @@ pub fn candidates(
             )?;
         }
     }
-    if let Some(py) = &f.py_k {
-        if let Some(b) = &f.birth_k {
-            add(
-                &format!("SELECT DISTINCT s.person_id FROM match_features f {live} AND f.py_k = ?2 AND f.birth_k = ?3 LIMIT 50"),
-                py,
-                Some(b),
-            )?;
-        }
-        if let Some(b) = &f.birth_swap_k {
-            add(
-                &format!("SELECT DISTINCT s.person_id FROM match_features f {live} AND f.py_k = ?2 AND f.birth_k = ?3 LIMIT 50"),
-                py,
-                Some(b),
-            )?;
+    if let Some(syl) = &f.syl_k {
+        let by_birth = format!("SELECT DISTINCT s.person_id FROM match_features f {live} AND f.syl_k = ?2 AND f.birth_k = ?3 LIMIT 50");
+        for b in [&f.birth_k, &f.birth_swap_k].into_iter().flatten() {
+            add(&by_birth, syl, Some(b))?;
         }
         if cfg.use_address {
             if let Some(c) = &f.comm_k {
                 add(
                     &format!(
-                        "SELECT DISTINCT s.person_id FROM match_features f {live} AND f.py_k = ?2 AND f.comm_k = ?3 LIMIT 50"
+                        "SELECT DISTINCT s.person_id FROM match_features f {live} AND f.syl_k = ?2 AND f.comm_k = ?3 LIMIT 50"
                     ),
-                    py,
+                    syl,
                     Some(c),
                 )?;
             }
@@ -269,11 +369,13 @@ fn person_features(conn: &Connection, pid: i64, except: i64) -> Result<Vec<Featu
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The comparison levels of a record against one resident, and any hard veto.
+/// The comparison levels of a record against one resident, any hard veto (never linked nor
+/// suggested) and any hold (never linked automatically, at most a review item).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compared {
     pub gamma: Gamma,
     pub veto: Option<String>,
+    pub hold: Option<String>,
     pub name: NameAgreement,
 }
 
@@ -301,25 +403,28 @@ pub fn compare(
             veto = Some("different ID numbers".into());
         }
     }
-    let name = if f.name_k.is_some() && rows.iter().any(|r| r.name_k == f.name_k) {
-        NameAgreement::Exact
-    } else if cfg.use_pinyin && f.py_k.is_some() && rows.iter().any(|r| r.py_k == f.py_k) {
-        NameAgreement::Pinyin
-    } else {
-        NameAgreement::Different
-    };
-    if name == NameAgreement::Different {
-        veto.get_or_insert_with(|| "names differ".into());
+    let name = compare_name(cfg, f, &rows);
+    let mut hold = None;
+    match name {
+        NameAgreement::Different => {
+            veto.get_or_insert_with(|| "names differ".into());
+        }
+        NameAgreement::OneEdit => {
+            hold = Some("names one character apart: a typo, or a sibling or twin".to_string());
+        }
+        _ => {}
     }
     let name_level = match name {
-        NameAgreement::Exact => 3,
-        NameAgreement::Pinyin => 2,
+        NameAgreement::Exact => level::NAME_EXACT,
+        NameAgreement::Pinyin => level::NAME_PINYIN,
+        NameAgreement::Swapped => level::NAME_SWAPPED,
+        NameAgreement::OneEdit => level::NAME_ONE_EDIT,
         NameAgreement::Different if f.name_k.is_none() => 0,
-        NameAgreement::Different => 1,
+        NameAgreement::Different => level::NAME_DIFFERENT,
     };
     let (phone, household) = compare_phone(conn, cfg, f, pid, &rows)?;
     let birth = compare_birth(f, &rows);
-    if household && birth == 1 {
+    if household && birth == level::BIRTH_DIFFERENT {
         veto.get_or_insert_with(|| "household phone with a different birth date".into());
     }
     let gender = match f.gender {
@@ -327,8 +432,8 @@ pub fn compare(
             let known: Vec<u8> = rows.iter().filter_map(|r| r.gender).collect();
             match (known.is_empty(), known.contains(&g)) {
                 (true, _) => 0,
-                (false, true) => 2,
-                (false, false) => 1,
+                (false, true) => level::GENDER_SAME,
+                (false, false) => level::GENDER_DIFFERENT,
             }
         }
         None => 0,
@@ -338,15 +443,68 @@ pub fn compare(
     } else {
         0
     };
+    // Name and birth date are what namesakes born the same day share: a link needs a phone
+    // the resident carried or the same building besides; and without either, a phone, birth
+    // date or gender that differs says "another person" (not even a review item).
+    // Two of phone, birth date and gender contradicting it is another person, whatever else
+    // agrees (a namesake in the same building).
+    let differs = [
+        phone == level::PHONE_DIFFERENT,
+        birth == level::BIRTH_DIFFERENT,
+        gender == level::GENDER_DIFFERENT,
+    ]
+    .iter()
+    .filter(|d| **d)
+    .count();
+    if differs >= 2 {
+        veto.get_or_insert_with(|| "two of phone, birth date and gender differ".into());
+    }
+    if phone < level::PHONE_EARLIER_HOUSEHOLD && address < level::ADDRESS_BUILDING {
+        if differs > 0 {
+            veto.get_or_insert_with(|| {
+                "only the name and the community agree, and the phone, birth date or gender differs"
+                    .into()
+            });
+        } else {
+            hold.get_or_insert_with(|| {
+                "no phone or address of the resident confirms it".to_string()
+            });
+        }
+    }
     Ok(Compared {
         gamma: [name_level, phone, birth, gender, address],
         veto,
+        hold,
         name,
     })
 }
 
+/// How the record's name agrees with any of the resident's names.
+fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameAgreement {
+    let any = |get: fn(&Features) -> Option<&String>| {
+        get(f).is_some() && rows.iter().any(|r| get(r) == get(f))
+    };
+    let one_edit = |r: &Features| {
+        share(f.edit_k.as_ref(), r.edit_k.as_ref())
+            || share(f.name_k.as_ref(), r.edit_k.as_ref())
+            || share(f.edit_k.as_ref(), r.name_k.as_ref())
+    };
+    if any(|x| x.name_k.as_ref()) {
+        NameAgreement::Exact
+    } else if cfg.use_pinyin && any(|x| x.py_k.as_ref()) {
+        NameAgreement::Pinyin
+    } else if cfg.use_pinyin && any(|x| x.syl_k.as_ref()) {
+        NameAgreement::Swapped
+    } else if rows.iter().any(one_edit) {
+        NameAgreement::OneEdit
+    } else {
+        NameAgreement::Different
+    }
+}
+
 /// Phone level (model::COMPARISONS) and whether the phone is a household phone. The current
-/// phone is the phone of the resident's most recently changed record.
+/// phone is the phone of the resident's most recently changed record; a phone the resident
+/// never had is `family` when another resident of the resident's room carries it.
 fn compare_phone(
     conn: &Connection,
     cfg: &ReconcileConfig,
@@ -370,36 +528,72 @@ fn compare_phone(
         && (rows.iter().any(|r| r.phone_k.as_ref() == Some(ph))
             || conn
                 .prepare_cached(
-                    "SELECT 1 FROM phone_history WHERE person_id = ?1 AND phone_k = ?2 LIMIT 1",
+                    // Not the record's own phones: what its own source wrote into the history
+                    // of the resident it is linked to is no evidence for that link.
+                    "SELECT 1 FROM phone_history h WHERE h.person_id = ?1 AND h.phone_k = ?2
+                        AND NOT EXISTS (SELECT 1 FROM source_records s
+                                         WHERE s.id = ?3 AND s.person_id = h.person_id AND s.source = h.source)
+                      LIMIT 1",
                 )?
-                .query_row(params![pid, ph], |r| r.get::<_, i64>(0))
-                .optional()?
-                .is_some());
+                .exists(params![pid, ph, f.record_id])?);
     let household =
         (current == Some(ph) || earlier) && cfg.household_phones && phone_owners(conn, ph, 2)? > 1;
     Ok(match (current == Some(ph), earlier, household) {
-        (true, _, true) => (3, true),
-        (true, _, false) => (5, false),
-        (false, true, true) => (2, true),
-        (false, true, false) => (4, false),
+        (true, _, true) => (level::PHONE_HOUSEHOLD, true),
+        (true, _, false) => (level::PHONE_CURRENT, false),
+        (false, true, true) => (level::PHONE_EARLIER_HOUSEHOLD, true),
+        (false, true, false) => (level::PHONE_EARLIER, false),
         _ if current.is_none() => (0, false),
-        _ => (1, false),
+        _ if cfg.household_phones && roommate_phone(conn, ph, pid, rows)? => {
+            (level::PHONE_FAMILY, false)
+        }
+        _ => (level::PHONE_DIFFERENT, false),
     })
+}
+
+/// Whether another live resident living in one of the resident's rooms carries the phone.
+fn roommate_phone(
+    conn: &Connection,
+    phone_k: &str,
+    pid: i64,
+    rows: &[Features],
+) -> Result<bool, StoreError> {
+    let rooms: BTreeSet<&String> = rows.iter().filter_map(|r| r.room_k.as_ref()).collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM match_features f JOIN source_records s ON s.id = f.record_id
+          WHERE f.phone_k = ?1 AND f.room_k = ?2 AND s.person_id IS NOT NULL AND s.person_id != ?3
+            AND s.status = 'ok' AND s.deleted = 0 LIMIT 1",
+    )?;
+    for room in rooms {
+        if stmt.exists(params![phone_k, room, pid])? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn compare_birth(f: &Features, rows: &[Features]) -> u8 {
     let Some(b) = &f.birth_k else {
         return 0;
     };
-    let known: Vec<&String> = rows.iter().filter_map(|r| r.birth_k.as_ref()).collect();
-    if known.contains(&b) {
-        3
-    } else if f.birth_swap_k.as_ref().is_some_and(|s| known.contains(&s)) {
-        2
+    let known: Vec<&Features> = rows.iter().filter(|r| r.birth_k.is_some()).collect();
+    if known.iter().any(|r| r.birth_k.as_ref() == Some(b)) {
+        level::BIRTH_EQUAL
+    } else if f
+        .birth_swap_k
+        .as_ref()
+        .is_some_and(|s| known.iter().any(|r| r.birth_k.as_ref() == Some(s)))
+    {
+        level::BIRTH_SWAPPED
+    } else if known
+        .iter()
+        .any(|r| share(f.birth_part_k.as_ref(), r.birth_part_k.as_ref()))
+    {
+        level::BIRTH_ONE_PART
     } else if known.is_empty() {
         0
     } else {
-        1
+        level::BIRTH_DIFFERENT
     }
 }
 
@@ -408,29 +602,29 @@ fn compare_address(f: &Features, rows: &[Features]) -> u8 {
         get(f).is_some() && rows.iter().any(|r| get(r) == get(f))
     };
     if same(|x| x.room_k.as_ref()) {
-        4
+        level::ADDRESS_ROOM
     } else if same(|x| x.bldg_k.as_ref()) {
-        3
+        level::ADDRESS_BUILDING
     } else if same(|x| x.comm_k.as_ref()) {
-        2
+        level::ADDRESS_COMMUNITY
     } else if f.comm_k.is_some() && rows.iter().any(|r| r.comm_k.is_some()) {
-        1
+        level::ADDRESS_DIFFERENT
     } else {
         0
     }
 }
 
-/// Residents of the record's community (other than the record's own) whose names sound like
-/// its name, at least 1, at most 50 (the name term frequency within the block).
+/// Residents of the record's community (other than the record's own) whose names have its
+/// syllables, at least 1, at most 50 (the name term frequency within the block).
 pub fn name_count(conn: &Connection, f: &Features) -> Result<Option<u32>, StoreError> {
-    let (Some(py), Some(comm)) = (&f.py_k, &f.comm_k) else {
+    let (Some(py), Some(comm)) = (&f.syl_k, &f.comm_k) else {
         return Ok(None);
     };
     let n: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM (SELECT DISTINCT s.person_id FROM match_features f
                JOIN source_records s ON s.id = f.record_id
-              WHERE f.py_k = ?1 AND f.comm_k = ?2 AND f.record_id != ?3
+              WHERE f.syl_k = ?1 AND f.comm_k = ?2 AND f.record_id != ?3
                 AND s.person_id IS NOT NULL AND s.status = 'ok' AND s.deleted = 0 LIMIT 50)",
         )?
         .query_row(params![py, comm, f.record_id], |r| r.get(0))?;
@@ -448,7 +642,7 @@ pub fn score(
 ) -> Result<Scored, StoreError> {
     let cmp = compare(conn, cfg, f, pid)?;
     let tf = match (&m.tf, cmp.gamma[model::NAME]) {
-        (Some(tf), 2 | 3) => name_count(conn, f)?.map(|c| (tf.bits(c), c)),
+        (Some(tf), l) if l >= level::NAME_SWAPPED => name_count(conn, f)?.map(|c| (tf.bits(c), c)),
         _ => None,
     };
     let mut contributions = Vec::new();
@@ -477,6 +671,7 @@ pub fn score(
         prior_bits: m.prior_bits(),
         contributions,
         veto: cmp.veto,
+        hold: cmp.hold,
         name: cmp.name,
     })
 }
@@ -513,19 +708,25 @@ pub fn rank(
     Ok(out)
 }
 
-/// The decision from ranked candidates.
+/// The decision from ranked candidates. Among the candidates strong enough to link, the one
+/// with the strictly best name agreement links (an exact name beats a homophone or a name one
+/// character off, whatever the other comparisons add) — unless it is held to review, or
+/// another strong candidate's name is as good.
 pub fn decide(cfg: &ReconcileConfig, ranked: &[Scored]) -> Outcome {
     let eligible: Vec<&Scored> = ranked.iter().filter(|s| s.veto.is_none()).collect();
-    let Some(best) = eligible.first() else {
-        return Outcome::New;
-    };
-    if best.reaches(cfg.link_threshold) {
-        // Two residents both strong enough: only a strictly better name decides.
-        let rival = eligible
-            .get(1)
-            .filter(|s| s.reaches(cfg.link_threshold) && s.name >= best.name);
-        if rival.is_none() {
-            return Outcome::Link(best.person_id);
+    let strong: Vec<&Scored> = eligible
+        .iter()
+        .copied()
+        .filter(|s| s.reaches(cfg.link_threshold))
+        .collect();
+    if let Some(top) = strong
+        .iter()
+        .copied()
+        .reduce(|a, b| if b.name > a.name { b } else { a })
+    {
+        let rivals = strong.iter().filter(|s| s.name >= top.name).count();
+        if top.hold.is_none() && rivals == 1 {
+            return Outcome::Link(top.person_id);
         }
     }
     let review: Vec<i64> = eligible
@@ -600,6 +801,8 @@ pub fn describe(cfg: &ReconcileConfig, s: &Scored) -> String {
     ));
     if let Some(v) = &s.veto {
         out.push_str(&format!("; never linked automatically: {v}"));
+    } else if let Some(h) = &s.hold {
+        out.push_str(&format!("; at most a review item: {h}"));
     }
     out
 }
@@ -615,6 +818,50 @@ mod tests {
         assert_eq!(swap_day_month("1980-05-05"), None);
     }
 
+    #[test]
+    fn one_edit_names_and_one_part_off_birth_dates_are_found_through_blinded_keys() {
+        use crate::crypto::{Algorithm, BlindAlgorithm, StoreKey};
+        use crate::store::codec::Keyring;
+        let sealed = Codec::Sealed(std::sync::Arc::new(Keyring::new(
+            StoreKey::from_bytes(&[7; 32], Algorithm::Aes256Gcm, BlindAlgorithm::HmacSha256),
+            vec![],
+        )));
+        for codec in [Codec::Plain, sealed] {
+            let person = |name: &str, birth: &str| PersonFields {
+                name: Some(name.into()),
+                birth_date: Some(birth.into()),
+                ..PersonFields::default()
+            };
+            let f = |id, name: &str, birth: &str| {
+                Features::of(&codec, id, &person(name, birth), None, "t")
+            };
+            let cfg = ReconcileConfig::default();
+            let a = f(1, "王秀英", "1950-03-07");
+            for (other, want) in [
+                ("王季英", NameAgreement::OneEdit),
+                ("王秀", NameAgreement::OneEdit),
+                ("王秀英", NameAgreement::Exact),
+                ("Wang Xiuying", NameAgreement::Pinyin),
+                ("Xiuying WANG", NameAgreement::Swapped),
+                ("李季英", NameAgreement::Different),
+            ] {
+                assert_eq!(
+                    compare_name(&cfg, &a, &[f(2, other, "1950-03-07")]),
+                    want,
+                    "{other}"
+                );
+            }
+            for (other, want) in [
+                ("1951-03-07", level::BIRTH_ONE_PART),
+                ("1950-07-03", level::BIRTH_SWAPPED),
+                ("1950-03-07", level::BIRTH_EQUAL),
+                ("1961-11-20", level::BIRTH_DIFFERENT),
+            ] {
+                assert_eq!(compare_birth(&a, &[f(2, "王秀英", other)]), want, "{other}");
+            }
+        }
+    }
+
     fn scored(pid: i64, total: f64, name: NameAgreement, veto: Option<&str>) -> Scored {
         Scored {
             person_id: pid,
@@ -623,6 +870,7 @@ mod tests {
             prior_bits: 0.0,
             contributions: vec![],
             veto: veto.map(str::to_string),
+            hold: None,
             name,
         }
     }
@@ -666,6 +914,20 @@ mod tests {
             ),
             Outcome::Review(vec![1, 2])
         );
+        // A strong candidate one character off (held to review) does not stop the exact
+        // name from linking, even when its other comparisons add more.
+        let mut held = scored(2, 1.0, NameAgreement::OneEdit, None);
+        held.hold = Some("names one character apart".into());
+        held.bits += 10.0;
+        assert_eq!(
+            decide(
+                &cfg,
+                &[held.clone(), scored(1, 0.99, NameAgreement::Exact, None)]
+            ),
+            Outcome::Link(1)
+        );
+        // Alone, it is a review item however strong.
+        assert_eq!(decide(&cfg, &[held]), Outcome::Review(vec![2]));
         // An exact name beats a homophone.
         assert_eq!(
             decide(
@@ -695,6 +957,7 @@ mod tests {
                 record_id: *rec,
                 name_k: Some(format!("n-{name}")),
                 py_k: Some(format!("p-{name}")),
+                syl_k: Some(format!("s-{name}")),
                 birth_k: Some(birth.to_string()),
                 room_k: Some(format!("c1|b|{room}")),
                 bldg_k: Some("c1|b".into()),
@@ -713,6 +976,7 @@ mod tests {
             record_id: 100,
             name_k: Some(format!("n-{name}")),
             py_k: Some(format!("p-{name}")),
+            syl_k: Some(format!("s-{name}")),
             birth_k: Some("1950-01-02".into()),
             room_k: Some("c1|b|101".into()),
             bldg_k: Some("c1|b".into()),
@@ -792,7 +1056,7 @@ mod tests {
         }
         let name = &s.contributions[0];
         assert_eq!((name.feature, name.agreement.as_str()), ("name", "exact"));
-        let lv = m.level(model::NAME, 3);
+        let lv = m.level(model::NAME, level::NAME_EXACT);
         assert_eq!((name.m, name.u), (lv.m, lv.u));
         assert!(text.contains(&format!("{:.5}", lv.m)) && text.contains(&format!("{:.5}", lv.u)));
         // The waterfall ends where the score is.

@@ -193,6 +193,20 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
     ready?;
     if defer_phase_indexes && config.reconcile.train_after_first_load {
         train_after_first_load(store, config)?;
+    } else if let Some(reason) = train::retrain_due(store.conn(), &config.reconcile)? {
+        let started = std::time::Instant::now();
+        if let Some((v, _)) = train::train_and_store(
+            store.conn(),
+            &config.reconcile,
+            &train::TrainOptions::default(),
+        )? {
+            tracing::info!(
+                version = v,
+                reason = %reason,
+                seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+                "match model retrained on schedule"
+            );
+        }
     }
     Ok(stats)
 }
@@ -202,6 +216,16 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
 /// `matching train` keeps it to seconds on a 1M store.
 fn train_after_first_load(store: &Store, config: &Config) -> Result<(), StoreError> {
     if model::load(store.conn(), None)?.is_some() {
+        return Ok(());
+    }
+    let records: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM match_features", [], |r| r.get(0))?;
+    if records < train::MIN_AUTO_RECORDS {
+        tracing::info!(
+            records,
+            "too few person records to train a match model on after the first load; the hand weights decide until `community-sync matching train`"
+        );
         return Ok(());
     }
     let started = std::time::Instant::now();

@@ -26,12 +26,23 @@ use crate::store::StoreError;
 /// The comparisons, in order, with their level labels; level 0 is always `null` (no
 /// comparison possible: a side has no value) and weighs 0 bits.
 pub const COMPARISONS: [(&str, &[&str]); 5] = [
-    ("name", &["null", "different", "pinyin", "exact"]),
+    (
+        "name",
+        &[
+            "null",
+            "different",
+            "one edit",
+            "swapped order",
+            "pinyin",
+            "exact",
+        ],
+    ),
     (
         "phone",
         &[
             "null",
             "different",
+            "family",
             "earlier household",
             "household",
             "earlier",
@@ -40,7 +51,13 @@ pub const COMPARISONS: [(&str, &[&str]); 5] = [
     ),
     (
         "birth_date",
-        &["null", "different", "day/month swapped", "equal"],
+        &[
+            "null",
+            "different",
+            "one part off",
+            "day/month swapped",
+            "equal",
+        ],
     ),
     ("gender", &["null", "different", "same"]),
     (
@@ -54,6 +71,32 @@ pub const COMPARISONS: [(&str, &[&str]); 5] = [
         ],
     ),
 ];
+
+/// Level indexes, by comparison (the positions of the labels above).
+pub mod level {
+    pub const NAME_DIFFERENT: u8 = 1;
+    pub const NAME_ONE_EDIT: u8 = 2;
+    pub const NAME_SWAPPED: u8 = 3;
+    pub const NAME_PINYIN: u8 = 4;
+    pub const NAME_EXACT: u8 = 5;
+    pub const PHONE_DIFFERENT: u8 = 1;
+    /// The phone of another resident living in the candidate's room.
+    pub const PHONE_FAMILY: u8 = 2;
+    pub const PHONE_EARLIER_HOUSEHOLD: u8 = 3;
+    pub const PHONE_HOUSEHOLD: u8 = 4;
+    pub const PHONE_EARLIER: u8 = 5;
+    pub const PHONE_CURRENT: u8 = 6;
+    pub const BIRTH_DIFFERENT: u8 = 1;
+    pub const BIRTH_ONE_PART: u8 = 2;
+    pub const BIRTH_SWAPPED: u8 = 3;
+    pub const BIRTH_EQUAL: u8 = 4;
+    pub const GENDER_DIFFERENT: u8 = 1;
+    pub const GENDER_SAME: u8 = 2;
+    pub const ADDRESS_DIFFERENT: u8 = 1;
+    pub const ADDRESS_COMMUNITY: u8 = 2;
+    pub const ADDRESS_BUILDING: u8 = 3;
+    pub const ADDRESS_ROOM: u8 = 4;
+}
 
 pub const NAME: usize = 0;
 pub const PHONE: usize = 1;
@@ -124,9 +167,9 @@ pub fn probability(bits: f64) -> f64 {
 /// Typical share of two different residents showing each level (u), used by the hand-weight
 /// model and as EM's start before u is estimated.
 const U_START: [&[f64]; 5] = [
-    &[1.0, 0.98, 0.005, 0.015],
-    &[1.0, 0.99, 0.001, 0.004, 0.002, 0.003],
-    &[1.0, 0.99, 0.002, 0.008],
+    &[1.0, 0.97, 0.01, 0.002, 0.005, 0.015],
+    &[1.0, 0.99, 0.002, 0.001, 0.004, 0.002, 0.003],
+    &[1.0, 0.98, 0.01, 0.002, 0.008],
     &[1.0, 0.5, 0.5],
     &[1.0, 0.7, 0.25, 0.04, 0.01],
 ];
@@ -166,6 +209,17 @@ impl Model {
         }
     }
 
+    /// Whether the model has a level for every comparison level of this version (a model
+    /// stored by an older version may not).
+    pub fn fits(&self) -> bool {
+        self.levels.len() == COMPARISONS.len()
+            && self
+                .levels
+                .iter()
+                .zip(COMPARISONS.iter())
+                .all(|(ls, (_, labels))| ls.len() == labels.len())
+    }
+
     pub fn prior_bits(&self) -> f64 {
         logit2(self.prior)
     }
@@ -197,16 +251,30 @@ impl Model {
 /// Hand weights per comparison level (0 where the hand score added nothing).
 fn hand_bits(w: &MatchWeights) -> [Vec<f64>; 5] {
     [
-        vec![0.0, 0.0, w.name_pinyin, w.name_exact],
         vec![
             0.0,
             0.0,
+            w.name_one_edit,
+            w.name_swapped,
+            w.name_pinyin,
+            w.name_exact,
+        ],
+        vec![
+            0.0,
+            0.0,
+            w.phone_family,
             w.phone_household.min(w.phone_earlier),
             w.phone_household,
             w.phone_earlier,
             w.phone_current,
         ],
-        vec![0.0, w.birth_differs, w.birth_swapped, w.birth_equal],
+        vec![
+            0.0,
+            w.birth_differs,
+            w.birth_one_part,
+            w.birth_swapped,
+            w.birth_equal,
+        ],
         vec![0.0, w.gender_differs, 0.0],
         vec![
             0.0,
@@ -234,9 +302,18 @@ pub fn active(conn: &Connection, cfg: &ReconcileConfig) -> Result<Model, StoreEr
         Some(v) => load(conn, Some(v))?,
         None => load(conn, None)?,
     };
-    Ok(stored
-        .map(|s| s.model)
-        .unwrap_or_else(|| Model::from_hand_weights(cfg)))
+    match stored {
+        Some(s) if s.model.fits() => Ok(s.model),
+        Some(s) => {
+            tracing::warn!(
+                version = s.version,
+                "match model version {} was trained for other comparison levels (an older community-sync); reconcile uses the hand weights until `community-sync matching train` trains a new one",
+                s.version
+            );
+            Ok(Model::from_hand_weights(cfg))
+        }
+        None => Ok(Model::from_hand_weights(cfg)),
+    }
 }
 
 /// One stored version (`None`: the newest).
@@ -298,6 +375,10 @@ pub fn table(model: &Model) -> String {
         "{:<11} {:<18} {:>9} {:>9} {:>7}\n",
         "comparison", "level", "m", "u", "bits"
     ));
+    if !model.fits() {
+        out.push_str("(trained for other comparison levels by an older version: not used; run `matching train`)\n");
+        return out;
+    }
     for (c, (name, labels)) in COMPARISONS.iter().enumerate() {
         for (l, label) in labels.iter().enumerate().skip(1) {
             let lv = model.levels[c][l];
@@ -330,10 +411,10 @@ mod tests {
         let cfg = ReconcileConfig::default();
         let m = Model::from_hand_weights(&cfg);
         // name exact + current phone = 0.90 → probability 0.9.
-        let g: Gamma = [3, 5, 0, 0, 0];
+        let g: Gamma = [level::NAME_EXACT, level::PHONE_CURRENT, 0, 0, 0];
         assert!((probability(m.weight(&g, 0.0)) - 0.9).abs() < 1e-9);
         // name exact + community = 0.60 → 0.6.
-        let g: Gamma = [3, 0, 0, 0, 2];
+        let g: Gamma = [level::NAME_EXACT, 0, 0, 0, level::ADDRESS_COMMUNITY];
         assert!((probability(m.weight(&g, 0.0)) - 0.6).abs() < 1e-9);
         // Levels the hand score ignored weigh nothing.
         assert!(m.bits(PHONE, 1).abs() < 1e-12);

@@ -3,8 +3,15 @@
 //! - [`fold`]: the name as compared "exactly": traditional characters folded to simplified
 //!   (a compact embedded table of the characters that occur in names), every middle-dot
 //!   variant and whitespace removed (`阿卜杜·热合曼` = `阿卜杜•热合曼` = `阿卜杜热合曼`).
-//! - [`pinyin_key`]: the folded name read as toneless pinyin syllables (`张伟` = `张玮` =
-//!   `zhang wei`), for homophone typos. Characters without a reading stay as they are.
+//! - [`pinyin_key`]: the folded name read as toneless pinyin, letters only (`张伟` = `张玮` =
+//!   `Zhang Wei` = `ZHANG-WEI` = `zhangwei`): homophone typos and names typed in pinyin
+//!   letters. Characters without a reading stay as they are.
+//! - [`syllable_key`]: the same syllables in sorted order (`Wei Zhang` = `张伟` = `wei zhang`):
+//!   the given name written before the surname. Letters are split into syllables by the
+//!   longest valid pinyin syllable first (the syllables are read off the `pinyin` crate).
+//! - [`edit_variants`]: the name with one character left out, once per character: two names
+//!   one substitution, insertion or deletion apart share a variant (or one's variant is the
+//!   other's name), so "one edit" is found by equality of blinded keys alone.
 
 use pinyin::ToPinyin;
 
@@ -269,17 +276,105 @@ pub fn fold(name: &str) -> String {
         .collect()
 }
 
-/// Toneless pinyin of the folded name, syllables joined by spaces.
-pub fn pinyin_key(name: &str) -> String {
-    let folded = fold(name);
-    let mut out = String::with_capacity(folded.len() * 2);
-    for (c, py) in folded.chars().zip(folded.as_str().to_pinyin()) {
-        if !out.is_empty() {
-            out.push(' ');
+/// Toneless pinyin syllables of a name in written order: one per Chinese character, and the
+/// letters of every Latin word split into syllables (`Xiao-Wei` → `xiao`, `wei`). Characters
+/// with no reading (other scripts, digits) are kept as one-character tokens.
+fn syllables(name: &str) -> Vec<String> {
+    let folded: String = name
+        .chars()
+        .filter(|c| !is_dot(*c))
+        .map(simplify_char)
+        .collect();
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut Vec<String>| {
+        if !word.is_empty() {
+            out.extend(split_latin(&word.to_ascii_lowercase()));
+            word.clear();
         }
+    };
+    for (c, py) in folded.chars().zip(folded.as_str().to_pinyin()) {
+        if c.is_ascii_alphabetic() {
+            word.push(c);
+            continue;
+        }
+        flush(&mut word, &mut out);
         match py {
-            Some(p) => out.push_str(p.plain()),
-            None => out.extend(c.to_lowercase()),
+            Some(p) => out.push(plain(p.plain())),
+            None if c.is_whitespace() || c == '-' || c == '\'' || c == ',' => {}
+            None => out.extend(c.to_lowercase().map(String::from)),
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Every toneless pinyin syllable the `pinyin` crate knows (read once off the CJK block).
+fn pinyin_syllables() -> &'static std::collections::HashSet<String> {
+    static S: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        ('\u{4E00}'..='\u{9FFF}')
+            .filter_map(|c| c.to_pinyin())
+            .map(|p| plain(p.plain()))
+            .collect()
+    })
+}
+
+/// A toneless syllable as typed on a keyboard (`ü` as `v`: 吕 → `lv`).
+fn plain(syllable: &str) -> String {
+    syllable.replace('ü', "v")
+}
+
+/// A lower-case Latin word split into pinyin syllables, longest syllable first; a word that
+/// does not split entirely stays one token.
+fn split_latin(word: &str) -> Vec<String> {
+    let set = pinyin_syllables();
+    let mut out = Vec::new();
+    let mut rest = word;
+    while !rest.is_empty() {
+        let take = (1..=rest.len().min(6))
+            .rev()
+            .find(|&n| rest.is_char_boundary(n) && set.contains(&rest[..n]));
+        match take {
+            Some(n) => {
+                out.push(rest[..n].to_string());
+                rest = &rest[n..];
+            }
+            None => return vec![word.to_string()],
+        }
+    }
+    out
+}
+
+/// Toneless pinyin of the name, letters only, in written order (`张伟` → `zhangwei`).
+pub fn pinyin_key(name: &str) -> String {
+    syllables(name).concat()
+}
+
+/// The pinyin syllables in sorted order (`Wei Zhang` and `张伟` → `wei zhang`).
+pub fn syllable_key(name: &str) -> String {
+    let mut s = syllables(name);
+    s.sort();
+    s.join(" ")
+}
+
+/// The folded name with one character left out, once per position (distinct, in order);
+/// empty for names of fewer than two characters.
+pub fn edit_variants(name: &str) -> Vec<String> {
+    let chars: Vec<char> = fold(name).chars().collect();
+    if chars.len() < 2 {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::with_capacity(chars.len());
+    for i in 0..chars.len() {
+        let v: String = chars
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, c)| *c)
+            .collect();
+        if !out.contains(&v) {
+            out.push(v);
         }
     }
     out
@@ -290,7 +385,12 @@ pub fn pinyin_key(name: &str) -> String {
 #[serde(rename_all = "snake_case")]
 pub enum NameAgreement {
     Different,
-    /// Same toneless pinyin, different characters (a homophone typo).
+    /// One character substituted, inserted or left out (a typo — or a sibling's name).
+    OneEdit,
+    /// The same syllables in another order (given name written first).
+    Swapped,
+    /// Same toneless pinyin, different characters or letters (a homophone typo, a name
+    /// typed in pinyin).
     Pinyin,
     /// Equal after normalisation and traditional/simplified and middle-dot folding.
     Exact,
@@ -315,9 +415,52 @@ mod tests {
 
     #[test]
     fn homophones_share_a_pinyin_key() {
-        assert_eq!(pinyin_key("张伟"), "zhang wei");
+        assert_eq!(pinyin_key("张伟"), "zhangwei");
         assert_eq!(pinyin_key("张伟"), pinyin_key("张玮"));
         assert_eq!(pinyin_key("張偉"), pinyin_key("张伟"));
         assert_ne!(pinyin_key("张伟"), pinyin_key("张强"));
+    }
+
+    #[test]
+    fn names_in_pinyin_letters_share_the_pinyin_key() {
+        for latin in [
+            "Zhang Wei",
+            "ZHANG Wei",
+            "zhang-wei",
+            "ZHANGWEI",
+            "Zhang  Wei",
+        ] {
+            assert_eq!(pinyin_key(latin), pinyin_key("张伟"), "{latin}");
+        }
+        assert_eq!(pinyin_key("Zhang Xiao-Wei"), pinyin_key("张晓伟"));
+        assert_ne!(pinyin_key("Wei Zhang"), pinyin_key("张伟"));
+    }
+
+    #[test]
+    fn swapped_order_shares_the_syllable_key() {
+        let k = syllable_key("张伟");
+        assert_eq!(k, "wei zhang");
+        for other in ["Wei Zhang", "WEI ZHANG", "伟张", "weizhang", "Zhang Wei"] {
+            assert_eq!(syllable_key(other), k, "{other}");
+        }
+        assert_eq!(syllable_key("Xiaowei Zhang"), syllable_key("张晓伟"));
+        assert_eq!(syllable_key("Xiao-Wei ZHANG"), syllable_key("张晓伟"));
+        assert_ne!(syllable_key("Wei Zhang"), syllable_key("张强"));
+        // Letters that are no pinyin stay one token.
+        assert_eq!(syllable_key("Smith John"), "john smith");
+    }
+
+    #[test]
+    fn one_edit_apart_names_share_a_variant() {
+        let share = |a: &str, b: &str| {
+            let (va, vb) = (edit_variants(a), edit_variants(b));
+            va.iter().any(|v| vb.contains(v) || *v == fold(b)) || vb.contains(&fold(a))
+        };
+        assert!(share("王秀英", "王季英"), "substitution");
+        assert!(share("张伟", "张小伟"), "insertion");
+        assert!(share("欧阳明华", "欧阳华"), "deletion");
+        assert!(!share("王秀英", "李季英"), "two edits");
+        assert!(edit_variants("王").is_empty());
+        assert_eq!(edit_variants("王王"), vec!["王".to_string()]);
     }
 }

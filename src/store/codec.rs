@@ -349,6 +349,13 @@ columns! {
         MATCH_PHONE = "match_features"."phone_k", "phone", BlindSource::RecordPerson;
         MATCH_BIRTH = "match_features"."birth_k", "birth", BlindSource::RecordPerson;
         MATCH_BIRTH_SWAP = "match_features"."birth_swap_k", "birth", BlindSource::RecordPerson;
+        /// Name syllables in sorted order.
+        MATCH_SYLLABLES = "match_features"."syl_k", "pinyin", BlindSource::RecordPerson;
+        /// The name with one character left out (several, space-joined), blinded as names
+        /// so that a variant equals the `name_k` of the name it is.
+        MATCH_NAME_EDITS = "match_features"."edit_k", "name", BlindSource::RecordPerson;
+        /// Two of three birth-date parts (several, space-joined).
+        MATCH_BIRTH_PARTS = "match_features"."birth_part_k", "birth", BlindSource::RecordPerson;
         MATCH_ROOM = "match_features"."room_k", "addr", BlindSource::RecordPerson;
         MATCH_BUILDING = "match_features"."bldg_k", "addr", BlindSource::RecordPerson;
         MATCH_COMMUNITY = "match_features"."comm_k", "addr", BlindSource::RecordPerson;
@@ -411,6 +418,9 @@ pub fn record_blinds(
         (MATCH_PHONE, f.phone_k),
         (MATCH_BIRTH, f.birth_k),
         (MATCH_BIRTH_SWAP, f.birth_swap_k),
+        (MATCH_SYLLABLES, f.syl_k),
+        (MATCH_NAME_EDITS, f.edit_k),
+        (MATCH_BIRTH_PARTS, f.birth_part_k),
         (MATCH_ROOM, f.room_k),
         (MATCH_BUILDING, f.bldg_k),
         (MATCH_COMMUNITY, f.comm_k),
@@ -525,7 +535,7 @@ pub fn attach(store: &mut Store, codec: Codec) -> Result<(), SecurityError> {
         }
     }
     store.set_codec(codec);
-    Ok(())
+    rebuild_match_keys(store)
 }
 
 /// MACs an unkeyed audit chain with the store key and records that (`audit_keyed`): when a
@@ -631,7 +641,12 @@ pub fn rotate(
     for table in COLUMNS.sealed_tables() {
         reseal_table(&tx, &reader, table, chunk, &mut report)?;
     }
-    reblind_records(&tx, &reader, chunk, &mut report)?;
+    let force = rebuild_pending(&tx)?;
+    reblind_records(&tx, &reader, chunk, force, &mut report)?;
+    tx.execute(
+        "DELETE FROM pending_rebuilds WHERE what = 'match_features'",
+        [],
+    )?;
     let (rekeyed, problems) = crate::audit::rekey(&tx, &reader)?;
     report.audit_rows_rekeyed = rekeyed;
     crate::audit::append(
@@ -810,18 +825,56 @@ fn internal(b: &BlindColumn) -> SecurityError {
     ))
 }
 
+/// Whether the match keys wait to be recomputed (a migration changed them).
+fn rebuild_pending(conn: &rusqlite::Connection) -> Result<bool, SecurityError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM pending_rebuilds WHERE what = 'match_features'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Recomputes the match keys of every record after a migration changed what they are (the
+/// `pending_rebuilds` row), with the codec this open attached; one transaction.
+fn rebuild_match_keys(store: &mut Store) -> Result<(), SecurityError> {
+    if !rebuild_pending(store.conn())? {
+        return Ok(());
+    }
+    let codec = store.codec().clone();
+    let tx = store
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut report = RotateReport::default();
+    reblind_records(&tx, &codec, 10_000, true, &mut report)?;
+    tx.execute(
+        "DELETE FROM pending_rebuilds WHERE what = 'match_features'",
+        [],
+    )?;
+    tx.commit()?;
+    tracing::info!(
+        records = report.rows_rewritten,
+        "recomputed the match keys of every record (this version compares names and birth dates in more ways)"
+    );
+    Ok(())
+}
+
 /// Recomputes every [`BlindSource::RecordPerson`] column (tables `source_records` and
-/// `match_features`) from each record's normalized payload, for records with a blind not under
-/// the new key.
+/// `match_features`) from each record's normalized payload: for records with a blind not under
+/// the reader's key, or for every record when `force`.
 fn reblind_records(
     tx: &rusqlite::Transaction<'_>,
     reader: &Codec,
     chunk: usize,
+    force: bool,
     report: &mut RotateReport,
 ) -> Result<(), SecurityError> {
-    let Some(id_hex) = reader.active_key().map(StoreKey::id_hex) else {
+    let id_hex = reader.active_key().map(StoreKey::id_hex);
+    if id_hex.is_none() && !force {
         return Ok(());
-    };
+    }
     let of = |t: &str| -> Vec<BlindColumn> {
         COLUMNS
             .blinded
@@ -878,10 +931,12 @@ fn reblind_records(
             seen += 1;
             let rid: i64 = r.get(0)?;
             last = rid;
-            let mut stale = false;
+            let mut stale = force;
             for i in 0..n_blinds {
                 let v: Option<String> = r.get(4 + i)?;
-                stale |= !blind_under_key(v.as_deref(), &id_hex);
+                stale |= id_hex
+                    .as_deref()
+                    .is_some_and(|id| !blind_under_key(v.as_deref(), id));
             }
             if !stale {
                 continue;
@@ -1016,5 +1071,75 @@ mod tests {
             })
             .unwrap();
         assert_eq!(name.as_deref(), Some("张三"));
+    }
+
+    /// A store written before issue 36's match keys: its rows have no syllable, one-edit or
+    /// birth-part keys and the old pinyin key; the first keyed open recomputes them all.
+    #[test]
+    fn an_upgraded_store_recomputes_its_match_keys_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let codec = || Codec::Sealed(Arc::new(ring(1)));
+        let mut s = Store::open(&path).unwrap();
+        attach(&mut s, codec()).unwrap();
+        let person = crate::model::PersonFields {
+            name: Some("张伟".into()),
+            birth_date: Some("1980-03-07".into()),
+            ..Default::default()
+        };
+        let rec = crate::model::NormalizedRecord {
+            entity: crate::model::EntityKind::CardAccount,
+            source_key: "k1".into(),
+            person: person.clone(),
+            fields: Default::default(),
+            person_ref: None,
+            updated_at: None,
+            field_rejects: Default::default(),
+        };
+        let sealed = s
+            .codec()
+            .seal(RECORD_NORMALIZED, &serde_json::to_string(&rec).unwrap());
+        let c = s.conn();
+        c.execute(
+            "INSERT INTO source_records (id, source, stream, source_key, entity, status, content_hash,
+                 dirty, first_seen, last_changed)
+             VALUES (1, 's', 't', 'k1', 'card_account', 'ok', x'00', 0, 'x', 'x')",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO record_payloads (id, raw, normalized) VALUES (1, '{}', ?1)",
+            [sealed],
+        )
+        .unwrap();
+        // As an older version left it: an old-form pinyin key, no new keys.
+        c.execute(
+            "INSERT INTO match_features (record_id, name_k, py_k, changed) VALUES (1, 'old', 'old', 'x')",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO pending_rebuilds (what, since) VALUES ('match_features', 'x')",
+            [],
+        )
+        .unwrap();
+        drop(s);
+        let mut s = Store::open(&path).unwrap();
+        attach(&mut s, codec()).unwrap();
+        let want = crate::reconcile::matching::Features::of(s.codec(), 1, &person, None, "x");
+        let got: (String, String, String, String, i64) = s
+            .conn()
+            .query_row(
+                "SELECT name_k, py_k, syl_k, birth_part_k, (SELECT count(*) FROM pending_rebuilds)
+                   FROM match_features WHERE record_id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(got.0, want.name_k.unwrap());
+        assert_eq!(got.1, want.py_k.unwrap());
+        assert_eq!(got.2, want.syl_k.unwrap());
+        assert_eq!(got.3, want.birth_part_k.unwrap());
+        assert_eq!(got.4, 0, "done once");
     }
 }

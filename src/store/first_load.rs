@@ -70,14 +70,14 @@ pub const FEATURE_INDEXES: [(&str, &str); 4] = [
          WHERE phone_k IS NOT NULL",
     ),
     (
-        "match_features_py_birth",
-        "CREATE INDEX IF NOT EXISTS match_features_py_birth ON match_features (py_k, birth_k) \
-         WHERE py_k IS NOT NULL",
+        "match_features_syl_birth",
+        "CREATE INDEX IF NOT EXISTS match_features_syl_birth ON match_features (syl_k, birth_k) \
+         WHERE syl_k IS NOT NULL",
     ),
     (
-        "match_features_py_comm",
-        "CREATE INDEX IF NOT EXISTS match_features_py_comm ON match_features (py_k, comm_k) \
-         WHERE py_k IS NOT NULL",
+        "match_features_syl_comm",
+        "CREATE INDEX IF NOT EXISTS match_features_syl_comm ON match_features (syl_k, comm_k) \
+         WHERE syl_k IS NOT NULL",
     ),
     (
         "phone_history_phone",

@@ -20,6 +20,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_HELD_DELETIONS),
         M::up(V_AUDIT_KEYED),
         M::up(V_MATCHING_MODELS),
+        M::up(V_MATCH_KEYS_2),
     ])
 }
 
@@ -594,6 +595,29 @@ CREATE TABLE matching_models (
     params      TEXT NOT NULL,
     summary     TEXT NOT NULL
 );
+"#;
+
+/// Issue 36's match keys: name syllables in sorted order (blocking now uses them instead of
+/// the pinyin key), one-edit name variants, birth-date parts. Rows written before hold none,
+/// and the pinyin key changed its form (letters only), so every row's keys are recomputed
+/// from the record when a key is at hand (`store::codec::attach`, the `pending_rebuilds`
+/// row).
+const V_MATCH_KEYS_2: &str = r#"
+ALTER TABLE match_features ADD COLUMN syl_k TEXT;
+ALTER TABLE match_features ADD COLUMN edit_k TEXT;
+ALTER TABLE match_features ADD COLUMN birth_part_k TEXT;
+DROP INDEX IF EXISTS match_features_py_birth;
+DROP INDEX IF EXISTS match_features_py_comm;
+CREATE INDEX match_features_syl_birth ON match_features (syl_k, birth_k) WHERE syl_k IS NOT NULL;
+CREATE INDEX match_features_syl_comm ON match_features (syl_k, comm_k) WHERE syl_k IS NOT NULL;
+-- Derived data to recompute at the next open with the store key (one row per kind of work).
+CREATE TABLE pending_rebuilds (
+    what   TEXT PRIMARY KEY,
+    since  TEXT NOT NULL
+);
+INSERT INTO pending_rebuilds (what, since)
+    SELECT 'match_features', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+    WHERE EXISTS (SELECT 1 FROM match_features);
 "#;
 
 #[cfg(test)]
