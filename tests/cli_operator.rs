@@ -237,22 +237,24 @@ fn demo_serve_keeps_the_simulator_up_with_a_review_queue_to_work_on() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The match model: none until trained (train_after_first_load is off by default); train
-    // one, show it, train another, list; status shows the review load.
+    // The match model: the demo's first load trained version 1 (train_after_first_load is
+    // on by default); train another, show it, train a third, list; status shows the review
+    // load.
     let listing = command("review list");
     let base = listing.split(" review list").next().unwrap().to_string();
     for (sub, want) in [
-        (
-            "matching train --records 500 --random-pairs 2000",
-            "match model version 1 trained",
-        ),
         ("matching show", "match model version 1"),
-        ("matching show", "name term frequency"),
         (
             "matching train --records 500 --random-pairs 2000",
             "match model version 2 trained",
         ),
-        ("matching show --list", "version 2"),
+        ("matching show", "match model version 2"),
+        ("matching show", "name term frequency"),
+        (
+            "matching train --records 500 --random-pairs 2000",
+            "match model version 3 trained",
+        ),
+        ("matching show --list", "version 3"),
         ("status", "per 1,000 person records"),
     ] {
         let out = run_printed(&format!("{base} {sub}"));

@@ -997,6 +997,26 @@ mod tests {
     }
 
     #[test]
+    fn a_namesake_with_only_name_and_community_is_never_suggested_and_name_plus_birth_is_held() {
+        let cfg = ReconcileConfig::default();
+        let m = model_with_tf();
+        let conn = store(&[(1, 1, "rare", "1950-01-02", "101")]);
+        // Same name and birth date, community only (another building), no phone: held.
+        let mut f = newcomer("rare");
+        f.room_k = Some("c1|x|909".into());
+        f.bldg_k = Some("c1|x".into());
+        let s = score(&conn, &cfg, &m, &f, 1).unwrap();
+        assert!(s.veto.is_none(), "{s:?}");
+        assert!(s.hold.as_deref().unwrap().contains("no phone or address"), "{s:?}");
+        assert!(!matches!(decide(&cfg, &[s]), Outcome::Link(_)));
+        // The same with another birth date: not even a review item.
+        f.birth_k = Some("1961-07-08".into());
+        let s = score(&conn, &cfg, &m, &f, 1).unwrap();
+        assert!(s.veto.as_deref().unwrap().contains("only the name and the community"), "{s:?}");
+        assert_eq!(decide(&cfg, &[s]), Outcome::New);
+    }
+
+    #[test]
     fn a_rare_name_at_the_same_room_links_and_a_common_one_goes_to_review() {
         let cfg = ReconcileConfig::default();
         let m = model_with_tf();
