@@ -201,163 +201,189 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64, profile: Har
         add_unseen(&mut c, &han, per_kind);
     }
     for _ in 0..per_kind {
-        // old_phone
-        let name = c.han_name(&han);
-        let (b, a) = (c.birth(), c.address());
-        let male = c.rng.random_bool(0.5);
-        let r = c.resident(name, male, b, None, a);
-        let old = c.w.fresh_phone(c.rng);
-        c.w.phones.entry(old).or_default().push(r);
-        let t_old = c.ts(500, 700);
-        c.record(
-            StreamId::Volunteers,
-            r,
-            false,
-            t_old,
-            over(None, Some(old), None),
-            "old_phone",
-        );
-        let t_new = c.ts(10, 200);
-        c.record(StreamId::Patients, r, false, t_new, None, "old_phone");
-        let t = c.ts(200, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(None, Some(old), None),
-            "old_phone",
-        );
-
-        // homophone
-        let name = c.han_name(&han);
-        let typo: String = {
-            let mut chars: Vec<char> = name.chars().collect();
-            if let Some(last) = chars.last_mut() {
-                if let Some((_, h)) = HOMOPHONES.iter().find(|(a, _)| a == last) {
-                    *last = *h;
-                }
-            }
-            chars.into_iter().collect()
-        };
-        let (b, a) = (c.birth(), c.address());
-        let r = c.resident(name, true, b, None, a);
-        let t = c.ts(10, 700);
-        c.record(StreamId::Patients, r, false, t, None, "homophone");
-        let t = c.ts(10, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(Some(typo), None, None),
-            "homophone",
-        );
-
-        // traditional
-        let simp: Vec<char> = TRAD.iter().map(|(s, _)| *s).collect();
-        let s = ['张', '陈', '刘', '黄', '赵', '吴'][c.rng.random_range(0..6)];
-        let g = simp[6 + c.rng.random_range(0..simp.len() - 6)];
-        let name = format!("{s}{g}");
-        let trad: String = name
-            .chars()
-            .map(|ch| {
-                TRAD.iter()
-                    .find(|(s, _)| *s == ch)
-                    .map(|(_, t)| *t)
-                    .unwrap_or(ch)
-            })
-            .collect();
-        let (b, a) = (c.birth(), c.address());
-        let r = c.resident(name, false, b, None, a);
-        let t = c.ts(10, 700);
-        c.record(StreamId::Volunteers, r, false, t, None, "traditional");
-        let t = c.ts(10, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(Some(trad), None, None),
-            "traditional",
-        );
-
-        // swapped_birth
-        let name = c.han_name(&han);
-        let mut b = c.birth();
-        if b.day() > 12 || b.day() == b.month() {
-            b = NaiveDate::from_ymd_opt(b.year(), b.month(), 1 + (b.month() % 12)).unwrap_or(b);
-        }
-        let swapped = NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).unwrap_or(b);
-        let a = c.address();
-        let r = c.resident(name, true, b, None, a);
-        let t = c.ts(10, 700);
-        c.record(StreamId::Patients, r, false, t, None, "swapped_birth");
-        let t = c.ts(10, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(None, None, Some(swapped)),
-            "swapped_birth",
-        );
-
-        // shared_phone: two family members, one phone, one address.
-        let a = c.address();
-        let phone = c.w.fresh_phone(c.rng);
-        let n1 = c.han_name(&han);
-        let mut n2 = c.han_name(&han);
-        while n2 == n1 {
-            n2 = c.han_name(&han);
-        }
-        let (b1, b2) = (c.birth(), c.birth());
-        let r1 = c.resident(n1, true, b1, Some(phone), a);
-        let r2 = c.resident(n2, false, b2, Some(phone), a);
-        for r in [r1, r2] {
-            let t = c.ts(10, 700);
-            c.record(StreamId::Patients, r, false, t, None, "shared_phone");
-            let t = c.ts(10, 700);
-            c.record(StreamId::Cardholders, r, true, t, None, "shared_phone");
-        }
-
-        // twins: same birth, address and phone; different given names and IDs.
-        let a = c.address();
-        let phone = c.w.fresh_phone(c.rng);
-        let b = c.birth();
-        let s = SURNAMES[c.rng.random_range(0..SURNAMES.len())];
-        let g1 = han[c.rng.random_range(0..han.len())];
-        let mut g2 = han[c.rng.random_range(0..han.len())];
-        while g2 == g1 {
-            g2 = han[c.rng.random_range(0..han.len())];
-        }
-        let r1 = c.resident(format!("{s}{g1}"), true, b, Some(phone), a);
-        let r2 = c.resident(format!("{s}{g2}"), true, b, Some(phone), a);
-        for r in [r1, r2] {
-            let t = c.ts(10, 700);
-            c.record(StreamId::Volunteers, r, false, t, None, "twins");
-            let t = c.ts(10, 700);
-            c.record(StreamId::Cardholders, r, true, t, None, "twins");
-        }
-
-        // minority: the ID-less record drops the middle dot.
-        let name = MINORITY[c.rng.random_range(0..MINORITY.len())].to_string();
-        let plain: String = name.chars().filter(|ch| *ch != '·').collect();
-        let (b, a) = (c.birth(), c.address());
-        let r = c.resident(name, true, b, None, a);
-        let t = c.ts(10, 700);
-        c.record(StreamId::Patients, r, false, t, None, "minority");
-        let t = c.ts(10, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(Some(plain), None, None),
-            "minority",
-        );
+        old_phone(&mut c, &han);
+        homophone(&mut c, &han);
+        traditional(&mut c);
+        swapped_birth(&mut c, &han);
+        shared_phone(&mut c, &han);
+        twins(&mut c, &han);
+        minority(&mut c);
     }
-    // common_name: a common name in one community, one group per few kinds.
+    common_name(&mut c, per_kind);
+}
+
+/// `old_phone`: the one-card account keeps a phone the resident has since changed.
+fn old_phone(c: &mut Ctx<'_>, han: &[char]) {
+    let name = c.han_name(han);
+    let (b, a) = (c.birth(), c.address());
+    let male = c.rng.random_bool(0.5);
+    let r = c.resident(name, male, b, None, a);
+    let old = c.w.fresh_phone(c.rng);
+    c.w.phones.entry(old).or_default().push(r);
+    let t_old = c.ts(500, 700);
+    c.record(
+        StreamId::Volunteers,
+        r,
+        false,
+        t_old,
+        over(None, Some(old), None),
+        "old_phone",
+    );
+    let t_new = c.ts(10, 200);
+    c.record(StreamId::Patients, r, false, t_new, None, "old_phone");
+    let t = c.ts(200, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(None, Some(old), None),
+        "old_phone",
+    );
+}
+
+/// `homophone`: 张伟 → 张玮 in the ID-less record.
+fn homophone(c: &mut Ctx<'_>, han: &[char]) {
+    let name = c.han_name(han);
+    let typo: String = {
+        let mut chars: Vec<char> = name.chars().collect();
+        if let Some(last) = chars.last_mut() {
+            if let Some((_, h)) = HOMOPHONES.iter().find(|(a, _)| a == last) {
+                *last = *h;
+            }
+        }
+        chars.into_iter().collect()
+    };
+    let (b, a) = (c.birth(), c.address());
+    let r = c.resident(name, true, b, None, a);
+    let t = c.ts(10, 700);
+    c.record(StreamId::Patients, r, false, t, None, "homophone");
+    let t = c.ts(10, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(Some(typo), None, None),
+        "homophone",
+    );
+}
+
+/// `traditional`: the ID-less record spells the name in traditional characters.
+fn traditional(c: &mut Ctx<'_>) {
+    let simp: Vec<char> = TRAD.iter().map(|(s, _)| *s).collect();
+    let s = ['张', '陈', '刘', '黄', '赵', '吴'][c.rng.random_range(0..6)];
+    let g = simp[6 + c.rng.random_range(0..simp.len() - 6)];
+    let name = format!("{s}{g}");
+    let trad: String = name
+        .chars()
+        .map(|ch| {
+            TRAD.iter()
+                .find(|(s, _)| *s == ch)
+                .map(|(_, t)| *t)
+                .unwrap_or(ch)
+        })
+        .collect();
+    let (b, a) = (c.birth(), c.address());
+    let r = c.resident(name, false, b, None, a);
+    let t = c.ts(10, 700);
+    c.record(StreamId::Volunteers, r, false, t, None, "traditional");
+    let t = c.ts(10, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(Some(trad), None, None),
+        "traditional",
+    );
+}
+
+/// `swapped_birth`: day and month swapped in the ID-less record.
+fn swapped_birth(c: &mut Ctx<'_>, han: &[char]) {
+    let name = c.han_name(han);
+    let mut b = c.birth();
+    if b.day() > 12 || b.day() == b.month() {
+        b = NaiveDate::from_ymd_opt(b.year(), b.month(), 1 + (b.month() % 12)).unwrap_or(b);
+    }
+    let swapped = NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).unwrap_or(b);
+    let a = c.address();
+    let r = c.resident(name, true, b, None, a);
+    let t = c.ts(10, 700);
+    c.record(StreamId::Patients, r, false, t, None, "swapped_birth");
+    let t = c.ts(10, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(None, None, Some(swapped)),
+        "swapped_birth",
+    );
+}
+
+/// `shared_phone`: two family members, one phone, one address.
+fn shared_phone(c: &mut Ctx<'_>, han: &[char]) {
+    let a = c.address();
+    let phone = c.w.fresh_phone(c.rng);
+    let n1 = c.han_name(han);
+    let mut n2 = c.han_name(han);
+    while n2 == n1 {
+        n2 = c.han_name(han);
+    }
+    let (b1, b2) = (c.birth(), c.birth());
+    let r1 = c.resident(n1, true, b1, Some(phone), a);
+    let r2 = c.resident(n2, false, b2, Some(phone), a);
+    for r in [r1, r2] {
+        let t = c.ts(10, 700);
+        c.record(StreamId::Patients, r, false, t, None, "shared_phone");
+        let t = c.ts(10, 700);
+        c.record(StreamId::Cardholders, r, true, t, None, "shared_phone");
+    }
+}
+
+/// `twins`: same birth, address and phone; different given names and IDs.
+fn twins(c: &mut Ctx<'_>, han: &[char]) {
+    let a = c.address();
+    let phone = c.w.fresh_phone(c.rng);
+    let b = c.birth();
+    let s = SURNAMES[c.rng.random_range(0..SURNAMES.len())];
+    let g1 = han[c.rng.random_range(0..han.len())];
+    let mut g2 = han[c.rng.random_range(0..han.len())];
+    while g2 == g1 {
+        g2 = han[c.rng.random_range(0..han.len())];
+    }
+    let r1 = c.resident(format!("{s}{g1}"), true, b, Some(phone), a);
+    let r2 = c.resident(format!("{s}{g2}"), true, b, Some(phone), a);
+    for r in [r1, r2] {
+        let t = c.ts(10, 700);
+        c.record(StreamId::Volunteers, r, false, t, None, "twins");
+        let t = c.ts(10, 700);
+        c.record(StreamId::Cardholders, r, true, t, None, "twins");
+    }
+}
+
+/// `minority`: the ID-less record drops the middle dot.
+fn minority(c: &mut Ctx<'_>) {
+    let name = MINORITY[c.rng.random_range(0..MINORITY.len())].to_string();
+    let plain: String = name.chars().filter(|ch| *ch != '·').collect();
+    let (b, a) = (c.birth(), c.address());
+    let r = c.resident(name, true, b, None, a);
+    let t = c.ts(10, 700);
+    c.record(StreamId::Patients, r, false, t, None, "minority");
+    let t = c.ts(10, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(Some(plain), None, None),
+        "minority",
+    );
+}
+
+/// `common_name`: a common name in one community, one group per three residents per kind.
+fn common_name(c: &mut Ctx<'_>, per_kind: usize) {
     for g in 0..per_kind / 3 {
         let name = ["王伟", "李娜", "张敏", "刘洋", "王芳"][g % 5].to_string();
         let community = c.address().0;
