@@ -186,7 +186,12 @@ impl Ctx<'_> {
 }
 
 fn over(name: Option<String>, phone: Option<u64>, birth: Option<NaiveDate>) -> Option<Overrides> {
-    Some(Overrides { name, phone, birth })
+    Some(Overrides {
+        name,
+        phone,
+        birth,
+        ..Overrides::default()
+    })
 }
 
 /// Adds every hard case to the world (before its order indexes are built).

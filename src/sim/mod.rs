@@ -561,7 +561,8 @@ fn compute_truth(w: &World) -> GroundTruth {
 }
 
 /// The review items a correct reconcile raises (see [`GroundTruth::review_items`]): one per
-/// accepted person record whose birth date is not its resident's.
+/// accepted person record whose birth date is not its resident's (a record without one
+/// contradicts nothing).
 fn review_items(w: &World) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for s in StreamId::PERSON {
@@ -570,7 +571,7 @@ fn review_items(w: &World) -> BTreeMap<String, usize> {
             let wrong_birth = w
                 .residents
                 .get(rec.owner as usize)
-                .is_some_and(|res| res.birth != w.rec_birth(rec));
+                .is_some_and(|res| w.rec_birth(rec).is_some_and(|b| b != res.birth));
             if accepted && wrong_birth {
                 *out.entry("conflict:birth_date".to_string()).or_default() += 1;
             }
