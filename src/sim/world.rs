@@ -928,11 +928,20 @@ impl World {
     }
 
     pub fn address(&self, r: &Resident) -> String {
-        let c = self.community(r);
         format!(
-            "江西省南昌市{}{}{}{}栋{}单元{}室",
-            c.district, c.street, c.name, r.building, r.unit, r.room
+            "{}{}栋{}单元{}室",
+            self.address_prefix(r),
+            r.building,
+            r.unit,
+            r.room
         )
+    }
+
+    /// The address down to the community (`江西省南昌市东湖区滕王阁街道豫章社区`): what
+    /// precedes building, unit and room.
+    pub fn address_prefix(&self, r: &Resident) -> String {
+        let c = self.community(r);
+        format!("江西省南昌市{}{}{}", c.district, c.street, c.name)
     }
 
     pub fn community(&self, r: &Resident) -> &Community {
