@@ -7,10 +7,11 @@
 //! counties nationwide, the township-level divisions of Nanchang); unknown ones are
 //! recognised by their suffix. Parts that cannot be found are `None`.
 //!
-//! Canonical forms: `building` is `N栋` (from 栋/幢/号楼/座), `unit` is `N单元`, `room` is
-//! `N室` (from 室/房, or 号 after a building or unit: before one, `12号` is a house number);
-//! `XX社区居委会` → `XX社区`, `XX村委会` → `XX村`. A trailing `3-2-501` is building 3, unit 2,
-//! room 501.
+//! Canonical forms: `building` is `N栋` (from 栋/幢/号楼/座, and the `3#` / `3#楼` of
+//! property-management systems), `unit` is `N单元`, `room` is `N室` (from 室/房, or 号 after a
+//! building or unit: before one, `12号` is a house number; or a bare 3- or 4-digit number
+//! ending the address after a building or unit, `3栋2单元501`); `XX社区居委会` → `XX社区`,
+//! `XX村委会` → `XX村`. A trailing `3-2-501` is building 3, unit 2, room 501.
 
 use crate::normalize::{divisions, text};
 
@@ -404,6 +405,10 @@ fn building_unit_room(s: &[char], addr: &mut Address) {
         let Some(n) = number(token) else { continue };
         let (kind, len) = if starts_with(rest, "号楼") {
             ('b', 2)
+        } else if rest.first() == Some(&'#') {
+            // "3#楼" / "3#": building 3.
+            let marker = matches!(rest.get(1), Some('楼' | '栋' | '幢'));
+            ('b', 1 + usize::from(marker))
         } else if matches!(rest.first(), Some('栋' | '幢' | '座')) {
             ('b', 1)
         } else if starts_with(rest, "单元") {
@@ -412,6 +417,13 @@ fn building_unit_room(s: &[char], addr: &mut Address) {
             || (rest.first() == Some(&'号') && (addr.building.is_some() || addr.unit.is_some()))
         {
             ('r', 1)
+        } else if rest.is_empty()
+            && (addr.building.is_some() || addr.unit.is_some())
+            && (3..=4).contains(&token.len())
+            && token.iter().all(char::is_ascii_digit)
+        {
+            // A bare room number ending the address: "3栋2单元501".
+            ('r', 0)
         } else {
             ('-', 0)
         };
@@ -466,9 +478,48 @@ mod tests {
             "东湖区滕王阁街道豫章社区第3栋2单元501室",
             "东湖区滕王阁街道豫章社区03栋02单元0501室",
             "东湖区滕王阁街道豫章社区阳光小区3栋2单元501室",
+            "东湖区滕王阁街道豫章社区3#楼2单元501室",
+            "东湖区滕王阁街道豫章社区3#2单元501室",
+            "东湖区滕王阁街道豫章社区３＃楼２单元５０１室",
+            "东湖区滕王阁街道豫章社区3栋2单元501",
+            "东湖区滕王阁街道豫章社区3号楼2单元0501",
+            "东湖区滕王阁街道豫章社区三号楼二单元501",
         ] {
             assert_eq!(key(raw), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn hash_buildings_and_bare_rooms() {
+        // "3#" with or without 楼/栋/幢 is a building; a building already found is kept.
+        assert_eq!(parse("豫章社区12#").building.as_deref(), Some("12栋"));
+        assert_eq!(parse("豫章社区12#栋").building.as_deref(), Some("12栋"));
+        assert_eq!(parse("豫章社区3栋5#").building.as_deref(), Some("3栋"));
+        // A bare number is a room only at the end, after a building or unit, 3 or 4 digits.
+        assert_eq!(parse("豫章社区3栋1201").room.as_deref(), Some("1201室"));
+        assert_eq!(parse("豫章社区3栋2单元501").room.as_deref(), Some("501室"));
+        assert_eq!(
+            parse("豫章社区501").room,
+            None,
+            "no building or unit before it"
+        );
+        assert_eq!(
+            parse("豫章社区3栋2单元5").room,
+            None,
+            "too short for a room"
+        );
+        assert_eq!(
+            parse("豫章社区3栋2单元50101").room,
+            None,
+            "too long for a room"
+        );
+        assert_eq!(parse("豫章社区3栋501东").room, None, "not at the end");
+        let a = parse("东湖区豫章路128号豫章社区");
+        assert_eq!(
+            (a.building, a.room),
+            (None, None),
+            "a house number is not a room"
+        );
     }
 
     #[test]

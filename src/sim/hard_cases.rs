@@ -15,13 +15,56 @@
 //! - `twins`: same birth date, address and phone, different given names and ID numbers,
 //!   both with ID-less records.
 //! - `minority`: a minority name typed without its middle dot in the ID-less record.
-
 //!
 //! `HardProfile::Unseen` (issue 36) is a second population the matcher is *not* tuned on:
 //! 24 residents per kind instead of 30, other time ranges, and four more error processes in
 //! the ID-less record: `swapped_name` (given name written before the surname), `pinyin_name`
 //! (the name in pinyin letters), `registration_birth` (the registration date typed as the
 //! birth date), `dropped_digit` (a mobile number with one digit missing).
+//!
+//! `HardProfile::Holdout` is a third population the matcher is *never* tuned on, an
+//! adversarial one modelled on how real department systems and people err: 20 residents (or
+//! families) per kind; every time range half as long again (the Tuned kinds' 10–700 days
+//! before the anchor become 15–1,050, the Unseen kinds' 30–900 become 45–1,350; the new
+//! kinds' ID-bearing records are 15–1,050 days old, their ID-less ones 60–1,200); all the
+//! Tuned and Unseen kinds, so it measures regressions; and eight more kinds (generated in
+//! `hard_cases::holdout`). In the first five the ID-less record belongs to a resident who
+//! also has two ID-bearing records under their own phone (truth: that resident):
+//!
+//! - `year_off_family_phone`: an elder-care record (an elder born 1935–1959) or a health
+//!   record (a teenager born 2006–2011) with the birth *year* off by one and the phone of a
+//!   family member living in the same room (a grown child or a parent, whose own two
+//!   ID-bearing records carry that phone); same name and full address. Truth: the resident,
+//!   not the family member.
+//! - `missing_birth_family_phone`: the same with no birth date at all.
+//! - `one_edit_name`: one given-name character replaced by a look-alike that reads
+//!   differently (玉→王, 宇→字, 佳→住, 国→围, 子→孑, 大→太 …: a misread form or a wrong pick
+//!   from a handwriting pad, never a homophone); own current phone, same address and birth
+//!   date. A one-card account, or an elder-care record for residents born before 1965.
+//! - `latin_name_variants`: a one-card account or health record with the name in pinyin
+//!   letters as real systems write it: upper-case surname (`ZHANG Wei`), given name first
+//!   (`Wei Zhang`, `Xiaowei Zhang`), all capitals without a space (`ZHANGWEI`) or with one
+//!   (`ZHANG WEI`), hyphenated given names for three-character names (`Zhang Xiao-Wei`,
+//!   `Xiao-Wei Zhang`).
+//! - `building_notation`: the address with another building/unit/room notation than the
+//!   resident's other records (`3栋2单元501室`): `3号楼…`, `3幢…`, Chinese numerals
+//!   (`三栋二单元501室`), the dash form `3-2-501`, `3#楼…`, a bare room (`3栋2单元501`) or
+//!   `3号楼2-501`, all read by `normalize::address::parse`; same name, phone and birth date.
+//!
+//! The other three are precision cases: the ID-less record must *not* be merged with the
+//! records it resembles (truth: two residents, one of them only known by that record).
+//!
+//! - `sibling_one_edit`: two siblings, born 2–8 years apart, in one room sharing one
+//!   household phone, with given names one character apart (张子涵 / 张子轩; the differing
+//!   characters never sound or look alike); one has two ID-bearing records, the other only
+//!   an ID-less health record or one-card account with the shared phone, the address and
+//!   their own birth date.
+//! - `twins_one_edit`: the same with twins (one birth date).
+//! - `namesake_same_building`: two residents with one common name and gender in one
+//!   building, different rooms, birth dates and phones; one has two ID-bearing records, the
+//!   other only an ID-less record without a birth date.
+
+mod holdout;
 
 use chrono::{Datelike, NaiveDate};
 use rand::Rng;
@@ -39,6 +82,9 @@ pub enum HardProfile {
     Tuned,
     /// Issue 36's second profile: other rates, more error processes; never tuned on.
     Unseen,
+    /// A third, adversarial profile the matcher is never tuned on: other rates and time
+    /// ranges, every Tuned and Unseen kind, and eight kinds modelled on real systems' errors.
+    Holdout,
 }
 /// Residents (or families) per kind.
 const PER_KIND: usize = 30;
@@ -86,16 +132,28 @@ struct Ctx<'a> {
     w: &'a mut World,
     rng: &'a mut ChaCha8Rng,
     anchor: i64,
+    /// Every time range in percent (100: as written).
+    time_scale: i64,
 }
 
 impl Ctx<'_> {
+    /// A whole-second timestamp `lo_days..hi_days` (scaled by `time_scale`) before the anchor.
     fn ts(&mut self, lo_days: i64, hi_days: i64) -> i64 {
-        let t = self.anchor - self.rng.random_range(lo_days..hi_days) * DAY_MS;
+        let (lo, hi) = (
+            lo_days * self.time_scale / 100,
+            hi_days * self.time_scale / 100,
+        );
+        let t = self.anchor - self.rng.random_range(lo..hi) * DAY_MS;
         t - t.rem_euclid(1000)
     }
 
     fn birth(&mut self) -> NaiveDate {
-        let y = self.rng.random_range(1940..2000);
+        self.birth_in(1940..2000)
+    }
+
+    /// A birth date in one of `years` (days 1 to 28: any year can take it).
+    fn birth_in(&mut self, years: std::ops::Range<i32>) -> NaiveDate {
+        let y = self.rng.random_range(years);
         let m = self.rng.random_range(1..=12);
         let d = self.rng.random_range(1..=28);
         NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
@@ -186,178 +244,222 @@ impl Ctx<'_> {
 }
 
 fn over(name: Option<String>, phone: Option<u64>, birth: Option<NaiveDate>) -> Option<Overrides> {
-    Some(Overrides { name, phone, birth })
+    Some(Overrides {
+        name,
+        phone,
+        birth,
+        ..Overrides::default()
+    })
 }
 
 /// Adds every hard case to the world (before its order indexes are built).
 pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64, profile: HardProfile) {
-    let mut c = Ctx { w, rng, anchor };
+    let time_scale = match profile {
+        HardProfile::Tuned | HardProfile::Unseen => 100,
+        HardProfile::Holdout => 150,
+    };
+    let mut c = Ctx {
+        w,
+        rng,
+        anchor,
+        time_scale,
+    };
     let han: Vec<char> = HOMOPHONES.iter().map(|(a, _)| *a).collect();
     let per_kind = match profile {
         HardProfile::Tuned => PER_KIND,
         HardProfile::Unseen => 24,
+        HardProfile::Holdout => 20,
     };
-    if profile == HardProfile::Unseen {
+    if profile != HardProfile::Tuned {
         add_unseen(&mut c, &han, per_kind);
     }
     for _ in 0..per_kind {
-        // old_phone
-        let name = c.han_name(&han);
-        let (b, a) = (c.birth(), c.address());
-        let male = c.rng.random_bool(0.5);
-        let r = c.resident(name, male, b, None, a);
-        let old = c.w.fresh_phone(c.rng);
-        c.w.phones.entry(old).or_default().push(r);
-        let t_old = c.ts(500, 700);
-        c.record(
-            StreamId::Volunteers,
-            r,
-            false,
-            t_old,
-            over(None, Some(old), None),
-            "old_phone",
-        );
-        let t_new = c.ts(10, 200);
-        c.record(StreamId::Patients, r, false, t_new, None, "old_phone");
-        let t = c.ts(200, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(None, Some(old), None),
-            "old_phone",
-        );
-
-        // homophone
-        let name = c.han_name(&han);
-        let typo: String = {
-            let mut chars: Vec<char> = name.chars().collect();
-            if let Some(last) = chars.last_mut() {
-                if let Some((_, h)) = HOMOPHONES.iter().find(|(a, _)| a == last) {
-                    *last = *h;
-                }
-            }
-            chars.into_iter().collect()
-        };
-        let (b, a) = (c.birth(), c.address());
-        let r = c.resident(name, true, b, None, a);
-        let t = c.ts(10, 700);
-        c.record(StreamId::Patients, r, false, t, None, "homophone");
-        let t = c.ts(10, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(Some(typo), None, None),
-            "homophone",
-        );
-
-        // traditional
-        let simp: Vec<char> = TRAD.iter().map(|(s, _)| *s).collect();
-        let s = ['张', '陈', '刘', '黄', '赵', '吴'][c.rng.random_range(0..6)];
-        let g = simp[6 + c.rng.random_range(0..simp.len() - 6)];
-        let name = format!("{s}{g}");
-        let trad: String = name
-            .chars()
-            .map(|ch| {
-                TRAD.iter()
-                    .find(|(s, _)| *s == ch)
-                    .map(|(_, t)| *t)
-                    .unwrap_or(ch)
-            })
-            .collect();
-        let (b, a) = (c.birth(), c.address());
-        let r = c.resident(name, false, b, None, a);
-        let t = c.ts(10, 700);
-        c.record(StreamId::Volunteers, r, false, t, None, "traditional");
-        let t = c.ts(10, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(Some(trad), None, None),
-            "traditional",
-        );
-
-        // swapped_birth
-        let name = c.han_name(&han);
-        let mut b = c.birth();
-        if b.day() > 12 || b.day() == b.month() {
-            b = NaiveDate::from_ymd_opt(b.year(), b.month(), 1 + (b.month() % 12)).unwrap_or(b);
-        }
-        let swapped = NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).unwrap_or(b);
-        let a = c.address();
-        let r = c.resident(name, true, b, None, a);
-        let t = c.ts(10, 700);
-        c.record(StreamId::Patients, r, false, t, None, "swapped_birth");
-        let t = c.ts(10, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(None, None, Some(swapped)),
-            "swapped_birth",
-        );
-
-        // shared_phone: two family members, one phone, one address.
-        let a = c.address();
-        let phone = c.w.fresh_phone(c.rng);
-        let n1 = c.han_name(&han);
-        let mut n2 = c.han_name(&han);
-        while n2 == n1 {
-            n2 = c.han_name(&han);
-        }
-        let (b1, b2) = (c.birth(), c.birth());
-        let r1 = c.resident(n1, true, b1, Some(phone), a);
-        let r2 = c.resident(n2, false, b2, Some(phone), a);
-        for r in [r1, r2] {
-            let t = c.ts(10, 700);
-            c.record(StreamId::Patients, r, false, t, None, "shared_phone");
-            let t = c.ts(10, 700);
-            c.record(StreamId::Cardholders, r, true, t, None, "shared_phone");
-        }
-
-        // twins: same birth, address and phone; different given names and IDs.
-        let a = c.address();
-        let phone = c.w.fresh_phone(c.rng);
-        let b = c.birth();
-        let s = SURNAMES[c.rng.random_range(0..SURNAMES.len())];
-        let g1 = han[c.rng.random_range(0..han.len())];
-        let mut g2 = han[c.rng.random_range(0..han.len())];
-        while g2 == g1 {
-            g2 = han[c.rng.random_range(0..han.len())];
-        }
-        let r1 = c.resident(format!("{s}{g1}"), true, b, Some(phone), a);
-        let r2 = c.resident(format!("{s}{g2}"), true, b, Some(phone), a);
-        for r in [r1, r2] {
-            let t = c.ts(10, 700);
-            c.record(StreamId::Volunteers, r, false, t, None, "twins");
-            let t = c.ts(10, 700);
-            c.record(StreamId::Cardholders, r, true, t, None, "twins");
-        }
-
-        // minority: the ID-less record drops the middle dot.
-        let name = MINORITY[c.rng.random_range(0..MINORITY.len())].to_string();
-        let plain: String = name.chars().filter(|ch| *ch != '·').collect();
-        let (b, a) = (c.birth(), c.address());
-        let r = c.resident(name, true, b, None, a);
-        let t = c.ts(10, 700);
-        c.record(StreamId::Patients, r, false, t, None, "minority");
-        let t = c.ts(10, 700);
-        c.record(
-            StreamId::Cardholders,
-            r,
-            true,
-            t,
-            over(Some(plain), None, None),
-            "minority",
-        );
+        old_phone(&mut c, &han);
+        homophone(&mut c, &han);
+        traditional(&mut c);
+        swapped_birth(&mut c, &han);
+        shared_phone(&mut c, &han);
+        twins(&mut c, &han);
+        minority(&mut c);
     }
-    // common_name: a common name in one community, one group per few kinds.
+    common_name(&mut c, per_kind);
+    if profile == HardProfile::Holdout {
+        holdout::add(&mut c, per_kind);
+    }
+}
+
+/// `old_phone`: the one-card account keeps a phone the resident has since changed.
+fn old_phone(c: &mut Ctx<'_>, han: &[char]) {
+    let name = c.han_name(han);
+    let (b, a) = (c.birth(), c.address());
+    let male = c.rng.random_bool(0.5);
+    let r = c.resident(name, male, b, None, a);
+    let old = c.w.fresh_phone(c.rng);
+    c.w.phones.entry(old).or_default().push(r);
+    let t_old = c.ts(500, 700);
+    c.record(
+        StreamId::Volunteers,
+        r,
+        false,
+        t_old,
+        over(None, Some(old), None),
+        "old_phone",
+    );
+    let t_new = c.ts(10, 200);
+    c.record(StreamId::Patients, r, false, t_new, None, "old_phone");
+    let t = c.ts(200, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(None, Some(old), None),
+        "old_phone",
+    );
+}
+
+/// `homophone`: 张伟 → 张玮 in the ID-less record.
+fn homophone(c: &mut Ctx<'_>, han: &[char]) {
+    let name = c.han_name(han);
+    let typo: String = {
+        let mut chars: Vec<char> = name.chars().collect();
+        if let Some(last) = chars.last_mut() {
+            if let Some((_, h)) = HOMOPHONES.iter().find(|(a, _)| a == last) {
+                *last = *h;
+            }
+        }
+        chars.into_iter().collect()
+    };
+    let (b, a) = (c.birth(), c.address());
+    let r = c.resident(name, true, b, None, a);
+    let t = c.ts(10, 700);
+    c.record(StreamId::Patients, r, false, t, None, "homophone");
+    let t = c.ts(10, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(Some(typo), None, None),
+        "homophone",
+    );
+}
+
+/// `traditional`: the ID-less record spells the name in traditional characters.
+fn traditional(c: &mut Ctx<'_>) {
+    let simp: Vec<char> = TRAD.iter().map(|(s, _)| *s).collect();
+    let s = ['张', '陈', '刘', '黄', '赵', '吴'][c.rng.random_range(0..6)];
+    let g = simp[6 + c.rng.random_range(0..simp.len() - 6)];
+    let name = format!("{s}{g}");
+    let trad: String = name
+        .chars()
+        .map(|ch| {
+            TRAD.iter()
+                .find(|(s, _)| *s == ch)
+                .map(|(_, t)| *t)
+                .unwrap_or(ch)
+        })
+        .collect();
+    let (b, a) = (c.birth(), c.address());
+    let r = c.resident(name, false, b, None, a);
+    let t = c.ts(10, 700);
+    c.record(StreamId::Volunteers, r, false, t, None, "traditional");
+    let t = c.ts(10, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(Some(trad), None, None),
+        "traditional",
+    );
+}
+
+/// `swapped_birth`: day and month swapped in the ID-less record.
+fn swapped_birth(c: &mut Ctx<'_>, han: &[char]) {
+    let name = c.han_name(han);
+    let mut b = c.birth();
+    if b.day() > 12 || b.day() == b.month() {
+        b = NaiveDate::from_ymd_opt(b.year(), b.month(), 1 + (b.month() % 12)).unwrap_or(b);
+    }
+    let swapped = NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).unwrap_or(b);
+    let a = c.address();
+    let r = c.resident(name, true, b, None, a);
+    let t = c.ts(10, 700);
+    c.record(StreamId::Patients, r, false, t, None, "swapped_birth");
+    let t = c.ts(10, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(None, None, Some(swapped)),
+        "swapped_birth",
+    );
+}
+
+/// `shared_phone`: two family members, one phone, one address.
+fn shared_phone(c: &mut Ctx<'_>, han: &[char]) {
+    let a = c.address();
+    let phone = c.w.fresh_phone(c.rng);
+    let n1 = c.han_name(han);
+    let mut n2 = c.han_name(han);
+    while n2 == n1 {
+        n2 = c.han_name(han);
+    }
+    let (b1, b2) = (c.birth(), c.birth());
+    let r1 = c.resident(n1, true, b1, Some(phone), a);
+    let r2 = c.resident(n2, false, b2, Some(phone), a);
+    for r in [r1, r2] {
+        let t = c.ts(10, 700);
+        c.record(StreamId::Patients, r, false, t, None, "shared_phone");
+        let t = c.ts(10, 700);
+        c.record(StreamId::Cardholders, r, true, t, None, "shared_phone");
+    }
+}
+
+/// `twins`: same birth, address and phone; different given names and IDs.
+fn twins(c: &mut Ctx<'_>, han: &[char]) {
+    let a = c.address();
+    let phone = c.w.fresh_phone(c.rng);
+    let b = c.birth();
+    let s = SURNAMES[c.rng.random_range(0..SURNAMES.len())];
+    let g1 = han[c.rng.random_range(0..han.len())];
+    let mut g2 = han[c.rng.random_range(0..han.len())];
+    while g2 == g1 {
+        g2 = han[c.rng.random_range(0..han.len())];
+    }
+    let r1 = c.resident(format!("{s}{g1}"), true, b, Some(phone), a);
+    let r2 = c.resident(format!("{s}{g2}"), true, b, Some(phone), a);
+    for r in [r1, r2] {
+        let t = c.ts(10, 700);
+        c.record(StreamId::Volunteers, r, false, t, None, "twins");
+        let t = c.ts(10, 700);
+        c.record(StreamId::Cardholders, r, true, t, None, "twins");
+    }
+}
+
+/// `minority`: the ID-less record drops the middle dot.
+fn minority(c: &mut Ctx<'_>) {
+    let name = MINORITY[c.rng.random_range(0..MINORITY.len())].to_string();
+    let plain: String = name.chars().filter(|ch| *ch != '·').collect();
+    let (b, a) = (c.birth(), c.address());
+    let r = c.resident(name, true, b, None, a);
+    let t = c.ts(10, 700);
+    c.record(StreamId::Patients, r, false, t, None, "minority");
+    let t = c.ts(10, 700);
+    c.record(
+        StreamId::Cardholders,
+        r,
+        true,
+        t,
+        over(Some(plain), None, None),
+        "minority",
+    );
+}
+
+/// `common_name`: a common name in one community, one group per three residents per kind.
+fn common_name(c: &mut Ctx<'_>, per_kind: usize) {
     for g in 0..per_kind / 3 {
         let name = ["王伟", "李娜", "张敏", "刘洋", "王芳"][g % 5].to_string();
         let community = c.address().0;

@@ -97,7 +97,8 @@ pub struct SimOptions {
     /// traditional-character names, swapped birth dates, shared family phones, common names,
     /// twins, minority names. Off in the default demo population.
     pub hard_cases: bool,
-    /// Which hard-case population (`HardProfile::Unseen`: issue 36's second profile).
+    /// Which hard-case population (`HardProfile::Unseen`: issue 36's second profile;
+    /// `HardProfile::Holdout`: a third, adversarial one the matcher is never tuned on).
     pub hard_profile: HardProfile,
     /// Serve one district of a city: residents registered there, some moved to or from the
     /// neighbouring districts (`sim::district`). None: the whole of Nanchang, no movers.
@@ -561,7 +562,8 @@ fn compute_truth(w: &World) -> GroundTruth {
 }
 
 /// The review items a correct reconcile raises (see [`GroundTruth::review_items`]): one per
-/// accepted person record whose birth date is not its resident's.
+/// accepted person record whose birth date is not its resident's (a record without one
+/// contradicts nothing).
 fn review_items(w: &World) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for s in StreamId::PERSON {
@@ -570,7 +572,7 @@ fn review_items(w: &World) -> BTreeMap<String, usize> {
             let wrong_birth = w
                 .residents
                 .get(rec.owner as usize)
-                .is_some_and(|res| res.birth != w.rec_birth(rec));
+                .is_some_and(|res| w.rec_birth(rec).is_some_and(|b| b != res.birth));
             if accepted && wrong_birth {
                 *out.entry("conflict:birth_date".to_string()).or_default() += 1;
             }
@@ -896,6 +898,37 @@ mod tests {
             (2000..2800).contains(&onecard),
             "about 60% have a card: {onecard}"
         );
+    }
+
+    #[test]
+    fn holdout_truth_names_every_new_kind_and_its_birth_conflicts() {
+        let w = World::generate(GenOptions {
+            seed: 5,
+            residents: 500,
+            anchor_ms: 1_767_196_800_000,
+            hard_cases: true,
+            hard_profile: HardProfile::Holdout,
+            district: None,
+        });
+        let t = compute_truth(&w);
+        let kinds: std::collections::BTreeSet<&str> =
+            t.case_of_record.values().map(String::as_str).collect();
+        for kind in [
+            "year_off_family_phone",
+            "missing_birth_family_phone",
+            "one_edit_name",
+            "latin_name_variants",
+            "building_notation",
+            "sibling_one_edit",
+            "twins_one_edit",
+            "namesake_same_building",
+        ] {
+            assert!(kinds.contains(kind), "{kind}");
+        }
+        // Swapped, registration and year-off birth dates (20 each); a missing one is no
+        // conflict.
+        assert_eq!(t.review_items.get("conflict:birth_date"), Some(&60));
+        assert_eq!(t.persons, t.residents_present);
     }
 
     #[test]

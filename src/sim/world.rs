@@ -215,12 +215,17 @@ pub enum NameDirt {
     Padded,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one record says differently from its resident (hard cases, mutations).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub name: Option<String>,
     pub phone: Option<u64>,
     /// Birth date as this record spells it (hard cases: day/month swapped).
     pub birth: Option<NaiveDate>,
+    /// The record has no birth date at all (wins over `birth`).
+    pub no_birth: bool,
+    /// The address as this record writes it (hard cases: another building notation).
+    pub address: Option<String>,
 }
 
 /// One record of any stream. For a person stream `owner` is the resident index; for an
@@ -793,14 +798,26 @@ impl World {
         }
     }
 
-    pub fn rec_birth(&self, rec: &Rec) -> NaiveDate {
-        match rec.over.as_ref().and_then(|o| o.birth) {
-            Some(b) => b,
-            None => self
-                .residents
-                .get(rec.owner as usize)
-                .map(|r| r.birth)
-                .unwrap_or_default(),
+    /// The birth date a record states; `None` when it states none.
+    pub fn rec_birth(&self, rec: &Rec) -> Option<NaiveDate> {
+        match rec.over.as_deref() {
+            Some(o) if o.no_birth => None,
+            Some(Overrides { birth: Some(b), .. }) => Some(*b),
+            _ => Some(
+                self.residents
+                    .get(rec.owner as usize)
+                    .map(|r| r.birth)
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The address text a record states: its resident's, unless the record writes it
+    /// another way.
+    pub fn rec_address(&self, rec: &Rec, r: &Resident) -> String {
+        match rec.over.as_ref().and_then(|o| o.address.clone()) {
+            Some(a) => a,
+            None => self.address(r),
         }
     }
 
@@ -911,11 +928,20 @@ impl World {
     }
 
     pub fn address(&self, r: &Resident) -> String {
-        let c = self.community(r);
         format!(
-            "江西省南昌市{}{}{}{}栋{}单元{}室",
-            c.district, c.street, c.name, r.building, r.unit, r.room
+            "{}{}栋{}单元{}室",
+            self.address_prefix(r),
+            r.building,
+            r.unit,
+            r.room
         )
+    }
+
+    /// The address down to the community (`江西省南昌市东湖区滕王阁街道豫章社区`): what
+    /// precedes building, unit and room.
+    pub fn address_prefix(&self, r: &Resident) -> String {
+        let c = self.community(r);
+        format!("江西省南昌市{}{}{}", c.district, c.street, c.name)
     }
 
     pub fn community(&self, r: &Resident) -> &Community {
@@ -1044,10 +1070,13 @@ impl World {
             "xm": self.name_text(rec),
             "sfzh": self.id_text(rec).unwrap_or_default(),
             "xb": if r.male { "1" } else { "2" },
-            "csrq": self.rec_birth(rec).format("%Y-%m-%d").to_string(),
+            "csrq": self
+                .rec_birth(rec)
+                .map(|b| b.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
             "sjhm": self.phone_text(rec).unwrap_or_default(),
             "sqmc": self.community(r).name,
-            "zz": self.address(r),
+            "zz": self.rec_address(rec, r),
             "ye": format!("{}.{:02}", fen / 100, fen % 100),
             "kzt": status,
             "kksj": fmt_ts(opened, "%Y-%m-%d %H:%M:%S"),
@@ -1077,7 +1106,7 @@ impl World {
             "idCardNo": self.id_text(rec),
             "mobile": self.phone_text(rec),
             "community": self.community(r).name,
-            "address": self.address(r),
+            "address": self.rec_address(rec, r),
             "registeredAt": rfc3339_local(registered),
             "status": status,
             "updatedAt": rfc3339_local(rec.ts),
@@ -1089,15 +1118,10 @@ impl World {
         let Some(r) = self.residents.get(rec.owner as usize) else {
             return json!({"elder_id": key});
         };
-        let birth = if rec.seed % 3 == 0 {
-            format!(
-                "{}年{}月{}日",
-                self.rec_birth(rec).year(),
-                self.rec_birth(rec).month(),
-                self.rec_birth(rec).day()
-            )
-        } else {
-            self.rec_birth(rec).format("%Y%m%d").to_string()
+        let birth = match self.rec_birth(rec) {
+            None => String::new(),
+            Some(b) if rec.seed % 3 == 0 => format!("{}年{}月{}日", b.year(), b.month(), b.day()),
+            Some(b) => b.format("%Y%m%d").to_string(),
         };
         json!({
             "elder_id": key,
@@ -1107,7 +1131,7 @@ impl World {
             "birth_date": birth,
             "phone": self.phone_text(rec).unwrap_or_default(),
             "community_name": self.community(r).name,
-            "address": self.address(r),
+            "address": self.rec_address(rec, r),
             "care_level": 1 + derive(rec.seed, 1, 4),
             "updated_at": rec.ts,
             "is_deleted": u8::from(rec.deleted),
@@ -1133,9 +1157,11 @@ impl World {
             "identifier": identifier,
             "name": [{"text": self.name_text(rec)}],
             "gender": if r.male { "male" } else { "female" },
-            "birthDate": self.rec_birth(rec).format("%Y-%m-%d").to_string(),
-            "address": [{"text": self.address(r)}],
+            "address": [{"text": self.rec_address(rec, r)}],
         });
+        if let (Some(b), Some(obj)) = (self.rec_birth(rec), resource.as_object_mut()) {
+            obj.insert("birthDate".into(), json!(b.format("%Y-%m-%d").to_string()));
+        }
         if let Some(obj) = resource.as_object_mut() {
             // Patient.active is optional in FHIR: a quarter of the records leave it out
             // (absent means in use); an inactive patient is how the system deletes one.
@@ -1177,13 +1203,9 @@ impl World {
         self.phones.entry(phone).or_default().push(resident);
         let stream = &mut self.streams[s.idx()];
         let rec = stream.recs.get_mut(idx as usize)?;
-        let over = rec.over.get_or_insert_with(|| {
-            Box::new(Overrides {
-                name: None,
-                phone: None,
-                birth: None,
-            })
-        });
+        let over = rec
+            .over
+            .get_or_insert_with(|| Box::new(Overrides::default()));
         over.phone = Some(phone);
         if matches!(
             rec.phone,
@@ -1208,13 +1230,9 @@ impl World {
         self.rng = rng;
         let stream = &mut self.streams[s.idx()];
         let rec = stream.recs.get_mut(idx as usize)?;
-        let over = rec.over.get_or_insert_with(|| {
-            Box::new(Overrides {
-                name: None,
-                phone: None,
-                birth: None,
-            })
-        });
+        let over = rec
+            .over
+            .get_or_insert_with(|| Box::new(Overrides::default()));
         over.name = Some(name);
         let key = s.key(rec.no);
         stream.retime(idx, ts);
