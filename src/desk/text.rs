@@ -195,8 +195,8 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
             "电话、出生日期、性别中有两项不同",
         ),
         (
-            "only the name and the community agree, and the phone, birth date or gender differs",
-            "仅姓名和社区相同，且电话、出生日期或性别不同",
+            "only the name and the neighbourhood agree, and the phone, birth date or gender differs",
+            "仅姓名和所在社区/楼栋相同，且电话、出生日期或性别不同",
         ),
         (
             "no phone or address of the resident confirms it",

@@ -443,9 +443,10 @@ pub fn compare(
     } else {
         0
     };
-    // Name and birth date are what namesakes born the same day share: a link needs a phone
-    // the resident carried or the same building besides; and without either, a phone, birth
-    // date or gender that differs says "another person" (not even a review item).
+    // Name and birth date are what namesakes born the same day share, and a common name
+    // recurs in one building: a link needs a phone the resident carried or the same room
+    // besides; without either, a phone, birth date or gender that differs says "another
+    // person" (not even a review item).
     // Two of phone, birth date and gender contradicting it is another person, whatever else
     // agrees (a namesake in the same building).
     let differs = [
@@ -459,10 +460,10 @@ pub fn compare(
     if differs >= 2 {
         veto.get_or_insert_with(|| "two of phone, birth date and gender differ".into());
     }
-    if phone < level::PHONE_EARLIER_HOUSEHOLD && address < level::ADDRESS_BUILDING {
+    if phone < level::PHONE_EARLIER_HOUSEHOLD && address < level::ADDRESS_ROOM {
         if differs > 0 {
             veto.get_or_insert_with(|| {
-                "only the name and the community agree, and the phone, birth date or gender differs"
+                "only the name and the neighbourhood agree, and the phone, birth date or gender differs"
                     .into()
             });
         } else {
@@ -1007,12 +1008,21 @@ mod tests {
         f.bldg_k = Some("c1|x".into());
         let s = score(&conn, &cfg, &m, &f, 1).unwrap();
         assert!(s.veto.is_none(), "{s:?}");
-        assert!(s.hold.as_deref().unwrap().contains("no phone or address"), "{s:?}");
+        assert!(
+            s.hold.as_deref().unwrap().contains("no phone or address"),
+            "{s:?}"
+        );
         assert!(!matches!(decide(&cfg, &[s]), Outcome::Link(_)));
         // The same with another birth date: not even a review item.
         f.birth_k = Some("1961-07-08".into());
         let s = score(&conn, &cfg, &m, &f, 1).unwrap();
-        assert!(s.veto.as_deref().unwrap().contains("only the name and the community"), "{s:?}");
+        assert!(
+            s.veto
+                .as_deref()
+                .unwrap()
+                .contains("only the name and the neighbourhood"),
+            "{s:?}"
+        );
         assert_eq!(decide(&cfg, &[s]), Outcome::New);
     }
 
