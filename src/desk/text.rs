@@ -191,6 +191,10 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
         ("different ID numbers", "身份证号不同"),
         ("names differ", "姓名不同"),
         (
+            "names one character apart and the birth date or gender differs: a sibling",
+            "姓名相差一个字且出生日期或性别不同：应为兄弟姐妹",
+        ),
+        (
             "two of phone, birth date and gender differ",
             "电话、出生日期、性别中有两项不同",
         ),

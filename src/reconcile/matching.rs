@@ -460,6 +460,15 @@ pub fn compare(
     if differs >= 2 {
         veto.get_or_insert_with(|| "two of phone, birth date and gender differ".into());
     }
+    // A name one character off is a typo only when nothing else is off: with another birth
+    // date or gender it is a sibling's (张子涵 / 张子轩 in one room).
+    if name == NameAgreement::OneEdit
+        && (birth == level::BIRTH_DIFFERENT || gender == level::GENDER_DIFFERENT)
+    {
+        veto.get_or_insert_with(|| {
+            "names one character apart and the birth date or gender differs: a sibling".into()
+        });
+    }
     if phone < level::PHONE_EARLIER_HOUSEHOLD && address < level::ADDRESS_ROOM {
         if differs > 0 {
             veto.get_or_insert_with(|| {
@@ -995,6 +1004,57 @@ mod tests {
             max_bits: 2.0,
         });
         m
+    }
+
+    /// A store of residents from person fields (plain codec): (person, record, name, birth,
+    /// phone), all in one room.
+    fn store_of(rows: &[(i64, i64, &str, &str, &str)]) -> Connection {
+        let conn = store(&[]);
+        for (pid, rec, name, birth, phone) in rows {
+            conn.execute(
+                "INSERT INTO source_records (id, source, stream, source_key, entity, status, content_hash,
+                     person_id, dirty, first_seen, last_changed)
+                 VALUES (?1, 's', 't', ?1, 'card_account', 'ok', x'00', ?2, 0, 'x', 'x')",
+                params![rec, pid],
+            )
+            .unwrap();
+            store_features(&conn, *rec, Some(&person(*rec, name, birth, phone))).unwrap();
+        }
+        conn
+    }
+
+    fn person(rec: i64, name: &str, birth: &str, phone: &str) -> Features {
+        let p = PersonFields {
+            name: Some(name.into()),
+            birth_date: Some(birth.into()),
+            phone: Some(phone.into()),
+            gender: Some(1),
+            address: Some("江西省南昌市东湖区阳明路社区3栋2单元501室".into()),
+            ..PersonFields::default()
+        };
+        Features::of(&Codec::Plain, rec, &p, None, "2024-01-01T00:00:00Z")
+    }
+
+    #[test]
+    fn a_name_one_character_off_is_held_and_with_another_birth_date_is_a_sibling() {
+        let cfg = ReconcileConfig::default();
+        let m = model_with_tf();
+        let conn = store_of(&[(1, 1, "张子涵", "2001-04-05", "13800000001")]);
+        // Same birth date, phone and room: a typo — or a twin. A person decides.
+        let typo = person(100, "张子洒", "2001-04-05", "13800000001");
+        let s = score(&conn, &cfg, &m, &typo, 1).unwrap();
+        assert_eq!(
+            (s.name, s.veto.as_deref()),
+            (NameAgreement::OneEdit, None),
+            "{s:?}"
+        );
+        assert!(s.hold.is_some());
+        assert_eq!(decide(&cfg, &[s]), Outcome::Review(vec![1]));
+        // Another birth date: a sibling, not suggested.
+        let sibling = person(101, "张子轩", "2006-09-10", "13800000001");
+        let s = score(&conn, &cfg, &m, &sibling, 1).unwrap();
+        assert!(s.veto.as_deref().unwrap().contains("a sibling"), "{s:?}");
+        assert_eq!(decide(&cfg, &[s]), Outcome::New);
     }
 
     #[test]
