@@ -546,36 +546,39 @@ fn compare_phone(
                       LIMIT 1",
                 )?
                 .exists(params![pid, ph, f.record_id])?);
-    let household =
-        (current == Some(ph) || earlier) && cfg.household_phones && phone_owners(conn, ph, 2)? > 1;
+    let household = (current == Some(ph) || earlier)
+        && cfg.household_phones
+        && phone_owners(conn, ph, f.record_id, 2)? > 1;
     Ok(match (current == Some(ph), earlier, household) {
         (true, _, true) => (level::PHONE_HOUSEHOLD, true),
         (true, _, false) => (level::PHONE_CURRENT, false),
         (false, true, true) => (level::PHONE_EARLIER_HOUSEHOLD, true),
         (false, true, false) => (level::PHONE_EARLIER, false),
         _ if current.is_none() => (0, false),
-        _ if cfg.household_phones && roommate_phone(conn, ph, pid, rows)? => {
+        _ if cfg.household_phones && roommate_phone(conn, ph, pid, f.record_id, rows)? => {
             (level::PHONE_FAMILY, false)
         }
         _ => (level::PHONE_DIFFERENT, false),
     })
 }
 
-/// Whether another live resident living in one of the resident's rooms carries the phone.
+/// Whether another live resident living in one of the resident's rooms carries the phone on
+/// a record other than `except` (the scored record's own resident lives there too).
 fn roommate_phone(
     conn: &Connection,
     phone_k: &str,
     pid: i64,
+    except: i64,
     rows: &[Features],
 ) -> Result<bool, StoreError> {
     let rooms: BTreeSet<&String> = rows.iter().filter_map(|r| r.room_k.as_ref()).collect();
     let mut stmt = conn.prepare_cached(
         "SELECT 1 FROM match_features f JOIN source_records s ON s.id = f.record_id
           WHERE f.phone_k = ?1 AND f.room_k = ?2 AND s.person_id IS NOT NULL AND s.person_id != ?3
-            AND s.status = 'ok' AND s.deleted = 0 LIMIT 1",
+            AND f.record_id != ?4 AND s.status = 'ok' AND s.deleted = 0 LIMIT 1",
     )?;
     for room in rooms {
-        if stmt.exists(params![phone_k, room, pid])? {
+        if stmt.exists(params![phone_k, room, pid, except])? {
             return Ok(true);
         }
     }
@@ -686,15 +689,22 @@ pub fn score(
     })
 }
 
-/// Distinct live residents whose records carry this phone (stops counting at `cap`).
-fn phone_owners(conn: &Connection, phone_k: &str, cap: i64) -> Result<i64, StoreError> {
+/// Distinct live residents whose records other than `except` carry this phone (stops
+/// counting at `cap`): the scored record's own phone makes no household of its own resident.
+fn phone_owners(
+    conn: &Connection,
+    phone_k: &str,
+    except: i64,
+    cap: i64,
+) -> Result<i64, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT count(*) FROM (SELECT DISTINCT s.person_id FROM match_features f
                JOIN source_records s ON s.id = f.record_id
-              WHERE f.phone_k = ?1 AND s.person_id IS NOT NULL AND s.status = 'ok' AND s.deleted = 0 LIMIT ?2)",
+              WHERE f.phone_k = ?1 AND f.record_id != ?2 AND s.person_id IS NOT NULL
+                AND s.status = 'ok' AND s.deleted = 0 LIMIT ?3)",
         )?
-        .query_row(params![phone_k, cap], |r| r.get(0))?)
+        .query_row(params![phone_k, except, cap], |r| r.get(0))?)
 }
 
 /// Scores every candidate, best first.

@@ -64,6 +64,18 @@ pub struct ReconcileStats {
     pub events: u64,
 }
 
+impl ReconcileStats {
+    /// Adds another pass's counts.
+    pub fn add(&mut self, o: &ReconcileStats) {
+        self.records += o.records;
+        self.persons_created += o.persons_created;
+        self.persons_changed += o.persons_changed;
+        self.persons_retired += o.persons_retired;
+        self.domain_changed += o.domain_changed;
+        self.events += o.events;
+    }
+}
+
 /// Domain table of each entity kind.
 pub fn domain_table(kind: EntityKind) -> &'static str {
     match kind {
@@ -192,7 +204,18 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
     result?;
     ready?;
     if defer_phase_indexes && config.reconcile.train_after_first_load {
-        train_after_first_load(store, config)?;
+        if train_after_first_load(store, config)? {
+            // The first load decided with the hand weights: the records without an ID number
+            // are decided again with the model (those whose evidence still holds stay put and
+            // write nothing; the others move, with their events, in this same run).
+            let marked = mark_idless_dirty(store.conn())?;
+            tracing::info!(
+                records = marked,
+                "re-deciding the records without an ID number with the trained model"
+            );
+            let again = reconcile(store, config)?;
+            stats.add(&again);
+        }
     } else if let Some(reason) = train::retrain_due(store.conn(), &config.reconcile)? {
         let started = std::time::Instant::now();
         if let Some((v, _)) = train::train_and_store(
@@ -211,12 +234,23 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
     Ok(stats)
 }
 
-/// After a first load, with no model stored yet: train one (docs/matching.md), so the next
-/// runs weigh the evidence as this population shows it. A smaller sample than
-/// `matching train` keeps it to seconds on a 1M store.
-fn train_after_first_load(store: &Store, config: &Config) -> Result<(), StoreError> {
+/// Marks the live person records without an ID number dirty; returns how many.
+fn mark_idless_dirty(conn: &rusqlite::Connection) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE source_records SET dirty = 1
+          WHERE id IN (SELECT record_id FROM match_features WHERE id_k IS NULL)
+            AND status = 'ok' AND deleted = 0 AND dirty = 0",
+        [],
+    )?)
+}
+
+/// After a first load, with no model stored yet: train one (docs/matching.md), so that the
+/// records without an ID number, and the next runs, weigh the evidence as this population
+/// shows it. A smaller sample than `matching train` keeps it to seconds on a 1M store.
+/// Returns whether it stored a model.
+fn train_after_first_load(store: &Store, config: &Config) -> Result<bool, StoreError> {
     if model::load(store.conn(), None)?.is_some() {
-        return Ok(());
+        return Ok(false);
     }
     let records: i64 = store
         .conn()
@@ -226,7 +260,7 @@ fn train_after_first_load(store: &Store, config: &Config) -> Result<(), StoreErr
             records,
             "too few person records to train a match model on after the first load; the hand weights decide until `community-sync matching train`"
         );
-        return Ok(());
+        return Ok(false);
     }
     let started = std::time::Instant::now();
     let opts = train::TrainOptions {
@@ -240,8 +274,9 @@ fn train_after_first_load(store: &Store, config: &Config) -> Result<(), StoreErr
             seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
             "match model trained after the first load"
         );
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Runs an index build (returning how many indexes it built) and logs it, when it built any.
