@@ -404,16 +404,6 @@ pub fn compare(
         }
     }
     let name = compare_name(cfg, f, &rows);
-    let mut hold = None;
-    match name {
-        NameAgreement::Different => {
-            veto.get_or_insert_with(|| "names differ".into());
-        }
-        NameAgreement::OneEdit => {
-            hold = Some("names one character apart: a typo, or a sibling or twin".to_string());
-        }
-        _ => {}
-    }
     let name_level = match name {
         NameAgreement::Exact => level::NAME_EXACT,
         NameAgreement::Pinyin => level::NAME_PINYIN,
@@ -424,9 +414,6 @@ pub fn compare(
     };
     let (phone, household) = compare_phone(conn, cfg, f, pid, &rows)?;
     let birth = compare_birth(f, &rows);
-    if household && birth == level::BIRTH_DIFFERENT {
-        veto.get_or_insert_with(|| "household phone with a different birth date".into());
-    }
     let gender = match f.gender {
         Some(g) => {
             let known: Vec<u8> = rows.iter().filter_map(|r| r.gender).collect();
@@ -443,12 +430,20 @@ pub fn compare(
     } else {
         0
     };
-    // Name and birth date are what namesakes born the same day share, and a common name
-    // recurs in one building: a link needs a phone the resident carried or the same room
-    // besides; without either, a phone, birth date or gender that differs says "another
-    // person" (not even a review item).
-    // Two of phone, birth date and gender contradicting it is another person, whatever else
-    // agrees (a namesake in the same building).
+    let gamma = [name_level, phone, birth, gender, address];
+    let (rule_veto, hold) = guard(name, &gamma, household);
+    Ok(Compared {
+        gamma,
+        veto: veto.or(rule_veto),
+        hold,
+        name,
+    })
+}
+
+/// The vetoes (never linked nor suggested) and the hold (at most a review item) that no
+/// weight overrides, from the comparison levels (docs/matching.md, "Identity rules").
+fn guard(name: NameAgreement, g: &Gamma, household: bool) -> (Option<String>, Option<String>) {
+    let [_, phone, birth, gender, address] = *g;
     let differs = [
         phone == level::PHONE_DIFFERENT,
         birth == level::BIRTH_DIFFERENT,
@@ -457,36 +452,34 @@ pub fn compare(
     .iter()
     .filter(|d| **d)
     .count();
-    if differs >= 2 {
-        veto.get_or_insert_with(|| "two of phone, birth date and gender differ".into());
-    }
-    // A name one character off is a typo only when nothing else is off: with another birth
-    // date or gender it is a sibling's (张子涵 / 张子轩 in one room).
-    if name == NameAgreement::OneEdit
+    // Name and birth date are what namesakes born the same day share, and a common name
+    // recurs in one building: a link needs a phone the resident carried or the same room.
+    let confirmed = phone >= level::PHONE_EARLIER_HOUSEHOLD || address >= level::ADDRESS_ROOM;
+    let veto = if name == NameAgreement::Different {
+        Some("names differ")
+    } else if household && birth == level::BIRTH_DIFFERENT {
+        Some("household phone with a different birth date")
+    } else if differs >= 2 {
+        // Whatever else agrees (a namesake in the same building).
+        Some("two of phone, birth date and gender differ")
+    } else if name == NameAgreement::OneEdit
         && (birth == level::BIRTH_DIFFERENT || gender == level::GENDER_DIFFERENT)
     {
-        veto.get_or_insert_with(|| {
-            "names one character apart and the birth date or gender differs: a sibling".into()
-        });
-    }
-    if phone < level::PHONE_EARLIER_HOUSEHOLD && address < level::ADDRESS_ROOM {
-        if differs > 0 {
-            veto.get_or_insert_with(|| {
-                "only the name and the neighbourhood agree, and the phone, birth date or gender differs"
-                    .into()
-            });
-        } else {
-            hold.get_or_insert_with(|| {
-                "no phone or address of the resident confirms it".to_string()
-            });
-        }
-    }
-    Ok(Compared {
-        gamma: [name_level, phone, birth, gender, address],
-        veto,
-        hold,
-        name,
-    })
+        // A typo only when nothing else is off: else a sibling's (张子涵 / 张子轩).
+        Some("names one character apart and the birth date or gender differs: a sibling")
+    } else if !confirmed && differs > 0 {
+        Some("only the name and the neighbourhood agree, and the phone, birth date or gender differs")
+    } else {
+        None
+    };
+    let hold = if name == NameAgreement::OneEdit {
+        Some("names one character apart: a typo, or a sibling or twin")
+    } else if !confirmed {
+        Some("no phone or address of the resident confirms it")
+    } else {
+        None
+    };
+    (veto.map(str::to_string), hold.map(str::to_string))
 }
 
 /// How the record's name agrees with any of the resident's names.
