@@ -59,16 +59,10 @@ impl Features {
     ) -> Features {
         use crate::store::codec as c;
         let name = p.name.as_deref().map(names::fold).filter(|n| !n.is_empty());
-        let py = p
-            .name
-            .as_deref()
-            .map(names::pinyin_key)
-            .filter(|n| !n.is_empty());
-        let syl = p
-            .name
-            .as_deref()
-            .map(names::syllable_key)
-            .filter(|n| !n.is_empty());
+        let (py, syl) = match p.name.as_deref().map(names::sound_keys) {
+            Some((py, syl)) if !py.is_empty() => (Some(py), Some(syl)),
+            _ => (None, None),
+        };
         let edits = p
             .name
             .as_deref()

@@ -346,6 +346,14 @@ fn split_latin(word: &str) -> Vec<String> {
     out
 }
 
+/// Both sound keys of a name from one reading: ([`pinyin_key`], [`syllable_key`]).
+pub fn sound_keys(name: &str) -> (String, String) {
+    let mut s = syllables(name);
+    let py = s.concat();
+    s.sort();
+    (py, s.join(" "))
+}
+
 /// Toneless pinyin of the name, letters only, in written order (`张伟` → `zhangwei`).
 pub fn pinyin_key(name: &str) -> String {
     syllables(name).concat()
