@@ -29,7 +29,7 @@ pub struct Features {
     pub record_id: i64,
     pub name_k: Option<String>,
     pub py_k: Option<String>,
-    /// Name syllables in sorted order ([`names::syllable_key`]).
+    /// Name syllables in sorted order ([`names::sound_keys`], second).
     pub syl_k: Option<String>,
     /// The name with one character left out, per character (blinded as names, joined by
     /// spaces: [`names::edit_variants`]).
@@ -117,17 +117,12 @@ fn joined(
     col: crate::store::codec::BlindColumn,
     values: &[String],
 ) -> Option<String> {
-    let first = values.first()?;
-    let blind = |v: &String| codec.blind(col, v);
+    let blinds: Vec<String> = values.iter().map(|v| codec.blind(col, v)).collect();
     if matches!(codec, Codec::Plain) {
-        return Some(values.iter().map(blind).collect::<Vec<_>>().join(" "));
+        return (!blinds.is_empty()).then(|| blinds.join(" "));
     }
-    let full = blind(first);
-    let (id, _) = full.split_once(':')?;
-    let shorts: Vec<String> = values
-        .iter()
-        .map(|v| short(&blind(v)).to_string())
-        .collect();
+    let (id, _) = blinds.first()?.split_once(':')?;
+    let shorts: Vec<&str> = blinds.iter().map(|b| short(b)).collect();
     Some(format!("{id}:{}", shorts.join(" ")))
 }
 
@@ -948,18 +943,23 @@ mod tests {
         );
     }
 
+    /// A live person record `rec` of resident `pid`.
+    fn insert_record(conn: &Connection, rec: i64, pid: i64) {
+        conn.execute(
+            "INSERT INTO source_records (id, source, stream, source_key, entity, status, content_hash,
+                 person_id, dirty, first_seen, last_changed)
+             VALUES (?1, 's', 't', ?1, 'card_account', 'ok', x'00', ?2, 0, 'x', 'x')",
+            params![rec, pid],
+        )
+        .unwrap();
+    }
+
     /// A store with residents 1..: (person, record, name key, birth, room) in community c1.
     fn store(rows: &[(i64, i64, &str, &str, &str)]) -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut conn).unwrap();
         for (pid, rec, name, birth, room) in rows {
-            conn.execute(
-                "INSERT INTO source_records (id, source, stream, source_key, entity, status, content_hash,
-                     person_id, dirty, first_seen, last_changed)
-                 VALUES (?1, 's', 't', ?1, 'card_account', 'ok', x'00', ?2, 0, 'x', 'x')",
-                params![rec, pid],
-            )
-            .unwrap();
+            insert_record(&conn, *rec, *pid);
             let f = Features {
                 record_id: *rec,
                 name_k: Some(format!("n-{name}")),
@@ -1008,13 +1008,7 @@ mod tests {
     fn store_of(rows: &[(i64, i64, &str, &str, &str)]) -> Connection {
         let conn = store(&[]);
         for (pid, rec, name, birth, phone) in rows {
-            conn.execute(
-                "INSERT INTO source_records (id, source, stream, source_key, entity, status, content_hash,
-                     person_id, dirty, first_seen, last_changed)
-                 VALUES (?1, 's', 't', ?1, 'card_account', 'ok', x'00', ?2, 0, 'x', 'x')",
-                params![rec, pid],
-            )
-            .unwrap();
+            insert_record(&conn, *rec, *pid);
             store_features(&conn, *rec, Some(&person(*rec, name, birth, phone))).unwrap();
         }
         conn

@@ -3,10 +3,10 @@
 //! - [`fold`]: the name as compared "exactly": traditional characters folded to simplified
 //!   (a compact embedded table of the characters that occur in names), every middle-dot
 //!   variant and whitespace removed (`阿卜杜·热合曼` = `阿卜杜•热合曼` = `阿卜杜热合曼`).
-//! - [`pinyin_key`]: the folded name read as toneless pinyin, letters only (`张伟` = `张玮` =
+//! - [`sound_keys`] (first): the folded name read as toneless pinyin, letters only (`张伟` = `张玮` =
 //!   `Zhang Wei` = `ZHANG-WEI` = `zhangwei`): homophone typos and names typed in pinyin
 //!   letters. Characters without a reading stay as they are.
-//! - [`syllable_key`]: the same syllables in sorted order (`Wei Zhang` = `张伟` = `wei zhang`):
+//! - [`sound_keys`] (second): the same syllables in sorted order (`Wei Zhang` = `张伟` = `wei zhang`):
 //!   the given name written before the surname. Letters are split into syllables by the
 //!   longest valid pinyin syllable first (the syllables are read off the `pinyin` crate).
 //! - [`edit_variants`]: the name with one character left out, once per character: two names
@@ -346,24 +346,13 @@ fn split_latin(word: &str) -> Vec<String> {
     out
 }
 
-/// Both sound keys of a name from one reading: ([`pinyin_key`], [`syllable_key`]).
+/// Both sound keys of a name from one reading: its toneless pinyin, letters only, in written
+/// order (`张伟` → `zhangwei`), and the same syllables sorted (`wei zhang`).
 pub fn sound_keys(name: &str) -> (String, String) {
     let mut s = syllables(name);
     let py = s.concat();
     s.sort();
     (py, s.join(" "))
-}
-
-/// Toneless pinyin of the name, letters only, in written order (`张伟` → `zhangwei`).
-pub fn pinyin_key(name: &str) -> String {
-    syllables(name).concat()
-}
-
-/// The pinyin syllables in sorted order (`Wei Zhang` and `张伟` → `wei zhang`).
-pub fn syllable_key(name: &str) -> String {
-    let mut s = syllables(name);
-    s.sort();
-    s.join(" ")
 }
 
 /// The folded name with one character left out, once per position (distinct, in order);
@@ -407,6 +396,14 @@ pub enum NameAgreement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pinyin_key(name: &str) -> String {
+        sound_keys(name).0
+    }
+
+    fn syllable_key(name: &str) -> String {
+        sound_keys(name).1
+    }
 
     #[test]
     fn traditional_folds_to_simplified() {

@@ -401,22 +401,30 @@ pub fn retrain_due(conn: &Connection, cfg: &ReconcileConfig) -> Result<Option<St
     if cfg.model_version.is_some() {
         return Ok(None);
     }
-    let Some(latest) = model::load(conn, None)? else {
+    // The newest version's date and summary only: this runs after every reconcile.
+    let latest: Option<(i64, String, String)> = conn
+        .prepare_cached(
+            "SELECT version, trained_at, summary FROM matching_models ORDER BY version DESC LIMIT 1",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((version, trained_at, summary)) = latest else {
         return Ok(None);
     };
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap_or_default();
     if cfg.retrain_after_days > 0 {
-        let age = chrono::DateTime::parse_from_rfc3339(&latest.trained_at)
+        let age = chrono::DateTime::parse_from_rfc3339(&trained_at)
             .map(|t| chrono::Utc::now().signed_duration_since(t).num_days())
             .unwrap_or(i64::MAX);
         if age >= i64::from(cfg.retrain_after_days) {
             return Ok(Some(format!(
                 "version {} is {age} days old (retrain_after_days = {})",
-                latest.version, cfg.retrain_after_days
+                version, cfg.retrain_after_days
             )));
         }
     }
-    let trained_on = latest.summary["person_records"].as_i64().unwrap_or(0);
-    let trained_max = latest.summary["max_record_id"].as_i64();
+    let trained_on = summary["person_records"].as_i64().unwrap_or(0);
+    let trained_max = summary["max_record_id"].as_i64();
     if let (true, Some(before)) = (
         cfg.retrain_after_growth > 0.0 && trained_on > 0,
         trained_max,
@@ -430,7 +438,7 @@ pub fn retrain_due(conn: &Connection, cfg: &ReconcileConfig) -> Result<Option<St
         if added as f64 >= cfg.retrain_after_growth * trained_on as f64 {
             return Ok(Some(format!(
                 "{added} person records added since version {} was trained on {trained_on} (retrain_after_growth = {})",
-                latest.version, cfg.retrain_after_growth
+                version, cfg.retrain_after_growth
             )));
         }
     }

@@ -64,7 +64,7 @@
 //!   building, different rooms, birth dates and phones; one has two ID-bearing records, the
 //!   other only an ID-less record without a birth date.
 
-mod holdout;
+pub(crate) mod holdout;
 
 use chrono::{Datelike, NaiveDate};
 use rand::Rng;

@@ -8,6 +8,19 @@ use rand::Rng;
 use super::{Ctx, SURNAMES};
 use crate::sim::world::{Overrides, StreamId};
 
+/// The kinds this profile adds to Tuned's and Unseen's.
+#[cfg(test)]
+pub(crate) const KINDS: [&str; 8] = [
+    "year_off_family_phone",
+    "missing_birth_family_phone",
+    "one_edit_name",
+    "latin_name_variants",
+    "building_notation",
+    "sibling_one_edit",
+    "twins_one_edit",
+    "namesake_same_building",
+];
+
 /// More surnames beside the parent's eight (all read one way in `pinyin`).
 const MORE_SURNAMES: [char; 10] = ['杨', '周', '徐', '孙', '胡', '朱', '郭', '何', '林', '罗'];
 /// Given-name characters of the generated names.
@@ -374,17 +387,6 @@ mod tests {
     use crate::sim::hard_cases::HardProfile;
     use crate::sim::world::{GenOptions, IdDirt, Rec, Resident, World};
 
-    const NEW_KINDS: [&str; 8] = [
-        "year_off_family_phone",
-        "missing_birth_family_phone",
-        "one_edit_name",
-        "latin_name_variants",
-        "building_notation",
-        "sibling_one_edit",
-        "twins_one_edit",
-        "namesake_same_building",
-    ];
-
     fn toneless(ch: char) -> String {
         ch.to_pinyin()
             .map(|p| p.plain().to_string())
@@ -512,7 +514,7 @@ mod tests {
     fn holdout_has_every_kind_and_the_same_seed_the_same_records() {
         let w = holdout(101);
         let by_kind = idless(&w);
-        for kind in NEW_KINDS {
+        for kind in KINDS {
             assert_eq!(by_kind.get(kind).map(Vec::len), Some(20), "{kind}");
         }
         for kind in [
