@@ -226,6 +226,11 @@ pub struct Overrides {
     pub no_birth: bool,
     /// The address as this record writes it (hard cases: another building notation).
     pub address: Option<String>,
+    /// The phone as this record writes it, wins over `phone` and the record's `PhoneDirt`
+    /// (hard cases: another format of the mobile, a landline).
+    pub phone_text: Option<String>,
+    /// The community (index) this record names (hard cases: a resident's former one).
+    pub community: Option<u32>,
 }
 
 /// One record of any stream. For a person stream `owner` is the resident index; for an
@@ -882,6 +887,9 @@ impl World {
     }
 
     pub fn phone_text(&self, rec: &Rec) -> Option<String> {
+        if let Some(text) = rec.over.as_ref().and_then(|o| o.phone_text.clone()) {
+            return Some(text);
+        }
         let p = self.rec_phone(rec).to_string();
         Some(match rec.phone {
             PhoneDirt::Clean => p,
@@ -942,6 +950,17 @@ impl World {
     pub fn address_prefix(&self, r: &Resident) -> String {
         let c = self.community(r);
         format!("江西省南昌市{}{}{}", c.district, c.street, c.name)
+    }
+
+    /// The community a record names: its resident's, unless the record names another.
+    pub fn rec_community(&self, rec: &Rec, r: &Resident) -> &Community {
+        match rec.over.as_ref().and_then(|o| o.community) {
+            Some(c) => self
+                .communities
+                .get(c as usize)
+                .unwrap_or(self.community(r)),
+            None => self.community(r),
+        }
     }
 
     pub fn community(&self, r: &Resident) -> &Community {
@@ -1075,7 +1094,7 @@ impl World {
                 .map(|b| b.format("%Y-%m-%d").to_string())
                 .unwrap_or_default(),
             "sjhm": self.phone_text(rec).unwrap_or_default(),
-            "sqmc": self.community(r).name,
+            "sqmc": self.rec_community(rec, r).name,
             "zz": self.rec_address(rec, r),
             "ye": format!("{}.{:02}", fen / 100, fen % 100),
             "kzt": status,
@@ -1105,7 +1124,7 @@ impl World {
             "fullName": self.name_text(rec),
             "idCardNo": self.id_text(rec),
             "mobile": self.phone_text(rec),
-            "community": self.community(r).name,
+            "community": self.rec_community(rec, r).name,
             "address": self.rec_address(rec, r),
             "registeredAt": rfc3339_local(registered),
             "status": status,
@@ -1130,7 +1149,7 @@ impl World {
             "sex": if r.male { "男" } else { "女" },
             "birth_date": birth,
             "phone": self.phone_text(rec).unwrap_or_default(),
-            "community_name": self.community(r).name,
+            "community_name": self.rec_community(rec, r).name,
             "address": self.rec_address(rec, r),
             "care_level": 1 + derive(rec.seed, 1, 4),
             "updated_at": rec.ts,

@@ -24,7 +24,7 @@ pub(crate) const KINDS: [&str; 8] = [
 /// More surnames beside the parent's eight (all read one way in `pinyin`).
 const MORE_SURNAMES: [char; 10] = ['杨', '周', '徐', '孙', '胡', '朱', '郭', '何', '林', '罗'];
 /// Given-name characters of the generated names.
-const GIVEN: [char; 36] = [
+pub(super) const GIVEN: [char; 36] = [
     '伟', '芳', '娜', '敏', '静', '丽', '强', '磊', '军', '洋', '勇', '艳', '杰', '娟', '涛', '明',
     '超', '秀', '霞', '平', '刚', '桂', '兰', '萍', '红', '梅', '鑫', '波', '浩', '凯', '健', '俊',
     '帆', '旭', '宁', '峰',
@@ -79,7 +79,7 @@ pub(super) fn add(c: &mut Ctx<'_>, n: usize) {
     }
 }
 
-fn surname(c: &mut Ctx<'_>) -> char {
+pub(super) fn surname(c: &mut Ctx<'_>) -> char {
     let i = c.rng.random_range(0..SURNAMES.len() + MORE_SURNAMES.len());
     if i < SURNAMES.len() {
         SURNAMES[i]
@@ -89,7 +89,7 @@ fn surname(c: &mut Ctx<'_>) -> char {
 }
 
 /// One or (more often) two given-name characters.
-fn given(c: &mut Ctx<'_>) -> String {
+pub(super) fn given(c: &mut Ctx<'_>) -> String {
     let len = if c.rng.random_bool(0.6) { 2 } else { 1 };
     (0..len)
         .map(|_| GIVEN[c.rng.random_range(0..GIVEN.len())])
@@ -98,7 +98,7 @@ fn given(c: &mut Ctx<'_>) -> String {
 
 /// The two person streams of a resident's ID-bearing records beside an ID-less record in
 /// `idless` (never elder-care: who is in elder care is not what these cases test).
-fn id_streams(idless: StreamId) -> [StreamId; 2] {
+pub(super) fn id_streams(idless: StreamId) -> [StreamId; 2] {
     match idless {
         StreamId::Cardholders => [StreamId::Patients, StreamId::Volunteers],
         StreamId::Patients => [StreamId::Cardholders, StreamId::Volunteers],
@@ -107,7 +107,7 @@ fn id_streams(idless: StreamId) -> [StreamId; 2] {
 }
 
 /// Clean ID-bearing records of resident `r`, one per stream.
-fn id_records(c: &mut Ctx<'_>, r: u32, streams: [StreamId; 2], kind: &'static str) {
+pub(super) fn id_records(c: &mut Ctx<'_>, r: u32, streams: [StreamId; 2], kind: &'static str) {
     for s in streams {
         let t = c.ts(10, 700);
         c.record(s, r, false, t, None, kind);
@@ -115,7 +115,13 @@ fn id_records(c: &mut Ctx<'_>, r: u32, streams: [StreamId; 2], kind: &'static st
 }
 
 /// The ID-less record of resident `r` in `stream`, stating what `over` says.
-fn idless_record(c: &mut Ctx<'_>, r: u32, stream: StreamId, over: Overrides, kind: &'static str) {
+pub(super) fn idless_record(
+    c: &mut Ctx<'_>,
+    r: u32,
+    stream: StreamId,
+    over: Overrides,
+    kind: &'static str,
+) {
     let t = c.ts(40, 800);
     let over = (over != Overrides::default()).then_some(over);
     c.record(stream, r, true, t, over, kind);
