@@ -412,14 +412,15 @@ fn print_quality(label: &str, ctx: &Context, truth: &GroundTruth) -> BTreeMap<St
     m
 }
 
-/// Issue 36's quality harness: 3 hard-case profiles (the tuned one, `HardProfile::Unseen`
-/// and the adversarial `HardProfile::Holdout`, whose per-kind rows include its eight own
-/// kinds) × 3 seeds; the name still says two profiles, as docs/matching.md calls it. Each
+/// Issue 36's quality harness: 4 hard-case profiles (the tuned one, `HardProfile::Unseen`,
+/// the adversarial `HardProfile::Holdout`, whose per-kind rows include its eight own kinds,
+/// and `HardProfile::Blind` with eight more, on seeds of its own: 404, 505, 606) × 3 seeds;
+/// the name still says two profiles, as docs/matching.md calls it. Each
 /// population is synced once with the hand-weight model alone, then into a fresh store the
 /// product's default way: the first load trains a model from the store and decides the
 /// records without an ID number again with it. Prints per-kind pairwise precision and recall and the review queue's
 /// precision for both; asserts only what must never happen (a twin pair merged).
-/// `QUALITY_ONLY=Unseen:202` (or `Holdout:101`) runs one population; wrong merges are
+/// `QUALITY_ONLY=Unseen:202` (or `Holdout:101`, `Blind:404`) runs one population; wrong merges are
 /// explained. Slow in a debug build: run with
 /// `cargo test --release --test matching_quality -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,12 +434,14 @@ async fn trained_model_quality_on_two_profiles_and_three_seeds() {
         .unwrap_or(1000);
     // e.g. "Unseen:202", "Holdout", "Tuned:101,Unseen:303"
     let only = std::env::var("QUALITY_ONLY").unwrap_or_default();
-    for profile in [
-        HardProfile::Tuned,
-        HardProfile::Unseen,
-        HardProfile::Holdout,
+    let three = [101u64, 202, 303];
+    for (profile, seeds) in [
+        (HardProfile::Tuned, three),
+        (HardProfile::Unseen, three),
+        (HardProfile::Holdout, three),
+        (HardProfile::Blind, [404, 505, 606]),
     ] {
-        for seed in [101u64, 202, 303] {
+        for seed in seeds {
             let here = format!("{profile:?}:{seed}");
             if !only.is_empty()
                 && !only

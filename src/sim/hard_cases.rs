@@ -63,7 +63,38 @@
 //! - `namesake_same_building`: two residents with one common name and gender in one
 //!   building, different rooms, birth dates and phones; one has two ID-bearing records, the
 //!   other only an ID-less record without a birth date.
+//!
+//! `HardProfile::Blind` is a fourth population nobody tunes the matcher on, modelled on how
+//! Chinese department systems and clerks err: 16 residents (or families) per kind, every
+//! time range a fifth longer (the Tuned kinds' 10–700 days become 12–840), every kind of
+//! the other three profiles (so it measures regressions) and eight more (generated in
+//! `hard_cases::blind`, whose docs say what each models). In the first six the ID-less
+//! record belongs to a resident with ID-bearing records (truth: that resident):
+//!
+//! - `phone_formatting`: the resident's mobile written `+86 138 0013 8000`,
+//!   `0086-13800138000`, `86-138-0013-8000`, `138-0013-8000`, `(+86)13800138000`,
+//!   `+86-138-0013-8000` or in full-width digits (all read by `normalize::phone`).
+//! - `landline_only`: an elder-care record whose only phone is the home landline
+//!   `0791-8xxxxxxx`; the elder's ID-bearing records carry a mobile.
+//! - `birth_year_only`: only the year was known, the birth date is `YYYY-01-01`,
+//!   `YYYY-06-30` or `YYYY-07-01`.
+//! - `name_with_note`: a clerk's remark in an elder-care record's name field (`王秀英（独居）`,
+//!   `李建国(低保)`, `【空巢】`, `王秀英 代办`) or stray ideographic spaces.
+//! - `compound_surname`: a compound surname (欧阳, 司马 …) written with a space (`欧阳 明月`),
+//!   split after its first character (`欧 阳明月`), cut by a three-character column
+//!   (`欧阳明`) or with its second character dropped (`欧明月`).
+//! - `moved_community`: the old address (another community) and old phone of a resident
+//!   who moved; an older ID-bearing record has both, a newer one the current ones.
+//!
+//! The other two are precision traps (truth: two residents, one only known by the ID-less
+//! record):
+//!
+//! - `compound_surname_trap`: neighbours in one building, 司马明 with ID-bearing records and
+//!   马明 (same given name, the single surname) with an ID-less one.
+//! - `newborn_under_mother`: a baby's health record opened before it had a name: the
+//!   mother's name with `之子`/`之女`/`宝宝`/`婴`, her phone and their room.
 
+pub(crate) mod blind;
 pub(crate) mod holdout;
 
 use chrono::{Datelike, NaiveDate};
@@ -85,6 +116,10 @@ pub enum HardProfile {
     /// A third, adversarial profile the matcher is never tuned on: other rates and time
     /// ranges, every Tuned and Unseen kind, and eight kinds modelled on real systems' errors.
     Holdout,
+    /// A fourth profile nobody tunes the matcher on: other rates and time ranges, every
+    /// kind of the other three, and eight more modelled on how Chinese department systems
+    /// and clerks err (`hard_cases::blind`).
+    Blind,
 }
 /// Residents (or families) per kind.
 const PER_KIND: usize = 30;
@@ -257,6 +292,7 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64, profile: Har
     let time_scale = match profile {
         HardProfile::Tuned | HardProfile::Unseen => 100,
         HardProfile::Holdout => 150,
+        HardProfile::Blind => 120,
     };
     let mut c = Ctx {
         w,
@@ -269,6 +305,7 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64, profile: Har
         HardProfile::Tuned => PER_KIND,
         HardProfile::Unseen => 24,
         HardProfile::Holdout => 20,
+        HardProfile::Blind => 16,
     };
     if profile != HardProfile::Tuned {
         add_unseen(&mut c, &han, per_kind);
@@ -283,8 +320,12 @@ pub(crate) fn add(w: &mut World, rng: &mut ChaCha8Rng, anchor: i64, profile: Har
         minority(&mut c);
     }
     common_name(&mut c, per_kind);
-    if profile == HardProfile::Holdout {
+    if matches!(profile, HardProfile::Holdout | HardProfile::Blind) {
         holdout::add(&mut c, per_kind);
+    }
+    // After every other kind: the other profiles' random streams stay as they were.
+    if profile == HardProfile::Blind {
+        blind::add(&mut c, per_kind);
     }
 }
 

@@ -98,7 +98,9 @@ pub struct SimOptions {
     /// twins, minority names. Off in the default demo population.
     pub hard_cases: bool,
     /// Which hard-case population (`HardProfile::Unseen`: issue 36's second profile;
-    /// `HardProfile::Holdout`: a third, adversarial one the matcher is never tuned on).
+    /// `HardProfile::Holdout`: a third, adversarial one the matcher is never tuned on;
+    /// `HardProfile::Blind`: a fourth, with eight more error processes of Chinese department
+    /// systems and clerks, that nobody tunes the matcher on either).
     pub hard_profile: HardProfile,
     /// Serve one district of a city: residents registered there, some moved to or from the
     /// neighbouring districts (`sim::district`). None: the whole of Nanchang, no movers.
@@ -919,6 +921,30 @@ mod tests {
         // Swapped, registration and year-off birth dates (20 each); a missing one is no
         // conflict.
         assert_eq!(t.review_items.get("conflict:birth_date"), Some(&60));
+        assert_eq!(t.persons, t.residents_present);
+    }
+
+    #[test]
+    fn blind_truth_names_every_new_kind_and_its_birth_conflicts() {
+        let w = World::generate(GenOptions {
+            seed: 5,
+            residents: 500,
+            anchor_ms: 1_767_196_800_000,
+            hard_cases: true,
+            hard_profile: HardProfile::Blind,
+            district: None,
+        });
+        let t = compute_truth(&w);
+        let kinds: std::collections::BTreeSet<&str> =
+            t.case_of_record.values().map(String::as_str).collect();
+        for kind in hard_cases::blind::KINDS
+            .iter()
+            .chain(&hard_cases::holdout::KINDS)
+        {
+            assert!(kinds.contains(kind), "{kind}");
+        }
+        // Swapped, registration, year-off and placeholder birth dates (16 each).
+        assert_eq!(t.review_items.get("conflict:birth_date"), Some(&64));
         assert_eq!(t.persons, t.residents_present);
     }
 
