@@ -274,6 +274,68 @@ async fn hard_cases_make_one_resident_each_and_a_rerun_changes_nothing() {
     sim.shutdown().await;
 }
 
+/// A first load trains its model before it decides the records without an ID number, so
+/// those are decided once, by that model: deciding them again changes nothing. On a
+/// population whose ID-less records the hand weights leave in review (Unseen's registration
+/// dates as birth dates), the trained first load links them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_load_decides_the_idless_records_with_the_model_it_trained() {
+    use community_sync::sim::HardProfile;
+    let sim = Sim::start(SimOptions {
+        seed: 36,
+        residents: 400,
+        hard_cases: true,
+        hard_profile: HardProfile::Unseen,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let match_items = "SELECT count(*) FROM review_items WHERE kind = 'match' AND state = 'open'";
+    let hand_dir = tempfile::tempdir().unwrap();
+    let mut hand = common::context(&sim, hand_dir.path());
+    std::sync::Arc::make_mut(&mut hand.config)
+        .reconcile
+        .train_after_first_load = false;
+    pipeline::sync(&hand, &opts()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(&sim, dir.path());
+    pipeline::sync(&ctx, &opts()).await.unwrap();
+    assert_eq!(
+        common::count(&ctx, "SELECT count(*) FROM matching_models"),
+        1,
+        "the first load trained a model"
+    );
+    let (hand_items, items) = (
+        common::count(&hand, match_items),
+        common::count(&ctx, match_items),
+    );
+    assert!(
+        hand_items >= 10 && items < hand_items / 2,
+        "the trained first load links what the hand weights hold: {items} items against {hand_items}"
+    );
+    let marked = ctx
+        .store
+        .lock()
+        .unwrap()
+        .conn()
+        .execute(
+            "UPDATE source_records SET dirty = 1 WHERE id_key IS NULL AND status = 'ok'
+               AND deleted = 0 AND id IN (SELECT record_id FROM match_features)",
+            [],
+        )
+        .unwrap() as i64;
+    assert!(marked > 50, "ID-less person records: {marked}");
+    let again = pipeline::run_reconcile(&ctx).await.unwrap();
+    assert_eq!(again.records as i64, marked);
+    assert_eq!(
+        (again.events, again.persons_created, again.persons_changed),
+        (0, 0, 0),
+        "deciding the ID-less records again with the trained model changes nothing"
+    );
+    assert_eq!(common::count(&ctx, match_items), items);
+    sim.shutdown().await;
+}
+
 /// Open `match` review items, and how many of them suggest the right resident (the candidate
 /// resident has a record of the record's true resident).
 fn review_precision(ctx: &Context, truth: &GroundTruth) -> (usize, usize) {
@@ -417,8 +479,8 @@ fn print_quality(label: &str, ctx: &Context, truth: &GroundTruth) -> BTreeMap<St
 /// and `HardProfile::Blind` with eight more, on seeds of its own: 404, 505, 606) × 3 seeds;
 /// the name still says two profiles, as docs/matching.md calls it. Each
 /// population is synced once with the hand-weight model alone, then into a fresh store the
-/// product's default way: the first load trains a model from the store and decides the
-/// records without an ID number again with it. Prints per-kind pairwise precision and recall and the review queue's
+/// product's default way: the first load trains a model from the store before it decides
+/// the records without an ID number. Prints per-kind pairwise precision and recall and the review queue's
 /// precision for both; asserts only what must never happen (a twin pair merged).
 /// `QUALITY_ONLY=Unseen:202` (or `Holdout:101`, `Blind:404`) runs one population; wrong merges are
 /// explained. Slow in a debug build: run with
@@ -473,7 +535,7 @@ async fn trained_model_quality_on_two_profiles_and_three_seeds() {
                 &truth,
             );
             // The product's default: the first load trains a model on the store's own data
-            // and decides the records without an ID number again with it.
+            // before it decides the records without an ID number.
             let second = tempfile::tempdir().unwrap();
             let ctx2 = common::context(&sim, second.path());
             assert!(ctx2.config.reconcile.train_after_first_load);

@@ -152,6 +152,9 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
             if defer_phase_indexes {
                 phase.defer_unread_indexes(store.conn())?;
             }
+            if phase == Phase::PersonsWithoutId && config.reconcile.train_after_first_load {
+                train_before_idless(store, &codec, config, &mut run)?;
+            }
             let phase_started = std::time::Instant::now();
             let before = stats.records;
             let events_before = stats.events;
@@ -203,55 +206,44 @@ pub fn reconcile(store: &mut Store, config: &Config) -> Result<ReconcileStats, S
     });
     result?;
     ready?;
-    if defer_phase_indexes && config.reconcile.train_after_first_load {
-        if train_after_first_load(store, config)? {
-            // The first load decided with the hand weights: the records without an ID number
-            // are decided again with the model (those whose evidence still holds stay put and
-            // write nothing; the others move, with their events, in this same run).
-            let marked = mark_idless_dirty(store.conn())?;
-            tracing::info!(
-                records = marked,
-                "re-deciding the records without an ID number with the trained model"
-            );
-            let again = reconcile(store, config)?;
-            stats.add(&again);
-        }
-    } else if let Some(reason) = train::retrain_due(store.conn(), &config.reconcile)? {
-        let started = std::time::Instant::now();
-        if let Some((v, _)) = train::train_and_store(
-            store.conn(),
-            &config.reconcile,
-            &train::TrainOptions::default(),
-        )? {
-            tracing::info!(
-                version = v,
-                reason = %reason,
-                seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
-                "match model retrained on schedule"
-            );
+    // A first load trains its model between its persons phases (train_before_idless).
+    if !(defer_phase_indexes && config.reconcile.train_after_first_load) {
+        if let Some(reason) = train::retrain_due(store.conn(), &config.reconcile)? {
+            let started = std::time::Instant::now();
+            if let Some((v, _)) = train::train_and_store(
+                store.conn(),
+                &config.reconcile,
+                &train::TrainOptions::default(),
+            )? {
+                tracing::info!(
+                    version = v,
+                    reason = %reason,
+                    seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+                    "match model retrained on schedule"
+                );
+            }
         }
     }
     Ok(stats)
 }
 
-/// Marks the live person records without an ID number dirty; returns how many.
-fn mark_idless_dirty(conn: &rusqlite::Connection) -> Result<usize, StoreError> {
-    Ok(conn.execute(
-        "UPDATE source_records SET dirty = 1
-          WHERE id IN (SELECT record_id FROM match_features WHERE id_k IS NULL)
-            AND status = 'ok' AND deleted = 0 AND dirty = 0",
-        [],
-    )?)
-}
-
-/// After a first load, with no model stored yet: train one (docs/matching.md), so that the
-/// records without an ID number, and the next runs, weigh the evidence as this population
-/// shows it. A smaller sample than `matching train` keeps it to seconds on a 1M store.
-/// Returns whether it stored a model.
-fn train_after_first_load(store: &Store, config: &Config) -> Result<bool, StoreError> {
+/// On a first load, once every ID-bearing record is linked and before any record without an
+/// ID number is decided: stores the ID-less records' match features (unlinked, so no
+/// candidate query sees them) and trains a model on the store (docs/matching.md), which then
+/// decides those records and the next runs. The features let the training see the ID-less
+/// records' own errors (an earlier phone, a birth year off) against their candidates, as it
+/// would after the load. A smaller sample than `matching train` keeps it to seconds on a 1M
+/// store. Does nothing when a model is stored already or there are too few person records.
+fn train_before_idless(
+    store: &mut Store,
+    codec: &Codec,
+    config: &Config,
+    run: &mut RunState,
+) -> Result<(), StoreError> {
     if model::load(store.conn(), None)?.is_some() {
-        return Ok(false);
+        return Ok(());
     }
+    store_idless_features(store, codec)?;
     let records: i64 = store
         .conn()
         .query_row("SELECT count(*) FROM match_features", [], |r| r.get(0))?;
@@ -260,8 +252,10 @@ fn train_after_first_load(store: &Store, config: &Config) -> Result<bool, StoreE
             records,
             "too few person records to train a match model on after the first load; the hand weights decide until `community-sync matching train`"
         );
-        return Ok(false);
+        return Ok(());
     }
+    // Training looks candidates up by the blocking keys.
+    run.ranking.ready(store.conn())?;
     let started = std::time::Instant::now();
     let opts = train::TrainOptions {
         max_records: 5_000,
@@ -272,11 +266,33 @@ fn train_after_first_load(store: &Store, config: &Config) -> Result<bool, StoreE
         tracing::info!(
             version = v,
             seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
-            "match model trained after the first load"
+            "match model trained after the first load; it decides the records without an ID number"
         );
-        return Ok(true);
+        run.ranking.model = None;
     }
-    Ok(false)
+    Ok(())
+}
+
+/// Stores the match features of the dirty live person records without an ID number, chunk by
+/// chunk, without deciding them (their phase writes the same row again as it links them).
+fn store_idless_features(store: &mut Store, codec: &Codec) -> Result<(), StoreError> {
+    let sql = &chunk_sql().persons_without_id;
+    let mut after = 0;
+    loop {
+        let tx = store.conn_mut().transaction()?;
+        let mut batch = load_dirty(&tx, sql, "", after, CHUNK)?;
+        let Some(last) = batch.last().map(|r| r.id) else {
+            return Ok(());
+        };
+        prepare(codec, &mut batch)?;
+        for rec in &batch {
+            if let Some(f) = &rec.features {
+                matching::store_features(&tx, rec.id, Some(f))?;
+            }
+        }
+        tx.commit()?;
+        after = last;
+    }
 }
 
 /// Runs an index build (returning how many indexes it built) and logs it, when it built any.
@@ -467,11 +483,17 @@ pub fn run_in_tx(
 /// get their golden record afterwards, each once, in resident order (`Golden`). `Golden`
 /// runs in every reconcile: it finds nothing unless a first load was interrupted between the
 /// two.
+///
+/// A first load also splits the persons phase in two (`PersonsWithId`, `PersonsWithoutId`):
+/// between them the match model is trained (`train_before_idless`), so the records without
+/// an ID number are decided once, by the model the store's own data gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     PersonsByRecord,
     Golden,
     Persons,
+    PersonsWithId,
+    PersonsWithoutId,
     Rest,
 }
 
@@ -483,7 +505,8 @@ impl Phase {
             &[
                 Phase::PersonsByRecord,
                 Phase::Golden,
-                Phase::Persons,
+                Phase::PersonsWithId,
+                Phase::PersonsWithoutId,
                 Phase::Rest,
             ]
         } else {
@@ -496,6 +519,8 @@ impl Phase {
             Phase::PersonsByRecord => "persons by record",
             Phase::Golden => "golden records",
             Phase::Persons => "persons",
+            Phase::PersonsWithId => "persons with an ID number",
+            Phase::PersonsWithoutId => "persons without an ID number",
             Phase::Rest => "activity",
         }
     }
@@ -511,7 +536,8 @@ impl Phase {
             Phase::Golden => logged_build("dirty ID-key index built (first load)", || {
                 store::first_load::build_dirty_id_key_index(conn)
             }),
-            Phase::Persons => store::first_load::defer_dirty_index(conn),
+            Phase::Persons | Phase::PersonsWithId => store::first_load::defer_dirty_index(conn),
+            Phase::PersonsWithoutId => Ok(()),
             Phase::Rest => logged_build("dirty-flag index built (first load)", || {
                 store::first_load::build_dirty_defer_person_index(conn)
             }),
@@ -614,13 +640,13 @@ fn run_chunk(
             }
             batch
         }
-        Phase::Persons => {
+        Phase::Persons | Phase::PersonsWithId => {
             let mut batch = load_dirty(tx, &sql.persons_with_id, &at.id_key, at.id, CHUNK)?;
             if let Some(last) = batch.last() {
                 next.id_key = last.id_key.clone().unwrap_or_default();
                 next.id = last.id;
             }
-            if batch.len() < CHUNK {
+            if batch.len() < CHUNK && phase == Phase::Persons {
                 let idless = load_dirty(
                     tx,
                     &sql.persons_without_id,
@@ -632,6 +658,13 @@ fn run_chunk(
                     next.by_id = last.id;
                 }
                 batch.extend(idless);
+            }
+            batch
+        }
+        Phase::PersonsWithoutId => {
+            let batch = load_dirty(tx, &sql.persons_without_id, "", at.by_id, CHUNK)?;
+            if let Some(last) = batch.last() {
+                next.by_id = last.id;
             }
             batch
         }

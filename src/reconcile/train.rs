@@ -59,17 +59,24 @@ fn record_range(conn: &Connection) -> Result<(i64, i64, i64), StoreError> {
     )?)
 }
 
-/// The first live linked record at or after `at` (wrapping), with its resident.
-fn record_at(conn: &Connection, at: i64) -> Result<Option<(Features, i64)>, StoreError> {
+/// The first live person record at or after `at` (wrapping), with its resident; `linked`:
+/// only records linked to one. A first load trains before its records without an ID number
+/// are linked (reconcile::train_before_idless): they are sampled unlinked.
+fn record_at(
+    conn: &Connection,
+    at: i64,
+    linked: bool,
+) -> Result<Option<(Features, Option<i64>)>, StoreError> {
     let sql = format!(
         "SELECT {}, s.person_id FROM match_features f JOIN source_records s ON s.id = f.record_id
-          WHERE f.record_id >= ?1 AND s.person_id IS NOT NULL AND s.status = 'ok' AND s.deleted = 0
+          WHERE f.record_id >= ?1 AND (s.person_id IS NOT NULL OR ?2 = 0) AND s.status = 'ok'
+            AND s.deleted = 0
           ORDER BY f.record_id LIMIT 1",
         matching::F_COLS
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut get = |at: i64| {
-        stmt.query_row(params![at], |r| {
+        stmt.query_row(params![at, linked], |r| {
             Ok((matching::row_features(r)?, r.get(matching::F_COUNT)?))
         })
         .optional()
@@ -99,13 +106,13 @@ pub fn train(
         .random_pairs
         .min(usize::try_from(n.saturating_mul(10)).unwrap_or(usize::MAX));
     for _ in 0..pairs {
-        let (Some((a, pa)), Some((_, pb))) = (
-            record_at(conn, rng.random_range(lo..=hi))?,
-            record_at(conn, rng.random_range(lo..=hi))?,
+        let (Some((a, pa)), Some((_, Some(pb)))) = (
+            record_at(conn, rng.random_range(lo..=hi), false)?,
+            record_at(conn, rng.random_range(lo..=hi), true)?,
         ) else {
             continue;
         };
-        if pa != pb {
+        if pa != Some(pb) {
             *random
                 .entry(matching::compare(conn, cfg, &a, pb)?.gamma)
                 .or_default() += 1;
@@ -119,7 +126,7 @@ pub fn train(
         .max_records
         .min(usize::try_from(n).unwrap_or(usize::MAX));
     for _ in 0..records {
-        let Some((f, _)) = record_at(conn, rng.random_range(lo..=hi))? else {
+        let Some((f, _)) = record_at(conn, rng.random_range(lo..=hi), false)? else {
             continue;
         };
         for pid in matching::candidates(conn, cfg, &f, None)? {
