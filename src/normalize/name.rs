@@ -6,7 +6,12 @@
 //!   `阿卜杜 · 热合曼` → `阿卜杜·热合曼`); single spaces between Latin words are kept;
 //! - the separator of minority and foreign names is unified to U+00B7 `·`: U+30FB `・`,
 //!   U+FF65 `･`, U+2022 `•`, U+2027 `‧`, U+2219 `∙`, U+22C5 `⋅`, U+0387 anywhere, and `.` /
-//!   `．` when between Han characters (a Latin initial `John F. Kennedy` keeps its dot).
+//!   `．` when between Han characters (a Latin initial `John F. Kennedy` keeps its dot);
+//! - a clerk's note in brackets is not part of the name: `王秀英（独居）`, `李建国(低保)`,
+//!   `【空巢】张桂兰`, `Zhang Wei [carer]` keep only the name (an unclosed bracket ends the
+//!   name; a name written wholly in brackets, `（张三）`, keeps what they hold). No
+//!   personal name contains a bracket; every system that lets a clerk type into the name
+//!   field gets remarks there.
 
 use crate::model::{Reject, RejectReason};
 use crate::normalize::text;
@@ -28,9 +33,48 @@ fn is_dot_like(c: char) -> bool {
     )
 }
 
+/// Opening and closing brackets of notes (after `text::clean`, full-width ASCII brackets
+/// are half-width already).
+fn bracket(c: char) -> Option<bool> {
+    match c {
+        '(' | '[' | '{' | '<' | '【' | '〔' | '〖' | '《' | '〈' | '「' | '『' => Some(true),
+        ')' | ']' | '}' | '>' | '】' | '〕' | '〗' | '》' | '〉' | '」' | '』' => {
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
+/// The name without bracketed notes (if nothing is left outside brackets, the text inside
+/// them); `None` when it has no bracket.
+fn without_notes(s: &str) -> Option<String> {
+    if !s.chars().any(|c| bracket(c).is_some()) {
+        return None;
+    }
+    let (mut outside, mut all) = (String::with_capacity(s.len()), String::new());
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match bracket(c) {
+            Some(true) => depth += 1,
+            Some(false) => depth = depth.saturating_sub(1),
+            None if depth == 0 => {
+                outside.push(c);
+                all.push(c);
+            }
+            None => all.push(c),
+        }
+    }
+    Some(if outside.trim().is_empty() {
+        all
+    } else {
+        outside
+    })
+}
+
 /// Cleans a name; an empty name is rejected ([`RejectReason::RecordMalformed`]).
 pub fn normalize(raw: &str) -> Result<String, Reject> {
     let s = text::clean(raw);
+    let s = without_notes(&s).map_or(s, |n| text::clean(&n));
     let chars: Vec<char> = s.chars().collect();
     // Pass 1: unify dots. A '.' counts when its nearest non-space neighbours are both Han.
     let neighbour = |i: usize, step: isize| -> Option<char> {
@@ -115,6 +159,15 @@ mod tests {
             (" John F. Kennedy ", "John F. Kennedy"),
             ("Ｊｏｈｎ　Ｓｍｉｔｈ", "John Smith"),
             ("王\u{200B}五", "王五"),
+            ("王秀英（独居）", "王秀英"),
+            ("李建国(低保)", "李建国"),
+            ("【空巢】张桂兰", "张桂兰"),
+            ("张桂兰 〔代办〕 ", "张桂兰"),
+            ("Zhang Wei [carer]", "Zhang Wei"),
+            ("王秀英（独居", "王秀英"),
+            ("王秀英）", "王秀英"),
+            ("（张三）", "张三"),
+            ("阿卜杜·热合曼（维）", "阿卜杜·热合曼"),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize(raw).as_deref(), Ok(want), "{raw:?}");
@@ -123,7 +176,7 @@ mod tests {
 
     #[test]
     fn empty_is_rejected() {
-        for raw in ["", "   ", "\u{3000}", "·", " ・ "] {
+        for raw in ["", "   ", "\u{3000}", "·", " ・ ", "（）", "( )"] {
             let e = normalize(raw).unwrap_err();
             assert_eq!(e.reason, RejectReason::RecordMalformed, "{raw:?}");
         }
