@@ -397,7 +397,7 @@ pub fn compare(
         NameAgreement::Exact => level::NAME_EXACT,
         NameAgreement::Pinyin => level::NAME_PINYIN,
         NameAgreement::Swapped => level::NAME_SWAPPED,
-        NameAgreement::OneEdit => level::NAME_ONE_EDIT,
+        NameAgreement::OneEdit | NameAgreement::LeftOut => level::NAME_ONE_EDIT,
         NameAgreement::Different if f.name_k.is_none() => 0,
         NameAgreement::Different => level::NAME_DIFFERENT,
     };
@@ -451,7 +451,7 @@ fn guard(name: NameAgreement, g: &Gamma, household: bool) -> (Option<String>, Op
     } else if differs >= 2 {
         // Whatever else agrees (a namesake in the same building).
         Some("two of phone, birth date and gender differ")
-    } else if name == NameAgreement::OneEdit
+    } else if matches!(name, NameAgreement::OneEdit | NameAgreement::LeftOut)
         && (birth == level::BIRTH_DIFFERENT || gender == level::GENDER_DIFFERENT)
     {
         // A typo only when nothing else is off: else a sibling's (张子涵 / 张子轩).
@@ -461,8 +461,16 @@ fn guard(name: NameAgreement, g: &Gamma, household: bool) -> (Option<String>, Op
     } else {
         None
     };
+    // A character left out with everything else the resident's own (their phone, birth
+    // date, room and gender) is a name cut short; a substituted one may be a twin's name.
+    let own = phone >= level::PHONE_EARLIER
+        && birth == level::BIRTH_EQUAL
+        && address == level::ADDRESS_ROOM
+        && gender != level::GENDER_DIFFERENT;
     let hold = if name == NameAgreement::OneEdit {
         Some("names one character apart: a typo, or a sibling or twin")
+    } else if name == NameAgreement::LeftOut && !own {
+        Some("one name has a character the other lacks, and not all else is the resident's own")
     } else if !confirmed {
         Some("no phone or address of the resident confirms it")
     } else {
@@ -476,17 +484,21 @@ fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameA
     let any = |get: fn(&Features) -> Option<&String>| {
         get(f).is_some() && rows.iter().any(|r| get(r) == get(f))
     };
-    let one_edit = |r: &Features| {
-        share(f.edit_k.as_ref(), r.edit_k.as_ref())
-            || share(f.name_k.as_ref(), r.edit_k.as_ref())
-            || share(f.edit_k.as_ref(), r.name_k.as_ref())
+    // The shorter name must have two characters or more (variants exist): a surname alone
+    // is not a name cut short.
+    let left_out = |r: &Features| {
+        (f.edit_k.is_some() && share(f.name_k.as_ref(), r.edit_k.as_ref()))
+            || (r.edit_k.is_some() && share(f.edit_k.as_ref(), r.name_k.as_ref()))
     };
+    let one_edit = |r: &Features| share(f.edit_k.as_ref(), r.edit_k.as_ref());
     if any(|x| x.name_k.as_ref()) {
         NameAgreement::Exact
     } else if cfg.use_pinyin && any(|x| x.py_k.as_ref()) {
         NameAgreement::Pinyin
     } else if cfg.use_pinyin && any(|x| x.syl_k.as_ref()) {
         NameAgreement::Swapped
+    } else if rows.iter().any(left_out) {
+        NameAgreement::LeftOut
     } else if rows.iter().any(one_edit) {
         NameAgreement::OneEdit
     } else {
@@ -841,7 +853,9 @@ mod tests {
             let a = f(1, "王秀英", "1950-03-07");
             for (other, want) in [
                 ("王季英", NameAgreement::OneEdit),
-                ("王秀", NameAgreement::OneEdit),
+                ("王秀", NameAgreement::LeftOut),
+                ("王秀英子", NameAgreement::LeftOut),
+                ("王", NameAgreement::Different),
                 ("王秀英", NameAgreement::Exact),
                 ("Wang Xiuying", NameAgreement::Pinyin),
                 ("Xiuying WANG", NameAgreement::Swapped),
@@ -1046,6 +1060,46 @@ mod tests {
         let s = score(&conn, &cfg, &m, &sibling, 1).unwrap();
         assert!(s.veto.as_deref().unwrap().contains("a sibling"), "{s:?}");
         assert_eq!(decide(&cfg, &[s]), Outcome::New);
+    }
+
+    #[test]
+    fn a_name_cut_short_links_when_all_else_is_the_residents_own_and_else_is_held() {
+        let cfg = ReconcileConfig::default();
+        let m = model_with_tf();
+        let roomed = |rec, name, birth| {
+            let mut f = person(rec, name, birth, "13800000001");
+            (f.room_k, f.bldg_k, f.comm_k) = (
+                Some("c1|3|501".into()),
+                Some("c1|3".into()),
+                Some("c1".into()),
+            );
+            f
+        };
+        let conn = store(&[]);
+        insert_record(&conn, 1, 1);
+        store_features(&conn, 1, Some(&roomed(1, "欧阳明月", "2001-04-05"))).unwrap();
+        // The name field held three characters: phone, birth date, room and gender agree.
+        let cut = roomed(100, "欧阳明", "2001-04-05");
+        let s = score(&conn, &cfg, &m, &cut, 1).unwrap();
+        assert_eq!(
+            (s.name, &s.veto, &s.hold),
+            (NameAgreement::LeftOut, &None, &None),
+            "{:?}",
+            s.contributions
+        );
+        assert_eq!(decide(&cfg, &[s]), Outcome::Link(1));
+        // No birth date to confirm it: a person decides.
+        let mut unsure = roomed(101, "欧阳明", "2001-04-05");
+        unsure.birth_k = None;
+        unsure.birth_swap_k = None;
+        unsure.birth_part_k = None;
+        let s = score(&conn, &cfg, &m, &unsure, 1).unwrap();
+        assert!(s.hold.as_deref().unwrap().contains("lacks"), "{s:?}");
+        assert_eq!(decide(&cfg, &[s]), Outcome::Review(vec![1]));
+        // Another birth date: a sibling.
+        let sibling = roomed(102, "欧阳明", "2006-09-10");
+        let s = score(&conn, &cfg, &m, &sibling, 1).unwrap();
+        assert!(s.veto.as_deref().unwrap().contains("a sibling"), "{s:?}");
     }
 
     #[test]

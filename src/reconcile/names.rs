@@ -382,8 +382,12 @@ pub fn edit_variants(name: &str) -> Vec<String> {
 #[serde(rename_all = "snake_case")]
 pub enum NameAgreement {
     Different,
-    /// One character substituted, inserted or left out (a typo — or a sibling's name).
+    /// One character substituted (a typo — or a sibling's name: 张子涵 / 张子轩).
     OneEdit,
+    /// One character left out or added (欧阳明月 / 欧阳明: a name field cut short, a
+    /// character dropped in typing); siblings' names are rarely one another's but for a
+    /// character. The same comparison level as `OneEdit`; the guard holds it less often.
+    LeftOut,
     /// The same syllables in another order (given name written first).
     Swapped,
     /// Same toneless pinyin, different characters or letters (a homophone typo, a name
