@@ -168,7 +168,9 @@ pub struct ReconcileConfig {
     /// Pin a trained match model version (`matching show`); default: the newest trained one,
     /// or the hand weights until one is trained.
     pub model_version: Option<i64>,
-    /// Train a model automatically after a first load (`matching train` trains one any time).
+    /// Train a model automatically during a first load, before its records without an ID
+    /// number are decided, or at the first run that finds enough person records when no
+    /// model is stored (`matching train` trains one any time).
     #[serde(default = "default_true")]
     pub train_after_first_load: bool,
     /// Retrain the (unpinned) trained model when it is this many days old (0: never by age).

@@ -403,7 +403,10 @@ pub fn changes(old: &Model, new: &Model) -> Vec<String> {
 /// `retrain_after_growth`): only a trained, unpinned model is retrained — the population
 /// drifts slowly (a new system connected, a vendor's new habits), so monthly, or sooner
 /// when a quarter more records arrived, keeps the weights those of the data without moving
-/// links under a running system every day. Two indexed reads: nothing to a no-change poll.
+/// links under a running system every day. With `train_after_first_load` and no model yet,
+/// it is due once there are `MIN_AUTO_RECORDS` person records: a first load too small to
+/// train on, a first load interrupted before its training, a store of an older version.
+/// Two indexed reads (or one bounded count): nothing to a no-change poll.
 pub fn retrain_due(conn: &Connection, cfg: &ReconcileConfig) -> Result<Option<String>, StoreError> {
     if cfg.model_version.is_some() {
         return Ok(None);
@@ -416,7 +419,7 @@ pub fn retrain_due(conn: &Connection, cfg: &ReconcileConfig) -> Result<Option<St
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((version, trained_at, summary)) = latest else {
-        return Ok(None);
+        return untrained_due(conn, cfg);
     };
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap_or_default();
     if cfg.retrain_after_days > 0 {
@@ -452,6 +455,20 @@ pub fn retrain_due(conn: &Connection, cfg: &ReconcileConfig) -> Result<Option<St
     Ok(None)
 }
 
+/// No model stored: due when `train_after_first_load` is on and the store holds enough
+/// person records (counted up to `MIN_AUTO_RECORDS`, so the check stays bounded).
+fn untrained_due(conn: &Connection, cfg: &ReconcileConfig) -> Result<Option<String>, StoreError> {
+    if !cfg.train_after_first_load {
+        return Ok(None);
+    }
+    let records: i64 = conn
+        .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM match_features LIMIT ?1)")?
+        .query_row([MIN_AUTO_RECORDS], |r| r.get(0))?;
+    Ok((records >= MIN_AUTO_RECORDS).then(|| {
+        format!("no match model stored yet and at least {MIN_AUTO_RECORDS} person records")
+    }))
+}
+
 /// Trains, stores a new version and logs what changed against the model in use before.
 /// Returns the new version (None: too few records to train on).
 pub fn train_and_store(
@@ -474,6 +491,71 @@ pub fn train_and_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store with `n` feature rows (records 1..=n) and, when `model` is given, a model
+    /// trained at that time on `trained_on` records up to record `max_record_id`.
+    fn store_with(n: i64, model: Option<(&str, i64, i64)>) -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        // Feature rows alone (their records are not what the schedule reads).
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        for rec in 1..=n {
+            conn.execute(
+                "INSERT INTO match_features (record_id, changed) VALUES (?1, 'x')",
+                [rec],
+            )
+            .unwrap();
+        }
+        if let Some((at, trained_on, max)) = model {
+            let m = Model::from_hand_weights(&ReconcileConfig::default());
+            let summary = json!({"person_records": trained_on, "max_record_id": max});
+            let v = model::save(&conn, &m, &summary).unwrap();
+            conn.execute(
+                "UPDATE matching_models SET trained_at = ?1 WHERE version = ?2",
+                params![at, v],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn retraining_is_due_by_age_by_growth_and_when_no_model_was_ever_trained() {
+        let cfg = ReconcileConfig::default();
+        let now = chrono::Utc::now();
+        let fresh = (now - chrono::Duration::days(3)).to_rfc3339();
+        let old = (now - chrono::Duration::days(31)).to_rfc3339();
+        let due = |conn: &Connection, cfg: &ReconcileConfig| retrain_due(conn, cfg).unwrap();
+        // A fresh model on nearly all the records: not due.
+        assert_eq!(
+            due(&store_with(1_200, Some((&fresh, 1_000, 1_000))), &cfg),
+            None
+        );
+        // 31 days old (retrain_after_days = 30).
+        let why = due(&store_with(1_200, Some((&old, 1_000, 1_000))), &cfg).unwrap();
+        assert!(why.contains("31 days old"), "{why}");
+        // 300 records added to 1,000 (retrain_after_growth = 0.25).
+        let why = due(&store_with(1_300, Some((&fresh, 1_000, 1_000))), &cfg).unwrap();
+        assert!(why.contains("300 person records added"), "{why}");
+        // Pinned: never.
+        let pinned = ReconcileConfig {
+            model_version: Some(1),
+            ..ReconcileConfig::default()
+        };
+        assert_eq!(
+            due(&store_with(1_300, Some((&old, 1_000, 1_000))), &pinned),
+            None
+        );
+        // No model yet (a small first load grown, an interrupted one, an older store's).
+        let why = due(&store_with(1_000, None), &cfg).unwrap();
+        assert!(why.contains("no match model"), "{why}");
+        assert_eq!(due(&store_with(999, None), &cfg), None);
+        let off = ReconcileConfig {
+            train_after_first_load: false,
+            ..ReconcileConfig::default()
+        };
+        assert_eq!(due(&store_with(5_000, None), &off), None);
+    }
 
     #[test]
     fn em_separates_matches_from_non_matches() {
