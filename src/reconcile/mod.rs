@@ -258,8 +258,8 @@ fn train_before_idless(
     run.ranking.ready(store.conn())?;
     let started = std::time::Instant::now();
     let opts = train::TrainOptions {
-        max_records: 5_000,
-        random_pairs: 20_000,
+        max_records: 2_500,
+        random_pairs: 10_000,
         ..train::TrainOptions::default()
     };
     if let Some((v, _)) = train::train_and_store(store.conn(), &config.reconcile, &opts)? {
