@@ -96,6 +96,8 @@
 
 pub(crate) mod blind;
 pub(crate) mod holdout;
+#[cfg(test)]
+mod testing;
 
 use chrono::{Datelike, NaiveDate};
 use rand::Rng;

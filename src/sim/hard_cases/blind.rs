@@ -370,56 +370,22 @@ mod tests {
 
     use super::*;
     use crate::normalize::{name, phone};
+    use crate::sim::hard_cases::testing::{self, records_of, resident, ANCHOR};
     use crate::sim::hard_cases::HardProfile;
     use crate::sim::world::{GenOptions, IdDirt, Rec, Resident, World};
 
-    const ANCHOR: i64 = 1_767_196_800_000;
-
     fn blind(seed: u64) -> World {
-        World::generate(GenOptions {
-            seed,
-            residents: 300,
-            anchor_ms: ANCHOR,
-            hard_cases: true,
-            hard_profile: HardProfile::Blind,
-            district: None,
-        })
+        testing::world(HardProfile::Blind, seed)
     }
 
     /// The records of each hard-case kind: (stream, record).
     fn by_kind(w: &World) -> BTreeMap<&'static str, Vec<(StreamId, &Rec)>> {
-        let mut out: BTreeMap<&'static str, Vec<(StreamId, &Rec)>> = BTreeMap::new();
-        for s in StreamId::PERSON {
-            for rec in &w.stream(s).recs {
-                if let Some(kind) = w.case_kind.get(&(s.idx(), rec.no)) {
-                    out.entry(*kind).or_default().push((s, rec));
-                }
-            }
-        }
-        out
+        testing::by_kind(w, false)
     }
 
     /// The ID-less records of `kind`.
     fn idless<'w>(w: &'w World, kind: &str) -> Vec<(StreamId, &'w Rec)> {
-        by_kind(w)
-            .remove(kind)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, r)| r.id == IdDirt::Missing)
-            .collect()
-    }
-
-    fn resident(w: &World, rec: &Rec) -> Resident {
-        w.residents[rec.owner as usize].clone()
-    }
-
-    /// The resident's records in every person stream.
-    fn records_of(w: &World, r: u32) -> Vec<(StreamId, &Rec)> {
-        StreamId::PERSON
-            .iter()
-            .flat_map(|s| w.stream(*s).recs.iter().map(move |rec| (*s, rec)))
-            .filter(|(_, rec)| rec.owner == r)
-            .collect()
+        testing::by_kind(w, true).remove(kind).unwrap_or_default()
     }
 
     fn same_room(a: &Resident, b: &Resident) -> bool {
@@ -479,24 +445,7 @@ mod tests {
             let theirs = by_kind(&other);
             assert!(KINDS.iter().all(|k| !theirs.contains_key(k)), "{profile:?}");
         }
-        let render = |w: &World| -> Vec<String> {
-            StreamId::ALL
-                .iter()
-                .flat_map(|s| {
-                    w.stream(*s)
-                        .recs
-                        .iter()
-                        .map(|r| w.render(*s, r, "").to_string())
-                })
-                .collect()
-        };
-        assert_eq!(render(&w), render(&blind(404)));
-        assert_ne!(render(&w), render(&blind(505)));
-        for rec in &w.stream(StreamId::Cardholders).recs {
-            let text = w.render(StreamId::Cardholders, rec, "").to_string();
-            let (_, _, unmappable) = encoding_rs::GBK.encode(&text);
-            assert!(!unmappable, "not GBK: {}", crate::mask::scrub_text(&text));
-        }
+        testing::assert_deterministic_and_gbk(&w, &blind(404), &blind(505));
     }
 
     #[test]

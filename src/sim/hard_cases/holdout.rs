@@ -390,8 +390,9 @@ mod tests {
 
     use super::*;
     use crate::normalize::address;
+    use crate::sim::hard_cases::testing::{self, records_of, resident};
     use crate::sim::hard_cases::HardProfile;
-    use crate::sim::world::{GenOptions, IdDirt, Rec, Resident, World};
+    use crate::sim::world::{IdDirt, Rec, Resident, World};
 
     fn toneless(ch: char) -> String {
         ch.to_pinyin()
@@ -400,42 +401,12 @@ mod tests {
     }
 
     fn holdout(seed: u64) -> World {
-        World::generate(GenOptions {
-            seed,
-            residents: 300,
-            anchor_ms: 1_767_196_800_000,
-            hard_cases: true,
-            hard_profile: HardProfile::Holdout,
-            district: None,
-        })
+        testing::world(HardProfile::Holdout, seed)
     }
 
     /// The ID-less records of each hard-case kind.
     fn idless(w: &World) -> BTreeMap<&'static str, Vec<(StreamId, &Rec)>> {
-        let mut out: BTreeMap<&'static str, Vec<(StreamId, &Rec)>> = BTreeMap::new();
-        for s in StreamId::PERSON {
-            for rec in &w.stream(s).recs {
-                if let Some(kind) = w.case_kind.get(&(s.idx(), rec.no)) {
-                    if rec.id == IdDirt::Missing {
-                        out.entry(*kind).or_default().push((s, rec));
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn resident(w: &World, rec: &Rec) -> Resident {
-        w.residents[rec.owner as usize].clone()
-    }
-
-    /// The resident's records in every person stream (ID-bearing or not).
-    fn records_of(w: &World, r: u32) -> Vec<(StreamId, &Rec)> {
-        StreamId::PERSON
-            .iter()
-            .flat_map(|s| w.stream(*s).recs.iter().map(move |rec| (*s, rec)))
-            .filter(|(_, rec)| rec.owner == r)
-            .collect()
+        testing::by_kind(w, true)
     }
 
     fn same_room(a: &Resident, b: &Resident) -> bool {
@@ -532,24 +503,7 @@ mod tests {
         ] {
             assert!(by_kind.contains_key(kind), "{kind}");
         }
-        let render = |w: &World| -> Vec<String> {
-            StreamId::ALL
-                .iter()
-                .flat_map(|s| {
-                    w.stream(*s)
-                        .recs
-                        .iter()
-                        .map(|r| w.render(*s, r, "").to_string())
-                })
-                .collect()
-        };
-        assert_eq!(render(&w), render(&holdout(101)));
-        assert_ne!(render(&w), render(&holdout(202)));
-        for rec in &w.stream(StreamId::Cardholders).recs {
-            let text = w.render(StreamId::Cardholders, rec, "").to_string();
-            let (_, _, unmappable) = encoding_rs::GBK.encode(&text);
-            assert!(!unmappable, "not GBK: {}", crate::mask::scrub_text(&text));
-        }
+        testing::assert_deterministic_and_gbk(&w, &holdout(101), &holdout(202));
     }
 
     #[test]
