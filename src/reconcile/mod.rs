@@ -64,18 +64,6 @@ pub struct ReconcileStats {
     pub events: u64,
 }
 
-impl ReconcileStats {
-    /// Adds another pass's counts.
-    pub fn add(&mut self, o: &ReconcileStats) {
-        self.records += o.records;
-        self.persons_created += o.persons_created;
-        self.persons_changed += o.persons_changed;
-        self.persons_retired += o.persons_retired;
-        self.domain_changed += o.domain_changed;
-        self.events += o.events;
-    }
-}
-
 /// Domain table of each entity kind.
 pub fn domain_table(kind: EntityKind) -> &'static str {
     match kind {
