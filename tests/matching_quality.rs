@@ -361,8 +361,20 @@ fn review_precision(ctx: &Context, truth: &GroundTruth) -> (usize, usize) {
         .map(|x| x.unwrap())
         .collect();
     let (mut right, mut wrong_shown) = (0, 0);
+    // Per case kind of the reviewed record: (items, right).
+    let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (rec, pid) in &items {
         let want = resident(*rec);
+        let kind = conn
+            .query_row(
+                "SELECT source, stream, source_key FROM source_records WHERE id = ?1",
+                [rec],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok()
+            .and_then(|k: (String, String, String)| truth.case_of_record.get(&k).cloned())
+            .unwrap_or_else(|| "ordinary".into());
+        by_kind.entry(kind.clone()).or_default().0 += 1;
         let theirs: Vec<i64> = conn
             .prepare("SELECT id FROM source_records WHERE person_id = ?1 AND status = 'ok' AND deleted = 0")
             .unwrap()
@@ -372,6 +384,7 @@ fn review_precision(ctx: &Context, truth: &GroundTruth) -> (usize, usize) {
             .collect();
         if want.is_some() && theirs.iter().any(|r| resident(*r) == want) {
             right += 1;
+            by_kind.entry(kind).or_default().1 += 1;
         } else if wrong_shown < 3 && std::env::var_os("QUALITY_EXPLAIN").is_some() {
             wrong_shown += 1;
             let (src, key): (String, String) = conn
@@ -385,6 +398,9 @@ fn review_precision(ctx: &Context, truth: &GroundTruth) -> (usize, usize) {
                 community_sync::cli::review::explain_text(&g, &ctx.config, &src, &key).unwrap();
             println!("-- wrong review suggestion {pid} for {src}/{key}:\n{text}");
         }
+    }
+    for (k, (n, r)) in &by_kind {
+        println!("   review items of {k}: {n}, right {r}");
     }
     (items.len(), right)
 }

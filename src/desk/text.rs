@@ -174,6 +174,8 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
         ("pinyin", "拼音相同"),
         ("swapped order", "姓名顺序颠倒"),
         ("one edit", "相差一个字"),
+        ("look-alike", "形近字"),
+        ("near sound", "读音相近"),
         ("family", "同住家人的电话"),
         ("one part off", "年月日有一项不同"),
         ("different", "不同"),

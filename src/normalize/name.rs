@@ -11,7 +11,11 @@
 //!   `【空巢】张桂兰`, `Zhang Wei [carer]` keep only the name (an unclosed bracket ends the
 //!   name; a name written wholly in brackets, `（张三）`, keeps what they hold). No
 //!   personal name contains a bracket; every system that lets a clerk type into the name
-//!   field gets remarks there.
+//!   field gets remarks there;
+//! - so is a remark set off by a space or a punctuation mark before or after the name when
+//!   it is made of words clerks write there ([`REMARKS`]: `王秀英 代办`, `张桂兰，独居低保`,
+//!   `空巢/李建国`). Only those words: `阿卜杜 热合曼` (a minority name spaced instead of
+//!   dotted) and `欧阳 明月` keep every part.
 
 use crate::model::{Reject, RejectReason};
 use crate::normalize::text;
@@ -71,10 +75,91 @@ fn without_notes(s: &str) -> Option<String> {
     })
 }
 
+/// Words a clerk writes into a name field about the person or the registration, never part
+/// of a name: living alone, minimum living allowance, empty nest, no family, the "five
+/// guarantees", extreme hardship, disabled, loss of the only child, a priority or special
+/// case, entitled families, someone acting or collecting on the person's behalf, a family
+/// member, deceased, moved out, cancelled, duplicate, to be checked, a test entry.
+const REMARKS: &[&str] = &[
+    "独居",
+    "低保",
+    "空巢",
+    "孤寡",
+    "孤老",
+    "五保",
+    "特困",
+    "残疾",
+    "失独",
+    "失能",
+    "半失能",
+    "重点",
+    "特殊",
+    "优抚",
+    "烈属",
+    "军属",
+    "代办",
+    "代领",
+    "代签",
+    "代理",
+    "家属",
+    "已故",
+    "去世",
+    "死亡",
+    "迁出",
+    "已迁",
+    "注销",
+    "作废",
+    "重复",
+    "待核",
+    "待查",
+    "核实",
+    "测试",
+    "本人",
+];
+
+/// Characters that set a remark off from the name (after `text::clean`).
+fn remark_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            ',' | '，' | '、' | '/' | ';' | '；' | ':' | '：' | '-' | '—'
+        )
+}
+
+/// True when `s` is one or more [`REMARKS`] and nothing else.
+fn is_remark(s: &str) -> bool {
+    let s = s.trim_matches(remark_separator);
+    !s.is_empty()
+        && (REMARKS.contains(&s)
+            || REMARKS
+                .iter()
+                .any(|r| s.strip_prefix(r).is_some_and(is_remark)))
+}
+
+/// The name without a remark set off before or after it (see the module docs); `None` when
+/// there is none.
+fn without_remark(s: &str) -> Option<String> {
+    let cut = |at: usize, after: bool| -> Option<String> {
+        let (name, remark) = if after {
+            (&s[..at], &s[at..])
+        } else {
+            (&s[at..], &s[..at])
+        };
+        let name = name.trim_matches(remark_separator);
+        (is_remark(remark) && name.chars().any(text::is_han)).then(|| name.to_string())
+    };
+    let first = s.find(remark_separator);
+    let last = s.rfind(remark_separator);
+    last.and_then(|i| cut(i, true)).or_else(|| {
+        first.and_then(|i| cut(i + s[i..].chars().next().map_or(1, char::len_utf8), false))
+    })
+}
+
 /// Cleans a name; an empty name is rejected ([`RejectReason::RecordMalformed`]).
 pub fn normalize(raw: &str) -> Result<String, Reject> {
     let s = text::clean(raw);
     let s = without_notes(&s).map_or(s, |n| text::clean(&n));
+    let s = without_remark(&s).unwrap_or(s);
     let chars: Vec<char> = s.chars().collect();
     // Pass 1: unify dots. A '.' counts when its nearest non-space neighbours are both Han.
     let neighbour = |i: usize, step: isize| -> Option<char> {
@@ -168,6 +253,15 @@ mod tests {
             ("王秀英）", "王秀英"),
             ("（张三）", "张三"),
             ("阿卜杜·热合曼（维）", "阿卜杜·热合曼"),
+            ("王秀英 代办", "王秀英"),
+            ("王秀英　代办", "王秀英"),
+            ("张桂兰，独居低保", "张桂兰"),
+            ("空巢/李建国", "李建国"),
+            ("李建国-已故", "李建国"),
+            ("阿卜杜 热合曼", "阿卜杜热合曼"),
+            ("欧阳 明月", "欧阳明月"),
+            ("代办", "代办"),
+            ("Xiao-Wei Zhang", "Xiao-Wei Zhang"),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize(raw).as_deref(), Ok(want), "{raw:?}");

@@ -34,6 +34,11 @@ pub struct Features {
     /// The name with one character left out, per character (blinded as names, joined by
     /// spaces: [`names::edit_variants`]).
     pub edit_k: Option<String>,
+    /// The name with one look-alike character replaced by its group's marker, per position
+    /// and group ([`crate::reconcile::lookalike::shape_variants`]), blinded and joined.
+    pub shape_k: Option<String>,
+    /// The name's fuzzy-pinyin reading ([`names::near_sound_key`]), blinded (short form).
+    pub near_k: Option<String>,
     pub phone_k: Option<String>,
     pub birth_k: Option<String>,
     pub birth_swap_k: Option<String>,
@@ -68,6 +73,17 @@ impl Features {
             .as_deref()
             .map(names::edit_variants)
             .unwrap_or_default();
+        let shapes = name
+            .as_deref()
+            .map(crate::reconcile::lookalike::shape_variants)
+            .unwrap_or_default();
+        let near: Vec<String> = p
+            .name
+            .as_deref()
+            .map(names::near_sound_key)
+            .filter(|k| !k.is_empty())
+            .into_iter()
+            .collect();
         let birth = p.birth_date.as_deref();
         let parts = birth.map(birth_parts).unwrap_or_default();
         let swapped = birth.and_then(swap_day_month);
@@ -91,6 +107,8 @@ impl Features {
             py_k: py.map(|n| codec.blind(c::MATCH_PINYIN, &n)),
             syl_k: syl.map(|n| codec.blind(c::MATCH_SYLLABLES, &n)),
             edit_k: joined(codec, c::MATCH_NAME_EDITS, &edits),
+            shape_k: joined(codec, c::MATCH_NAME_SHAPES, &shapes),
+            near_k: joined(codec, c::MATCH_NEAR_SOUND, &near),
             phone_k: p.phone.as_deref().map(|ph| codec.blind(c::MATCH_PHONE, ph)),
             birth_k: birth.map(|b| codec.blind(c::MATCH_BIRTH, b)),
             birth_swap_k: swapped.map(|b| codec.blind(c::MATCH_BIRTH_SWAP, &b)),
@@ -189,10 +207,10 @@ fn swap_day_month(iso: &str) -> Option<String> {
 
 pub(crate) const F_COLS: &str =
     "f.record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, \
-                      f.bldg_k, f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k";
+                      f.bldg_k, f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k";
 
 /// Columns in [`F_COLS`] (a query selecting more puts them after these).
-pub(crate) const F_COUNT: usize = 15;
+pub(crate) const F_COUNT: usize = 17;
 
 pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> {
     Ok(Features {
@@ -211,6 +229,8 @@ pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> 
         syl_k: r.get(12)?,
         edit_k: r.get(13)?,
         birth_part_k: r.get(14)?,
+        shape_k: r.get(15)?,
+        near_k: r.get(16)?,
     })
 }
 
@@ -228,12 +248,12 @@ pub fn store_features(
         Some(f) => {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO match_features (record_id, name_k, py_k, phone_k, birth_k, birth_swap_k,
-                     gender, room_k, bldg_k, comm_k, id_k, changed, syl_k, edit_k, birth_part_k)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     gender, room_k, bldg_k, comm_k, id_k, changed, syl_k, edit_k, birth_part_k, shape_k, near_k)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, f.bldg_k,
-                f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k
+                f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k
             ])?;
         }
     }
@@ -395,9 +415,11 @@ pub fn compare(
     let name = compare_name(cfg, f, &rows);
     let name_level = match name {
         NameAgreement::Exact => level::NAME_EXACT,
-        NameAgreement::Pinyin => level::NAME_PINYIN,
+        NameAgreement::Pinyin | NameAgreement::LookAlike => level::NAME_PINYIN,
         NameAgreement::Swapped => level::NAME_SWAPPED,
-        NameAgreement::OneEdit | NameAgreement::LeftOut => level::NAME_ONE_EDIT,
+        NameAgreement::OneEdit | NameAgreement::NearSound | NameAgreement::LeftOut => {
+            level::NAME_ONE_EDIT
+        }
         NameAgreement::Different if f.name_k.is_none() => 0,
         NameAgreement::Different => level::NAME_DIFFERENT,
     };
@@ -451,11 +473,15 @@ fn guard(name: NameAgreement, g: &Gamma, household: bool) -> (Option<String>, Op
     } else if differs >= 2 {
         // Whatever else agrees (a namesake in the same building).
         Some("two of phone, birth date and gender differ")
-    } else if matches!(name, NameAgreement::OneEdit | NameAgreement::LeftOut)
+    } else if name.one_character_apart()
         && (birth == level::BIRTH_DIFFERENT || gender == level::GENDER_DIFFERENT)
     {
         // A typo only when nothing else is off: else a sibling's (张子涵 / 张子轩).
         Some("names one character apart and the birth date or gender differs: a sibling")
+    } else if name == NameAgreement::OneEdit {
+        // Characters that neither sound nor look alike are not a typo's: the name of a twin
+        // (same birth date, room and phone) or a sibling.
+        Some("names one character apart that neither sound nor look alike: a twin's or sibling's name")
     } else if !confirmed && differs > 0 {
         Some("only the name and the neighbourhood agree, and the phone, birth date or gender differs")
     } else {
@@ -467,8 +493,8 @@ fn guard(name: NameAgreement, g: &Gamma, household: bool) -> (Option<String>, Op
         && birth == level::BIRTH_EQUAL
         && address == level::ADDRESS_ROOM
         && gender != level::GENDER_DIFFERENT;
-    let hold = if name == NameAgreement::OneEdit {
-        Some("names one character apart: a typo, or a sibling or twin")
+    let hold = if name == NameAgreement::NearSound {
+        Some("names one character apart that sound nearly alike: a typo, or a sibling or twin")
     } else if name == NameAgreement::LeftOut && !own {
         Some("one name has a character the other lacks, and not all else is the resident's own")
     } else if !confirmed {
@@ -499,6 +525,16 @@ fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameA
         NameAgreement::Swapped
     } else if rows.iter().any(left_out) {
         NameAgreement::LeftOut
+    } else if rows
+        .iter()
+        .any(|r| share(f.shape_k.as_ref(), r.shape_k.as_ref()))
+    {
+        NameAgreement::LookAlike
+    } else if rows
+        .iter()
+        .any(|r| one_edit(r) && share(f.near_k.as_ref(), r.near_k.as_ref()))
+    {
+        NameAgreement::NearSound
     } else if rows.iter().any(one_edit) {
         NameAgreement::OneEdit
     } else {
@@ -660,9 +696,15 @@ pub fn score(
         }
         let lv = m.level(c, l);
         let tf = if c == model::NAME { tf } else { None };
+        // The name's level lumps kinds of typo together; say which one it was.
+        let agreement = match (c, cmp.name) {
+            (model::NAME, NameAgreement::LookAlike) => "look-alike",
+            (model::NAME, NameAgreement::NearSound) => "near sound",
+            _ => labels[usize::from(l)],
+        };
         contributions.push(Contribution {
             feature,
-            agreement: labels[usize::from(l)].to_string(),
+            agreement: agreement.to_string(),
             m: lv.m,
             u: lv.u,
             weight: m.bits(c, l) + tf.map_or(0.0, |t| t.0),
@@ -853,6 +895,9 @@ mod tests {
             let a = f(1, "王秀英", "1950-03-07");
             for (other, want) in [
                 ("王季英", NameAgreement::OneEdit),
+                ("王秀荚", NameAgreement::LookAlike),
+                ("王秀鹰", NameAgreement::Pinyin),
+                ("王秀银", NameAgreement::NearSound),
                 ("王秀", NameAgreement::LeftOut),
                 ("王秀英子", NameAgreement::LeftOut),
                 ("王", NameAgreement::Different),
@@ -1044,17 +1089,37 @@ mod tests {
     fn a_name_one_character_off_is_held_and_with_another_birth_date_is_a_sibling() {
         let cfg = ReconcileConfig::default();
         let m = model_with_tf();
-        let conn = store_of(&[(1, 1, "张子涵", "2001-04-05", "13800000001")]);
-        // Same birth date, phone and room: a typo — or a twin. A person decides.
-        let typo = person(100, "张子洒", "2001-04-05", "13800000001");
-        let s = score(&conn, &cfg, &m, &typo, 1).unwrap();
+        let conn = store_of(&[
+            (1, 1, "张子涵", "2001-04-05", "13800000001"),
+            (2, 2, "李玉兰", "1950-03-07", "13800000002"),
+            (3, 3, "刘兰", "1948-11-02", "13800000003"),
+        ]);
+        // Same birth date, phone and room, characters that neither sound nor look alike: a
+        // twin's name, not suggested.
+        let twin = person(100, "张子洒", "2001-04-05", "13800000001");
+        let s = score(&conn, &cfg, &m, &twin, 1).unwrap();
+        assert_eq!(s.name, NameAgreement::OneEdit, "{s:?}");
+        assert!(s.veto.as_deref().unwrap().contains("twin"), "{s:?}");
+        assert_eq!(decide(&cfg, &[s]), Outcome::New);
+        // A look-alike (玉/王) with all else the resident's own: a misread, linked.
+        let misread = person(101, "李王兰", "1950-03-07", "13800000002");
+        let s = score(&conn, &cfg, &m, &misread, 2).unwrap();
         assert_eq!(
-            (s.name, s.veto.as_deref()),
-            (NameAgreement::OneEdit, None),
+            (s.name, &s.veto, &s.hold),
+            (NameAgreement::LookAlike, &None, &None)
+        );
+        assert_eq!(decide(&cfg, &[s]), Outcome::Link(2));
+        // Nearly the same sound (lan/nan, a southern speaker's typo — or a sibling's name):
+        // a person decides.
+        let heard = person(102, "刘南", "1948-11-02", "13800000003");
+        let s = score(&conn, &cfg, &m, &heard, 3).unwrap();
+        assert_eq!(
+            (s.name, &s.veto),
+            (NameAgreement::NearSound, &None),
             "{s:?}"
         );
         assert!(s.hold.is_some());
-        assert_eq!(decide(&cfg, &[s]), Outcome::Review(vec![1]));
+        assert_eq!(decide(&cfg, &[s]), Outcome::Review(vec![3]));
         // Another birth date: a sibling, not suggested.
         let sibling = person(101, "张子轩", "2006-09-10", "13800000001");
         let s = score(&conn, &cfg, &m, &sibling, 1).unwrap();

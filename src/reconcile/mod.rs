@@ -33,6 +33,7 @@
 //!   followers dirty: they all are (`RunState::followers_dirty`).
 
 pub mod golden;
+pub mod lookalike;
 pub mod matching;
 pub mod model;
 pub mod names;

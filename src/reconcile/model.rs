@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{MatchWeights, ReconcileConfig};
 use crate::store::StoreError;
 
-/// The comparisons, in order, with their level labels; level 0 is always `null` (no
+/// The comparisons, in order, with their level labels (the name's `pinyin` level also holds a
+/// one-character look-alike, its `one edit` level a near sound: `names::NameAgreement`);
+/// level 0 is always `null` (no
 /// comparison possible: a side has no value) and weighs 0 bits.
 pub const COMPARISONS: [(&str, &[&str]); 5] = [
     (

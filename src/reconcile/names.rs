@@ -355,6 +355,36 @@ pub fn sound_keys(name: &str) -> (String, String) {
     (py, s.join(" "))
 }
 
+/// The name's syllables in written order as a southern speaker may hear or type them
+/// (the fuzzy-pinyin pairs Chinese input methods offer: `zh`/`z`, `ch`/`c`, `sh`/`s`,
+/// `n`/`l`, `r`/`l`, `h`/`f`, `-ng`/`-n` but `-ong`): 刘兰 `liu'lan` = 刘南 `liu'nan`, joined
+/// by apostrophes (one value, never split). Empty when the name has no reading.
+pub fn near_sound_key(name: &str) -> String {
+    syllables(name)
+        .iter()
+        .map(|s| fuzzy(s))
+        .collect::<Vec<_>>()
+        .join("'")
+}
+
+/// One toneless syllable with the fuzzy pairs folded (see [`near_sound_key`]).
+fn fuzzy(syllable: &str) -> String {
+    let (initial, rest) = match syllable {
+        s if s.starts_with("zh") => ("z", &s[2..]),
+        s if s.starts_with("ch") => ("c", &s[2..]),
+        s if s.starts_with("sh") => ("s", &s[2..]),
+        s if s.starts_with('n') && s.len() > 1 && !s.starts_with("ng") => ("l", &s[1..]),
+        s if s.starts_with('r') && s.len() > 1 => ("l", &s[1..]),
+        s if s.starts_with('h') && s.len() > 1 => ("f", &s[1..]),
+        s => ("", s),
+    };
+    let rest = match rest.strip_suffix("ng") {
+        Some(r) if !r.ends_with('o') => format!("{r}n"),
+        _ => rest.to_string(),
+    };
+    format!("{initial}{rest}")
+}
+
 /// The folded name with one character left out, once per position (distinct, in order);
 /// empty for names of fewer than two characters.
 pub fn edit_variants(name: &str) -> Vec<String> {
@@ -382,19 +412,40 @@ pub fn edit_variants(name: &str) -> Vec<String> {
 #[serde(rename_all = "snake_case")]
 pub enum NameAgreement {
     Different,
-    /// One character substituted (a typo — or a sibling's name: 张子涵 / 张子轩).
+    /// One character substituted by one that neither sounds nor looks alike (张子涵 /
+    /// 张子轩): a sibling's or twin's name far more often than a typo.
     OneEdit,
+    /// One character substituted and the names sound nearly alike ([`near_sound_key`]:
+    /// 刘兰 / 刘南): a typo of a dialect speaker, or a sibling's name. The level of `OneEdit`.
+    NearSound,
     /// One character left out or added (欧阳明月 / 欧阳明: a name field cut short, a
     /// character dropped in typing); siblings' names are rarely one another's but for a
     /// character. The same comparison level as `OneEdit`; the guard holds it less often.
     LeftOut,
     /// The same syllables in another order (given name written first).
     Swapped,
+    /// One character substituted by a look-alike (玉/王: `reconcile::lookalike`): a misread
+    /// or a shape-based input method's typo. The same comparison level as `Pinyin`.
+    LookAlike,
     /// Same toneless pinyin, different characters or letters (a homophone typo, a name
     /// typed in pinyin).
     Pinyin,
     /// Equal after normalisation and traditional/simplified and middle-dot folding.
     Exact,
+}
+
+impl NameAgreement {
+    /// Names that differ by one character (substituted, added or left out) without sounding
+    /// the same: what siblings' names are too.
+    pub fn one_character_apart(self) -> bool {
+        matches!(
+            self,
+            NameAgreement::OneEdit
+                | NameAgreement::NearSound
+                | NameAgreement::LeftOut
+                | NameAgreement::LookAlike
+        )
+    }
 }
 
 #[cfg(test)]
@@ -407,6 +458,18 @@ mod tests {
 
     fn syllable_key(name: &str) -> String {
         sound_keys(name).1
+    }
+
+    #[test]
+    fn near_sound_folds_the_fuzzy_pairs_of_input_methods() {
+        assert_eq!(near_sound_key("刘兰"), near_sound_key("刘南"));
+        assert_eq!(near_sound_key("张秀英"), near_sound_key("赞秀银"));
+        assert_eq!(near_sound_key("王芳"), near_sound_key("王航"));
+        assert_eq!(near_sound_key("陈"), "cen");
+        // -ong keeps its g; different syllables stay apart.
+        assert_eq!(near_sound_key("龙"), "long");
+        assert_ne!(near_sound_key("张子涵"), near_sound_key("张子轩"));
+        assert_eq!(near_sound_key(""), "");
     }
 
     #[test]

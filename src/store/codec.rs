@@ -356,6 +356,11 @@ columns! {
         MATCH_NAME_EDITS = "match_features"."edit_k", "name", BlindSource::RecordPerson;
         /// Two of three birth-date parts (several, space-joined).
         MATCH_BIRTH_PARTS = "match_features"."birth_part_k", "birth", BlindSource::RecordPerson;
+        /// The name with one look-alike character replaced by its group's marker (several,
+        /// space-joined).
+        MATCH_NAME_SHAPES = "match_features"."shape_k", "name", BlindSource::RecordPerson;
+        /// The name's fuzzy-pinyin reading (one value, short form).
+        MATCH_NEAR_SOUND = "match_features"."near_k", "pinyin", BlindSource::RecordPerson;
         MATCH_ROOM = "match_features"."room_k", "addr", BlindSource::RecordPerson;
         MATCH_BUILDING = "match_features"."bldg_k", "addr", BlindSource::RecordPerson;
         MATCH_COMMUNITY = "match_features"."comm_k", "addr", BlindSource::RecordPerson;
@@ -421,6 +426,8 @@ pub fn record_blinds(
         (MATCH_SYLLABLES, f.syl_k),
         (MATCH_NAME_EDITS, f.edit_k),
         (MATCH_BIRTH_PARTS, f.birth_part_k),
+        (MATCH_NAME_SHAPES, f.shape_k),
+        (MATCH_NEAR_SOUND, f.near_k),
         (MATCH_ROOM, f.room_k),
         (MATCH_BUILDING, f.bldg_k),
         (MATCH_COMMUNITY, f.comm_k),

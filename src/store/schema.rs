@@ -21,6 +21,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V_AUDIT_KEYED),
         M::up(V_MATCHING_MODELS),
         M::up(V_MATCH_KEYS_2),
+        M::up(V_MATCH_KEYS_3),
     ])
 }
 
@@ -616,6 +617,17 @@ CREATE TABLE pending_rebuilds (
     since  TEXT NOT NULL
 );
 INSERT INTO pending_rebuilds (what, since)
+    SELECT 'match_features', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+    WHERE EXISTS (SELECT 1 FROM match_features);
+"#;
+
+/// Look-alike and near-sound name keys (`reconcile::lookalike`, `names::near_sound_key`).
+/// Rows written before hold none: every row's keys are recomputed from the record at the
+/// next open with the store key, as for [`V_MATCH_KEYS_2`].
+const V_MATCH_KEYS_3: &str = r#"
+ALTER TABLE match_features ADD COLUMN shape_k TEXT;
+ALTER TABLE match_features ADD COLUMN near_k TEXT;
+INSERT OR IGNORE INTO pending_rebuilds (what, since)
     SELECT 'match_features', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
     WHERE EXISTS (SELECT 1 FROM match_features);
 "#;
