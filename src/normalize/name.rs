@@ -146,7 +146,9 @@ fn without_remark(s: &str) -> Option<String> {
             (&s[at..], &s[..at])
         };
         let name = name.trim_matches(remark_separator);
-        (is_remark(remark) && name.chars().any(text::is_han)).then(|| name.to_string())
+        // A surname alone is not a name: `王 重点` is a spaced name, whatever its words.
+        (is_remark(remark) && name.chars().any(text::is_han) && name.chars().count() >= 2)
+            .then(|| name.to_string())
     };
     let first = s.find(remark_separator);
     let last = s.rfind(remark_separator);
@@ -261,6 +263,7 @@ mod tests {
             ("阿卜杜 热合曼", "阿卜杜热合曼"),
             ("欧阳 明月", "欧阳明月"),
             ("代办", "代办"),
+            ("王 重点", "王重点"),
             ("Xiao-Wei Zhang", "Xiao-Wei Zhang"),
         ];
         for (raw, want) in cases {

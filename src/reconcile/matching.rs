@@ -64,9 +64,9 @@ impl Features {
     ) -> Features {
         use crate::store::codec as c;
         let name = p.name.as_deref().map(names::fold).filter(|n| !n.is_empty());
-        let (py, syl) = match p.name.as_deref().map(names::sound_keys) {
-            Some((py, syl)) if !py.is_empty() => (Some(py), Some(syl)),
-            _ => (None, None),
+        let (py, syl, near) = match p.name.as_deref().map(names::sound_keys) {
+            Some((py, syl, near)) if !py.is_empty() => (Some(py), Some(syl), vec![near]),
+            _ => (None, None, Vec::new()),
         };
         let edits = p
             .name
@@ -77,13 +77,6 @@ impl Features {
             .as_deref()
             .map(crate::reconcile::lookalike::shape_variants)
             .unwrap_or_default();
-        let near: Vec<String> = p
-            .name
-            .as_deref()
-            .map(names::near_sound_key)
-            .filter(|k| !k.is_empty())
-            .into_iter()
-            .collect();
         let birth = p.birth_date.as_deref();
         let parts = birth.map(birth_parts).unwrap_or_default();
         let swapped = birth.and_then(swap_day_month);

@@ -346,13 +346,15 @@ fn split_latin(word: &str) -> Vec<String> {
     out
 }
 
-/// Both sound keys of a name from one reading: its toneless pinyin, letters only, in written
-/// order (`张伟` → `zhangwei`), and the same syllables sorted (`wei zhang`).
-pub fn sound_keys(name: &str) -> (String, String) {
+/// The sound keys of a name from one reading: its toneless pinyin, letters only, in written
+/// order (`张伟` → `zhangwei`), the same syllables sorted (`wei zhang`), and its
+/// [`near_sound_key`].
+pub fn sound_keys(name: &str) -> (String, String, String) {
     let mut s = syllables(name);
     let py = s.concat();
+    let near = near_of(&s);
     s.sort();
-    (py, s.join(" "))
+    (py, s.join(" "), near)
 }
 
 /// The name's syllables in written order as a southern speaker may hear or type them
@@ -360,7 +362,11 @@ pub fn sound_keys(name: &str) -> (String, String) {
 /// `n`/`l`, `r`/`l`, `h`/`f`, `-ng`/`-n` but `-ong`): 刘兰 `liu'lan` = 刘南 `liu'nan`, joined
 /// by apostrophes (one value, never split). Empty when the name has no reading.
 pub fn near_sound_key(name: &str) -> String {
-    syllables(name)
+    near_of(&syllables(name))
+}
+
+fn near_of(syllables: &[String]) -> String {
+    syllables
         .iter()
         .map(|s| fuzzy(s))
         .collect::<Vec<_>>()
