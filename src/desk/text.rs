@@ -209,8 +209,16 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
             "没有该居民的电话或地址可以印证",
         ),
         (
-            "names one character apart: a typo, or a sibling or twin",
-            "姓名相差一个字：可能是笔误，也可能是兄弟姐妹或双胞胎",
+            "names one character apart that sound nearly alike: a typo, or a sibling or twin",
+            "姓名相差一个字且读音相近：可能是笔误，也可能是兄弟姐妹或双胞胎",
+        ),
+        (
+            "names one character apart that neither sound nor look alike: a twin's or sibling's name",
+            "姓名相差一个字，字音字形都不相近：应为双胞胎或兄弟姐妹",
+        ),
+        (
+            "one name has a character the other lacks, and not all else is the resident's own",
+            "一方姓名多一个或少一个字，且其他信息不全是该居民本人的",
         ),
         (
             "household phone with a different birth date",
