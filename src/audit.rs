@@ -727,7 +727,8 @@ mod keyed_tests {
                  DROP INDEX match_features_syl_birth; DROP INDEX match_features_syl_comm;
                  ALTER TABLE match_features DROP COLUMN syl_k; ALTER TABLE match_features DROP COLUMN edit_k;
                  ALTER TABLE match_features DROP COLUMN birth_part_k; ALTER TABLE match_features DROP COLUMN shape_k;
-                 ALTER TABLE match_features DROP COLUMN near_k; PRAGMA user_version = 13;",
+                 ALTER TABLE match_features DROP COLUMN near_k;
+                 ALTER TABLE match_features DROP COLUMN name_mask; PRAGMA user_version = 13;",
             )
             .unwrap();
         drop(s);

@@ -176,6 +176,7 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
         ("one edit", "相差一个字"),
         ("look-alike", "形近字"),
         ("near sound", "读音相近"),
+        ("masked", "姓名部分隐去"),
         ("family", "同住家人的电话"),
         ("one part off", "年月日有一项不同"),
         ("different", "不同"),
@@ -215,6 +216,10 @@ pub fn matcher_word(lang: Lang, word: &str) -> String {
         (
             "names one character apart that neither sound nor look alike: a twin's or sibling's name",
             "姓名相差一个字，字音字形都不相近：应为双胞胎或兄弟姐妹",
+        ),
+        (
+            "one name is masked, and not all else is the resident's own",
+            "一方姓名有隐去或无法显示的字，且其他信息不全是该居民本人的",
         ),
         (
             "one name has a character the other lacks, and not all else is the resident's own",

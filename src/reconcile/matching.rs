@@ -39,6 +39,8 @@ pub struct Features {
     pub shape_k: Option<String>,
     /// The name's fuzzy-pinyin reading ([`names::near_sound_key`]), blinded (short form).
     pub near_k: Option<String>,
+    /// The name has a masked or unknown character ([`names::is_masked`]): not personal data.
+    pub masked: bool,
     pub phone_k: Option<String>,
     pub birth_k: Option<String>,
     pub birth_swap_k: Option<String>,
@@ -64,6 +66,7 @@ impl Features {
     ) -> Features {
         use crate::store::codec as c;
         let name = p.name.as_deref().map(names::fold).filter(|n| !n.is_empty());
+        let masked = name.as_deref().is_some_and(names::is_masked);
         let (py, syl, near) = match p.name.as_deref().map(names::sound_keys) {
             Some((py, syl, near)) if !py.is_empty() => (Some(py), Some(syl), vec![near]),
             _ => (None, None, Vec::new()),
@@ -102,6 +105,7 @@ impl Features {
             edit_k: joined(codec, c::MATCH_NAME_EDITS, &edits),
             shape_k: joined(codec, c::MATCH_NAME_SHAPES, &shapes),
             near_k: joined(codec, c::MATCH_NEAR_SOUND, &near),
+            masked,
             phone_k: p.phone.as_deref().map(|ph| codec.blind(c::MATCH_PHONE, ph)),
             birth_k: birth.map(|b| codec.blind(c::MATCH_BIRTH, b)),
             birth_swap_k: swapped.map(|b| codec.blind(c::MATCH_BIRTH_SWAP, &b)),
@@ -200,10 +204,10 @@ fn swap_day_month(iso: &str) -> Option<String> {
 
 pub(crate) const F_COLS: &str =
     "f.record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, \
-                      f.bldg_k, f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k";
+                      f.bldg_k, f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k, f.name_mask";
 
 /// Columns in [`F_COLS`] (a query selecting more puts them after these).
-pub(crate) const F_COUNT: usize = 17;
+pub(crate) const F_COUNT: usize = 18;
 
 pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> {
     Ok(Features {
@@ -224,6 +228,7 @@ pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> 
         birth_part_k: r.get(14)?,
         shape_k: r.get(15)?,
         near_k: r.get(16)?,
+        masked: r.get::<_, Option<bool>>(17)?.unwrap_or(false),
     })
 }
 
@@ -241,12 +246,14 @@ pub fn store_features(
         Some(f) => {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO match_features (record_id, name_k, py_k, phone_k, birth_k, birth_swap_k,
-                     gender, room_k, bldg_k, comm_k, id_k, changed, syl_k, edit_k, birth_part_k, shape_k, near_k)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     gender, room_k, bldg_k, comm_k, id_k, changed, syl_k, edit_k, birth_part_k, shape_k, near_k,
+                     name_mask)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(params![
                 record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, f.bldg_k,
-                f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k
+                f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k,
+                f.masked
             ])?;
         }
     }
@@ -410,9 +417,10 @@ pub fn compare(
         NameAgreement::Exact => level::NAME_EXACT,
         NameAgreement::Pinyin | NameAgreement::LookAlike => level::NAME_PINYIN,
         NameAgreement::Swapped => level::NAME_SWAPPED,
-        NameAgreement::OneEdit | NameAgreement::NearSound | NameAgreement::LeftOut => {
-            level::NAME_ONE_EDIT
-        }
+        NameAgreement::OneEdit
+        | NameAgreement::NearSound
+        | NameAgreement::Masked
+        | NameAgreement::LeftOut => level::NAME_ONE_EDIT,
         NameAgreement::Different if f.name_k.is_none() => 0,
         NameAgreement::Different => level::NAME_DIFFERENT,
     };
@@ -488,6 +496,8 @@ fn guard(name: NameAgreement, g: &Gamma, household: bool) -> (Option<String>, Op
         && gender != level::GENDER_DIFFERENT;
     let hold = if name == NameAgreement::NearSound {
         Some("names one character apart that sound nearly alike: a typo, or a sibling or twin")
+    } else if name == NameAgreement::Masked && !own {
+        Some("one name is masked, and not all else is the resident's own")
     } else if name == NameAgreement::LeftOut && !own {
         Some("one name has a character the other lacks, and not all else is the resident's own")
     } else if !confirmed {
@@ -518,6 +528,8 @@ fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameA
         NameAgreement::Swapped
     } else if rows.iter().any(left_out) {
         NameAgreement::LeftOut
+    } else if rows.iter().any(|r| (f.masked || r.masked) && one_edit(r)) {
+        NameAgreement::Masked
     } else if rows
         .iter()
         .any(|r| share(f.shape_k.as_ref(), r.shape_k.as_ref()))
@@ -693,6 +705,7 @@ pub fn score(
         let agreement = match (c, cmp.name) {
             (model::NAME, NameAgreement::LookAlike) => "look-alike",
             (model::NAME, NameAgreement::NearSound) => "near sound",
+            (model::NAME, NameAgreement::Masked) => "masked",
             _ => labels[usize::from(l)],
         };
         contributions.push(Contribution {
@@ -891,6 +904,9 @@ mod tests {
                 ("王秀荚", NameAgreement::LookAlike),
                 ("王秀鹰", NameAgreement::Pinyin),
                 ("王秀银", NameAgreement::NearSound),
+                ("王*英", NameAgreement::Masked),
+                ("王?英", NameAgreement::Masked),
+                ("李*英", NameAgreement::Different),
                 ("王秀", NameAgreement::LeftOut),
                 ("王秀英子", NameAgreement::LeftOut),
                 ("王", NameAgreement::Different),
@@ -1158,6 +1174,23 @@ mod tests {
         let sibling = roomed(102, "欧阳明", "2006-09-10");
         let s = score(&conn, &cfg, &m, &sibling, 1).unwrap();
         assert!(s.veto.as_deref().unwrap().contains("a sibling"), "{s:?}");
+        // A desensitised export (`欧阳*月`, or `欧阳?月` from a system without the
+        // character) is compared the same way: linked when all else is the resident's own,
+        // held without a birth date.
+        let masked = roomed(103, "欧阳*月", "2001-04-05");
+        let s = score(&conn, &cfg, &m, &masked, 1).unwrap();
+        assert_eq!(
+            (s.name, &s.veto, &s.hold),
+            (NameAgreement::Masked, &None, &None)
+        );
+        assert_eq!(decide(&cfg, &[s]), Outcome::Link(1));
+        let mut unsure = roomed(104, "欧阳?月", "2001-04-05");
+        unsure.birth_k = None;
+        unsure.birth_swap_k = None;
+        unsure.birth_part_k = None;
+        let s = score(&conn, &cfg, &m, &unsure, 1).unwrap();
+        assert!(s.hold.as_deref().unwrap().contains("masked"), "{s:?}");
+        assert_eq!(decide(&cfg, &[s]), Outcome::Review(vec![1]));
     }
 
     #[test]

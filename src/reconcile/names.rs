@@ -391,6 +391,18 @@ fn fuzzy(syllable: &str) -> String {
     format!("{initial}{rest}")
 }
 
+/// True for a character that stands for one unknown character: a desensitised export's
+/// mask (`王*英`, `王×英`) or what a system without the character wrote for it (`王?英`,
+/// `王□英`).
+pub fn is_mask(c: char) -> bool {
+    matches!(c, '*' | '?' | '×' | '□' | '■' | '○')
+}
+
+/// True when a folded name has a masked character and at least one known one.
+pub fn is_masked(folded: &str) -> bool {
+    folded.chars().any(is_mask) && folded.chars().any(|c| !is_mask(c))
+}
+
 /// The folded name with one character left out, once per position (distinct, in order);
 /// empty for names of fewer than two characters.
 pub fn edit_variants(name: &str) -> Vec<String> {
@@ -424,6 +436,10 @@ pub enum NameAgreement {
     /// One character substituted and the names sound nearly alike ([`near_sound_key`]:
     /// 刘兰 / 刘南): a typo of a dialect speaker, or a sibling's name. The level of `OneEdit`.
     NearSound,
+    /// One name masked (`王*英`: a desensitised export, or `王?英`: a character the
+    /// vendor's character set lacks) and equal to the other in every other character. The
+    /// level of `OneEdit`; held unless all else is the resident's own.
+    Masked,
     /// One character left out or added (欧阳明月 / 欧阳明: a name field cut short, a
     /// character dropped in typing); siblings' names are rarely one another's but for a
     /// character. The same comparison level as `OneEdit`; the guard holds it less often.
@@ -448,6 +464,7 @@ impl NameAgreement {
             self,
             NameAgreement::OneEdit
                 | NameAgreement::NearSound
+                | NameAgreement::Masked
                 | NameAgreement::LeftOut
                 | NameAgreement::LookAlike
         )

@@ -929,6 +929,9 @@ fn reblind_records(
         "UPDATE match_features SET {} WHERE record_id = ?1",
         sets(&feat_cols)
     ))?;
+    // Not a blind, but derived from the name like the keys (`reconcile::names::is_masked`).
+    let mut upd_mask =
+        tx.prepare("UPDATE match_features SET name_mask = ?2 WHERE record_id = ?1")?;
     let n_blinds = rec_cols.len() + feat_cols.len();
     let mut last = 0i64;
     loop {
@@ -976,6 +979,12 @@ fn reblind_records(
             upd_rec.execute(rusqlite::params_from_iter(bind(&rec_cols)?))?;
             if has_features {
                 upd_feat.execute(rusqlite::params_from_iter(bind(&feat_cols)?))?;
+                let masked = person
+                    .name
+                    .as_deref()
+                    .map(crate::reconcile::names::fold)
+                    .is_some_and(|n| crate::reconcile::names::is_masked(&n));
+                upd_mask.execute(params![rid, masked])?;
             }
             report.rows_rewritten += 1;
         }

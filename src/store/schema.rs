@@ -621,12 +621,14 @@ INSERT INTO pending_rebuilds (what, since)
     WHERE EXISTS (SELECT 1 FROM match_features);
 "#;
 
-/// Look-alike and near-sound name keys (`reconcile::lookalike`, `names::near_sound_key`).
+/// Look-alike and near-sound name keys (`reconcile::lookalike`, `names::near_sound_key`) and
+/// whether the name is masked (`names::is_masked`; not personal data, stored plain).
 /// Rows written before hold none: every row's keys are recomputed from the record at the
 /// next open with the store key, as for [`V_MATCH_KEYS_2`].
 const V_MATCH_KEYS_3: &str = r#"
 ALTER TABLE match_features ADD COLUMN shape_k TEXT;
 ALTER TABLE match_features ADD COLUMN near_k TEXT;
+ALTER TABLE match_features ADD COLUMN name_mask INTEGER;
 INSERT OR IGNORE INTO pending_rebuilds (what, since)
     SELECT 'match_features', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
     WHERE EXISTS (SELECT 1 FROM match_features);
