@@ -518,6 +518,7 @@ async fn trained_model_quality_on_two_profiles_and_three_seeds() {
         (HardProfile::Unseen, three),
         (HardProfile::Holdout, three),
         (HardProfile::Blind, [404, 505, 606]),
+        (HardProfile::Fresh, [707, 808, 909]),
     ] {
         for seed in seeds {
             let here = format!("{profile:?}:{seed}");

@@ -100,7 +100,8 @@ pub struct SimOptions {
     /// Which hard-case population (`HardProfile::Unseen`: issue 36's second profile;
     /// `HardProfile::Holdout`: a third, adversarial one the matcher is never tuned on;
     /// `HardProfile::Blind`: a fourth, with eight more error processes of Chinese department
-    /// systems and clerks, that nobody tunes the matcher on either).
+    /// systems and clerks, that nobody tunes the matcher on either; `HardProfile::Fresh`: a
+    /// fifth, with eight more kinds, that nobody tunes on or looks at while tuning).
     pub hard_profile: HardProfile,
     /// Serve one district of a city: residents registered there, some moved to or from the
     /// neighbouring districts (`sim::district`). None: the whole of Nanchang, no movers.
@@ -945,6 +946,31 @@ mod tests {
         }
         // Swapped, registration, year-off and placeholder birth dates (16 each).
         assert_eq!(t.review_items.get("conflict:birth_date"), Some(&64));
+        assert_eq!(t.persons, t.residents_present);
+    }
+
+    #[test]
+    fn fresh_truth_names_every_new_kind_and_its_birth_conflicts() {
+        let w = World::generate(GenOptions {
+            seed: 5,
+            residents: 500,
+            anchor_ms: 1_767_196_800_000,
+            hard_cases: true,
+            hard_profile: HardProfile::Fresh,
+            district: None,
+        });
+        let t = compute_truth(&w);
+        let kinds: std::collections::BTreeSet<&str> =
+            t.case_of_record.values().map(String::as_str).collect();
+        for kind in hard_cases::fresh::KINDS
+            .iter()
+            .chain(&hard_cases::blind::KINDS)
+            .chain(&hard_cases::holdout::KINDS)
+        {
+            assert!(kinds.contains(kind), "{kind}");
+        }
+        // Swapped, registration, year-off, placeholder and lunar birth dates (12 each).
+        assert_eq!(t.review_items.get("conflict:birth_date"), Some(&60));
         assert_eq!(t.persons, t.residents_present);
     }
 

@@ -231,6 +231,9 @@ pub struct Overrides {
     pub phone_text: Option<String>,
     /// The community (index) this record names (hard cases: a resident's former one).
     pub community: Option<u32>,
+    /// The community name this record writes, wins over `community` (hard cases: the
+    /// community's old or abbreviated name).
+    pub community_name: Option<String>,
 }
 
 /// One record of any stream. For a person stream `owner` is the resident index; for an
@@ -963,6 +966,14 @@ impl World {
         }
     }
 
+    /// The community name a record writes: its own wording, else its community's name.
+    pub fn rec_community_name(&self, rec: &Rec, r: &Resident) -> String {
+        match rec.over.as_ref().and_then(|o| o.community_name.clone()) {
+            Some(name) => name,
+            None => self.rec_community(rec, r).name.clone(),
+        }
+    }
+
     pub fn community(&self, r: &Resident) -> &Community {
         static FALLBACK: std::sync::OnceLock<Community> = std::sync::OnceLock::new();
         self.communities
@@ -1094,7 +1105,7 @@ impl World {
                 .map(|b| b.format("%Y-%m-%d").to_string())
                 .unwrap_or_default(),
             "sjhm": self.phone_text(rec).unwrap_or_default(),
-            "sqmc": self.rec_community(rec, r).name,
+            "sqmc": self.rec_community_name(rec, r),
             "zz": self.rec_address(rec, r),
             "ye": format!("{}.{:02}", fen / 100, fen % 100),
             "kzt": status,
@@ -1124,7 +1135,7 @@ impl World {
             "fullName": self.name_text(rec),
             "idCardNo": self.id_text(rec),
             "mobile": self.phone_text(rec),
-            "community": self.rec_community(rec, r).name,
+            "community": self.rec_community_name(rec, r),
             "address": self.rec_address(rec, r),
             "registeredAt": rfc3339_local(registered),
             "status": status,
@@ -1149,7 +1160,7 @@ impl World {
             "sex": if r.male { "男" } else { "女" },
             "birth_date": birth,
             "phone": self.phone_text(rec).unwrap_or_default(),
-            "community_name": self.rec_community(rec, r).name,
+            "community_name": self.rec_community_name(rec, r),
             "address": self.rec_address(rec, r),
             "care_level": 1 + derive(rec.seed, 1, 4),
             "updated_at": rec.ts,

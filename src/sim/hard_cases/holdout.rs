@@ -31,7 +31,7 @@ pub(super) const GIVEN: [char; 36] = [
 ];
 /// A given-name character and a look-alike that reads differently: how a misread form or a
 /// wrong pick from a handwriting pad changes a name (never a homophone; see the tests).
-const LOOKALIKES: [(char, char); 14] = [
+pub(super) const LOOKALIKES: [(char, char); 14] = [
     ('玉', '王'),
     ('宇', '字'),
     ('佳', '住'),
@@ -269,7 +269,7 @@ fn chinese_number(n: u8) -> String {
 
 /// Building, unit and room in notation `style` (0..7): `3号楼2单元501室`, `3幢2单元501室`,
 /// `三栋二单元501室`, `3-2-501`, `3#楼2单元501室`, `3栋2单元501`, `3号楼2-501`.
-fn building_unit_room(building: u8, unit: u8, room: u16, style: u8) -> String {
+pub(super) fn building_unit_room(building: u8, unit: u8, room: u16, style: u8) -> String {
     let (b, u, r) = (building, unit, room);
     match style {
         0 => format!("{b}号楼{u}单元{r}室"),
