@@ -900,7 +900,8 @@ mod tests {
             let cfg = ReconcileConfig::default();
             let a = f(1, "王秀英", "1950-03-07");
             for (other, want) in [
-                ("王季英", NameAgreement::OneEdit),
+                ("王桂英", NameAgreement::OneEdit),
+                ("王季英", NameAgreement::LookAlike),
                 ("王秀荚", NameAgreement::LookAlike),
                 ("王秀鹰", NameAgreement::Pinyin),
                 ("王秀银", NameAgreement::NearSound),
