@@ -728,7 +728,8 @@ mod keyed_tests {
                  ALTER TABLE match_features DROP COLUMN syl_k; ALTER TABLE match_features DROP COLUMN edit_k;
                  ALTER TABLE match_features DROP COLUMN birth_part_k; ALTER TABLE match_features DROP COLUMN shape_k;
                  ALTER TABLE match_features DROP COLUMN near_k;
-                 ALTER TABLE match_features DROP COLUMN name_mask; PRAGMA user_version = 13;",
+                 ALTER TABLE match_features DROP COLUMN name_mask;
+                 ALTER TABLE match_features DROP COLUMN mask_k; PRAGMA user_version = 13;",
             )
             .unwrap();
         drop(s);

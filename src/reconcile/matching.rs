@@ -41,6 +41,8 @@ pub struct Features {
     pub near_k: Option<String>,
     /// The name has a masked or unknown character ([`names::is_masked`]): not personal data.
     pub masked: bool,
+    /// The name's first character and length, blinded ([`names::surname_pattern`]).
+    pub mask_k: Option<String>,
     pub phone_k: Option<String>,
     pub birth_k: Option<String>,
     pub birth_swap_k: Option<String>,
@@ -106,6 +108,10 @@ impl Features {
             shape_k: joined(codec, c::MATCH_NAME_SHAPES, &shapes),
             near_k: joined(codec, c::MATCH_NEAR_SOUND, &near),
             masked,
+            mask_k: name
+                .as_deref()
+                .and_then(names::surname_pattern)
+                .map(|p| codec.blind(c::MATCH_NAME_PATTERN, &p)),
             phone_k: p.phone.as_deref().map(|ph| codec.blind(c::MATCH_PHONE, ph)),
             birth_k: birth.map(|b| codec.blind(c::MATCH_BIRTH, b)),
             birth_swap_k: swapped.map(|b| codec.blind(c::MATCH_BIRTH_SWAP, &b)),
@@ -204,10 +210,10 @@ fn swap_day_month(iso: &str) -> Option<String> {
 
 pub(crate) const F_COLS: &str =
     "f.record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, \
-                      f.bldg_k, f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k, f.name_mask";
+                      f.bldg_k, f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k, f.name_mask, f.mask_k";
 
 /// Columns in [`F_COLS`] (a query selecting more puts them after these).
-pub(crate) const F_COUNT: usize = 18;
+pub(crate) const F_COUNT: usize = 19;
 
 pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> {
     Ok(Features {
@@ -229,6 +235,7 @@ pub(crate) fn row_features(r: &rusqlite::Row<'_>) -> rusqlite::Result<Features> 
         shape_k: r.get(15)?,
         near_k: r.get(16)?,
         masked: r.get::<_, Option<bool>>(17)?.unwrap_or(false),
+        mask_k: r.get(18)?,
     })
 }
 
@@ -247,13 +254,13 @@ pub fn store_features(
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO match_features (record_id, name_k, py_k, phone_k, birth_k, birth_swap_k,
                      gender, room_k, bldg_k, comm_k, id_k, changed, syl_k, edit_k, birth_part_k, shape_k, near_k,
-                     name_mask)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                     name_mask, mask_k)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?
             .execute(params![
                 record_id, f.name_k, f.py_k, f.phone_k, f.birth_k, f.birth_swap_k, f.gender, f.room_k, f.bldg_k,
                 f.comm_k, f.id_k, f.changed, f.syl_k, f.edit_k, f.birth_part_k, f.shape_k, f.near_k,
-                f.masked
+                f.masked, f.mask_k
             ])?;
         }
     }
@@ -528,7 +535,9 @@ fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameA
         NameAgreement::Swapped
     } else if rows.iter().any(left_out) {
         NameAgreement::LeftOut
-    } else if rows.iter().any(|r| (f.masked || r.masked) && one_edit(r)) {
+    } else if rows.iter().any(|r| {
+        (f.masked || r.masked) && (one_edit(r) || share(f.mask_k.as_ref(), r.mask_k.as_ref()))
+    }) {
         NameAgreement::Masked
     } else if rows
         .iter()
@@ -907,6 +916,9 @@ mod tests {
                 ("王秀银", NameAgreement::NearSound),
                 ("王*英", NameAgreement::Masked),
                 ("王?英", NameAgreement::Masked),
+                ("王**", NameAgreement::Masked),
+                ("王*", NameAgreement::Different),
+                ("王***", NameAgreement::Different),
                 ("李*英", NameAgreement::Different),
                 ("王秀", NameAgreement::LeftOut),
                 ("王秀英子", NameAgreement::LeftOut),

@@ -403,6 +403,19 @@ pub fn is_masked(folded: &str) -> bool {
     folded.chars().any(is_mask) && folded.chars().any(|c| !is_mask(c))
 }
 
+/// The name's first character and length (`王|3`), what a desensitised export keeps of a
+/// name when it masks all but the surname (`王**`): for every name of two characters or more
+/// whose first character is known, and for a masked name only when all but its first
+/// character are masked (`王*英` is compared through [`edit_variants`]).
+pub fn surname_pattern(folded: &str) -> Option<String> {
+    let chars: Vec<char> = folded.chars().collect();
+    let first = *chars.first()?;
+    let rest_masked = chars[1..].iter().all(|c| is_mask(*c));
+    let masked = chars.iter().any(|c| is_mask(*c));
+    (chars.len() >= 2 && !is_mask(first) && (!masked || rest_masked))
+        .then(|| format!("{first}|{}", chars.len()))
+}
+
 /// The folded name with one character left out, once per position (distinct, in order);
 /// empty for names of fewer than two characters.
 pub fn edit_variants(name: &str) -> Vec<String> {

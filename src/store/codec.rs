@@ -361,6 +361,8 @@ columns! {
         MATCH_NAME_SHAPES = "match_features"."shape_k", "name", BlindSource::RecordPerson;
         /// The name's fuzzy-pinyin reading (one value, short form).
         MATCH_NEAR_SOUND = "match_features"."near_k", "pinyin", BlindSource::RecordPerson;
+        /// The name's first character and length (`王|3`).
+        MATCH_NAME_PATTERN = "match_features"."mask_k", "name", BlindSource::RecordPerson;
         MATCH_ROOM = "match_features"."room_k", "addr", BlindSource::RecordPerson;
         MATCH_BUILDING = "match_features"."bldg_k", "addr", BlindSource::RecordPerson;
         MATCH_COMMUNITY = "match_features"."comm_k", "addr", BlindSource::RecordPerson;
@@ -428,6 +430,7 @@ pub fn record_blinds(
         (MATCH_BIRTH_PARTS, f.birth_part_k),
         (MATCH_NAME_SHAPES, f.shape_k),
         (MATCH_NEAR_SOUND, f.near_k),
+        (MATCH_NAME_PATTERN, f.mask_k),
         (MATCH_ROOM, f.room_k),
         (MATCH_BUILDING, f.bldg_k),
         (MATCH_COMMUNITY, f.comm_k),

@@ -629,6 +629,7 @@ const V_MATCH_KEYS_3: &str = r#"
 ALTER TABLE match_features ADD COLUMN shape_k TEXT;
 ALTER TABLE match_features ADD COLUMN near_k TEXT;
 ALTER TABLE match_features ADD COLUMN name_mask INTEGER;
+ALTER TABLE match_features ADD COLUMN mask_k TEXT;
 INSERT OR IGNORE INTO pending_rebuilds (what, since)
     SELECT 'match_features', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
     WHERE EXISTS (SELECT 1 FROM match_features);
