@@ -69,6 +69,7 @@ impl Features {
         use crate::store::codec as c;
         let name = p.name.as_deref().map(names::fold).filter(|n| !n.is_empty());
         let masked = name.as_deref().is_some_and(names::is_masked);
+        let pattern = name.as_deref().and_then(names::surname_pattern);
         let (py, syl, near) = match p.name.as_deref().map(names::sound_keys) {
             Some((py, syl, near)) if !py.is_empty() => (Some(py), Some(syl), vec![near]),
             _ => (None, None, Vec::new()),
@@ -108,10 +109,7 @@ impl Features {
             shape_k: joined(codec, c::MATCH_NAME_SHAPES, &shapes),
             near_k: joined(codec, c::MATCH_NEAR_SOUND, &near),
             masked,
-            mask_k: name
-                .as_deref()
-                .and_then(names::surname_pattern)
-                .map(|p| codec.blind(c::MATCH_NAME_PATTERN, &p)),
+            mask_k: pattern.map(|p| codec.blind(c::MATCH_NAME_PATTERN, &p)),
             phone_k: p.phone.as_deref().map(|ph| codec.blind(c::MATCH_PHONE, ph)),
             birth_k: birth.map(|b| codec.blind(c::MATCH_BIRTH, b)),
             birth_swap_k: swapped.map(|b| codec.blind(c::MATCH_BIRTH_SWAP, &b)),
