@@ -78,8 +78,9 @@ fn without_notes(s: &str) -> Option<String> {
 /// Words a clerk writes into a name field about the person or the registration, never part
 /// of a name: living alone, minimum living allowance, empty nest, no family, the "five
 /// guarantees", extreme hardship, disabled, loss of the only child, a priority or special
-/// case, entitled families, someone acting or collecting on the person's behalf, a family
-/// member, deceased, moved out, cancelled, duplicate, to be checked, a test entry.
+/// case, entitled families, someone acting or collecting on the person's behalf, deceased,
+/// moved out, cancelled, duplicate, to be checked, the person themself. Not 家属 (`王秀英
+/// 家属` is a family member of 王秀英, not her) nor 测试 (a test entry is not a person).
 const REMARKS: &[&str] = &[
     "独居",
     "低保",
@@ -101,7 +102,6 @@ const REMARKS: &[&str] = &[
     "代领",
     "代签",
     "代理",
-    "家属",
     "已故",
     "去世",
     "死亡",
@@ -113,7 +113,6 @@ const REMARKS: &[&str] = &[
     "待核",
     "待查",
     "核实",
-    "测试",
     "本人",
 ];
 
@@ -157,11 +156,21 @@ fn without_remark(s: &str) -> Option<String> {
     })
 }
 
+/// The name without any remarks set off before or after it, peeled one at a time
+/// (`独居 王秀英 代办 低保` → `王秀英`); `None` when there is none.
+fn without_remarks(s: &str) -> Option<String> {
+    let mut out = without_remark(s)?;
+    while let Some(next) = without_remark(&out) {
+        out = next;
+    }
+    Some(out)
+}
+
 /// Cleans a name; an empty name is rejected ([`RejectReason::RecordMalformed`]).
 pub fn normalize(raw: &str) -> Result<String, Reject> {
     let s = text::clean(raw);
     let s = without_notes(&s).map_or(s, |n| text::clean(&n));
-    let s = without_remark(&s).unwrap_or(s);
+    let s = without_remarks(&s).unwrap_or(s);
     let chars: Vec<char> = s.chars().collect();
     // Pass 1: unify dots. A '.' counts when its nearest non-space neighbours are both Han.
     let neighbour = |i: usize, step: isize| -> Option<char> {
@@ -264,6 +273,11 @@ mod tests {
             ("欧阳 明月", "欧阳明月"),
             ("代办", "代办"),
             ("王 重点", "王重点"),
+            ("张桂兰，独居，低保", "张桂兰"),
+            ("独居 王秀英 代办 低保", "王秀英"),
+            ("空巢/李建国/独居", "李建国"),
+            // A family member of 王秀英 is not 王秀英.
+            ("王秀英 家属", "王秀英家属"),
             ("Xiao-Wei Zhang", "Xiao-Wei Zhang"),
         ];
         for (raw, want) in cases {

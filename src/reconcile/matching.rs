@@ -515,16 +515,24 @@ fn guard(name: NameAgreement, g: &Gamma, household: bool) -> (Option<String>, Op
 
 /// How the record's name agrees with any of the resident's names.
 fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameAgreement {
+    // Two masked names say only what they keep: equal ones agree at most as `Masked`, and
+    // they are compared in no other way (王*英 and 王*兰 share the variant 王*).
+    let (both, rows): (Vec<&Features>, Vec<&Features>) =
+        rows.iter().partition(|r| f.masked && r.masked);
     let any = |get: fn(&Features) -> Option<&String>| {
         get(f).is_some() && rows.iter().any(|r| get(r) == get(f))
     };
     // The shorter name must have two characters or more (variants exist): a surname alone
     // is not a name cut short.
-    let left_out = |r: &Features| {
+    let left_out = |r: &&Features| {
         (f.edit_k.is_some() && share(f.name_k.as_ref(), r.edit_k.as_ref()))
             || (r.edit_k.is_some() && share(f.edit_k.as_ref(), r.name_k.as_ref()))
     };
-    let one_edit = |r: &Features| share(f.edit_k.as_ref(), r.edit_k.as_ref());
+    let one_edit = |r: &&Features| share(f.edit_k.as_ref(), r.edit_k.as_ref());
+    // One side masked, every known character (or the surname and length) the other's.
+    let masked = |r: &&Features| {
+        (f.masked || r.masked) && (one_edit(r) || share(f.mask_k.as_ref(), r.mask_k.as_ref()))
+    };
     if any(|x| x.name_k.as_ref()) {
         NameAgreement::Exact
     } else if cfg.use_pinyin && any(|x| x.py_k.as_ref()) {
@@ -533,9 +541,11 @@ fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameA
         NameAgreement::Swapped
     } else if rows.iter().any(left_out) {
         NameAgreement::LeftOut
-    } else if rows.iter().any(|r| {
-        (f.masked || r.masked) && (one_edit(r) || share(f.mask_k.as_ref(), r.mask_k.as_ref()))
-    }) {
+    } else if rows.iter().any(masked)
+        || both
+            .iter()
+            .any(|r| f.name_k.is_some() && r.name_k == f.name_k)
+    {
         NameAgreement::Masked
     } else if rows
         .iter()
@@ -928,6 +938,21 @@ mod tests {
             ] {
                 assert_eq!(
                     compare_name(&cfg, &a, &[f(2, other, "1950-03-07")]),
+                    want,
+                    "{other}"
+                );
+            }
+            // Two masked names: equal ones are at most `Masked`, others differ (王*英 and
+            // 王*兰 share the variant 王*: twins in a desensitised export).
+            let m = f(3, "王*英", "1950-03-07");
+            for (other, want) in [
+                ("王*英", NameAgreement::Masked),
+                ("王*兰", NameAgreement::Different),
+                ("李*英", NameAgreement::Different),
+                ("王**", NameAgreement::Different),
+            ] {
+                assert_eq!(
+                    compare_name(&cfg, &m, &[f(4, other, "1950-03-07")]),
                     want,
                     "{other}"
                 );
