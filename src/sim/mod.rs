@@ -903,75 +903,54 @@ mod tests {
         );
     }
 
-    #[test]
-    fn holdout_truth_names_every_new_kind_and_its_birth_conflicts() {
+    /// A 500-resident world of `profile` names every kind of `kinds` in its truth, raises
+    /// `conflicts` birth-date conflict items, and has a resident per person.
+    fn assert_truth_of(profile: HardProfile, kinds: &[&[&str]], conflicts: usize) {
         let w = World::generate(GenOptions {
             seed: 5,
             residents: 500,
             anchor_ms: 1_767_196_800_000,
             hard_cases: true,
-            hard_profile: HardProfile::Holdout,
+            hard_profile: profile,
             district: None,
         });
         let t = compute_truth(&w);
-        let kinds: std::collections::BTreeSet<&str> =
+        let named: std::collections::BTreeSet<&str> =
             t.case_of_record.values().map(String::as_str).collect();
-        for kind in hard_cases::holdout::KINDS {
-            assert!(kinds.contains(kind), "{kind}");
+        for kind in kinds.iter().flat_map(|k| k.iter()) {
+            assert!(named.contains(kind), "{profile:?}: {kind}");
         }
+        assert_eq!(
+            t.review_items.get("conflict:birth_date"),
+            Some(&conflicts),
+            "{profile:?}"
+        );
+        assert_eq!(t.persons, t.residents_present);
+    }
+
+    #[test]
+    fn holdout_truth_names_every_new_kind_and_its_birth_conflicts() {
         // Swapped, registration and year-off birth dates (20 each); a missing one is no
         // conflict.
-        assert_eq!(t.review_items.get("conflict:birth_date"), Some(&60));
-        assert_eq!(t.persons, t.residents_present);
+        assert_truth_of(HardProfile::Holdout, &[&hard_cases::holdout::KINDS], 60);
     }
 
     #[test]
     fn blind_truth_names_every_new_kind_and_its_birth_conflicts() {
-        let w = World::generate(GenOptions {
-            seed: 5,
-            residents: 500,
-            anchor_ms: 1_767_196_800_000,
-            hard_cases: true,
-            hard_profile: HardProfile::Blind,
-            district: None,
-        });
-        let t = compute_truth(&w);
-        let kinds: std::collections::BTreeSet<&str> =
-            t.case_of_record.values().map(String::as_str).collect();
-        for kind in hard_cases::blind::KINDS
-            .iter()
-            .chain(&hard_cases::holdout::KINDS)
-        {
-            assert!(kinds.contains(kind), "{kind}");
-        }
         // Swapped, registration, year-off and placeholder birth dates (16 each).
-        assert_eq!(t.review_items.get("conflict:birth_date"), Some(&64));
-        assert_eq!(t.persons, t.residents_present);
+        let kinds: [&[&str]; 2] = [&hard_cases::blind::KINDS, &hard_cases::holdout::KINDS];
+        assert_truth_of(HardProfile::Blind, &kinds, 64);
     }
 
     #[test]
     fn fresh_truth_names_every_new_kind_and_its_birth_conflicts() {
-        let w = World::generate(GenOptions {
-            seed: 5,
-            residents: 500,
-            anchor_ms: 1_767_196_800_000,
-            hard_cases: true,
-            hard_profile: HardProfile::Fresh,
-            district: None,
-        });
-        let t = compute_truth(&w);
-        let kinds: std::collections::BTreeSet<&str> =
-            t.case_of_record.values().map(String::as_str).collect();
-        for kind in hard_cases::fresh::KINDS
-            .iter()
-            .chain(&hard_cases::blind::KINDS)
-            .chain(&hard_cases::holdout::KINDS)
-        {
-            assert!(kinds.contains(kind), "{kind}");
-        }
         // Swapped, registration, year-off, placeholder and lunar birth dates (12 each).
-        assert_eq!(t.review_items.get("conflict:birth_date"), Some(&60));
-        assert_eq!(t.persons, t.residents_present);
+        let kinds: [&[&str]; 3] = [
+            &hard_cases::fresh::KINDS,
+            &hard_cases::blind::KINDS,
+            &hard_cases::holdout::KINDS,
+        ];
+        assert_truth_of(HardProfile::Fresh, &kinds, 60);
     }
 
     #[test]

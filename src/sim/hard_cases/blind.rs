@@ -8,7 +8,9 @@
 use chrono::{Datelike, Duration, NaiveDate};
 use rand::Rng;
 
-use super::holdout::{given, id_records, id_streams, idless_record, surname, GIVEN};
+use super::holdout::{
+    given, id_records, id_streams, idless_record, plain_resident, surname, GIVEN,
+};
 use super::Ctx;
 use crate::sim::world::{Overrides, StreamId};
 
@@ -58,13 +60,6 @@ pub(super) fn add(c: &mut Ctx<'_>, n: usize) {
         moved_community(c);
         newborn_under_mother(c);
     }
-}
-
-/// A resident with a one- or two-character given name and a random gender, born in `years`.
-fn plain_resident(c: &mut Ctx<'_>, years: std::ops::Range<i32>) -> u32 {
-    let name = format!("{}{}", surname(c), given(c));
-    let (b, a, male) = (c.birth_in(years), c.address(), c.rng.random_bool(0.5));
-    c.resident(name, male, b, None, a)
 }
 
 /// The elder-care stream for residents born before 1965, else a one-card account.
@@ -370,9 +365,11 @@ mod tests {
 
     use super::*;
     use crate::normalize::{name, phone};
-    use crate::sim::hard_cases::testing::{self, records_of, resident, ANCHOR};
+    use crate::sim::hard_cases::testing::{
+        self, idless, own, partner, records_of, resident, same_room, stated, ANCHOR,
+    };
     use crate::sim::hard_cases::HardProfile;
-    use crate::sim::world::{GenOptions, IdDirt, Rec, Resident, World};
+    use crate::sim::world::{GenOptions, IdDirt, Rec, World};
 
     fn blind(seed: u64) -> World {
         testing::world(HardProfile::Blind, seed)
@@ -381,37 +378,6 @@ mod tests {
     /// The records of each hard-case kind: (stream, record).
     fn by_kind(w: &World) -> BTreeMap<&'static str, Vec<(StreamId, &Rec)>> {
         testing::by_kind(w, false)
-    }
-
-    /// The ID-less records of `kind`.
-    fn idless<'w>(w: &'w World, kind: &str) -> Vec<(StreamId, &'w Rec)> {
-        testing::by_kind(w, true).remove(kind).unwrap_or_default()
-    }
-
-    fn same_room(a: &Resident, b: &Resident) -> bool {
-        (a.community, a.building, a.unit, a.room) == (b.community, b.building, b.unit, b.room)
-    }
-
-    /// What a record states besides its ID: (name, phone text, birth, address).
-    fn stated(w: &World, rec: &Rec) -> (String, Option<String>, Option<NaiveDate>, String) {
-        let r = resident(w, rec);
-        (
-            w.name_text(rec),
-            w.phone_text(rec),
-            w.rec_birth(rec),
-            w.rec_address(rec, &r),
-        )
-    }
-
-    /// The resident's own (name, phone, birth, address).
-    fn own(w: &World, rec: &Rec) -> (String, Option<String>, Option<NaiveDate>, String) {
-        let r = resident(w, rec);
-        (
-            r.name.clone(),
-            Some(r.phone.to_string()),
-            Some(r.birth),
-            w.address(&r),
-        )
     }
 
     #[test]
@@ -561,27 +527,14 @@ mod tests {
         }
     }
 
-    /// The other resident of a two-resident case: the one with ID-bearing records of `kind`.
-    fn partner(w: &World, rec: &Rec, kind: &str) -> Resident {
-        let owners: Vec<u32> = by_kind(w)[kind]
-            .iter()
-            .filter(|(_, r)| r.id != IdDirt::Missing)
-            .map(|(_, r)| r.owner)
-            .collect();
-        let b = resident(w, rec);
-        owners
-            .iter()
-            .map(|o| w.residents[*o as usize].clone())
-            .find(|a| a.community == b.community && a.building == b.building)
-            .expect("the other resident")
-    }
-
     #[test]
     fn compound_trap_is_two_neighbours_one_deletion_apart() {
         let w = blind(7);
         for (_, rec) in idless(&w, "compound_surname_trap") {
             let b = resident(&w, rec);
-            let a = partner(&w, rec, "compound_surname_trap");
+            let a = partner(&w, rec, "compound_surname_trap", |a, b| {
+                a.community == b.community && a.building == b.building
+            });
             assert_eq!(records_of(&w, rec.owner).len(), 1);
             assert_eq!(w.rec_name(rec), b.name);
             let (na, nb) = (a.name.chars().count(), b.name.chars().count());
@@ -625,7 +578,9 @@ mod tests {
             .unwrap_or_default();
         for (s, rec) in idless(&w, "newborn_under_mother") {
             let baby = resident(&w, rec);
-            let mother = partner(&w, rec, "newborn_under_mother");
+            let mother = partner(&w, rec, "newborn_under_mother", |a, b| {
+                a.community == b.community && a.building == b.building
+            });
             assert_eq!(s, StreamId::Patients);
             assert_eq!(records_of(&w, rec.owner).len(), 1);
             let written = w.rec_name(rec);

@@ -10,7 +10,8 @@ use chrono::{Datelike, Duration, NaiveDate};
 use rand::Rng;
 
 use super::holdout::{
-    building_unit_room, given, id_records, id_streams, idless_record, surname, GIVEN,
+    building_unit_room, given, id_records, id_streams, idless_record, plain_resident, surname,
+    GIVEN,
 };
 use super::Ctx;
 use crate::sim::world::{Overrides, StreamId};
@@ -96,13 +97,6 @@ pub(super) fn add(c: &mut Ctx<'_>, n: usize) {
         cousins_same_name(c);
         spouses_shared_phone(c);
     }
-}
-
-/// A resident with a random name and gender, born in `years`.
-fn plain_resident(c: &mut Ctx<'_>, years: std::ops::Range<i32>) -> u32 {
-    let name = format!("{}{}", surname(c), given(c));
-    let (b, a, male) = (c.birth_in(years), c.address(), c.rng.random_bool(0.5));
-    c.resident(name, male, b, None, a)
 }
 
 /// Where the ID-less record is: a one-card account, a health record, or elder care for a
@@ -344,71 +338,15 @@ fn spouses_shared_phone(c: &mut Ctx<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use pinyin::ToPinyin;
-
     use super::*;
-    use crate::sim::hard_cases::testing::{self, records_of, resident};
+    use crate::sim::hard_cases::testing::{
+        self, idless, own, partner, records_of, resident, same_room, stated, toneless,
+    };
     use crate::sim::hard_cases::HardProfile;
-    use crate::sim::world::{IdDirt, Rec, Resident, World};
+    use crate::sim::world::World;
 
     fn fresh(seed: u64) -> World {
         testing::world(HardProfile::Fresh, seed)
-    }
-
-    /// The ID-less records of `kind`.
-    fn idless<'w>(w: &'w World, kind: &str) -> Vec<(StreamId, &'w Rec)> {
-        testing::by_kind(w, true).remove(kind).unwrap_or_default()
-    }
-
-    fn same_room(a: &Resident, b: &Resident) -> bool {
-        (a.community, a.building, a.unit, a.room) == (b.community, b.building, b.unit, b.room)
-    }
-
-    /// What a record states besides its ID: (name, phone text, birth, address).
-    fn stated(w: &World, rec: &Rec) -> (String, Option<String>, Option<NaiveDate>, String) {
-        let r = resident(w, rec);
-        (
-            w.name_text(rec),
-            w.phone_text(rec),
-            w.rec_birth(rec),
-            w.rec_address(rec, &r),
-        )
-    }
-
-    /// The resident's own (name, phone, birth, address).
-    fn own(w: &World, rec: &Rec) -> (String, Option<String>, Option<NaiveDate>, String) {
-        let r = resident(w, rec);
-        (
-            r.name.clone(),
-            Some(r.phone.to_string()),
-            Some(r.birth),
-            w.address(&r),
-        )
-    }
-
-    /// The resident with ID-bearing records of `kind` that `near` picks for the ID-less
-    /// record's resident.
-    fn partner(
-        w: &World,
-        rec: &Rec,
-        kind: &str,
-        near: fn(&Resident, &Resident) -> bool,
-    ) -> Resident {
-        let b = resident(w, rec);
-        testing::by_kind(w, false)
-            .remove(kind)
-            .unwrap_or_default()
-            .iter()
-            .filter(|(_, r)| r.id != IdDirt::Missing)
-            .map(|(_, r)| resident(w, r))
-            .find(|a| near(a, &b))
-            .expect("the other resident")
-    }
-
-    fn toneless(ch: char) -> String {
-        ch.to_pinyin()
-            .map(|p| p.plain().to_string())
-            .unwrap_or_default()
     }
 
     /// The one position where `a` and `b` (of one length) differ, with both characters.

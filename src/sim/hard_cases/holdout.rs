@@ -96,6 +96,13 @@ pub(super) fn given(c: &mut Ctx<'_>) -> String {
         .collect()
 }
 
+/// A resident with a one- or two-character given name and a random gender, born in `years`.
+pub(super) fn plain_resident(c: &mut Ctx<'_>, years: std::ops::Range<i32>) -> u32 {
+    let name = format!("{}{}", surname(c), given(c));
+    let (b, a, male) = (c.birth_in(years), c.address(), c.rng.random_bool(0.5));
+    c.resident(name, male, b, None, a)
+}
+
 /// The two person streams of a resident's ID-bearing records beside an ID-less record in
 /// `idless` (never elder-care: who is in elder care is not what these cases test).
 pub(super) fn id_streams(idless: StreamId) -> [StreamId; 2] {
@@ -390,15 +397,9 @@ mod tests {
 
     use super::*;
     use crate::normalize::address;
-    use crate::sim::hard_cases::testing::{self, records_of, resident};
+    use crate::sim::hard_cases::testing::{self, records_of, resident, same_room, toneless};
     use crate::sim::hard_cases::HardProfile;
-    use crate::sim::world::{IdDirt, Rec, Resident, World};
-
-    fn toneless(ch: char) -> String {
-        ch.to_pinyin()
-            .map(|p| p.plain().to_string())
-            .unwrap_or_default()
-    }
+    use crate::sim::world::{IdDirt, Rec, World};
 
     fn holdout(seed: u64) -> World {
         testing::world(HardProfile::Holdout, seed)
@@ -407,10 +408,6 @@ mod tests {
     /// The ID-less records of each hard-case kind.
     fn idless(w: &World) -> BTreeMap<&'static str, Vec<(StreamId, &Rec)>> {
         testing::by_kind(w, true)
-    }
-
-    fn same_room(a: &Resident, b: &Resident) -> bool {
-        (a.community, a.building, a.unit, a.room) == (b.community, b.building, b.unit, b.room)
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDate;
+use pinyin::ToPinyin;
+
 use super::HardProfile;
 use crate::sim::world::{GenOptions, IdDirt, Rec, Resident, StreamId, World};
 
@@ -41,6 +44,63 @@ pub(super) fn by_kind(
 
 pub(super) fn resident(w: &World, rec: &Rec) -> Resident {
     w.residents[rec.owner as usize].clone()
+}
+
+/// The ID-less records of `kind`.
+pub(super) fn idless<'w>(w: &'w World, kind: &str) -> Vec<(StreamId, &'w Rec)> {
+    by_kind(w, true).remove(kind).unwrap_or_default()
+}
+
+pub(super) fn same_room(a: &Resident, b: &Resident) -> bool {
+    (a.community, a.building, a.unit, a.room) == (b.community, b.building, b.unit, b.room)
+}
+
+/// What a record states besides its ID: (name, phone text, birth, address).
+pub(super) fn stated(w: &World, rec: &Rec) -> (String, Option<String>, Option<NaiveDate>, String) {
+    let r = resident(w, rec);
+    (
+        w.name_text(rec),
+        w.phone_text(rec),
+        w.rec_birth(rec),
+        w.rec_address(rec, &r),
+    )
+}
+
+/// The resident's own (name, phone, birth, address).
+pub(super) fn own(w: &World, rec: &Rec) -> (String, Option<String>, Option<NaiveDate>, String) {
+    let r = resident(w, rec);
+    (
+        r.name.clone(),
+        Some(r.phone.to_string()),
+        Some(r.birth),
+        w.address(&r),
+    )
+}
+
+/// The other resident of a two-resident case: the one with ID-bearing records of `kind`
+/// that `near` picks for the ID-less record's resident.
+pub(super) fn partner(
+    w: &World,
+    rec: &Rec,
+    kind: &str,
+    near: impl Fn(&Resident, &Resident) -> bool,
+) -> Resident {
+    let b = resident(w, rec);
+    by_kind(w, false)
+        .remove(kind)
+        .unwrap_or_default()
+        .iter()
+        .filter(|(_, r)| r.id != IdDirt::Missing)
+        .map(|(_, r)| resident(w, r))
+        .find(|a| near(a, &b))
+        .expect("the other resident")
+}
+
+/// The toneless pinyin of `ch` (empty when it has none).
+pub(super) fn toneless(ch: char) -> String {
+    ch.to_pinyin()
+        .map(|p| p.plain().to_string())
+        .unwrap_or_default()
 }
 
 /// The resident's records in every person stream (ID-bearing or not).
