@@ -916,47 +916,46 @@ mod tests {
             };
             let cfg = ReconcileConfig::default();
             let a = f(1, "王秀英", "1950-03-07");
-            for (other, want) in [
-                ("王桂英", NameAgreement::OneEdit),
-                ("王季英", NameAgreement::LookAlike),
-                ("王秀荚", NameAgreement::LookAlike),
-                ("王秀鹰", NameAgreement::Pinyin),
-                ("王秀银", NameAgreement::NearSound),
-                ("王*英", NameAgreement::Masked),
-                ("王?英", NameAgreement::Masked),
-                ("王**", NameAgreement::Masked),
-                ("王*", NameAgreement::Different),
-                ("王***", NameAgreement::Different),
-                ("李*英", NameAgreement::Different),
-                ("王秀", NameAgreement::LeftOut),
-                ("王秀英子", NameAgreement::LeftOut),
-                ("王", NameAgreement::Different),
-                ("王秀英", NameAgreement::Exact),
-                ("Wang Xiuying", NameAgreement::Pinyin),
-                ("Xiuying WANG", NameAgreement::Swapped),
-                ("李季英", NameAgreement::Different),
-            ] {
-                assert_eq!(
-                    compare_name(&cfg, &a, &[f(2, other, "1950-03-07")]),
-                    want,
-                    "{other}"
-                );
-            }
+            let check = |base: &Features, cases: &[(&str, NameAgreement)]| {
+                for (other, want) in cases {
+                    let got = compare_name(&cfg, base, &[f(2, other, "1950-03-07")]);
+                    assert_eq!(got, *want, "{other}");
+                }
+            };
+            check(
+                &a,
+                &[
+                    ("王桂英", NameAgreement::OneEdit),
+                    ("王季英", NameAgreement::LookAlike),
+                    ("王秀荚", NameAgreement::LookAlike),
+                    ("王秀鹰", NameAgreement::Pinyin),
+                    ("王秀银", NameAgreement::NearSound),
+                    ("王*英", NameAgreement::Masked),
+                    ("王?英", NameAgreement::Masked),
+                    ("王**", NameAgreement::Masked),
+                    ("王*", NameAgreement::Different),
+                    ("王***", NameAgreement::Different),
+                    ("李*英", NameAgreement::Different),
+                    ("王秀", NameAgreement::LeftOut),
+                    ("王秀英子", NameAgreement::LeftOut),
+                    ("王", NameAgreement::Different),
+                    ("王秀英", NameAgreement::Exact),
+                    ("Wang Xiuying", NameAgreement::Pinyin),
+                    ("Xiuying WANG", NameAgreement::Swapped),
+                    ("李季英", NameAgreement::Different),
+                ],
+            );
             // Two masked names: equal ones are at most `Masked`, others differ (王*英 and
             // 王*兰 share the variant 王*: twins in a desensitised export).
-            let m = f(3, "王*英", "1950-03-07");
-            for (other, want) in [
-                ("王*英", NameAgreement::Masked),
-                ("王*兰", NameAgreement::Different),
-                ("李*英", NameAgreement::Different),
-                ("王**", NameAgreement::Different),
-            ] {
-                assert_eq!(
-                    compare_name(&cfg, &m, &[f(4, other, "1950-03-07")]),
-                    want,
-                    "{other}"
-                );
-            }
+            check(
+                &f(3, "王*英", "1950-03-07"),
+                &[
+                    ("王*英", NameAgreement::Masked),
+                    ("王*兰", NameAgreement::Different),
+                    ("李*英", NameAgreement::Different),
+                    ("王**", NameAgreement::Different),
+                ],
+            );
             for (other, want) in [
                 ("1951-03-07", level::BIRTH_ONE_PART),
                 ("1950-07-03", level::BIRTH_SWAPPED),
