@@ -37,7 +37,7 @@ pub struct Features {
     /// The name with one look-alike character replaced by its group's marker, per position
     /// and group ([`crate::reconcile::lookalike::shape_variants`]), blinded and joined.
     pub shape_k: Option<String>,
-    /// The name's fuzzy-pinyin reading ([`names::near_sound_key`]), blinded (short form).
+    /// The name's fuzzy-pinyin reading ([`names::sound_keys`], third), blinded (short form).
     pub near_k: Option<String>,
     /// The name has a masked or unknown character ([`names::is_masked`]): not personal data.
     pub masked: bool,
@@ -68,6 +68,7 @@ impl Features {
     ) -> Features {
         use crate::store::codec as c;
         let name = p.name.as_deref().map(names::fold).filter(|n| !n.is_empty());
+        // The folded name at hand: as `names::name_masked` reads a stored record's.
         let masked = name.as_deref().is_some_and(names::is_masked);
         let pattern = name.as_deref().and_then(names::surname_pattern);
         let (py, syl, near) = match p.name.as_deref().map(names::sound_keys) {
@@ -517,20 +518,20 @@ fn guard(name: NameAgreement, g: &Gamma, household: bool) -> (Option<String>, Op
 fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameAgreement {
     // Two masked names say only what they keep: equal ones agree at most as `Masked`, and
     // they are compared in no other way (王*英 and 王*兰 share the variant 王*).
-    let (both, rows): (Vec<&Features>, Vec<&Features>) =
-        rows.iter().partition(|r| f.masked && r.masked);
+    let both_masked = |r: &Features| f.masked && r.masked;
+    let plain = || rows.iter().filter(|r| !both_masked(r));
     let any = |get: fn(&Features) -> Option<&String>| {
-        get(f).is_some() && rows.iter().any(|r| get(r) == get(f))
+        get(f).is_some() && plain().any(|r| get(r) == get(f))
     };
     // The shorter name must have two characters or more (variants exist): a surname alone
     // is not a name cut short.
-    let left_out = |r: &&Features| {
+    let left_out = |r: &Features| {
         (f.edit_k.is_some() && share(f.name_k.as_ref(), r.edit_k.as_ref()))
             || (r.edit_k.is_some() && share(f.edit_k.as_ref(), r.name_k.as_ref()))
     };
-    let one_edit = |r: &&Features| share(f.edit_k.as_ref(), r.edit_k.as_ref());
+    let one_edit = |r: &Features| share(f.edit_k.as_ref(), r.edit_k.as_ref());
     // One side masked, every known character (or the surname and length) the other's.
-    let masked = |r: &&Features| {
+    let masked = |r: &Features| {
         (f.masked || r.masked) && (one_edit(r) || share(f.mask_k.as_ref(), r.mask_k.as_ref()))
     };
     if any(|x| x.name_k.as_ref()) {
@@ -539,25 +540,19 @@ fn compare_name(cfg: &ReconcileConfig, f: &Features, rows: &[Features]) -> NameA
         NameAgreement::Pinyin
     } else if cfg.use_pinyin && any(|x| x.syl_k.as_ref()) {
         NameAgreement::Swapped
-    } else if rows.iter().any(left_out) {
+    } else if plain().any(left_out) {
         NameAgreement::LeftOut
-    } else if rows.iter().any(masked)
-        || both
+    } else if plain().any(masked)
+        || rows
             .iter()
-            .any(|r| f.name_k.is_some() && r.name_k == f.name_k)
+            .any(|r| both_masked(r) && f.name_k.is_some() && r.name_k == f.name_k)
     {
         NameAgreement::Masked
-    } else if rows
-        .iter()
-        .any(|r| share(f.shape_k.as_ref(), r.shape_k.as_ref()))
-    {
+    } else if plain().any(|r| share(f.shape_k.as_ref(), r.shape_k.as_ref())) {
         NameAgreement::LookAlike
-    } else if rows
-        .iter()
-        .any(|r| one_edit(r) && share(f.near_k.as_ref(), r.near_k.as_ref()))
-    {
+    } else if plain().any(|r| one_edit(r) && share(f.near_k.as_ref(), r.near_k.as_ref())) {
         NameAgreement::NearSound
-    } else if rows.iter().any(one_edit) {
+    } else if plain().any(one_edit) {
         NameAgreement::OneEdit
     } else {
         NameAgreement::Different

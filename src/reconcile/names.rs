@@ -348,11 +348,11 @@ fn split_latin(word: &str) -> Vec<String> {
 
 /// The sound keys of a name from one reading: its toneless pinyin, letters only, in written
 /// order (`张伟` → `zhangwei`), the same syllables sorted (`wei zhang`), and its
-/// [`near_sound_key`].
+/// near-sound key ([`near_sound_key`]).
 pub fn sound_keys(name: &str) -> (String, String, String) {
     let mut s = syllables(name);
     let py = s.concat();
-    let near = near_of(&s);
+    let near = near_sound_key(&s);
     s.sort();
     (py, s.join(" "), near)
 }
@@ -361,11 +361,7 @@ pub fn sound_keys(name: &str) -> (String, String, String) {
 /// (the fuzzy-pinyin pairs Chinese input methods offer: `zh`/`z`, `ch`/`c`, `sh`/`s`,
 /// `n`/`l`, `r`/`l`, `h`/`f`, `-ng`/`-n` but `-ong`): 刘兰 `liu'lan` = 刘南 `liu'nan`, joined
 /// by apostrophes (one value, never split). Empty when the name has no reading.
-pub fn near_sound_key(name: &str) -> String {
-    near_of(&syllables(name))
-}
-
-fn near_of(syllables: &[String]) -> String {
+fn near_sound_key(syllables: &[String]) -> String {
     syllables
         .iter()
         .map(|s| fuzzy(s))
@@ -401,6 +397,11 @@ pub fn is_mask(c: char) -> bool {
 /// True when a folded name has a masked character and at least one known one.
 pub fn is_masked(folded: &str) -> bool {
     folded.chars().any(is_mask) && folded.chars().any(|c| !is_mask(c))
+}
+
+/// [`is_masked`] of a name as a record states it: the `name_mask` flag of its match features.
+pub fn name_masked(name: Option<&str>) -> bool {
+    name.map(fold).is_some_and(|n| is_masked(&n))
 }
 
 /// The name's first character and length (`王|3`), what a desensitised export keeps of a
@@ -498,14 +499,15 @@ mod tests {
 
     #[test]
     fn near_sound_folds_the_fuzzy_pairs_of_input_methods() {
-        assert_eq!(near_sound_key("刘兰"), near_sound_key("刘南"));
-        assert_eq!(near_sound_key("张秀英"), near_sound_key("赞秀银"));
-        assert_eq!(near_sound_key("王芳"), near_sound_key("王航"));
-        assert_eq!(near_sound_key("陈"), "cen");
+        let near = |name: &str| sound_keys(name).2;
+        assert_eq!(near("刘兰"), near("刘南"));
+        assert_eq!(near("张秀英"), near("赞秀银"));
+        assert_eq!(near("王芳"), near("王航"));
+        assert_eq!(near("陈"), "cen");
         // -ong keeps its g; different syllables stay apart.
-        assert_eq!(near_sound_key("龙"), "long");
-        assert_ne!(near_sound_key("张子涵"), near_sound_key("张子轩"));
-        assert_eq!(near_sound_key(""), "");
+        assert_eq!(near("龙"), "long");
+        assert_ne!(near("张子涵"), near("张子轩"));
+        assert_eq!(near(""), "");
     }
 
     #[test]

@@ -982,11 +982,7 @@ fn reblind_records(
             upd_rec.execute(rusqlite::params_from_iter(bind(&rec_cols)?))?;
             if has_features {
                 upd_feat.execute(rusqlite::params_from_iter(bind(&feat_cols)?))?;
-                let masked = person
-                    .name
-                    .as_deref()
-                    .map(crate::reconcile::names::fold)
-                    .is_some_and(|n| crate::reconcile::names::is_masked(&n));
+                let masked = crate::reconcile::names::name_masked(person.name.as_deref());
                 upd_mask.execute(params![rid, masked])?;
             }
             report.rows_rewritten += 1;

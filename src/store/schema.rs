@@ -621,7 +621,7 @@ INSERT INTO pending_rebuilds (what, since)
     WHERE EXISTS (SELECT 1 FROM match_features);
 "#;
 
-/// Look-alike and near-sound name keys (`reconcile::lookalike`, `names::near_sound_key`) and
+/// Look-alike and near-sound name keys (`reconcile::lookalike`, `names::sound_keys`) and
 /// whether the name is masked (`names::is_masked`; not personal data, stored plain).
 /// Rows written before hold none: every row's keys are recomputed from the record at the
 /// next open with the store key, as for [`V_MATCH_KEYS_2`].
