@@ -1193,11 +1193,12 @@ mod tests {
         );
         assert_eq!(decide(&cfg, &[s]), Outcome::Link(1));
         // No birth date to confirm it: a person decides.
-        let mut unsure = roomed(101, "欧阳明", "2001-04-05");
-        unsure.birth_k = None;
-        unsure.birth_swap_k = None;
-        unsure.birth_part_k = None;
-        let s = score(&conn, &cfg, &m, &unsure, 1).unwrap();
+        let no_birth = |rec, name| {
+            let mut f = roomed(rec, name, "2001-04-05");
+            (f.birth_k, f.birth_swap_k, f.birth_part_k) = (None, None, None);
+            f
+        };
+        let s = score(&conn, &cfg, &m, &no_birth(101, "欧阳明"), 1).unwrap();
         assert!(s.hold.as_deref().unwrap().contains("lacks"), "{s:?}");
         assert_eq!(decide(&cfg, &[s]), Outcome::Review(vec![1]));
         // Another birth date: a sibling.
@@ -1214,11 +1215,7 @@ mod tests {
             (NameAgreement::Masked, &None, &None)
         );
         assert_eq!(decide(&cfg, &[s]), Outcome::Link(1));
-        let mut unsure = roomed(104, "欧阳?月", "2001-04-05");
-        unsure.birth_k = None;
-        unsure.birth_swap_k = None;
-        unsure.birth_part_k = None;
-        let s = score(&conn, &cfg, &m, &unsure, 1).unwrap();
+        let s = score(&conn, &cfg, &m, &no_birth(104, "欧阳?月"), 1).unwrap();
         assert!(s.hold.as_deref().unwrap().contains("masked"), "{s:?}");
         assert_eq!(decide(&cfg, &[s]), Outcome::Review(vec![1]));
     }
